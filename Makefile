@@ -1,0 +1,19 @@
+# The two commands of the README: `make demo` and `make test`. Both set up first (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test bench colcon-check clean
+setup:
+	scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/nano-vision site config/site.yaml
+
+test: setup
+	$(PY) -m pytest test -ra $(PYTEST_ARGS)
+
+colcon-check: setup
+	scripts/colcon_check.sh
+
+clean:
+	rm -rf build install log

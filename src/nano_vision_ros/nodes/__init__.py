@@ -1,0 +1,1 @@
+"""Thin ROS 2 nodes: message -> numpy -> core -> message. One module per executable."""

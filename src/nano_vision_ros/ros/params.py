@@ -1,0 +1,160 @@
+"""Declare a node's parameters from a pydantic model, read them once, validate, reject with reasons.
+
+Every node describes its parameters as one pydantic model (field = parameter, nested models become
+dotted names such as ``mqtt.host``). ``load_config`` declares them all in ``__init__``, reads them
+into the typed model and turns validation failures into a ``ConfigError`` naming the parameter.
+Values that ROS parameters cannot hold (mappings, lists of mixed types) are given as YAML strings
+by the node's model, which parses them in a validator.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from nano_vision_ros.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _flatten_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(_flatten_defaults(ann, key + "."))
+            continue
+        default = field.default
+        if default is PydanticUndefined and field.default_factory is not None:
+            default = field.default_factory()  # type: ignore[call-arg]
+        if default is PydanticUndefined:
+            default = None
+        if isinstance(default, BaseModel):
+            default = default.model_dump()
+        out[key] = default
+    return out
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        cur = nested
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    return nested
+
+
+def _ros_value(default: Any) -> Any:
+    """A value rclpy accepts as a parameter default (None stays 'not set')."""
+    if isinstance(default, tuple):
+        default = list(default)
+    if isinstance(default, (dict,)):
+        import yaml
+
+        return yaml.safe_dump(default, default_flow_style=True).strip()
+    if hasattr(default, "value") and not isinstance(default, (str, int, float, bool)):
+        return default.value  # Enum
+    return default
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """'parameter 'a.b': reason; …' from a pydantic error."""
+    parts = []
+    for e in err.errors():
+        name = ".".join(str(p) for p in e.get("loc", ()) if not isinstance(p, int)) or "(config)"
+        msg = e.get("msg", "invalid").removeprefix("Value error, ")
+        parts.append(f"parameter '{prefix}{name}': {msg} (got {e.get('input')!r})"[:400])
+    return "; ".join(parts)
+
+
+def validate_config(model: type[M], values: dict[str, Any], prefix: str = "") -> M:
+    """Validate a flat {dotted name: value} mapping; ConfigError names each bad parameter."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    try:
+        return model.model_validate(_unflatten(clean))
+    except ValidationError as err:
+        first = err.errors()[0].get("loc", ("",))
+        raise ConfigError(format_validation_error(err, prefix), parameter=str(first[0]) if first else None) from None
+
+
+def declare_config(node: Node, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Declare one ROS parameter per (flattened) model field; returns the parameter names."""
+    names = []
+    for key, default in _flatten_defaults(model).items():
+        name = prefix + key
+        desc = ParameterDescriptor(dynamic_typing=True, description=_describe(model, key))
+        value = _ros_value(default)
+        if isinstance(value, list) and not value:
+            value = None  # rclpy cannot type an empty list; 'not set' falls back to the model default
+        node.declare_parameter(name, value, desc)
+        names.append(name)
+    return names
+
+
+def _describe(model: type[BaseModel], dotted: str) -> str:
+    cur: Any = model
+    field = None
+    for part in dotted.split("."):
+        field = cur.model_fields.get(part)
+        if field is None:
+            return ""
+        cur = field.annotation
+    return (field.description or "") if field else ""
+
+
+def read_config(node: Node, model: type[M], prefix: str = "", overrides: dict[str, Any] | None = None) -> M:
+    """Read the declared parameters into the model (overrides win), raising ConfigError if invalid."""
+    values = {}
+    for key in _flatten_defaults(model):
+        p = node.get_parameter(prefix + key)
+        values[key] = None if p.type_ == Parameter.Type.NOT_SET else p.value
+    if overrides:
+        values.update(overrides)
+    return validate_config(model, values, prefix)
+
+
+def load_config(
+    node: Node,
+    model: type[M],
+    prefix: str = "",
+    on_change: Callable[[M], None] | None = None,
+) -> M:
+    """Declare, read and validate; afterwards, `ros2 param set` is validated the same way.
+
+    With `on_change`, a change that validates is applied by calling it with the new config;
+    without it, changes are refused with a reason (the node reads its parameters once at start).
+    """
+    declare_config(node, model, prefix)
+    config = read_config(node, model, prefix)
+    known = set(_flatten_defaults(model))
+
+    def _on_set(params: list[Parameter]) -> SetParametersResult:
+        mine = {p.name[len(prefix):]: p.value for p in params if p.name.startswith(prefix) and p.name[len(prefix):] in known}
+        if not mine:
+            return SetParametersResult(successful=True)
+        if on_change is None:
+            return SetParametersResult(
+                successful=False,
+                reason=f"{', '.join(sorted(mine))}: read at start-up only; restart the node to change",
+            )
+        try:
+            new = read_config(node, model, prefix, overrides=mine)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        try:
+            on_change(new)
+        except Exception as err:  # the node refused the change; keep running on the old config
+            return SetParametersResult(successful=False, reason=f"not applied: {err}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(_on_set)
+    return config

@@ -1,0 +1,82 @@
+"""Start-up and shutdown shared by every node's ``main``.
+
+- Bad configuration at start-up: one clear ERROR line naming the parameter, exit code 2 (the site
+  runner reports it as a failed start).
+- Lifecycle nodes: with their ``autostart`` parameter true (the default in the site runner, which
+  has no lifecycle manager), they are configured and activated right after construction.
+- Ctrl-C / SIGTERM: the executor stops, the node is destroyed (its ``destroy_node`` releases
+  devices, subprocesses and models), rclpy shuts down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from nano_vision_ros.core.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def setup_python_logging() -> None:
+    """Route the core's module loggers to stderr in the ROS log line style."""
+    level = os.environ.get("NANO_VISION_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="[%(levelname)s] [%(name)s]: %(message)s", stream=sys.stderr)
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads: int | None = None) -> int:
+    """Create the node, spin it until shutdown, clean up; returns the process exit code."""
+    setup_python_logging()
+    rclpy.init(args=args if args is not None else sys.argv)
+    # SIGTERM (from the site runner or systemd) stops spinning the same way as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node: Node | None = None
+    code = 0
+    try:
+        try:
+            node = factory()
+        except ConfigError as err:
+            rclpy.logging.get_logger("nano_vision_ros").error(f"invalid configuration: {err}")
+            return EXIT_CONFIG
+        _autostart(node)
+        executor = MultiThreadedExecutor(num_threads=threads or 4)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+    finally:
+        if node is not None:
+            try:
+                node.destroy_node()
+            except Exception as err:  # noqa: BLE001 - shutdown must finish
+                logging.getLogger(__name__).warning("destroy_node: %s", err)
+        rclpy.try_shutdown()
+    return code
+
+
+def _autostart(node: Node) -> None:
+    from rclpy.lifecycle import LifecycleNode
+
+    if not isinstance(node, LifecycleNode):
+        return
+    if not node.has_parameter("autostart"):
+        node.declare_parameter("autostart", True)
+    if not node.get_parameter("autostart").value:
+        return
+    from rclpy.lifecycle import TransitionCallbackReturn  # noqa: F401
+
+    state = node.trigger_configure()
+    if state.label != "inactive":
+        node.get_logger().error(f"autostart: configure failed (state {state.label}); waiting for a lifecycle manager")
+        return
+    state = node.trigger_activate()
+    if state.label != "active":
+        node.get_logger().error(f"autostart: activate failed (state {state.label})")

@@ -1,0 +1,144 @@
+"""Shared test fixtures: a private DDS domain on loopback, node processes, free ports, samples.
+
+Tests run real rclpy nodes over Fast DDS. Each pytest session picks its own ROS_DOMAIN_ID and
+keeps discovery on localhost, so parallel sessions and other ROS users on the machine do not
+cross-talk. Node processes are started with the same environment and stopped by PID.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SAMPLES = SHARED / "samples"
+SHARED_MODELS = SHARED / "models"
+
+# --- environment for every ROS participant in this session (in-process and child processes) ---
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until `predicate()` is truthy; returns its value or fails the test naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class NodeProcess:
+    """A node (console script or python -m module) in its own process, logs to a file."""
+
+    def __init__(self, cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """start_node('camera_node', '-p', 'source:=...', name='cam') runs a node in its own process.
+
+    Arguments after the executable are ROS arguments (``--ros-args`` is added). Every process is
+    stopped (SIGINT, then SIGKILL) at teardown; the log is printed if the test failed.
+    """
+    procs: list[NodeProcess] = []
+
+    def _start(executable: str, *ros_args: str, env: dict[str, str] | None = None, name: str | None = None) -> NodeProcess:
+        exe = shutil.which(executable, path=str(Path(sys.executable).parent)) or executable
+        cmd = [exe, "--ros-args", *ros_args] if ros_args else [exe]
+        log_path = tmp_path / f"{name or executable}-{len(procs)}.log"
+        p = NodeProcess(cmd, log_path, env)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in procs:
+        p.stop()
+        sys.stderr.write(f"\n----- log of {' '.join(p.cmd)[:200]} -----\n{p.log()[-4000:]}\n")
+
+
+@pytest.fixture
+def ros_node() -> Iterator[Callable[[str], object]]:
+    """An rclpy context and node factory in this process, spun on a background thread."""
+    import threading
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    nodes = []
+
+    def _make(name: str):
+        node = rclpy.create_node(name, context=context)
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    t = threading.Thread(target=executor.spin, daemon=True)
+    t.start()
+    yield _make
+    executor.shutdown()
+    for n in nodes:
+        n.destroy_node()
+    rclpy.try_shutdown(context=context)
+    t.join(2)
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    if not SAMPLES.is_dir():
+        pytest.fail(f"sample folder missing: {SAMPLES} (CI keeps ../shared beside the clone)")
+    return SAMPLES
