@@ -1,0 +1,59 @@
+"""ros2 launch nano_vision_ros site.launch.py [site_config:=PATH] [start_services:=true|false]
+
+The same node graph as `nano-vision site`: both come from nano_vision_ros.site.graph.build_graph
+reading config/site.yaml (cameras, the nodes of each, site-wide nodes, one params file).
+"""
+import os
+import sys
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def _nodes(context, *args, **kwargs):
+    from nano_vision_ros.site.config import load_site
+    from nano_vision_ros.site.graph import build_graph
+
+    site, path = load_site(LaunchConfiguration("site_config").perform(context))
+    graph = build_graph(site, path)
+    actions = [SetEnvironmentVariable(k, v) for k, v in graph.env.items()]
+    start_services = LaunchConfiguration("start_services").perform(context).lower() in ("1", "true", "yes")
+    if start_services:
+        if site.services.mosquitto.enabled:
+            actions.append(ExecuteProcess(
+                cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "mosquitto",
+                     "--host", site.services.mosquitto.host, "--port", str(site.services.mosquitto.port)],
+                name="mosquitto", output="screen"))
+        if site.services.nginx_rtmp.enabled:
+            actions.append(ExecuteProcess(
+                cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "nginx_rtmp",
+                     "--host", site.services.nginx_rtmp.host, "--port", str(site.services.nginx_rtmp.port)],
+                name="nginx_rtmp", output="screen"))
+    for n in graph.nodes:
+        actions.append(Node(
+            package="nano_vision_ros",
+            executable=n.executable,
+            name=n.name,
+            namespace=n.namespace.strip("/") or None,
+            parameters=[*n.params_files, n.parameters] if n.parameters else list(n.params_files),
+            remappings=list(n.remappings.items()),
+            respawn=n.respawn,
+            respawn_delay=n.respawn_delay,
+            output="screen",
+            emulate_tty=True,
+        ))
+    return actions
+
+
+def generate_launch_description():
+    from ament_index_python.packages import get_package_share_directory
+
+    default_site = os.path.join(get_package_share_directory("nano_vision_ros"), "config", "site.yaml")
+    return LaunchDescription([
+        DeclareLaunchArgument("site_config", default_value=default_site, description="site file"),
+        DeclareLaunchArgument("start_services", default_value="true",
+                              description="start the local mosquitto and nginx-rtmp named in the site file"),
+        OpaqueFunction(function=_nodes),
+    ])

@@ -1,0 +1,60 @@
+"""``nano-vision site [CONFIG]``: run a site's node graph on a machine without launch_ros."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.site.config import load_site
+from nano_vision_ros.site.graph import build_graph
+from nano_vision_ros.site.runner import SiteRunner, StartupError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default="config/site.yaml", help="site file (default: config/site.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the node commands and environment, start nothing")
+    p.add_argument("--no-services", action="store_true", help="do not start the local mosquitto / nginx-rtmp")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (demos, smoke tests)")
+    p.add_argument("--workdir", default=None, help="folder for service configs and logs (default: a temp folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        site, path = load_site(args.config)
+        graph = build_graph(site, path)
+    except ConfigError as err:
+        print(f"nano-vision site: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for k, v in sorted(graph.env.items()):
+            print(f"export {k}={v}")
+        for n in graph.nodes:
+            print(" ".join([n.executable, *n.ros_args()]))
+        return 0
+    runner = SiteRunner(graph, start_services=not args.no_services)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: runner.request_stop())
+    tmp = None
+    workdir = Path(args.workdir) if args.workdir else Path(tmp := tempfile.mkdtemp(prefix="nano-vision-site-"))
+    try:
+        runner.start(workdir)
+    except StartupError as err:
+        print(f"nano-vision site: start-up failed: {err}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError, ImportError, ConfigError) as err:
+        print(f"nano-vision site: start-up failed: {err}", file=sys.stderr)
+        return 1
+    print(f"[site] {len(runner.procs)} node(s) running; Ctrl-C stops them", flush=True)
+    try:
+        code = runner.supervise(duration=args.duration)
+    finally:
+        runner.stop()
+        print("[site] stopped", flush=True)
+    if tmp:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return code

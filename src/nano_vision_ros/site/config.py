@@ -1,0 +1,160 @@
+"""The site file (config/site.yaml): cameras, the nodes attached to each, site-wide nodes, services."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nano_vision_ros.core import paths
+from nano_vision_ros.core.errors import ConfigError
+
+#: node kind -> console script (one per node; see setup.py)
+NODE_KINDS: dict[str, str] = {
+    "camera": "camera_node",
+    "detector": "detector_node",
+    "events": "events_node",
+    "rtmp_streamer": "rtmp_streamer_node",
+    "recorder": "recorder_node",
+    "face": "face_node",
+    "plate": "plate_node",
+    "mqtt_bridge": "mqtt_bridge_node",
+    "uploader": "uploader_node",
+}
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid ROS name (letters, digits, '_'; starts with a letter)")
+    return value
+
+
+class NodeEntry(BaseModel):
+    """One node of the graph. In YAML either a kind (`detector`) or a mapping with options."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    name: str = ""  # ROS node name; default: the executable name (e.g. detector_node)
+    params: dict[str, Any] = Field(default_factory=dict)  # per-node overrides of the params file
+    remappings: dict[str, str] = Field(default_factory=dict)
+    respawn: bool = False
+    respawn_delay: float = Field(2.0, ge=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {v!r}; known: {', '.join(NODE_KINDS)}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        return _check_name(v, "node name") if v else v
+
+    @property
+    def executable(self) -> str:
+        return NODE_KINDS[self.kind]
+
+    @property
+    def node_name(self) -> str:
+        return self.name or self.executable
+
+
+def _entries(v: Any) -> Any:
+    return [{"kind": e} if isinstance(e, str) else e for e in (v or [])]
+
+
+class CameraEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    nodes: list[NodeEntry] = Field(default_factory=list)
+
+    _norm = field_validator("nodes", mode="before")(lambda cls, v: _entries(v))
+
+    @field_validator("name")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        return _check_name(v, "camera name")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CameraEntry":
+        names = [n.node_name for n in self.nodes]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"camera {self.name}: node names used twice: {', '.join(sorted(dup))} (give each a distinct name)")
+        return self
+
+
+class ServiceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    port: int = Field(0, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
+class Services(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mosquitto: ServiceEntry = Field(default_factory=lambda: ServiceEntry(port=1883))
+    nginx_rtmp: ServiceEntry = Field(default_factory=lambda: ServiceEntry(port=1935))
+
+
+class SiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = "site"
+    device_id: str = "device"
+    params_file: str = ""
+    fastdds_profile: str = "config/fastdds_shm.xml"
+    discovery_range: Literal["default", "localhost", "subnet"] = "default"
+    services: Services = Field(default_factory=Services)
+    cameras: list[CameraEntry] = Field(default_factory=list)
+    site_nodes: list[NodeEntry] = Field(default_factory=list)
+    startup_grace: float = Field(3.0, ge=0, description="seconds a node must stay up to count as started")
+    stop_timeout: float = Field(10.0, gt=0)
+
+    _norm = field_validator("site_nodes", mode="before")(lambda cls, v: _entries(v))
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "SiteConfig":
+        names = [c.name for c in self.cameras]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"camera names used twice: {', '.join(sorted(dup))}")
+        if not self.cameras and not self.site_nodes:
+            raise ValueError("the site has no cameras and no site_nodes: nothing to run")
+        return self
+
+
+def load_site(path: str | Path) -> tuple[SiteConfig, Path]:
+    """Parse and validate a site file; returns the config and the file's resolved path."""
+    resolved = paths.resolve(path)
+    if not resolved.is_file():
+        raise ConfigError(f"site file not found: {path}", "site")
+    try:
+        data = yaml.safe_load(resolved.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"site file {resolved}: not valid YAML: {err}", "site") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"site file {resolved}: expected a mapping at the top level", "site")
+    try:
+        return SiteConfig.model_validate(data), resolved
+    except ValidationError as err:
+        msgs = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            msgs.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(f"site file {resolved}: " + "; ".join(msgs), "site") from None
+
+
+def resolve_relative(value: str, base: Path) -> Path:
+    """A path from the site file: absolute, relative to the site file, or package-relative."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    if (base.parent / p).exists():
+        return (base.parent / p).resolve()
+    return paths.resolve(value)
