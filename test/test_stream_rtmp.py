@@ -1,0 +1,145 @@
+"""rtmp_streamer_node against a real nginx-rtmp: read the stream back with ffprobe; survive nginx restarts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import free_port, wait_for
+from nano_vision_ros.core.streaming.encoder import EncoderSettings, ffmpeg_command, gstreamer_command
+from nano_vision_ros.site.nginx_rtmp import NginxRtmp
+
+
+def probe(url: str, timeout: float = 25.0) -> dict | None:
+    """The first video stream ffprobe reads from `url`, or None."""
+    try:
+        out = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "8000000", "-show_entries",
+                              "stream=codec_name,width,height,avg_frame_rate,r_frame_rate", "-of", "json", url],
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    streams = json.loads(out.stdout or "{}").get("streams", [])
+    return streams[0] if streams else None
+
+
+def test_command_lines_carry_settings():
+    s = EncoderSettings(width=640, height=360, fps=25, bitrate_kbps=1500, gop=50)
+    ff = ffmpeg_command("rtmp://h/live/a", s, "libx264")
+    assert ff[ff.index("-s") + 1] == "640x360" and ff[ff.index("-r") + 1] == "25"
+    assert "keyint=50" in ff[ff.index("-x264-params") + 1] and ff[-1] == "rtmp://h/live/a"
+    gst = " ".join(gstreamer_command("rtmp://h/live/a", s, "x264enc"))
+    assert "width=640 height=360" in gst and "key-int-max=50" in gst and "rtmpsink location=rtmp://h/live/a live=1" in gst
+
+
+def test_nginx_config_stays_in_workdir(tmp_path):
+    n = NginxRtmp(port=free_port(), workdir=tmp_path / "ng")
+    conf = n.render_config()
+    assert f"pid {tmp_path / 'ng'}/nginx.pid;" in conf and "listen 127.0.0.1:" in conf and "/var/" not in conf
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    n = NginxRtmp(port=free_port(), workdir=tmp_path / "nginx")
+    n.start()
+    yield n
+    n.stop()
+
+
+class Diag:
+    """The latest diagnostics values of one node, from /diagnostics."""
+
+    def __init__(self, node, name_part: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.values: dict[str, str] = {}
+        self.updates = 0
+
+        def cb(msg):
+            for st in msg.status:
+                if name_part in st.name:
+                    self.values = {kv.key: kv.value for kv in st.values}
+                    self.updates += 1
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", cb, 10)
+
+    def num(self, key: str) -> int:
+        return int(float(self.values.get(key, "0")))
+
+
+class Publisher:
+    """Publishes moving test frames (640x480 bgr8) at ~20 fps from this process."""
+
+    def __init__(self, node, topic: str) -> None:
+        from sensor_msgs.msg import Image
+
+        from nano_vision_ros.ros import qos
+        from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+        self.pub = node.create_publisher(Image, topic, qos.SENSOR)
+        self.sent = 0
+        self._stop = threading.Event()
+        base = np.zeros((480, 640, 3), np.uint8)
+        base[:, :, 1] = np.linspace(0, 255, 640, dtype=np.uint8)[None, :]
+
+        def run():
+            while not self._stop.is_set():
+                frame = np.roll(base, self.sent * 8, axis=1)
+                self.pub.publish(numpy_to_imgmsg(frame, "bgr8"))
+                self.sent += 1
+                time.sleep(0.05)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+
+
+@pytest.mark.timeout(240)
+def test_stream_reaches_nginx_and_survives_restart(nginx, start_node, ros_node):
+    url = f"{nginx.url}/cam1"
+    node = start_node("rtmp_streamer_node", "-p", "image_topic:=/t_stream/image_raw", "-p", f"url:={url}",
+                      "-p", "width:=320", "-p", "height:=240", "-p", "fps:=10", "-p", "gop:=10",
+                      "-p", "bitrate_kbps:=300", "-p", "encoder:=ffmpeg", "-p", "ffmpeg_codec:=libx264",
+                      "-p", "backoff_max:=2.0", "-p", "diagnostics_period:=0.5", "-r", "__node:=streamer_t1")
+    me = ros_node("stream_test")
+    diag = Diag(me, "streamer_t1")
+    pub = Publisher(me, "/t_stream/image_raw")
+    try:
+        wait_for(lambda: diag.values.get("state") == "streaming", 40, what="streamer state 'streaming'")
+        info = probe(url)
+        assert info is not None, node.log()[-2000:]
+        assert info["codec_name"] == "h264" and (info["width"], info["height"]) == (320, 240)
+        assert info["avg_frame_rate"] == "10/1" or info["r_frame_rate"] == "10/1", info
+
+        # The server goes away: the node keeps consuming frames, counts drops and says it reconnects.
+        nginx.stop()
+        wait_for(lambda: diag.values.get("state") == "reconnecting", 30, what="state 'reconnecting'")
+        in_before, drops_before = diag.num("frames_in"), diag.num("dropped_total")
+        wait_for(lambda: diag.num("frames_in") > in_before + 10, 20, what="frames still consumed while offline")
+        wait_for(lambda: diag.num("dropped_total") > drops_before, 20, what="drops counted while offline")
+        assert node.alive()
+
+        # The server returns on the same port: the stream resumes by itself.
+        nginx.start()
+        restarts = diag.num("restarts")
+        wait_for(lambda: diag.values.get("state") == "streaming" and diag.num("restarts") >= restarts, 40,
+                 what="stream resumed")
+        info = wait_for(lambda: probe(url), 60, interval=0.5, what="stream readable again after nginx restart")
+        assert info["codec_name"] == "h264" and (info["width"], info["height"]) == (320, 240)
+        assert node.alive()
+    finally:
+        pub.stop()
+
+
+@pytest.mark.timeout(60)
+def test_bad_url_is_rejected_at_start(start_node):
+    node = start_node("rtmp_streamer_node", "-p", "url:=http://example/x")
+    node.proc.wait(30)
+    assert node.proc.returncode == 2
+    assert "parameter 'url'" in node.log()
