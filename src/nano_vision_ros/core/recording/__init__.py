@@ -1,0 +1,8 @@
+"""Event clip recording: a JPEG ring buffer, MP4 clips around events (ffmpeg), quota and retention."""
+from nano_vision_ros.core.recording.clip import ClipError, ClipWriter, sha256_file
+from nano_vision_ros.core.recording.recorder import Recorder, RecorderOptions, event_time, parse_time
+from nano_vision_ros.core.recording.retention import Retention
+from nano_vision_ros.core.recording.ring import Frame, FrameRing
+
+__all__ = ["ClipError", "ClipWriter", "Frame", "FrameRing", "Recorder", "RecorderOptions", "Retention",
+           "event_time", "parse_time", "sha256_file"]

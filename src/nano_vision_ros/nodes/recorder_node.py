@@ -1,0 +1,191 @@
+"""recorder_node: a JPEG ring of the last seconds of video; an MP4 clip around each event burst.
+
+Frames (raw ``Image`` or a camera's jpeg ``CompressedImage``) go through a ``LatestWorker`` to
+``core.recording.Recorder``; events (``events``, std_msgs/String JSON) go through a queue thread so
+neither subscription waits on ffmpeg. Each finished clip is announced on ``clips`` (std_msgs/String
+JSON: event_ids, path, name, start, end, duration, frames, size, sha256), reliable and
+transient-local so an uploader started later still gets recent clips.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from nano_vision_ros.core.recording import Recorder, RecorderOptions
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.worker import LatestWorker
+
+log = logging.getLogger(__name__)
+
+#: Clip notices and upload states: reliable, and kept for late joiners.
+NOTICE_QOS = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MB = 1024 * 1024
+
+
+class RecorderConfig(BaseModel):
+    image_topic: str = Field("image_raw", description="frames to record (use image_raw/compressed with compressed:=true)")
+    compressed: bool = Field(False, description="image_topic is a sensor_msgs/CompressedImage (jpeg bytes kept as they are)")
+    events_topic: str = Field("events", description="event JSON (std_msgs/String) topic")
+    clips_topic: str = Field("clips", description="where finished clips are announced")
+    camera: str = Field("", description="camera name for file names and the event filter; '' = the node's namespace")
+    output_dir: str = Field("~/.local/share/nano_vision/clips", description="folder for the MP4 clips")
+    pre_seconds: float = Field(20.0, ge=0, le=300, description="seconds before the event")
+    post_seconds: float = Field(40.0, gt=0, le=600, description="seconds after the (last merged) event")
+    max_clip_seconds: float = Field(180.0, gt=0, le=3600, description="longest clip; a longer event continues in the next")
+    fps: float = Field(15.0, gt=0, le=60, description="clip frame rate (frames are resampled to it)")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the ring buffer")
+    buffer_max_mb: float = Field(64.0, gt=0, description="memory bound of the ring buffer in MiB")
+    codec: str = Field("libx264", description="ffmpeg video encoder of the clips")
+    crf: int = Field(26, ge=0, le=51, description="x264 quality (lower = better, bigger)")
+    preset: str = Field("veryfast", description="x264 preset")
+    max_total_mb: float = Field(5000.0, ge=0, description="disk quota of output_dir in MiB (oldest deleted); 0 = none")
+    max_age_hours: float = Field(168.0, ge=0, description="clips older than this are deleted; 0 = keep")
+    min_free_mb: float = Field(200.0, ge=0, description="skip (and report) a clip when less disk is free")
+    use_header_stamp: bool = Field(True, description="time frames by their header stamp (else by arrival)")
+    diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+    @model_validator(mode="after")
+    def _ring_holds_pre(self) -> "RecorderConfig":
+        if self.max_clip_seconds < self.post_seconds:
+            raise ValueError("max_clip_seconds must be >= post_seconds")
+        return self
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("recorder_node")
+        self.cfg = c = load_config(self, RecorderConfig)
+        self.camera = c.camera or self.get_namespace().strip("/").replace("/", "_") or "camera"
+        self._conv = converter()
+        self._last_t = 0.0
+        self.frames_recorded = 0
+        self.bad_events = 0
+        self.recorder = Recorder(
+            RecorderOptions(
+                output_dir=os.path.expanduser(c.output_dir), camera=self.camera, pre_seconds=c.pre_seconds,
+                post_seconds=c.post_seconds, max_clip_seconds=c.max_clip_seconds, fps=c.fps,
+                buffer_max_bytes=int(c.buffer_max_mb * MB), codec=c.codec, crf=c.crf, preset=c.preset,
+                max_total_bytes=int(c.max_total_mb * MB), max_age_seconds=c.max_age_hours * 3600.0,
+                min_free_bytes=int(c.min_free_mb * MB)),
+            on_clip=self._publish_clip, on_error=lambda text: None)
+        self.pub = self.create_publisher(String, c.clips_topic, NOTICE_QOS)
+        self.worker = LatestWorker(self._handle_frame, name="recorder-frames")
+        msg_type = CompressedImage if c.compressed else Image
+        self.sub = self.create_subscription(msg_type, c.image_topic, self.worker.submit, qos.SENSOR)
+        self._events: queue.Queue[str | None] = queue.Queue(maxsize=1000)
+        self._event_thread = threading.Thread(target=self._event_loop, name="recorder-events", daemon=True)
+        self._event_thread.start()
+        self.ev_sub = self.create_subscription(String, c.events_topic, self._on_event_msg, qos.RELIABLE)
+        self.timer = self.create_timer(1.0, self.recorder.tick)
+        self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
+        self.get_logger().info(
+            f"recording {self.resolve_topic_name(c.image_topic)} ({c.pre_seconds:g}s pre / {c.post_seconds:g}s post) "
+            f"to {self.recorder.opt.output_dir}")
+
+    # -- frames ------------------------------------------------------------------------------------
+    def _stamp(self, msg: Image | CompressedImage) -> float:
+        now = time.time()
+        if self.cfg.use_header_stamp:
+            t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if abs(t - now) < 60.0:
+                return t
+        return now
+
+    def _handle_frame(self, msg: Image | CompressedImage) -> None:
+        t = self._stamp(msg)
+        if t - self._last_t < 0.9 / self.cfg.fps:
+            return  # above the clip rate: not worth a JPEG encode
+        if isinstance(msg, CompressedImage) and any(k in msg.format.lower() for k in ("jpeg", "jpg")):
+            jpeg = bytes(msg.data)
+        else:
+            if isinstance(msg, CompressedImage):
+                img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
+            else:
+                img = self._conv.to_numpy(msg)
+                if msg.encoding == "rgb8":
+                    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+                elif msg.encoding not in ("bgr8", "mono8"):
+                    raise ValueError(f"unsupported image encoding {msg.encoding!r} for recording (bgr8, rgb8, mono8)")
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
+            if not ok:
+                raise ValueError("JPEG encoding failed")
+            jpeg = buf.tobytes()
+        self._last_t = t
+        self.frames_recorded += 1
+        self.recorder.add_frame(t, jpeg)
+
+    # -- events ------------------------------------------------------------------------------------
+    def _on_event_msg(self, msg: String) -> None:
+        try:
+            self._events.put_nowait(msg.data)
+        except queue.Full:
+            self.bad_events += 1
+            self.get_logger().error("event queue full; event dropped", throttle_duration_sec=5.0)
+
+    def _event_loop(self) -> None:
+        while True:
+            text = self._events.get()
+            if text is None:
+                return
+            try:
+                event = json.loads(text)
+                if not isinstance(event, dict) or "event_id" not in event:
+                    raise ValueError("not an object with an event_id")
+            except ValueError as err:
+                self.bad_events += 1
+                self.get_logger().warning(f"bad event JSON ignored: {err}: {text[:200]!r}", throttle_duration_sec=5.0)
+                continue
+            cam = event.get("camera")
+            if cam and self.cfg.camera and cam != self.cfg.camera:
+                continue
+            try:
+                self.recorder.on_event(event)
+            except Exception as err:  # noqa: BLE001 - a bad event must not stop recording
+                self.get_logger().error(f"event {event.get('event_id')}: {err}")
+
+    def _publish_clip(self, info: dict) -> None:
+        self.pub.publish(String(data=json.dumps(info)))
+        self.get_logger().info(f"clip {info['name']} ({info['duration']:.1f}s, {info['size']} bytes) for {info['event_ids']}")
+
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        s = self.recorder.stats()
+        s.update(frames_recorded=self.frames_recorded, frames_dropped=self.worker.dropped,
+                 frame_errors=self.worker.errors, bad_events=self.bad_events)
+        if not s["output_dir_writable"]:
+            return diagnostics.ERROR, f"output_dir not writable: {s['last_error']}"[:200], s
+        if s["last_error"]:
+            return diagnostics.WARN, str(s["last_error"])[:200], s
+        return diagnostics.OK, "recording" if s["recording"] else "buffering", s
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        self._events.put(None)
+        self._event_thread.join(2)
+        self.recorder.flush()  # an open clip is finished with what there is and announced
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Recorder core: real ffmpeg MP4s from a simulated camera (frames carry their index as gray level)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from nano_vision_ros.core.recording import FrameRing, Frame, Recorder, RecorderOptions, Retention, parse_time, sha256_file
+
+T0 = 1_700_000_000.0
+FPS = 10.0
+
+
+def jpeg_for(index: int) -> bytes:
+    img = np.full((96, 128, 3), (index * 4) % 256, np.uint8)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def probe(path: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                          "stream=codec_name,width,height,nb_read_frames,avg_frame_rate:format=duration,format_name",
+                          "-of", "json", path], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    return {**data["streams"][0], **data["format"]}
+
+
+def gray_levels(path: str) -> list[int]:
+    """Mean gray of every decoded frame."""
+    cap = cv2.VideoCapture(path)
+    levels = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        levels.append(int(round(float(img.mean()))))
+    cap.release()
+    return levels
+
+
+class Camera:
+    """Feeds frames at FPS from T0 into a recorder; events are given at chosen frame times."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+        self.i = 0
+
+    @property
+    def t(self) -> float:
+        return T0 + self.i / FPS
+
+    def run_until(self, t_end: float, events: dict[int, list[dict]] | None = None) -> None:
+        events = events or {}
+        while self.t < t_end:
+            self.rec.add_frame(self.t, jpeg_for(self.i))
+            for ev in events.get(self.i, []):
+                self.rec.on_event(ev, now=self.t)
+            self.i += 1
+
+
+def make(tmp_path: Path, **kw) -> tuple[Recorder, list[dict], list[str]]:
+    clips: list[dict] = []
+    errors: list[str] = []
+    opt = RecorderOptions(output_dir=str(tmp_path / "clips"), camera="cam1", pre_seconds=3.0, post_seconds=4.0,
+                          fps=FPS, max_clip_seconds=30.0, **kw)
+    return Recorder(opt, on_clip=clips.append, on_error=errors.append), clips, errors
+
+
+def test_clip_has_pre_and_post_seconds(tmp_path):
+    rec, clips, errors = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 20, {100: [{"event_id": "e1", "state": "new", "camera": "cam1"}]})  # event at T0+10
+    rec.flush()
+    assert errors == [] and len(clips) == 1
+    c = clips[0]
+    assert c["event_ids"] == ["e1"] and Path(c["path"]).is_file()
+    assert c["start"] == pytest.approx(T0 + 7.0) and c["end"] == pytest.approx(T0 + 14.0)
+    info = probe(c["path"])
+    assert info["codec_name"] == "h264" and "mp4" in info["format_name"]
+    assert abs(int(info["nb_read_frames"]) - 70) <= 2
+    assert abs(float(info["duration"]) - 7.0) <= 2 / FPS
+    assert c["size"] == os.path.getsize(c["path"]) and c["sha256"] == sha256_file(c["path"])
+    # The pictures are the right ones: first ~ frame 70 (T0+7 s), last ~ frame 139 (T0+13.9 s).
+    levels = gray_levels(c["path"])
+    assert abs(len(levels) - 70) <= 2
+    assert abs(levels[0] - (70 * 4) % 256) <= 6 and abs(levels[-1] - (139 * 4) % 256) <= 6
+    assert not list((tmp_path / "clips").glob(".*"))  # no temp or log files left
+
+
+def test_overlapping_events_merge_into_one_clip(tmp_path):
+    rec, clips, errors = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 40, {
+        100: [{"event_id": "a", "state": "new"}],  # T0+10: clip 7..14
+        120: [{"event_id": "b", "state": "new"}],  # T0+12: overlaps -> 7..16
+        150: [{"event_id": "a", "state": "end"}],  # T0+15: extends -> 7..19
+        300: [{"event_id": "c", "state": "new"}],  # T0+30: a new clip 27..34
+    })
+    rec.flush()
+    assert errors == []
+    assert [c["event_ids"] for c in clips] == [["a", "b"], ["c"]]
+    assert clips[0]["start"] == pytest.approx(T0 + 7) and clips[0]["end"] == pytest.approx(T0 + 19)
+    assert abs(int(probe(clips[0]["path"])["nb_read_frames"]) - 120) <= 2
+    assert abs(int(probe(clips[1]["path"])["nb_read_frames"]) - 70) <= 2
+
+
+def test_gaps_are_filled_to_the_requested_duration(tmp_path):
+    """A camera that skips frames still gives a clip of the asked length (frames repeated)."""
+    rec, clips, _ = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 10, {50: [{"event_id": "g", "state": "new"}]})  # T0+5: clip 2..9
+    cam.i += 20  # 2 s without frames
+    cam.run_until(T0 + 14)
+    rec.flush()
+    assert len(clips) == 1
+    assert abs(int(probe(clips[0]["path"])["nb_read_frames"]) - 70) <= 2
+
+
+def test_quota_deletes_oldest_clips(tmp_path):
+    rec, clips, errors = make(tmp_path, max_total_bytes=1)  # any second clip breaks the quota
+    cam = Camera(rec)
+    cam.run_until(T0 + 40, {50: [{"event_id": "old", "state": "new"}], 300: [{"event_id": "new", "state": "new"}]})
+    rec.flush()
+    assert len(clips) == 2 and errors == []
+    assert not Path(clips[0]["path"]).exists() and Path(clips[1]["path"]).exists()
+    assert rec.retention.deleted == 1
+
+
+def test_retention_by_age_and_size(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    for i in range(4):
+        p = folder / f"c{i}.mp4"
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1000 + i, 1000 + i))
+    removed = Retention(folder, max_bytes=250, max_age=0).enforce(now=2000)
+    assert [p.name for p in removed] == ["c0.mp4", "c1.mp4"]
+    removed = Retention(folder, max_bytes=0, max_age=500).enforce(now=1503)  # c2 (1002) too old, c3 (1003) not
+    assert [p.name for p in removed] == ["c2.mp4"]
+
+
+def test_unwritable_folder_is_reported_not_raised(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    errors: list[str] = []
+    rec = Recorder(RecorderOptions(output_dir=str(blocker / "clips"), fps=FPS), on_error=errors.append)
+    assert rec.writable is False and "not writable" in errors[0]
+    rec.add_frame(T0, jpeg_for(0))
+    rec.on_event({"event_id": "x", "state": "new"}, now=T0)
+    assert rec.clips_failed == 1 and rec.stats()["output_dir_writable"] is False
+
+
+def test_full_disk_is_reported_not_raised(tmp_path):
+    rec, clips, errors = make(tmp_path, min_free_bytes=10**18)
+    cam = Camera(rec)
+    cam.run_until(T0 + 12, {50: [{"event_id": "x", "state": "new"}]})
+    rec.flush()
+    assert clips == [] and rec.clips_failed == 1 and "disk full" in errors[-1]
+
+
+def test_ring_is_bounded_by_time_and_bytes():
+    ring = FrameRing(seconds=2.0, max_bytes=10_000)
+    for i in range(100):
+        ring.add(Frame(T0 + i * 0.1, b"x" * 100))
+    assert ring.oldest == pytest.approx(T0 + 7.9) and len(ring) == 21
+    for i in range(100, 200):
+        ring.add(Frame(T0 + i * 0.1, b"x" * 1000))
+    assert ring.nbytes <= 10_000 and ring.evicted_for_memory > 0
+
+
+def test_parse_time():
+    assert parse_time("2026-01-01T00:00:00Z") == pytest.approx(1767225600.0)
+    assert parse_time(1767225600123) == pytest.approx(1767225600.123)
+    assert parse_time("soon") is None and parse_time(None) is None

@@ -1,0 +1,70 @@
+"""recorder_node in its own process: frames and events over DDS in, a playable MP4 and a `clips` notice out."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import wait_for
+from nano_vision_ros.core.recording import sha256_file
+from test_record_core import probe
+
+
+@pytest.mark.timeout(120)
+def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+    from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+    out = tmp_path / "clips"
+    node = start_node("recorder_node", "-p", "image_topic:=/t_rec/image_raw", "-p", "events_topic:=/t_rec/events",
+                      "-p", "clips_topic:=/t_rec/clips", "-p", f"output_dir:={out}", "-p", "camera:=cam1",
+                      "-p", "pre_seconds:=1.0", "-p", "post_seconds:=2.0", "-p", "fps:=10.0")
+    me = ros_node("record_test")
+    clips: list[dict] = []
+    me.create_subscription(String, "/t_rec/clips", lambda m: clips.append(json.loads(m.data)), NOTICE_QOS)
+    img_pub = me.create_publisher(Image, "/t_rec/image_raw", qos.SENSOR)
+    ev_pub = me.create_publisher(String, "/t_rec/events", qos.RELIABLE)
+    stop = threading.Event()
+
+    def camera():
+        i = 0
+        while not stop.is_set():
+            msg = numpy_to_imgmsg(np.full((120, 160, 3), (i * 7) % 256, np.uint8), "bgr8")
+            msg.header.stamp = me.get_clock().now().to_msg()
+            img_pub.publish(msg)
+            i += 1
+            time.sleep(0.05)
+
+    th = threading.Thread(target=camera, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: ev_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0, 30,
+                 what="recorder subscriptions")
+        time.sleep(2.0)  # fill the pre-event buffer
+        ev_pub.publish(String(data=json.dumps({"event_id": "ev-a", "state": "new", "camera": "cam1"})))
+        time.sleep(0.5)
+        ev_pub.publish(String(data=json.dumps({"event_id": "ev-b", "state": "new", "camera": "cam1"})))
+        ev_pub.publish(String(data="{not json"))  # ignored, counted, nothing breaks
+        wait_for(lambda: clips, 40, what="a clips notice")
+    finally:
+        stop.set()
+        th.join(2)
+    c = clips[0]
+    assert c["event_ids"] == ["ev-a", "ev-b"] and c["camera"] == "cam1"
+    path = Path(c["path"])
+    assert path.parent == out and path.is_file()
+    assert c["sha256"] == sha256_file(path) and c["size"] == path.stat().st_size
+    info = probe(str(path))
+    expected = round((c["end"] - c["start"]) * 10)
+    assert 3.0 <= c["end"] - c["start"] <= 4.0  # 1 s pre + 0.5 s between the events + 2 s post (+ delivery)
+    assert info["codec_name"] == "h264" and abs(int(info["nb_read_frames"]) - expected) <= 2
+    assert abs(float(info["duration"]) - expected / 10) <= 0.2
+    assert node.alive()
