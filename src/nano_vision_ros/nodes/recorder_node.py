@@ -176,10 +176,11 @@ class RecorderNode(Node):
         return diagnostics.OK, "recording" if s["recording"] else "buffering", s
 
     def destroy_node(self) -> None:
-        self.worker.stop()
-        self._events.put(None)
-        self._event_thread.join(2)
-        self.recorder.flush()  # an open clip is finished with what there is and announced
+        if hasattr(self, "diag"):  # fully constructed (not a bad config)
+            self.worker.stop()
+            self._events.put(None)
+            self._event_thread.join(2)
+            self.recorder.flush()  # an open clip is finished with what there is and announced
         super().destroy_node()
 
 

@@ -103,8 +103,10 @@ class RtmpStreamerNode(Node):
         return level, text, s
 
     def destroy_node(self) -> None:
-        self.worker.stop()
-        self.streamer.close()
+        if hasattr(self, "worker"):  # absent when __init__ failed (bad config)
+            self.worker.stop()
+        if hasattr(self, "streamer"):
+            self.streamer.close()
         super().destroy_node()
 
 

@@ -1,0 +1,128 @@
+"""uploader_node: deliver finished clips (``clips``) to the receiver (``nano-vision receive``).
+
+Each clip is put in a persistent SQLite queue and uploaded with ``nano-vision-upload/1``
+(resumable, sha256-checked); failures are retried with exponential backoff, across restarts. Every
+state change (queued, uploading, done, failed; with remote name and error) is published on
+``clip_status`` (std_msgs/String JSON) for the events node to forward as an event update.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.recording.clip import sha256_file
+from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue
+from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
+from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+from nano_vision_ros.ros import diagnostics
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+
+log = logging.getLogger(__name__)
+TOKEN_ENV = "NANO_VISION_UPLOAD_TOKEN"
+
+
+class UploaderConfig(BaseModel):
+    clips_topic: str = Field("clips", description="clip notices from the recorder (std_msgs/String JSON)")
+    status_topic: str = Field("clip_status", description="upload state of each clip (std_msgs/String JSON)")
+    host: str = Field("127.0.0.1", description="receiver host")
+    port: int = Field(9009, ge=1, le=65535, description="receiver TCP port")
+    token_file: str = Field("", description=f"file holding the token; '' = ${TOKEN_ENV}, then the token parameter")
+    token: str = Field("", description="the token (prefer token_file or the environment: parameters are readable by any ROS tool)")
+    tls: bool = Field(False, description="connect over TLS")
+    tls_ca: str = Field("", description="CA file that signs the receiver's certificate ('' = system CAs)")
+    timeout: float = Field(30.0, gt=0, description="socket timeout in s")
+    queue_db: str = Field("~/.local/share/nano_vision/upload_queue.sqlite", description="persistent queue (SQLite file)")
+    remote_prefix: str = Field("", description="folder on the receiver; '' = the camera name of the clip")
+    backoff_min: float = Field(2.0, gt=0, description="first retry delay in s")
+    backoff_max: float = Field(300.0, gt=0, description="longest retry delay in s")
+    max_attempts: int = Field(0, ge=0, description="give up (state failed) after this many tries; 0 = never")
+    delete_after_upload: bool = Field(False, description="delete the local clip once the receiver confirmed it")
+    diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+
+class UploaderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("uploader_node")
+        self.cfg = c = load_config(self, UploaderConfig)
+        token = self._token(c)
+        self.bad_notices = 0
+        self.pub = self.create_publisher(String, c.status_topic, NOTICE_QOS)
+        self.queue = UploadQueue(os.path.expanduser(c.queue_db))
+        addr = ServerAddress(c.host, c.port, token, tls=c.tls, tls_ca=c.tls_ca or None, timeout=c.timeout)
+        self.uploader = Uploader(self.queue, addr, on_status=self._publish, backoff_min=c.backoff_min,
+                                 backoff_max=c.backoff_max, max_attempts=c.max_attempts,
+                                 delete_after_upload=c.delete_after_upload)
+        self.sub = self.create_subscription(String, c.clips_topic, self._on_clip, NOTICE_QOS)
+        self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
+        self.uploader.start()
+        counts = self.queue.counts()
+        self.get_logger().info(f"uploading clips to {c.host}:{c.port} ({counts['queued']} queued from before)")
+
+    @staticmethod
+    def _token(c: UploaderConfig) -> str:
+        if c.token_file:
+            try:
+                return Path(os.path.expanduser(c.token_file)).read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(f"parameter 'token_file': cannot read {c.token_file}: {err.strerror or err}",
+                                  parameter="token_file") from None
+        token = os.environ.get(TOKEN_ENV, "") or c.token
+        if not token:
+            raise ConfigError(f"parameter 'token': no upload token (set token_file, ${TOKEN_ENV} or token)", parameter="token")
+        return token
+
+    def _on_clip(self, msg: String) -> None:
+        """A clips notice: validate, name it on the receiver, queue it (cheap; the upload runs elsewhere)."""
+        try:
+            info = json.loads(msg.data)
+            path = info["path"]
+            if not isinstance(path, str) or not os.path.isfile(path):
+                raise ValueError(f"clip file {path!r} not found")
+            sha = info.get("sha256") or sha256_file(path)
+            size = int(info.get("size") or os.path.getsize(path))
+            folder = self.cfg.remote_prefix or str(info.get("camera") or "")
+            name = f"{folder.strip('/')}/{Path(path).name}" if folder else Path(path).name
+            check_name(name)
+        except (ValueError, KeyError, TypeError, OSError, ProtocolError) as err:
+            self.bad_notices += 1
+            self.get_logger().error(f"clip notice ignored: {err}: {msg.data[:200]!r}")
+            return
+        meta = {"event_ids": info.get("event_ids", []), "camera": info.get("camera", "")}
+        self.uploader.add(path, name, sha, size, meta)
+
+    def _publish(self, status: dict) -> None:
+        try:
+            self.pub.publish(String(data=json.dumps(status)))
+        except Exception as err:  # noqa: BLE001 - shutting down
+            log.debug("clip_status not published: %s", err)
+
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        s = self.uploader.stats()
+        s["bad_notices"] = self.bad_notices
+        if s["queue_failed"]:
+            return diagnostics.WARN, f"{s['queue_failed']} clip(s) failed for good", s
+        if s["last_error"]:
+            return diagnostics.WARN, f"retrying: {s['last_error']}"[:200], s
+        return diagnostics.OK, f"{s['queue_queued']} queued, {s['queue_done']} done", s
+
+    def destroy_node(self) -> None:
+        uploader = getattr(self, "uploader", None)  # absent when __init__ failed (bad config)
+        if uploader is not None and uploader.stop():
+            self.queue.close()  # else the cut upload is queued again at the next start
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(UploaderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
