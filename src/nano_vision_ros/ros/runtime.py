@@ -73,10 +73,11 @@ def _autostart(node: Node) -> None:
         return
     from rclpy.lifecycle import TransitionCallbackReturn  # noqa: F401
 
-    state = node.trigger_configure()
-    if state.label != "inactive":
-        node.get_logger().error(f"autostart: configure failed (state {state.label}); waiting for a lifecycle manager")
+    # rclpy's trigger_* return the callback's TransitionCallbackReturn, not the new state
+    result = node.trigger_configure()
+    if result != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error(f"autostart: configure failed ({result}); waiting for a lifecycle manager")
         return
-    state = node.trigger_activate()
-    if state.label != "active":
-        node.get_logger().error(f"autostart: activate failed (state {state.label})")
+    result = node.trigger_activate()
+    if result != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error(f"autostart: activate failed ({result})")
