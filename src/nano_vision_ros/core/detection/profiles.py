@@ -1,0 +1,166 @@
+"""Task profiles: which model, decoder, labels and thresholds make a task (``config/tasks/*.yaml``).
+
+A profile names either a single-stage model (``model`` + ``decoder``) or a pipeline class
+(``pipeline: "module:Class"`` + ``options``) implementing the ``Detector`` protocol. Users add a
+task by dropping a YAML file in ``config/tasks/`` (or pointing at one by path); no code changes.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nano_vision_ros.core.detection.decoders import DECODERS, make_decoder
+from nano_vision_ros.core.detection.labels import labels_from_metadata, load_labels
+from nano_vision_ros.core.detection.pipeline import SingleStageDetector
+from nano_vision_ros.core.detection.types import Detector
+from nano_vision_ros.core.errors import ConfigError, ModelError
+from nano_vision_ros.core.paths import data_roots, resolve
+
+log = logging.getLogger(__name__)
+TASKS_DIR = "config/tasks"
+
+
+class InputSpec(BaseModel):
+    """Pre-processing; unset fields take the decoder's preset (YOLO: letterbox, RGB, /255)."""
+
+    model_config = ConfigDict(extra="forbid")
+    resize: Literal["letterbox", "resize"] | None = None
+    channel_order: Literal["rgb", "bgr"] | None = None
+    layout: Literal["auto", "nchw", "nhwc"] | None = None
+    mean: list[float] | None = Field(None, min_length=3, max_length=3)
+    std: list[float] | None = Field(None, min_length=3, max_length=3)
+    pad_value: int | None = Field(None, ge=0, le=255)
+    width: int | None = Field(None, gt=0, description="only for models with a dynamic input size")
+    height: int | None = Field(None, gt=0)
+
+
+class TaskProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    decoder: str = "auto"
+    decoder_options: dict[str, Any] = Field(default_factory=dict)
+    labels: str | list[str] | None = None
+    input: InputSpec = Field(default_factory=InputSpec)
+    score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    nms_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    max_detections: int = Field(100, gt=0)
+    classes: list[str] | None = None
+    pipeline: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_decoder(cls, v: str) -> str:
+        if v != "auto" and v not in DECODERS:
+            raise ValueError(f"unknown decoder {v!r}; choose one of auto, {', '.join(DECODERS)}")
+        return v
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_form(cls, v: str | None) -> str | None:
+        if v is not None and ":" not in v:
+            raise ValueError("pipeline must be 'module:Class'")
+        return v
+
+
+def available_tasks() -> list[str]:
+    names: set[str] = set()
+    for root in data_roots():
+        d = root / TASKS_DIR
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def find_profile(task: str) -> Path:
+    """A profile by name (``config/tasks/<name>.yaml``) or by path."""
+    if task.endswith((".yaml", ".yml")) or "/" in task:
+        p = resolve(task)
+    else:
+        p = resolve(f"{TASKS_DIR}/{task}.yaml")
+    if not p.is_file():
+        raise ConfigError(f"task profile {task!r} not found; known tasks: {', '.join(available_tasks()) or 'none'}", "task")
+    return p
+
+
+def load_profile(task: str) -> TaskProfile:
+    p = find_profile(task)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"task profile {p}: not valid YAML: {err}", "task") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"task profile {p}: expected a mapping", "task")
+    data.setdefault("name", p.stem)
+    try:
+        return TaskProfile.model_validate(data)
+    except ValidationError as err:
+        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"task profile {p}: {msgs}", "task") from None
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"pipeline {spec!r}: cannot import {module_name}: {err}", "task") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"pipeline {spec!r}: {module_name} has no {attr}", "task") from None
+
+
+def build_detector(profile: TaskProfile, *, model: str | None = None, backend: str | None = None,
+                   device: str | None = None, score_threshold: float | None = None,
+                   nms_threshold: float | None = None, **backend_options: Any) -> Detector:
+    """Load the task's model (or pipeline); ModelError / RuntimeMissingError / ConfigError on failure."""
+    if profile.pipeline:
+        cls = _import(profile.pipeline)
+        options = dict(profile.options)
+        try:
+            det = cls(**options)
+        except TypeError as err:
+            raise ConfigError(f"pipeline {profile.pipeline}: bad options {sorted(options)}: {err}", "task") from None
+        for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold)):
+            if value is not None and hasattr(det, name):
+                setattr(det, name, value)
+        return det
+    from nano_vision_ros.core.inference import create_backend
+
+    model_path = model or profile.model
+    if not model_path:
+        raise ConfigError(f"task {profile.name!r} names no model; set 'model'", "model")
+    resolved = str(resolve(model_path))
+    opts = {**profile.backend_options, **backend_options}
+    be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
+    try:
+        decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options)
+        labels: list[str] = []
+        if isinstance(profile.labels, list):
+            labels = profile.labels
+        elif isinstance(profile.labels, str):
+            labels = load_labels(profile.labels)
+        else:
+            labels = labels_from_metadata(be.metadata) or []
+        pre = profile.input.model_dump(exclude={"width", "height"})
+        size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
+        return SingleStageDetector(
+            be, decoder, labels, pre,
+            score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
+            nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
+            max_detections=profile.max_detections, classes=profile.classes, input_size=size,
+        )
+    except Exception:
+        be.close()
+        raise
