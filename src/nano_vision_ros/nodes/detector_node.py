@@ -1,0 +1,350 @@
+"""detector_node: one lifecycle node per task (objects, helmet, vest, smoke/fire, mask…) on a camera.
+
+A task profile (``config/tasks/<task>.yaml``, or a path) names the model, decoder, labels and
+thresholds, or a multi-stage pipeline class; several detector nodes can watch one camera.
+Lifecycle: configure loads and warms the model (errors leave the node unconfigured and running),
+activate subscribes, deactivate unsubscribes, cleanup frees the model.
+
+Topics (relative, so they live in the camera namespace): subscribes ``image_raw`` (sensor QoS,
+newest frame only); publishes ``detections`` (vision_msgs/Detection2DArray: class_id = label,
+id = track id), ``detections/labels`` (LabelInfo, latched), ``image_annotated`` (optional),
+``/diagnostics``. Command bus: ``set_threshold`` on ``/nano_vision/commands``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+from nano_vision_ros.core.detection.types import Detections
+from nano_vision_ros.core.errors import ConfigError, ModelError, NanoVisionError, RuntimeMissingError
+from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.detections import label_info, to_msg
+from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.worker import LatestWorker
+
+log = logging.getLogger(__name__)
+COMMANDS_TOPIC = "/nano_vision/commands"
+REPLIES_TOPIC = "/nano_vision/command_replies"
+
+
+class TrackingParams(BaseModel):
+    enabled: bool = Field(True, description="assign track ids (ByteTrack) to detections")
+    high_threshold: float = Field(0.5, ge=0, le=1, description="score for first-round matches and new tracks")
+    low_threshold: float = Field(0.1, ge=0, le=1, description="lower scores still keep an existing track alive")
+    match_iou: float = Field(0.2, ge=0, le=1, description="minimum IoU between a predicted track and a detection")
+    track_buffer: int = Field(30, ge=0, description="frames a lost track keeps its id")
+    class_aware: bool = Field(True, description="never match a track to a detection of another class")
+
+
+class DetectorConfig(BaseModel):
+    task: str = Field("coco_objects", description="task profile name in config/tasks, or a path to a profile YAML")
+    model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
+    backend: str = Field("", description="auto | onnxruntime | tensorrt | opencv ('' = the profile's)")
+    device: str = Field("", description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt) ('' = profile's)")
+    score_threshold: float = Field(-1.0, le=1, description="minimum score; < 0 = the profile's")
+    nms_threshold: float = Field(-1.0, le=1, description="NMS IoU threshold; < 0 = the profile's")
+    input_topic: str = Field("image_raw", description="image topic (sensor_msgs/Image)")
+    detections_topic: str = Field("detections", description="Detection2DArray output topic")
+    annotate: bool = Field(True, description="publish image_annotated (only computed while someone subscribes)")
+    annotated_topic: str = Field("image_annotated", description="annotated image topic")
+    warmup_runs: int = Field(2, ge=0, description="inferences on a blank frame at configure")
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+    diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+
+def _color(i: int) -> tuple[int, int, int]:
+    h = (i * 47) % 180
+    hsv = np.uint8([[[h, 200, 255]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def annotate(image: np.ndarray, dets: Detections) -> np.ndarray:
+    """Boxes, labels, scores and track ids drawn on a copy of the frame."""
+    out = image.copy()
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (int(round(v)) for v in dets.boxes[i])
+        col = _color(int(dets.class_ids[i]))
+        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
+        tid = int(dets.track_ids[i])
+        text = f"{dets.label_of(i)} {dets.scores[i]:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(out, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), col, -1)
+        cv2.putText(out, text, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+class _Ema:
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha, self.value = alpha, 0.0
+
+    def add(self, x: float) -> None:
+        self.value = x if self.value == 0.0 else self.value + self.alpha * (x - self.value)
+
+
+class DetectorNode(LifecycleNode):
+    def __init__(self) -> None:
+        super().__init__("detector_node")
+        self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
+        self.detector: Any = None
+        self.tracker: ByteTracker | None = None
+        self.worker: LatestWorker | None = None
+        self.sub = None
+        self.det_pub = self.label_pub = self.ann_pub = None
+        self.state_text = "unconfigured"
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._conv = converter()
+        self.frames = 0
+        self._t_first = 0.0
+        self._fps = _Ema()
+        self._last_t = 0.0
+        self._stages = {k: _Ema() for k in ("pre", "infer", "post", "track", "publish", "total")}
+        self.camera = self.get_namespace().strip("/").split("/")[-1] if self.get_namespace() != "/" else ""
+        self.cmd_reply_pub = self.create_publisher(String, REPLIES_TOPIC, qos.RELIABLE)
+        self.cmd_sub = self.create_subscription(String, COMMANDS_TOPIC, self._on_command, qos.RELIABLE)
+        self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        c = self.cfg
+        t0 = time.monotonic()
+        try:
+            profile = load_profile(c.task)
+            det = build_detector(
+                profile, model=c.model or None, backend=c.backend or None, device=c.device or None,
+                score_threshold=c.score_threshold if c.score_threshold >= 0 else None,
+                nms_threshold=c.nms_threshold if c.nms_threshold >= 0 else None)
+            if hasattr(det, "warmup") and c.warmup_runs:
+                det.warmup(c.warmup_runs)
+        except (ConfigError, ModelError, RuntimeMissingError, NanoVisionError) as err:
+            self.last_error = f"{type(err).__name__}: {err}"
+            self.state_text = "unconfigured (configure failed)"
+            self.get_logger().error(f"configure failed for task {c.task!r}: {self.last_error}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as err:  # noqa: BLE001 - a broken pipeline class must not take the node down
+            self.last_error = f"{type(err).__name__}: {err}"
+            self.state_text = "unconfigured (configure failed)"
+            self.get_logger().error(f"configure failed for task {c.task!r}: {self.last_error}")
+            return TransitionCallbackReturn.FAILURE
+        self.detector = det
+        self.profile = profile
+        self.last_error = ""
+        tc = c.tracking
+        self.tracker = ByteTracker(TrackerConfig(
+            high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
+            match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
+        self.det_pub = self.create_publisher(Detection2DArray, c.detections_topic, qos.RELIABLE)
+        self.label_pub = self.create_publisher(LabelInfo, c.detections_topic + "/labels", qos.LATCHED)
+        self.ann_pub = self.create_publisher(Image, c.annotated_topic, qos.sensor(1)) if c.annotate else None
+        self._publish_labels()
+        backend = getattr(getattr(det, "backend", None), "name", type(det).__name__)
+        self.state_text = "inactive"
+        self.get_logger().info(f"task {profile.name!r} loaded ({backend}, {len(det.labels)} classes) in "
+                               f"{time.monotonic() - t0:.1f}s")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.worker = LatestWorker(self._handle, name="detector")
+        self.sub = self.create_subscription(Image, self.cfg.input_topic, self.worker.submit, qos.SENSOR)
+        self.state_text = "active"
+        self.get_logger().info(f"detecting on {self.resolve_topic_name(self.cfg.input_topic)}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self.state_text = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self._free()
+        self.state_text = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_input(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _free(self) -> None:
+        with self._lock:
+            if self.detector is not None:
+                try:
+                    self.detector.close()
+                except Exception as err:  # noqa: BLE001
+                    self.get_logger().warning(f"closing the detector: {err}")
+                self.detector = None
+        for pub in (self.det_pub, self.label_pub, self.ann_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.det_pub = self.label_pub = self.ann_pub = None
+
+    def destroy_node(self) -> None:
+        self._stop_input()
+        self._free()
+        super().destroy_node()
+
+    # -- frames ------------------------------------------------------------------------------------
+    def _handle(self, msg: Image) -> None:
+        t0 = time.perf_counter()
+        img = self._conv.to_numpy(msg)
+        enc = msg.encoding.lower()
+        if enc == "rgb8":
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        elif enc in ("mono8", "8uc1"):
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        elif enc == "bgra8":
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        elif enc == "rgba8":
+            img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGR)
+        elif enc != "bgr8":
+            raise ValueError(f"unsupported image encoding {msg.encoding!r} (bgr8, rgb8, mono8, bgra8, rgba8)")
+        with self._lock:
+            det = self.detector
+            if det is None:
+                return
+            dets = det.detect(img)
+            t1 = time.perf_counter()
+            if self.tracker is not None:
+                dets = self.tracker.update(dets)
+        t2 = time.perf_counter()
+        self.det_pub.publish(to_msg(dets, msg.header))
+        if self.ann_pub is not None and self.ann_pub.get_subscription_count() > 0:
+            self.ann_pub.publish(self._conv.to_msg(annotate(img, dets), "bgr8", msg.header))
+        t3 = time.perf_counter()
+        timings = getattr(det, "timings", None) or {}
+        for k in ("pre", "infer", "post"):
+            if k in timings:
+                self._stages[k].add(timings[k])
+        self._stages["track"].add((t2 - t1) * 1e3)
+        self._stages["publish"].add((t3 - t2) * 1e3)
+        self._stages["total"].add((t3 - t0) * 1e3)
+        now = time.monotonic()
+        if self._last_t:
+            self._fps.add(1.0 / max(now - self._last_t, 1e-6))
+        self._last_t = now
+        self.frames += 1
+
+    def _publish_labels(self) -> None:
+        if self.label_pub is None or self.detector is None:
+            return
+        thr = float(getattr(self.detector, "score_threshold", self.cfg.score_threshold))
+        msg = label_info(list(self.detector.labels), thr)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.label_pub.publish(msg)
+
+    # -- thresholds: parameters and the command bus ------------------------------------------------
+    def _apply_thresholds(self, score: float | None, nms: float | None) -> dict[str, float]:
+        for name, v in (("score_threshold", score), ("nms_threshold", nms)):
+            if v is not None and not (0.0 <= float(v) <= 1.0):
+                raise ValueError(f"{name} must be within 0..1 (got {v})")
+        with self._lock:
+            det = self.detector
+            if det is None:
+                raise RuntimeError("no model loaded (node not configured)")
+            if score is not None:
+                det.score_threshold = float(score)
+            if nms is not None:
+                det.nms_threshold = float(nms)
+            result = {k: float(getattr(det, k)) for k in ("score_threshold", "nms_threshold") if hasattr(det, k)}
+        self._publish_labels()
+        return result
+
+    def _on_param_change(self, new: DetectorConfig) -> None:
+        old = self.cfg
+        changed = {k for k in DetectorConfig.model_fields if getattr(new, k) != getattr(old, k)}
+        live = {"score_threshold", "nms_threshold"}
+        if changed - live:
+            self.cfg = new  # the rest applies at the next configure (cleanup + configure)
+            return
+        if self.detector is not None:
+            self._apply_thresholds(new.score_threshold if new.score_threshold >= 0 else None,
+                                   new.nms_threshold if new.nms_threshold >= 0 else None)
+        self.cfg = new
+
+    def _targets_me(self, target: str) -> bool:
+        return target in ("*", "", self.get_fully_qualified_name()) or (bool(self.camera) and target == self.camera)
+
+    def _on_command(self, msg: String) -> None:
+        try:
+            cmd = json.loads(msg.data)
+            if not isinstance(cmd, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            self.get_logger().warning(f"ignored a malformed command: {err}")
+            return
+        if cmd.get("command") != "set_threshold" or not self._targets_me(str(cmd.get("target", "*"))):
+            return
+        reply: dict[str, Any] = {"request_id": cmd.get("request_id"), "command": "set_threshold",
+                                 "node": self.get_fully_qualified_name(), "ok": False, "result": None, "error": None}
+        args = cmd.get("args") or {}
+        try:
+            if not isinstance(args, dict):
+                raise ValueError("args must be an object")
+            score, nms = args.get("score_threshold"), args.get("nms_threshold")
+            if score is None and nms is None:
+                raise ValueError("give score_threshold and/or nms_threshold")
+            reply["result"] = self._apply_thresholds(score, nms)
+            reply["ok"] = True
+        except (ValueError, TypeError, RuntimeError) as err:
+            reply["error"] = str(err)
+        self.cmd_reply_pub.publish(String(data=json.dumps(reply)))
+
+    # -- diagnostics -------------------------------------------------------------------------------
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        values: dict[str, object] = {"state": self.state_text, "task": self.cfg.task, "frames": self.frames,
+                                     "fps": self._fps.value}
+        for k, e in self._stages.items():
+            values[f"{k}_ms"] = e.value
+        w = self.worker
+        if w is not None:
+            values.update(dropped=w.dropped, errors=w.errors, last_frame_error=w.last_error)
+        det = self.detector
+        if det is not None:
+            values["backend"] = getattr(getattr(det, "backend", None), "name", type(det).__name__)
+            values["score_threshold"] = getattr(det, "score_threshold", "")
+        if self.last_error:
+            values["error"] = self.last_error
+            return diagnostics.ERROR, self.last_error[:200], values
+        if det is None:
+            return diagnostics.WARN, self.state_text, values
+        if w is not None and w.errors and w.last_error:
+            return diagnostics.WARN, f"{self.state_text}; frame errors: {w.last_error[:120]}", values
+        return diagnostics.OK, f"{self.state_text}, {self._fps.value:.1f} fps", values
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(DetectorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""detector_node end to end over DDS: frames -> detector_node (own process) -> subscribers here;
+command bus set_threshold; bad model / runtime leaves the lifecycle node up and unconfigured."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from onnx import TensorProto, helper, save
+from rcl_interfaces.msg import Parameter as ParamMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from conftest import wait_for
+from nano_vision_ros.ros import qos
+from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+REPO = Path(__file__).resolve().parent.parent
+CAMERA_NODE = REPO / "src" / "nano_vision_ros" / "nodes" / "camera_node.py"
+
+
+def _call(node, client, request, timeout=10.0):
+    wait_for(lambda: client.service_is_ready(), timeout, what=f"service {client.srv_name}")
+    fut = client.call_async(request)
+    wait_for(lambda: fut.done(), timeout, what=f"reply of {client.srv_name}")
+    return fut.result()
+
+
+class _Frames:
+    """Publishes a still image as a camera would (sensor QoS), from this process."""
+
+    def __init__(self, node, topic: str, image: np.ndarray, rate: float = 5.0) -> None:
+        self.pub = node.create_publisher(Image, topic, qos.SENSOR)
+        self.image, self.count = image, 0
+        self.timer = node.create_timer(1.0 / rate, self._tick)
+        self.node = node
+
+    def _tick(self) -> None:
+        msg = numpy_to_imgmsg(self.image, "bgr8")
+        msg.header.frame_id = "cam0_optical"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + self.count, 5
+        self.count += 1
+        self.pub.publish(msg)
+
+
+def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, samples):
+    ns = "/det1"
+    det = start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=coco_objects", "-p", "annotate:=true",
+                     name="detector")
+    node = ros_node("det_test_client")
+    got: list[Detection2DArray] = []
+    labels: list[LabelInfo] = []
+    annotated: list[Image] = []
+    replies: list[dict] = []
+    node.create_subscription(Detection2DArray, f"{ns}/detections", got.append, qos.RELIABLE)
+    node.create_subscription(LabelInfo, f"{ns}/detections/labels", labels.append, qos.LATCHED)
+    node.create_subscription(Image, f"{ns}/image_annotated", annotated.append, qos.SENSOR)
+    node.create_subscription(String, "/nano_vision/command_replies", lambda m: replies.append(json.loads(m.data)), qos.RELIABLE)
+    cmd_pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
+    img = cv2.imread(str(samples / "dog.jpg"))
+    if CAMERA_NODE.is_file():  # the real camera node, from a still image file
+        src = shutil.copy(samples / "dog.jpg", det.log_path.parent / "dog.jpg")
+        start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={src}", "-p", "fps:=5.0", name="camera")
+    else:
+        _Frames(node, f"{ns}/image_raw", img)
+
+    wait_for(lambda: any(len(m.detections) >= 3 for m in got), 60, what="detections from detector_node")
+    wait_for(lambda: labels, 10, what="latched LabelInfo")
+    assert len(labels[-1].class_map) == 80 and labels[-1].class_map[16].class_name == "dog"
+    msg = next(m for m in got if len(m.detections) >= 3)
+    by_label = {d.results[0].hypothesis.class_id: d for d in msg.detections}
+    assert {"dog", "bicycle", "truck"} <= set(by_label)
+    dog = by_label["dog"]
+    assert 180 < dog.bbox.center.position.x < 260 and 330 < dog.bbox.center.position.y < 420
+    assert 0.3 < dog.results[0].hypothesis.score < 1.0
+    if not CAMERA_NODE.is_file():
+        assert msg.header.frame_id == "cam0_optical" and msg.header.stamp.nanosec == 5
+    # the same still scene: track ids are set and stay the same across frames
+    wait_for(lambda: len([m for m in got if len(m.detections) >= 3]) >= 3, 30, what="three frames of detections")
+    ids = [{d.results[0].hypothesis.class_id: d.id for d in m.detections} for m in got if len(m.detections) >= 3]
+    assert ids[-1]["bicycle"] != "" and ids[-1]["bicycle"] == ids[-2]["bicycle"] == ids[-3]["bicycle"]
+    wait_for(lambda: annotated, 20, what="image_annotated")
+    a = annotated[-1]
+    assert (a.width, a.height, a.encoding) == (768, 576, "bgr8")
+
+    # command bus: raise the score threshold, only the bicycle (.68) stays
+    cmd_pub.publish(String(data=json.dumps({"request_id": "r1", "command": "set_threshold", "target": ns.strip("/"),
+                                            "args": {"score_threshold": 0.6}})))
+    wait_for(lambda: any(r["request_id"] == "r1" for r in replies), 10, what="set_threshold reply")
+    r = next(r for r in replies if r["request_id"] == "r1")
+    assert r["ok"] and r["result"]["score_threshold"] == pytest.approx(0.6), r
+    n0 = len(got)
+    wait_for(lambda: len(got) > n0 + 2, 20, what="detections after set_threshold")
+    assert [d.results[0].hypothesis.class_id for d in got[-1].detections] == ["bicycle"]
+    wait_for(lambda: labels and labels[-1].threshold == pytest.approx(0.6), 10, what="LabelInfo with new threshold")
+    cmd_pub.publish(String(data=json.dumps({"request_id": "r2", "command": "set_threshold", "target": "*",
+                                            "args": {"score_threshold": 7}})))
+    wait_for(lambda: any(r["request_id"] == "r2" for r in replies), 10, what="refusal reply")
+    r2 = next(r for r in replies if r["request_id"] == "r2")
+    assert not r2["ok"] and "0..1" in r2["error"]
+    assert det.alive()
+
+
+def _wrong_input_model(path: Path) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 416])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 416])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    save(m, str(path))
+    return path
+
+
+def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\x00" * 100)
+    cases = {
+        "missing": (str(tmp_path / "absent.onnx"), "model file not found"),
+        "corrupt": (str(corrupt), "could not load"),
+        "shape": (str(_wrong_input_model(tmp_path / "flat.onnx")), "expected a 4-D image tensor"),
+        "runtime": (str(engine), "TensorRT Python bindings are not installed"),
+    }
+    procs = {k: start_node("detector_node", "-r", f"__ns:=/bad_{k}", "-p", f"model:={path}", name=f"bad_{k}")
+             for k, (path, _) in cases.items()}
+    node = ros_node("bad_model_client")
+    for k, (_, text) in cases.items():
+        wait_for(lambda: text in procs[k].log(), 60, what=f"'{text}' in the log of the {k} case")
+    for k in cases:
+        assert procs[k].alive(), f"{k}: node exited"
+        st = _call(node, node.create_client(GetState, f"/bad_{k}/detector_node/get_state"), GetState.Request())
+        assert st.current_state.label == "unconfigured", k
+    # the node is still usable: point it at a good model and configure again
+    setp = node.create_client(SetParameters, "/bad_corrupt/detector_node/set_parameters")
+    good = str(REPO / "models" / "nanodet_m_416_coco.onnx")
+    res = _call(node, setp, SetParameters.Request(parameters=[ParamMsg(
+        name="model", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=good))]))
+    assert res.results[0].successful, res.results[0].reason
+    change = node.create_client(ChangeState, "/bad_corrupt/detector_node/change_state")
+    ok = _call(node, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)), 60)
+    assert ok.success
+    st = _call(node, node.create_client(GetState, "/bad_corrupt/detector_node/get_state"), GetState.Request())
+    assert st.current_state.label == "inactive"
