@@ -1,0 +1,43 @@
+"""Frames in any common encoding -> BGR uint8 (what the recognition models take)."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import cv2
+import numpy as np
+
+_TO_BGR = {
+    "rgb8": cv2.COLOR_RGB2BGR,
+    "mono8": cv2.COLOR_GRAY2BGR,
+    "bgra8": cv2.COLOR_BGRA2BGR,
+    "rgba8": cv2.COLOR_RGBA2BGR,
+}
+
+
+def as_bgr(frame: np.ndarray, encoding: str) -> np.ndarray:
+    """BGR view or converted copy; ValueError names an unsupported encoding."""
+    if encoding == "bgr8":
+        return frame
+    code = _TO_BGR.get(encoding)
+    if code is None:
+        raise ValueError(f"unsupported image encoding {encoding!r} (use bgr8, rgb8, mono8, bgra8 or rgba8)")
+    return cv2.cvtColor(np.ascontiguousarray(frame), code)
+
+
+def decode_b64_image(text: str, max_bytes: int = 10_000_000) -> np.ndarray:
+    """A base64 (optionally data-URL) JPEG/PNG -> BGR; ValueError says what is wrong."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("image_b64 must be a non-empty base64 string")
+    if text.startswith("data:"):
+        text = text.split(",", 1)[-1]
+    if len(text) > max_bytes * 4 // 3 + 4:
+        raise ValueError(f"image_b64 is larger than {max_bytes} bytes")
+    try:
+        data = base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as err:
+        raise ValueError(f"image_b64 is not valid base64: {err}") from None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"image_b64 does not decode as an image ({len(data)} bytes)")
+    return img
