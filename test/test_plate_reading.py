@@ -1,0 +1,117 @@
+"""Plate reading on SYNTHETIC Chinese plates (rendered here, test/plates_synth.py), plate rules,
+colour, CTC decoding, voting and lists."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nano_vision_ros.core.detection.types import Detections
+from nano_vision_ros.core.recognition.ocr import ctc_greedy
+from nano_vision_ros.core.recognition.plate_rules import (PROVINCES, clean_plate, fix_confusions, is_valid,
+                                                          plate_colour, plate_type)
+from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
+
+from plates_synth import dataset, render_plate
+
+N_PLATES = 210
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    r = PlateReader(PlatesConfig(finder={"mode": "frame"}))
+    r.warmup()
+    yield r
+    r.close()
+
+
+def test_rules() -> None:
+    assert len(PROVINCES) == 31
+    assert plate_type("京A12345") == "ordinary"
+    assert plate_type("粤B1234学") == "ordinary"
+    assert plate_type("沪AD12345") == "new_energy"
+    assert plate_type("沪A12345F") == "new_energy"
+    for bad in ("京A1234", "京AI2345", "京O12345", "AA12345", "沪AX12345", "京A123456"):
+        assert not is_valid(bad), bad
+    # positional fixes: O/I never appear after the province; the letter position takes letters
+    assert fix_confusions("京AO1I23") == "京A01123"
+    assert fix_confusions("京0B1234") == "京DB1234"
+    assert clean_plate("苏E·C0D12")[0] == "苏EC0D12"
+    assert clean_plate("粤U·639320") == ("粤U63932D", True)  # large new-energy: D/F last
+    assert clean_plate("浙AD·1O234") == ("浙AD10234", True)
+    assert clean_plate("x川A·12345y") == ("川A12345", True)  # frame text around the plate
+    assert clean_plate("hello")[1] is False
+
+
+@pytest.mark.parametrize("colour", ["blue", "yellow", "green"])
+def test_colour_of_rendered_plates(colour: str) -> None:
+    text = "京A12345" if colour != "green" else "京AD12345"
+    assert plate_colour(render_plate(text, colour))[0] == colour
+
+
+def test_colour_white_and_black() -> None:
+    white = np.full((40, 120, 3), 235, np.uint8)
+    white[10:30, 10:110:12] = 20  # dark characters
+    black = np.full((40, 120, 3), 25, np.uint8)
+    black[10:30, 10:110:12] = 240
+    assert plate_colour(white)[0] == "white"
+    assert plate_colour(black)[0] == "black"
+
+
+def test_ctc_greedy_decoder_for_lprnet_style_output() -> None:
+    alphabet = ["<blank>", "京", "A", "1", "2"]
+    seq = [1, 1, 0, 2, 0, 3, 3, 0, 3, 4, 0]  # 京 京 - A - 1 1 - 1 2 -
+    probs = np.full((1, len(seq), len(alphabet)), 0.01, np.float32)
+    probs[0, np.arange(len(seq)), seq] = 0.96
+    (text, conf), = ctc_greedy(probs, alphabet, blank=0)
+    assert text == "京A112" and conf == pytest.approx(0.96)
+
+
+def test_synthetic_plates_read_whole_plate_exact(reader: PlateReader) -> None:
+    """>= 95 % whole-plate exactness on SYNTHETIC plates (all 31 provinces, 7 and 8 characters,
+    blue / yellow / green, blur, perspective, noise), found by the text detector in the image."""
+    data = dataset(N_PLATES, seed=11)
+    assert len({t[0] for t in data}) == N_PLATES and {len(t[0]) for t in data} == {7, 8}
+    assert {t[0][0] for t in data} == set(PROVINCES)
+    exact, colour_ok, misses = 0, 0, []
+    for text, colour, img, box in data:
+        readings = reader.find_and_read(img)
+        best = max(readings, key=lambda r: r.confidence) if readings else None
+        if best is not None and best.text == text:
+            exact += 1
+            # the reading's box is on the plate
+            cx, cy = (best.box[0] + best.box[2]) / 2, (best.box[1] + best.box[3]) / 2
+            assert box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+        else:
+            misses.append((text, best.text if best else None))
+        if best is not None and best.colour == colour:
+            colour_ok += 1
+    rate = exact / N_PLATES
+    print(f"SYNTHETIC plates: {exact}/{N_PLATES} exact ({rate:.1%}), colour {colour_ok}/{N_PLATES}; misses {misses[:10]}")
+    assert rate >= 0.95, misses
+    assert colour_ok / N_PLATES >= 0.95
+
+
+def test_vehicle_boxes_voting_and_lists() -> None:
+    data = dataset(3, seed=5)
+    text, _, img, box = data[0]
+    cfg = PlatesConfig(allow_list=[text[:2] + "·" + text[2:]], deny_list=[data[1][0]])
+    r = PlateReader(cfg)
+    try:
+        h, w = img.shape[:2]
+        # a "person" box is ignored; the car box is searched
+        vehicles = Detections(np.array([[0, 0, w, h], [0, 0, w, h]], np.float32), np.array([0.9, 0.8]),
+                              np.array([0, 1]), ["person", "car"], np.array([-1, 42]))
+        for i in range(3):
+            d = r.process(img, vehicles)
+            assert len(d) == 1
+            a = d.attributes[0]
+            assert d.label_of(0) == text and a["listed"] == "allow" and a["vehicle"] == 1
+            assert a["votes"] == i + 1  # one track: the vehicle's track id
+        only_person = vehicles.select(np.array([0]))
+        assert len(r.process(img, only_person)) == 0
+        d = r.process(data[1][2], None)
+        assert d.attributes[0]["listed"] == "deny"
+        r.set_lists([], [])
+        assert r.process(data[1][2], None).attributes[0]["listed"] == "none"
+    finally:
+        r.close()
