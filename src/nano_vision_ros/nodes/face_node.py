@@ -1,0 +1,241 @@
+"""face_node: recognise enrolled faces in a camera's frames; enroll / delete over the command bus.
+
+Lifecycle: models load and warm in ``configure``, the frame subscription exists only while
+``active``, models are freed in ``cleanup``. The image callback only submits to a
+``LatestWorker``; commands run on their own worker thread, so enrolling never blocks frames
+for long (both share the recogniser under a lock).
+
+Publishes ``faces`` (vision_msgs/Detection2DArray): per face ``results[0].class_id`` = identity
+or ``unknown``, ``score`` = cosine similarity, ``id`` = track id.
+Commands (``/nano_vision/commands``): ``enroll_face`` {name, image_b64 | image_path},
+``delete_face`` {name}, ``list_faces`` {}; replies on ``/nano_vision/command_replies``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import cv2
+from pydantic import Field
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray
+
+from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
+from nano_vision_ros.core.recognition.faces import EnrollmentRefused, FaceRecognizer, FacesConfig
+from nano_vision_ros.core.recognition.imageutil import as_bgr, decode_b64_image
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.detections import to_msg
+from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.worker import LatestWorker
+
+log = logging.getLogger(__name__)
+
+COMMANDS_TOPIC = "/nano_vision/commands"
+REPLIES_TOPIC = "/nano_vision/command_replies"
+
+
+class FaceNodeConfig(FacesConfig):
+    image_topic: str = Field("image_raw", description="input frames (sensor_msgs/Image)")
+    faces_topic: str = Field("faces", description="output Detection2DArray topic")
+    commands: bool = Field(True, description="answer enroll_face / delete_face / list_faces on the command bus")
+    max_image_bytes: int = Field(10_000_000, ge=1000, description="largest enrollment image accepted from a command")
+    diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+
+class FaceNode(LifecycleNode):
+    def __init__(self) -> None:
+        self.rec: FaceRecognizer | None = None
+        self._lock = threading.Lock()
+        self.worker: LatestWorker[Image] | None = None
+        self.sub = None
+        self._cmd_thread: threading.Thread | None = None
+        super().__init__("face_node")
+        self.cfg = load_config(self, FaceNodeConfig)
+        self._conv = converter()
+        self.pub = self.create_publisher(Detection2DArray, self.cfg.faces_topic, qos.RELIABLE)
+        self.frames = 0
+        self.faces_seen = 0
+        self.last_ms = 0.0
+        self.load_error = ""
+        self._cmd_q: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=32)
+        if self.cfg.commands:
+            self.replies = self.create_publisher(String, REPLIES_TOPIC, qos.RELIABLE)
+            self.cmd_sub = self.create_subscription(String, COMMANDS_TOPIC, self._on_command, qos.RELIABLE)
+            self._cmd_thread = threading.Thread(target=self._command_loop, name="face-commands", daemon=True)
+            self._cmd_thread.start()
+        self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            rec = FaceRecognizer(self.cfg)
+            rec.warmup()
+        except (ConfigError, ModelError, RuntimeMissingError, OSError) as err:
+            self.load_error = str(err)
+            self.get_logger().error(f"cannot load face models: {err}")
+            return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self.rec = rec
+        self.load_error = ""
+        self.get_logger().info(
+            f"faces: {self.cfg.detector.kind} + {rec.model_name}, gallery {rec.gallery.path} "
+            f"({len(rec.gallery.list())} identities), match {self.cfg.match.metric} threshold {self.cfg.match.threshold}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.worker = LatestWorker(self._handle, name="face-worker")
+        self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.SENSOR)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_frames(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _free(self) -> None:
+        with self._lock:
+            if self.rec is not None:
+                self.rec.close()
+                self.rec = None
+
+    # --- frames --------------------------------------------------------------------------------
+    def _handle(self, msg: Image) -> None:
+        frame = as_bgr(self._conv.to_numpy(msg), msg.encoding)
+        t0 = time.perf_counter()
+        with self._lock:
+            if self.rec is None:
+                return
+            dets = self.rec.process(frame)
+        self.last_ms = (time.perf_counter() - t0) * 1000.0
+        self.frames += 1
+        self.faces_seen += len(dets)
+        self.pub.publish(to_msg(dets, msg.header))
+
+    # --- commands ------------------------------------------------------------------------------
+    def _for_me(self, target: Any) -> bool:
+        if target in (None, "", "*"):
+            return True
+        ns = self.get_namespace().strip("/")
+        return target in (ns, "/" + ns, self.get_fully_qualified_name(), self.get_name())
+
+    def _on_command(self, msg: String) -> None:
+        try:
+            cmd = json.loads(msg.data)
+        except json.JSONDecodeError:
+            return  # not for us to judge: other nodes may answer malformed input
+        if not isinstance(cmd, dict) or cmd.get("command") not in ("enroll_face", "delete_face", "list_faces"):
+            return
+        if not self._for_me(cmd.get("target", "*")):
+            return
+        try:
+            self._cmd_q.put_nowait(cmd)
+        except queue.Full:
+            self._reply(cmd, False, None, "face_node busy: too many pending commands")
+
+    def _command_loop(self) -> None:
+        while True:
+            cmd = self._cmd_q.get()
+            if cmd is None:
+                return
+            try:
+                result = self._execute(cmd)
+                self._reply(cmd, True, result, None)
+            except (EnrollmentRefused, ConfigError, ValueError, OSError) as err:
+                self._reply(cmd, False, None, str(err))
+            except Exception as err:  # noqa: BLE001 - a bad command must not kill the node
+                log.warning("command %s failed: %s", cmd.get("command"), err)
+                self._reply(cmd, False, None, f"{type(err).__name__}: {err}")
+
+    def _execute(self, cmd: dict[str, Any]) -> Any:
+        args = cmd.get("args") or {}
+        if not isinstance(args, dict):
+            raise ValueError("args must be an object")
+        with self._lock:
+            if self.rec is None:
+                raise ValueError(f"face_node is not configured ({self.load_error or 'models not loaded'})")
+            rec = self.rec
+            if cmd["command"] == "list_faces":
+                return {"identities": [i.as_dict() for i in rec.gallery.list()]}
+            if cmd["command"] == "delete_face":
+                name = args.get("name")
+                if not rec.gallery.delete(str(name)):
+                    raise ValueError(f"no identity named {name!r}")
+                rec.reset_tracks()
+                return {"deleted": name}
+        # enroll_face: decode outside the lock, embed under it
+        name = args.get("name")
+        if "image_b64" in args:
+            img = decode_b64_image(args["image_b64"], self.cfg.max_image_bytes)
+            source = "image_b64"
+        elif "image_path" in args:
+            path = str(args["image_path"])
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"image_path {path!r} is not a readable image")
+            source = path
+        else:
+            raise ValueError("enroll_face needs args.image_b64 or args.image_path")
+        with self._lock:
+            if self.rec is None:
+                raise ValueError("face_node is not configured")
+            res = self.rec.enroll(name, [(source, img)])
+            self.rec.reset_tracks()
+        self.get_logger().info(f"enrolled {res.name} ({res.total} vectors)")
+        return {"name": res.name, "added": res.added, "total": res.total, "faces": res.faces}
+
+    def _reply(self, cmd: dict[str, Any], ok: bool, result: Any, error: str | None) -> None:
+        reply = {"request_id": cmd.get("request_id"), "command": cmd.get("command"),
+                 "node": self.get_fully_qualified_name(), "ok": ok, "result": result, "error": error}
+        self.replies.publish(String(data=json.dumps(reply)))
+
+    # --- diagnostics ---------------------------------------------------------------------------
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        w = self.worker
+        values: dict[str, object] = {"frames": self.frames, "faces": self.faces_seen, "last_ms": self.last_ms,
+                                     "dropped": w.dropped if w else 0, "errors": w.errors if w else 0}
+        if self.rec is None:
+            return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
+        if w and w.last_error:
+            values["last_error"] = w.last_error
+        return diagnostics.OK, "active" if self.sub is not None else "inactive", values
+
+    def destroy_node(self) -> None:
+        self._stop_frames()
+        if self._cmd_thread is not None:
+            self._cmd_q.put(None)
+            self._cmd_thread = None
+        self._free()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(FaceNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

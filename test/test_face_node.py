@@ -1,0 +1,108 @@
+"""face_node end to end over DDS: the node in its own process, frames and commands from here."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray
+
+from conftest import wait_for
+from nano_vision_ros.ros import qos
+from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+
+class _Frames:
+    """A still image published like a camera (sensor QoS, increasing stamps); swappable."""
+
+    def __init__(self, node, topic: str, image: np.ndarray, rate: float = 4.0) -> None:
+        self.pub = node.create_publisher(Image, topic, qos.SENSOR)
+        self.image, self.count = image, 0
+        self.timer = node.create_timer(1.0 / rate, self._tick)
+
+    def _tick(self) -> None:
+        msg = numpy_to_imgmsg(self.image, "bgr8")
+        msg.header.frame_id = "cam_optical"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 100 + self.count, 0
+        self.count += 1
+        self.pub.publish(msg)
+
+
+class _Commands:
+    def __init__(self, node) -> None:
+        self.pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
+        self.replies: list[dict] = []
+        node.create_subscription(String, "/nano_vision/command_replies",
+                                 lambda m: self.replies.append(json.loads(m.data)), qos.RELIABLE)
+
+    def send(self, command: str, args: dict, target: str = "*", timeout: float = 60.0) -> dict:
+        rid = uuid.uuid4().hex
+        wait_for(lambda: self.pub.get_subscription_count() > 0, 30, what="face_node command subscription")
+        self.pub.publish(String(data=json.dumps({"request_id": rid, "command": command, "target": target, "args": args})))
+        return wait_for(lambda: next((r for r in self.replies if r["request_id"] == rid), None), timeout,
+                        what=f"reply to {command}")
+
+
+def _labels(msg: Detection2DArray) -> list[str]:
+    return [d.results[0].hypothesis.class_id for d in msg.detections]
+
+
+def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples: Path, tmp_path: Path) -> None:
+    ns = "/gate1"
+    db = tmp_path / "faces.db"
+    face = start_node("face_node", "-r", f"__ns:={ns}", "-p", f"gallery:={db}", "-p", "detector.kind:=centerface",
+                      "-p", "match.reembed_interval:=1", "-p", "match.vote_window:=3", name="face")
+    node = ros_node("face_test_client")
+    got: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/faces", got.append, qos.RELIABLE)
+    cmds = _Commands(node)
+    astronaut = cv2.imread(str(samples / "astronaut.png"))
+    messi = cv2.imread(str(samples / "messi5.jpg"))
+
+    # enroll over the command bus (what the MQTT bridge forwards), retried until the models are loaded
+    b64 = base64.b64encode(cv2.imencode(".jpg", astronaut)[1].tobytes()).decode()
+
+    def enrolled():
+        r = cmds.send("enroll_face", {"name": "Eileen", "image_b64": b64}, target=ns.strip("/"))
+        return r if r["ok"] or "not configured" not in (r["error"] or "") else None
+    reply = wait_for(enrolled, 90, interval=1.0, what="enroll_face accepted")
+    assert reply["ok"], reply
+    assert reply["node"] == f"{ns}/face_node" and reply["result"]["name"] == "Eileen" and reply["result"]["total"] >= 1
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+    frames = _Frames(node, f"{ns}/image_raw", astronaut)
+    wait_for(lambda: any("Eileen" in _labels(m) for m in got), 60, what="Eileen recognised")
+    msg = next(m for m in got if "Eileen" in _labels(m))
+    d = msg.detections[0]
+    assert 0.9 < d.results[0].hypothesis.score <= 1.0 and d.id.isdigit()
+    assert 150 < d.bbox.center.position.x < 300 and 60 < d.bbox.center.position.y < 180
+
+    frames.image = messi
+    n = len(got)
+    wait_for(lambda: any(_labels(m) == ["unknown"] for m in got[n:]), 60, what="messi reported unknown")
+
+    # refusals come back as errors and leave the node running
+    two = np.hstack([astronaut, cv2.flip(astronaut, 1)])
+    r = cmds.send("enroll_face", {"name": "Twins", "image_b64": base64.b64encode(cv2.imencode(".jpg", two)[1]).decode()})
+    assert not r["ok"] and "2 faces" in r["error"]
+    r = cmds.send("enroll_face", {"name": "Broken", "image_b64": "bm90IGFuIGltYWdl"})
+    assert not r["ok"] and "does not decode" in r["error"]
+    r = cmds.send("list_faces", {})
+    assert r["ok"] and [i["name"] for i in r["result"]["identities"]] == ["Eileen"]
+
+    r = cmds.send("delete_face", {"name": "Eileen"}, target=f"{ns}/face_node")
+    assert r["ok"], r
+    r = cmds.send("delete_face", {"name": "Eileen"})
+    assert not r["ok"] and "no identity" in r["error"]
+    frames.image = astronaut
+    n = len(got)
+    wait_for(lambda: any(_labels(m) == ["unknown"] for m in got[n:]), 60, what="deleted identity now unknown")
+    assert b"Eileen" not in db.read_bytes()
+    assert face.alive()
