@@ -1,0 +1,211 @@
+"""plate_node: read Chinese licence plates in vehicle boxes (or whole frames) and publish them.
+
+Mode ``vehicles`` (default): subscribes the camera's ``image_raw`` and the COCO detector's
+``detections`` and pairs them by header stamp (a small buffer on each side; unmatched entries
+age out). Modes ``frame`` and ``detector``: images only. Callbacks only pair and submit to a
+``LatestWorker``; the worker runs the text detector + recogniser.
+
+Publishes ``plates`` (vision_msgs/Detection2DArray): per plate ``results[0]`` = plate text
+(voted over the track) with the reading confidence, ``results[1].class_id`` = ``colour:<blue|
+yellow|green|white|black>``, ``results[2].class_id`` = ``listed:<allow|deny|none>``, ``id`` = track.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from pydantic import Field
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
+
+from nano_vision_ros.core.detection.types import Detections
+from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
+from nano_vision_ros.core.recognition.imageutil import as_bgr
+from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.detections import from_msg, to_msg
+from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.worker import LatestWorker
+
+log = logging.getLogger(__name__)
+
+
+class PlateNodeConfig(PlatesConfig):
+    image_topic: str = Field("image_raw", description="input frames (sensor_msgs/Image)")
+    detections_topic: str = Field("detections", description="vehicle detections (Detection2DArray) in mode vehicles")
+    plates_topic: str = Field("plates", description="output Detection2DArray topic")
+    pair_buffer: int = Field(8, ge=1, le=100, description="unpaired images / detections kept while waiting for the other")
+    publish_empty: bool = Field(False, description="also publish frames without plates (empty arrays)")
+    diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+
+def _stamp(header: Any) -> tuple[int, int]:
+    return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
+class PlateNode(LifecycleNode):
+    def __init__(self) -> None:
+        self.reader: PlateReader | None = None
+        self.worker: LatestWorker[tuple[Image, Detection2DArray | None]] | None = None
+        self.subs: list[Any] = []
+        self._lock = threading.Lock()
+        super().__init__("plate_node")
+        self.cfg = load_config(self, PlateNodeConfig, on_change=self._on_change)
+        self._conv = converter()
+        self.pub = self.create_publisher(Detection2DArray, self.cfg.plates_topic, qos.RELIABLE)
+        self._images: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self._dets: OrderedDict[tuple[int, int], Detection2DArray] = OrderedDict()
+        self._pair_lock = threading.Lock()
+        self.frames = 0
+        self.plates = 0
+        self.unpaired = 0
+        self.last_ms = 0.0
+        self.load_error = ""
+        self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
+
+    def _on_change(self, new: PlateNodeConfig) -> None:
+        """Allow / deny lists change at run time; anything else needs a reconfigure."""
+        changed = {k for k in PlateNodeConfig.model_fields if getattr(new, k) != getattr(self.cfg, k)}
+        if changed - {"allow_list", "deny_list"}:
+            raise ValueError(f"{', '.join(sorted(changed))}: only allow_list / deny_list change at run time")
+        with self._lock:
+            if self.reader is not None:
+                self.reader.set_lists(new.allow_list, new.deny_list)
+        self.cfg = new
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            reader = PlateReader(self.cfg)
+            reader.warmup()
+        except (ConfigError, ModelError, RuntimeMissingError, OSError) as err:
+            self.load_error = str(err)
+            self.get_logger().error(f"cannot load plate models: {err}")
+            return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self.reader = reader
+        self.load_error = ""
+        self.get_logger().info(f"plates: finder {self.cfg.finder.mode}, reader {self.cfg.reader.kind}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.worker = LatestWorker(self._handle, name="plate-worker")
+        if self.cfg.finder.mode == "vehicles":
+            self.subs = [self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)),
+                         self.create_subscription(Detection2DArray, self.cfg.detections_topic, self._on_dets, qos.RELIABLE)]
+        else:
+            self.subs = [self.create_subscription(Image, self.cfg.image_topic, lambda m: self.worker.submit((m, None)),
+                                                  qos.SENSOR)]
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_frames()
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_frames(self) -> None:
+        for s in self.subs:
+            self.destroy_subscription(s)
+        self.subs = []
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _free(self) -> None:
+        with self._lock:
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
+
+    # --- pairing (cheap bookkeeping only) ----------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        key = _stamp(msg.header)
+        with self._pair_lock:
+            dets = self._dets.pop(key, None)
+            if dets is None:
+                self._push(self._images, key, msg)
+                return
+        if self.worker is not None:
+            self.worker.submit((msg, dets))
+
+    def _on_dets(self, msg: Detection2DArray) -> None:
+        key = _stamp(msg.header)
+        with self._pair_lock:
+            img = self._images.pop(key, None)
+            if img is None:
+                self._push(self._dets, key, msg)
+                return
+        if self.worker is not None:
+            self.worker.submit((img, msg))
+
+    def _push(self, buf: OrderedDict, key: tuple[int, int], msg: Any) -> None:
+        buf[key] = msg
+        while len(buf) > self.cfg.pair_buffer:
+            buf.popitem(last=False)
+            self.unpaired += 1
+
+    # --- work ----------------------------------------------------------------------------------
+    def _handle(self, item: tuple[Image, Detection2DArray | None]) -> None:
+        img_msg, det_msg = item
+        frame = as_bgr(self._conv.to_numpy(img_msg), img_msg.encoding)
+        vehicles: Detections | None = from_msg(det_msg) if det_msg is not None else None
+        if det_msg is not None and len(vehicles) == 0:  # no vehicles: nothing to read
+            dets = Detections.empty()
+        else:
+            t0 = time.perf_counter()
+            with self._lock:
+                if self.reader is None:
+                    return
+                dets = self.reader.process(frame, vehicles)
+            self.last_ms = (time.perf_counter() - t0) * 1000.0
+        self.frames += 1
+        self.plates += len(dets)
+        if len(dets) == 0 and not self.cfg.publish_empty:
+            return
+        out = to_msg(dets, img_msg.header)
+        for d, a in zip(out.detections, dets.attributes):
+            for key in ("colour", "listed"):
+                h = ObjectHypothesisWithPose()
+                h.hypothesis.class_id = f"{key}:{a.get(key, 'unknown')}"
+                h.hypothesis.score = 1.0
+                d.results.append(h)
+        self.pub.publish(out)
+
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        w = self.worker
+        values: dict[str, object] = {"frames": self.frames, "plates": self.plates, "last_ms": self.last_ms,
+                                     "unpaired": self.unpaired, "dropped": w.dropped if w else 0,
+                                     "errors": w.errors if w else 0}
+        if self.reader is None:
+            return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
+        if w and w.last_error:
+            values["last_error"] = w.last_error
+        return diagnostics.OK, "active" if self.subs else "inactive", values
+
+    def destroy_node(self) -> None:
+        self._stop_frames()
+        self._free()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PlateNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

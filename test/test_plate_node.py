@@ -1,0 +1,72 @@
+"""plate_node end to end over DDS on SYNTHETIC plates: images + vehicle detections paired by stamp."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from conftest import wait_for
+from nano_vision_ros.ros import qos
+from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+from plates_synth import dataset
+
+
+class _CameraAndDetector:
+    """Publishes a frame and, with the same stamp, a Detection2DArray with one car box (what the
+    camera and the COCO detector publish); the detections may arrive before or after the image."""
+
+    def __init__(self, node, ns: str, image: np.ndarray, rate: float = 4.0) -> None:
+        self.img_pub = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
+        self.det_pub = node.create_publisher(Detection2DArray, f"{ns}/detections", qos.RELIABLE)
+        self.image, self.count = image, 0
+        self.timer = node.create_timer(1.0 / rate, self._tick)
+
+    def _tick(self) -> None:
+        h, w = self.image.shape[:2]
+        img = numpy_to_imgmsg(self.image, "bgr8")
+        img.header.frame_id = "cam_optical"
+        img.header.stamp.sec, img.header.stamp.nanosec = 500 + self.count, 250
+        dets = Detection2DArray(header=img.header)
+        d = Detection2D(header=img.header)
+        d.bbox.center.position.x, d.bbox.center.position.y = w / 2, h / 2
+        d.bbox.size_x, d.bbox.size_y = float(w - 4), float(h - 4)
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = "car", 0.9
+        d.results = [hyp]
+        d.id = "7"
+        dets.detections = [d]
+        if self.count % 2:
+            self.det_pub.publish(dets)
+            self.img_pub.publish(img)
+        else:
+            self.img_pub.publish(img)
+            self.det_pub.publish(dets)
+        self.count += 1
+
+
+def test_reads_plates_in_vehicle_boxes_over_dds(start_node, ros_node, tmp_path: Path) -> None:
+    ns = "/lane1"
+    (text, colour, img, _), (deny_text, _, img2, _) = dataset(2, seed=3)[:2]
+    plate = start_node("plate_node", "-r", f"__ns:={ns}", "-p", f"deny_list:=['{deny_text}']", name="plate")
+    node = ros_node("plate_test_client")
+    got: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/plates", got.append, qos.RELIABLE)
+    pub = _CameraAndDetector(node, ns, img)
+
+    def read(t):
+        return [d for m in got for d in m.detections if d.results[0].hypothesis.class_id == t]
+    wait_for(lambda: read(text), 90, what=f"plate {text} (SYNTHETIC) from plate_node")
+    d = read(text)[-1]
+    extra = {h.hypothesis.class_id.split(":")[0]: h.hypothesis.class_id.split(":")[1] for h in d.results[1:]}
+    assert extra == {"colour": colour, "listed": "none"}
+    assert d.results[0].hypothesis.score > 0.6 and d.id.isdigit()
+    h, w = img.shape[:2]
+    assert h * 0.4 < d.bbox.center.position.y < h and d.bbox.size_x > d.bbox.size_y * 2
+
+    pub.image = img2
+    wait_for(lambda: read(deny_text), 60, what=f"plate {deny_text} (SYNTHETIC)")
+    assert {h.hypothesis.class_id for h in read(deny_text)[-1].results[1:]} >= {"listed:deny"}
+    assert plate.alive()
