@@ -20,7 +20,7 @@ from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.recognition.embedding import Embedder, create_embedder
 from nano_vision_ros.core.recognition.face_detect import FaceBoxes, create_face_detector
 from nano_vision_ros.core.recognition.gallery import Gallery, validate_name
-from nano_vision_ros.core.recognition.tracker import IouTracker, TrackVoter
+from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class FaceRecognizer:
         from nano_vision_ros.core import paths
 
         self.gallery = gallery or Gallery(paths.resolve(config.gallery) if config.gallery != ":memory:" else ":memory:")
-        self.tracker = IouTracker()
+        self.tracker = make_tracker(0.2, 10)
         self.voter = TrackVoter(config.match.vote_window)
         self.labels = [UNKNOWN]
         self._frame = 0
@@ -184,7 +184,7 @@ class FaceRecognizer:
     def process(self, image_bgr: np.ndarray) -> Detections:
         """One frame -> tracked, voted identities."""
         faces = self.detect(image_bgr)
-        tids = self.tracker.update(faces.boxes)
+        tids = self.tracker.update(faces.boxes, faces.scores)
         self.voter.forget(self.tracker.ended)
         if len(faces) == 0:
             return Detections.empty(self.labels)

@@ -21,7 +21,7 @@ from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.recognition.ocr import LprNetRecognizer, PpOcrRecognizer, TextDetector, warp_quad
 from nano_vision_ros.core.recognition.plate_rules import (ALNUM, LPR_ALPHABET, PROVINCES, SPECIAL_LAST, clean_plate,
                                                           normalize, plate_colour, plate_type)
-from nano_vision_ros.core.recognition.tracker import IouTracker, TrackVoter
+from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class PlateReader:
         else:
             self.recognizer = LprNetRecognizer(r.model, input_width=r.input_width, input_height=r.input_height,
                                                alphabet=r.alphabet, blank=r.blank, device=r.device)
-        self.tracker = IouTracker(iou_threshold=0.2, max_missed=15)
+        self.tracker = make_tracker(0.2, 15)
         self.voter = TrackVoter(config.vote_window)
         self._allow, self._deny = set(config.allow_list), set(config.deny_list)
 
@@ -219,7 +219,7 @@ class PlateReader:
         readings = self.find_and_read(image_bgr, vehicles)
         boxes = np.array([r.box for r in readings], np.float32).reshape(-1, 4)
         # a vehicle's own track id (from an upstream tracker) is the best key; else an IoU track
-        tids = self.tracker.update(boxes)
+        tids = self.tracker.update(boxes, np.array([r.confidence for r in readings], np.float32))
         self.voter.forget(self.tracker.ended)
         labels: list[str] = []
         cls, scores, attrs, out_tids = [], [], [], []

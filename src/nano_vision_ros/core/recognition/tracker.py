@@ -1,12 +1,13 @@
-"""A small IoU tracker and per-track voting, so one bad frame does not flip an identity or a plate.
+"""Track ids and per-track voting, so one bad frame does not flip an identity or a plate.
 
-The recognition nodes need stable ids for voting only; a greedy IoU association is enough at the
-rates they run (faces and plates move little between processed frames).
+``make_tracker`` uses the project's ByteTrack tracker (``core.tracking``, Kalman-predicted boxes)
+and falls back to the small greedy IoU tracker here when that module is absent. Both expose
+``update(boxes, scores) -> ids`` and ``ended`` (ids dropped by the last update, for vote clean-up).
 """
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class IouTracker:
         self._next = 1
         self.ended: list[int] = []  # ids dropped by the last update (for vote clean-up)
 
-    def update(self, boxes: np.ndarray) -> np.ndarray:
+    def update(self, boxes: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         ids = np.full(len(boxes), -1, np.int64)
         prev = np.array([t.box for t in self._tracks], np.float32).reshape(-1, 4)
@@ -75,9 +76,36 @@ class IouTracker:
         self._tracks.clear()
 
 
-@dataclass
-class _Votes:
-    items: deque = field(default_factory=deque)
+class ByteTrackAdapter:
+    """``core.tracking.ByteTracker`` behind the IouTracker interface (every detection is tracked)."""
+
+    def __init__(self, match_iou: float = 0.2, track_buffer: int = 15) -> None:
+        from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
+
+        self._bt = ByteTracker(TrackerConfig(high_threshold=0.0, low_threshold=0.0, new_track_threshold=0.0,
+                                             match_iou=match_iou, track_buffer=track_buffer, class_aware=False))
+        self.ended: list[int] = []
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        from nano_vision_ros.core.detection.types import Detections
+
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
+        before = {t.id for t in self._bt.tracks}
+        out = self._bt.update(Detections(boxes, scores, np.zeros(len(boxes), np.int32), ["object"]))
+        self.ended = sorted(before - {t.id for t in self._bt.tracks})
+        return np.asarray(out.track_ids, np.int64)
+
+    def reset(self) -> None:
+        self._bt.reset()
+
+
+def make_tracker(match_iou: float = 0.2, max_missed: int = 15) -> "ByteTrackAdapter | IouTracker":
+    """ByteTrack from core.tracking when available, else the IoU tracker."""
+    try:
+        return ByteTrackAdapter(match_iou, max_missed)
+    except ImportError:
+        return IouTracker(match_iou, max_missed)
 
 
 class TrackVoter:
