@@ -86,7 +86,7 @@ def ffmpeg_command(url: str, s: EncoderSettings, codec: str = "libx264", ffmpeg:
            "-an", "-fps_mode", "cfr", "-r", fps, "-pix_fmt", "yuv420p"]
     if codec == "libx264":
         cmd += ["-c:v", "libx264", "-preset", s.preset, "-tune", "zerolatency", "-profile:v", "baseline",
-                "-x264-params", f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:rc-lookahead=0:sync-lookahead=0:sliced-threads=0"]
+                "-x264-params", f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:rc-lookahead=0:sync-lookahead=0"]
     else:
         cmd += ["-c:v", codec]
     kbps = int(s.bitrate_kbps)

@@ -123,6 +123,7 @@ class RtmpStreamer:
         except OSError as err:
             self._fail(f"cannot start encoder: {err}")
             return False
+        _grow_pipe(proc)
         self.encoder_name = name
         self.restarts += 1 if self._starts else 0
         self._starts += 1
@@ -298,6 +299,17 @@ class RtmpStreamer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _grow_pipe(proc: subprocess.Popen[bytes]) -> None:
+    """A 1 MiB stdin pipe (Linux): a 720p frame is written in 3 system calls instead of 40."""
+    try:
+        import fcntl
+
+        assert proc.stdin is not None
+        fcntl.fcntl(proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ImportError, AssertionError):
+        pass
 
 
 __all__ = ["RtmpStreamer", "StreamerOptions", "EncoderSettings"]
