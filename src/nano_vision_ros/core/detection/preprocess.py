@@ -77,6 +77,8 @@ class Preprocessor:
         shape = (1, 3, self.height, self.width) if layout == "nchw" else (1, self.height, self.width, 3)
         self.tensor = np.empty(shape, self.dtype)
         self._work = np.empty((self.height, self.width), np.float32)
+        self._rgb = np.empty((self.height, self.width, 3), np.uint8)
+        self._identity = bool(np.all(self._scale == 1.0) and np.all(self._bias == 0.0))
         self._last_src: tuple[int, int] | None = None
         self._transform: Transform | None = None
         # model channel c comes from BGR channel _src_ch[c]
@@ -115,6 +117,11 @@ class Preprocessor:
                     self._work += self._bias[i]
                     out[:] = self._work
         else:
-            src = c if self.channel_order == "bgr" else c[:, :, ::-1]
-            np.multiply(src, self._scale, out=self.tensor[0], casting="unsafe")
-            self.tensor[0] += self._bias
+            src = c
+            if self.channel_order == "rgb":
+                src = cv2.cvtColor(c, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            if self._identity:
+                np.copyto(self.tensor[0], src, casting="unsafe")
+            else:
+                np.multiply(src, self._scale, out=self.tensor[0], casting="unsafe")
+                self.tensor[0] += self._bias

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Detector pipeline speed: per model and backend, fps and per-stage time (pre, infer, post,
+track, publish) beside raw ``backend.infer`` on the same tensor (the floor).
+
+    .venv/bin/python bench/detector.py                 # CPU backends here
+    .venv/bin/python bench/detector.py --gpu           # + CuPy / pycuda pre-processing, ORT CUDA if present
+
+Overhead = (pipeline - raw inference) / raw inference, at batch 1. Figures go to
+docs/performance/detector.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from nano_vision_ros.core.detection.preprocess import Preprocessor  # noqa: E402
+
+SAMPLE = REPO.parent / "shared" / "samples" / "dog.jpg"
+CENTERNET = REPO.parent / "shared" / "models" / "centernet_mbv3_512_coco.onnx"
+
+
+def timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def publish_fn():
+    """Detections -> vision_msgs message (the node's publish work minus DDS), if ROS imports here."""
+    try:
+        from std_msgs.msg import Header
+
+        from nano_vision_ros.ros.detections import to_msg
+    except Exception:  # no ROS on this machine (the GPU box)
+        return None
+    header = Header(frame_id="cam0")
+    return lambda dets: to_msg(dets, header)
+
+
+def bench_pipeline(task: str, backend: str, device: str, model: str | None, n: int, image: np.ndarray) -> dict | None:
+    from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+    from nano_vision_ros.core.tracking import ByteTracker
+
+    try:
+        det = build_detector(load_profile(task), model=model, backend=backend, device=device)
+    except Exception as err:  # noqa: BLE001 - report and go on
+        print(f"  {task} / {backend} {device}: not run ({type(err).__name__}: {str(err)[:120]})")
+        return None
+    det.warmup(5)
+    tracker = ByteTracker()
+    pub = publish_fn()
+    stages: dict[str, list[float]] = {k: [] for k in ("pre", "infer", "post", "track", "publish", "total")}
+    for _ in range(n):
+        t0 = time.perf_counter()
+        dets = det.detect(image)
+        t1 = time.perf_counter()
+        dets = tracker.update(dets)
+        t2 = time.perf_counter()
+        if pub is not None:
+            pub(dets)
+        t3 = time.perf_counter()
+        for k in ("pre", "infer", "post"):
+            stages[k].append(det.timings[k])
+        stages["track"].append((t2 - t1) * 1e3)
+        stages["publish"].append((t3 - t2) * 1e3)
+        stages["total"].append((t3 - t0) * 1e3)
+    tensor, _ = det.preprocessor(image)
+    feeds = {det._input_name: tensor, **det._extra}
+    raw = timed(lambda: det.backend.infer(feeds), n)
+    providers = getattr(det.backend, "providers", None)
+    det.close()
+    r = {k: med(v) for k, v in stages.items()}
+    r["raw"] = med(raw)
+    r["fps"] = 1e3 / r["total"]
+    r["overhead"] = (r["total"] - r["raw"]) / r["raw"] * 100
+    r["name"] = f"{task} / {backend}" + (f" {device}" if device != "auto" else "") + (f" {providers[0]}" if providers else "")
+    r["n_dets"] = len(dets)
+    r["publish_measured"] = pub is not None
+    return r
+
+
+def gpu_preprocess(n: int, image: np.ndarray) -> None:
+    """CPU Preprocessor vs the CUDA kernel via CuPy and via pycuda (upload + kernel + sync)."""
+    cpu = Preprocessor(640, 640, resize="letterbox", channel_order="rgb")
+    print(f"  CPU Preprocessor 768x576 -> 640x640 letterbox: {med(timed(lambda: cpu(image), n)):.3f} ms")
+    try:
+        import cupy as cp
+
+        from nano_vision_ros.core.inference.cuda_preprocess import CupyPreprocessor
+
+        g = CupyPreprocessor(640, 640, resize="letterbox", channel_order="rgb")
+
+        def run():
+            g(image)
+            cp.cuda.Stream.null.synchronize()
+
+        run()
+        ref, _ = cpu(image)
+        diff = float(np.abs(cp.asnumpy(g(image)[0]) - ref).max())
+        print(f"  CuPy kernel (upload+resize+normalise+sync): {med(timed(run, n)):.3f} ms, max |diff| vs CPU {diff:.4f}")
+    except Exception as err:  # noqa: BLE001
+        print(f"  CuPy: not run ({type(err).__name__}: {err})")
+    try:
+        from nano_vision_ros.core.inference.cuda_mem import CudaBuffers
+        from nano_vision_ros.core.inference.cuda_preprocess import PycudaPreprocessor
+
+        b = CudaBuffers(0)
+        with b.active():
+            b.allocate("input", (1, 3, 640, 640), np.float32)
+        pp = PycudaPreprocessor(b, "input", 640, 640)
+
+        def run2():
+            with b.active():
+                pp(image)
+                b.synchronize()
+
+        run2()
+        with b.active():
+            pp(image)
+            out = b.to_host("input").copy()
+            b.synchronize()
+        ref, _ = cpu(image)
+        print(f"  pycuda kernel (upload+resize+normalise+sync) on {b.device_name}: {med(timed(run2, n)):.3f} ms, "
+              f"max |diff| vs CPU {float(np.abs(out - ref).max()):.4f}")
+        b.free()
+    except Exception as err:  # noqa: BLE001
+        print(f"  pycuda: not run ({type(err).__name__}: {err})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=100, help="frames per configuration")
+    ap.add_argument("--gpu", action="store_true", help="also GPU pre-processing and ORT CUDA")
+    args = ap.parse_args()
+    image = cv2.imread(str(SAMPLE))
+    if image is None:
+        print(f"sample image missing: {SAMPLE}")
+        return 1
+    import onnxruntime as ort
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}; "
+          f"onnxruntime {ort.__version__} {ort.get_available_providers()}; OpenCV {cv2.__version__}; input {SAMPLE.name} "
+          f"{image.shape[1]}x{image.shape[0]}, median of {args.n} frames")
+    configs = [("coco_objects", "onnxruntime", "cpu", None), ("coco_objects", "opencv", "auto", None),
+               ("coco_centernet", "onnxruntime", "cpu", str(CENTERNET)), ("coco_centernet", "opencv", "auto", str(CENTERNET))]
+    if args.gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        configs += [("coco_objects", "onnxruntime", "cuda", None), ("coco_centernet", "onnxruntime", "cuda", str(CENTERNET))]
+    rows = [r for r in (bench_pipeline(t, b, d, m, args.n, image) for t, b, d, m in configs) if r]
+    print("\n| model / backend | fps | pre ms | infer ms | post ms | track ms | publish ms | total ms | raw infer ms | overhead |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        pub = f"{r['publish']:.2f}" if r["publish_measured"] else "n/a"
+        print(f"| {r['name']} | {r['fps']:.1f} | {r['pre']:.2f} | {r['infer']:.2f} | {r['post']:.2f} | {r['track']:.2f} | "
+              f"{pub} | {r['total']:.2f} | {r['raw']:.2f} | {r['overhead']:+.1f} % |")
+    if args.gpu:
+        print("\nGPU pre-processing (768x576 BGR frame -> 640x640 letterboxed RGB NCHW float):")
+        gpu_preprocess(args.n, image)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
