@@ -120,3 +120,21 @@ def dataset(n: int, seed: int = 7) -> list[tuple[str, str, np.ndarray, np.ndarra
                                  noise=rng.uniform(2, 9))
         out.append((text, colour, img, box))
     return out
+
+
+class KnownBoxDetector:
+    """A user plate-detector plug-in (the ``Detector`` protocol) that returns one given box:
+    stands in for an LPDNet/YOLO plate model in the tests of ``finder.mode: detector``."""
+
+    labels = ["plate"]
+
+    def __init__(self, box: list[float]) -> None:
+        self.box = np.asarray(box, np.float32).reshape(1, 4)
+
+    def detect(self, image_bgr: np.ndarray):
+        from nano_vision_ros.core.detection.types import Detections
+
+        return Detections(self.box, np.ones(1, np.float32), np.zeros(1, np.int32), self.labels)
+
+    def close(self) -> None:
+        pass

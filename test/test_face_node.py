@@ -106,3 +106,18 @@ def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples:
     wait_for(lambda: any(_labels(m) == ["unknown"] for m in got[n:]), 60, what="deleted identity now unknown")
     assert b"Eileen" not in db.read_bytes()
     assert face.alive()
+
+
+def test_bad_parameter_exits_2_and_missing_model_stays_up(start_node, ros_node, tmp_path: Path) -> None:
+    bad = start_node("face_node", "-r", "__ns:=/bad1", "-p", "match.metric:=manhattan", name="bad")
+    wait_for(lambda: not bad.alive(), 30, what="face_node exiting on a bad parameter")
+    assert bad.proc.returncode == 2 and "parameter 'match.metric'" in bad.log()
+
+    missing = start_node("face_node", "-r", "__ns:=/gate9", "-p", f"gallery:={tmp_path / 'g.db'}",
+                         "-p", "embedding.kind:=onnx", "-p", f"embedding.model:={tmp_path / 'absent.onnx'}", name="missing")
+    node = ros_node("face_missing_client")
+    cmds = _Commands(node)
+    wait_for(lambda: "cannot load face models" in missing.log(), 60, what="model error logged")
+    r = cmds.send("list_faces", {}, target="gate9")
+    assert not r["ok"] and "not configured" in r["error"] and "absent.onnx" in r["error"]
+    assert missing.alive()

@@ -200,3 +200,38 @@ def test_cli_enroll_list_export_import_delete(tmp_path: Path, samples: Path) -> 
     assert _cli("--gallery", db, "delete", "Astro").returncode == 1
     assert json.loads(_cli("--gallery", db, "list", "--json").stdout) == []
     assert b"Astro" not in Path(db).read_bytes()
+
+
+def _tiny_embedding_model(path: Path) -> Path:
+    """A real ONNX model (global average colour -> 3-d vector): exercises the ONNX embedder's
+    alignment, normalisation, batching and matching without a trained network."""
+    from onnx import TensorProto, helper, save
+
+    g = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        "tiny_embedder",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_onnx_embedder_path(tmp_path: Path, astronaut: np.ndarray) -> None:
+    model = _tiny_embedding_model(tmp_path / "tiny.onnx")
+    cfg = FacesConfig(gallery=str(tmp_path / "onnx.db"), detector={"kind": "centerface"},
+                      embedding={"kind": "onnx", "model": str(model), "input_size": 112, "device": "cpu"},
+                      match={"metric": "cosine", "threshold": 0.99})
+    rec = FaceRecognizer(cfg)
+    try:
+        assert rec.model_name == "onnx:tiny.onnx"
+        rec.enroll("astro", [("a", astronaut)])
+        two = np.hstack([astronaut, cv2.flip(astronaut, 1)])
+        faces = rec.detect(two)
+        vecs = rec.embedder.embed(two, faces.boxes, faces.landmarks)  # one batched call
+        assert vecs.shape == (2, 3) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+        assert [r[0] for r in rec.identify(two, faces)] == ["astro", "astro"]
+        # vectors of another model never match these
+        assert rec.gallery.match(np.ones((1, 3), np.float32), "dlib_resnet_v1")[0].name is None
+    finally:
+        rec.close()

@@ -70,3 +70,37 @@ def test_reads_plates_in_vehicle_boxes_over_dds(start_node, ros_node, tmp_path: 
     wait_for(lambda: read(deny_text), 60, what=f"plate {deny_text} (SYNTHETIC)")
     assert {h.hypothesis.class_id for h in read(deny_text)[-1].results[1:]} >= {"listed:deny"}
     assert plate.alive()
+
+
+def test_lists_change_at_run_time_other_parameters_refused(start_node, ros_node) -> None:
+    from rcl_interfaces.msg import Parameter as ParamMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    ns = "/lane2"
+    (text, _, img, _), = dataset(1, seed=4)
+    start_node("plate_node", "-r", f"__ns:={ns}", "-p", "finder.mode:=frame", name="plate2")
+    node = ros_node("plate_param_client")
+    got: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/plates", got.append, qos.RELIABLE)
+    frames = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
+    node.create_timer(0.25, lambda: frames.publish(numpy_to_imgmsg(img, "bgr8")))
+
+    def listed():
+        return [h.hypothesis.class_id for m in got for d in m.detections for h in d.results[2:]]
+    wait_for(lambda: "listed:none" in listed(), 90, what="plate read in frame mode")
+    client = node.create_client(SetParameters, f"{ns}/plate_node/set_parameters")
+    wait_for(client.service_is_ready, 20, what="set_parameters service")
+
+    def set_param(name, value):
+        p = ParamMsg(name=name, value=value)
+        fut = client.call_async(SetParameters.Request(parameters=[p]))
+        wait_for(fut.done, 20, what=f"set {name}")
+        return fut.result().results[0]
+    res = set_param("deny_list", ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=[text]))
+    assert res.successful, res.reason
+    n = len(got)
+    wait_for(lambda: "listed:deny" in [h.hypothesis.class_id for m in got[n:] for d in m.detections for h in d.results[2:]],
+             60, what="plate now on the deny list")
+    res = set_param("vote_window", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=9))
+    assert not res.successful and "vote_window" in res.reason

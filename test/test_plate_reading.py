@@ -115,3 +115,51 @@ def test_vehicle_boxes_voting_and_lists() -> None:
         assert r.process(data[1][2], None).attributes[0]["listed"] == "none"
     finally:
         r.close()
+
+
+def _fixed_lprnet(path, alphabet: str, text: str, t_steps: int = 24):
+    """A real ONNX model in LPRNet's (N, C, T) layout, blank last, whose logits spell `text`."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    c = len(alphabet) + 1
+    logits = np.full((1, c, t_steps), -4.0, np.float32)
+    seq = []
+    for ch in text:
+        seq += [alphabet.index(ch), alphabet.index(ch), c - 1]  # repeats and blanks, as CTC emits
+    seq += [c - 1] * (t_steps - len(seq))
+    logits[0, seq, np.arange(t_steps)] = 4.0
+    nodes = [helper.make_node("GlobalAveragePool", ["data"], ["p"]),
+             helper.make_node("ReduceMean", ["p"], ["m"], axes=[1, 3], keepdims=0),  # (N, 1)
+             helper.make_node("Unsqueeze", ["m", "ax"], ["u"]),  # (N, 1, 1)
+             helper.make_node("Mul", ["u", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "logits"], ["out"])]
+    g = helper.make_graph(nodes, "fixed_lprnet",
+                          [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 24, 94])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", c, t_steps])],
+                          [numpy_helper.from_array(np.array([2], np.int64), "ax"),
+                           numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+                           numpy_helper.from_array(logits, "logits")])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_lprnet_reader_and_user_plate_detector(tmp_path) -> None:
+    """reader.kind lprnet (CTC over the province alphabet, blank last, (N, C, T) output) and
+    finder.mode detector with a user Detector class (here: one that knows the plate box)."""
+    from nano_vision_ros.core.recognition.plate_rules import LPR_ALPHABET
+
+    model = _fixed_lprnet(tmp_path / "lpr.onnx", LPR_ALPHABET, "皖A1B2C3")
+    text, _, img, box = dataset(1, seed=9)[0]
+    cfg = PlatesConfig(finder={"mode": "detector", "pipeline": "plates_synth:KnownBoxDetector",
+                               "pipeline_options": "{box: [%s]}" % ", ".join(f"{v:.1f}" for v in box)},
+                       reader={"kind": "lprnet", "model": str(model), "device": "cpu"})
+    r = PlateReader(cfg)
+    try:
+        d = r.process(img)
+        assert [d.label_of(i) for i in range(len(d))] == ["皖A1B2C3"]
+        assert np.allclose(d.boxes[0], box, atol=0.5)
+        assert d.attributes[0]["plate_type"] == "ordinary" and d.scores[0] > 0.9
+    finally:
+        r.close()
+    with pytest.raises(Exception, match="module:Class"):
+        PlateReader(PlatesConfig(finder={"mode": "detector", "pipeline": "no_colon"}))
