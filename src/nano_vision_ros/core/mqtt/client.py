@@ -1,0 +1,270 @@
+"""The device's MQTT link (paho-mqtt 2.x): one connection, reconnect with backoff, an LWT status,
+and a sender thread that publishes the outbox in order at QoS 1 and deletes a message only on its
+PUBACK.
+
+The network loop runs on our own thread (``client.loop()``) rather than paho's ``loop_start`` so
+that a refused connection (wrong CA, TLS error, bad password) is logged with its reason. Messages
+handed to paho while the link is down stay queued in paho and are re-sent (DUP) after the
+reconnect; at most ``window`` outbox messages are handed to paho at a time. Passwords are never
+logged.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "nano-vision"
+    keepalive: int = 30
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    window: int = 100
+    will_topic: str = ""
+
+
+def read_secret(file: str = "", env: str = "") -> str:
+    """A password from a file (first line) or an environment variable; '' if neither is set."""
+    if file:
+        try:
+            with open(file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as err:
+            raise ValueError(f"password file {file}: {err.strerror}") from None
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"password environment variable {env} is not set")
+        return value
+    return ""
+
+
+class MqttLink:
+    """Connection + outbox sender. Callbacks run on the network thread: keep them short."""
+
+    def __init__(self, settings: LinkSettings, outbox: Outbox,
+                 on_connected: Callable[["MqttLink"], None] | None = None,
+                 on_message: Callable[[str, bytes], None] | None = None) -> None:
+        self.s = settings
+        self.outbox = outbox
+        self._on_connected = on_connected
+        self._on_message = on_message
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                                  clean_session=True, protocol=mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(min(100, max(1, settings.window)))
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            self.client.tls_set(ca_certs=settings.ca_file or None, certfile=settings.cert_file or None,
+                                keyfile=settings.key_file or None, cert_reqs=ssl.CERT_REQUIRED,
+                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            if settings.tls_insecure:
+                self.client.tls_insecure_set(True)
+        if settings.will_topic:
+            self.client.will_set(settings.will_topic, "offline", qos=1, retain=True)
+        self.client.on_connect = self._handle_connect
+        self.client.on_disconnect = self._handle_disconnect
+        self.client.on_publish = self._handle_publish
+        self.client.on_message = self._handle_message
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._acks: collections.deque[int] = collections.deque()
+        self._inflight: dict[int, int] = {}  # mid -> outbox id (sender thread only)
+        self._early: set[int] = set()
+        self._last_sent = 0
+        self.sent = 0
+        self.acked = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.last_error = ""
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.s.tls else 'mqtt'}://{self.s.host}:{self.s.port}"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for target, name in ((self._net_loop, "mqtt-net"), (self._send_loop, "mqtt-send")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish `offline` (retained) if connected, disconnect, stop the threads."""
+        if self.connected.is_set() and self.s.will_topic:
+            try:
+                self.client.publish(self.s.will_topic, "offline", qos=1, retain=True).wait_for_publish(1.0)
+            except (RuntimeError, ValueError):
+                pass
+        self._stop.set()
+        self._wake.set()
+        try:
+            self.client.disconnect()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+        for t in self._threads:
+            t.join(timeout)
+
+    def notify(self) -> None:
+        """New outbox content: wake the sender."""
+        self._wake.set()
+
+    # -- network thread -----------------------------------------------------------------------------
+    def _net_loop(self) -> None:
+        delay = self.s.reconnect_min
+        self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
+        while not self._stop.is_set():
+            try:
+                self.client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as err:
+                self._fail(f"cannot connect to {self.url}: {_describe(err)}")
+                self._stop.wait(delay)
+                delay = min(self.s.reconnect_max, delay * 2)
+                continue
+            while not self._stop.is_set():
+                rc = self.client.loop(timeout=0.2)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+            if self.connected.is_set():
+                delay = self.s.reconnect_min  # the connection had been accepted: retry quickly
+            self.connected.clear()
+            if not self._stop.is_set():
+                self._stop.wait(delay)
+                delay = min(self.s.reconnect_max, delay * 2)
+
+    def _fail(self, text: str) -> None:
+        if text != self.last_error:
+            log.error("%s", text)
+        self.last_error = text
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            hint = " (check username/password)" if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower() else ""
+            self._fail(f"broker {self.url} refused the connection: {reason_code}{hint}")
+            return
+        self.connects += 1
+        self.last_error = ""
+        self.connected.set()
+        log.info("connected to %s as %s", self.url, self.s.client_id)
+        if self.s.will_topic:
+            client.publish(self.s.will_topic, "online", qos=1, retain=True)
+        if self._on_connected is not None:
+            try:
+                self._on_connected(self)
+            except Exception as err:  # noqa: BLE001 - a hook must not break the link
+                log.error("on_connected hook: %s", err)
+        self._wake.set()
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if self.connected.is_set():
+            self.disconnects += 1
+            log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
+        self.connected.clear()
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        self._acks.append(mid)
+        self._wake.set()
+
+    def _handle_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+        if self._on_message is not None:
+            try:
+                self._on_message(msg.topic, msg.payload)
+            except Exception as err:  # noqa: BLE001 - never let a message kill the loop
+                log.error("message on %s not handled: %s", msg.topic[:200], err)
+
+    # -- sender thread ------------------------------------------------------------------------------
+    def _drain_acks(self) -> None:
+        while self._acks:
+            mid = self._acks.popleft()
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                self._early.add(mid)  # PUBACK came before publish() returned
+                continue
+            self._ack(row)
+
+    def _ack(self, row: int) -> None:
+        try:
+            self.outbox.ack(row)
+            self.acked += 1
+        except OutboxError as err:
+            self._fail(str(err))
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._drain_acks()
+            room = self.s.window - len(self._inflight)
+            if room <= 0:
+                continue
+            try:
+                batch = self.outbox.pending(self._last_sent, room)
+            except Exception as err:  # noqa: BLE001 - disk trouble: report, retry
+                self._fail(f"outbox read: {err}")
+                continue
+            for m in batch:
+                info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    self._fail(f"publish {m.topic}: {mqtt.error_string(info.rc)}")
+                    break
+                self._last_sent = m.id
+                self.sent += 1
+                if m.qos == 0:
+                    self._ack(m.id)
+                    continue
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                    self._ack(m.id)
+                else:
+                    self._inflight[info.mid] = m.id
+            if batch:
+                self._wake.set()
+
+    # -- direct publishing (status, stats, replies: not stored) ---------------------------------------
+    def publish_now(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
+        if not self.connected.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=qos, retain=retain).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def stats(self) -> dict[str, object]:
+        return {"connected": self.connected.is_set(), "sent": self.sent, "acked": self.acked,
+                "inflight": len(self._inflight), "connects": self.connects, "disconnects": self.disconnects,
+                "last_error": self.last_error}
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {err.verify_message} (check ca_file and the broker's certificate)"
+    if isinstance(err, ssl.SSLError):
+        return f"TLS error: {err.reason or err}"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused (broker down or wrong port)"
+    return f"{type(err).__name__}: {err}"
