@@ -8,7 +8,9 @@ ONNX embedders (and gets a clear message naming the pip packages if it asks for 
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 from typing import Any, Protocol
 
 import cv2
@@ -82,20 +84,24 @@ class DlibEmbedder:
         except ImportError as err:
             raise RuntimeMissingError(
                 "the dlib face embedder needs dlib: pip install dlib-bin face_recognition_models "
-                "(or set embedder:=onnx with your own FaceNet/ArcFace model)") from err
-        try:
-            import face_recognition_models as frm
-        except ImportError as err:
+                "(or set embedding.kind:=onnx with your own FaceNet/ArcFace model)") from err
+        # located without importing the package: its __init__ needs pkg_resources (setuptools),
+        # which newer environments no longer ship
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
             raise RuntimeMissingError(
-                "the dlib face embedder needs its weights: pip install face_recognition_models") from err
+                "the dlib face embedder needs its weights: pip install face_recognition_models")
+        models = os.path.join(list(spec.submodule_search_locations)[0], "models")
+        sp_file = os.path.join(models, "shape_predictor_5_face_landmarks.dat")
+        net_file = os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
         import dlib
 
         self._dlib = dlib
         try:
-            self._sp = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-            self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+            self._sp = dlib.shape_predictor(sp_file)
+            self._net = dlib.face_recognition_model_v1(net_file)
         except RuntimeError as err:
-            raise ModelError(f"dlib could not load the face_recognition_models files: {err}") from err
+            raise ModelError(f"dlib could not load {models}: {err}") from err
         self.jitter = int(jitter)
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
