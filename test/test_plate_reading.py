@@ -163,3 +163,28 @@ def test_lprnet_reader_and_user_plate_detector(tmp_path) -> None:
         r.close()
     with pytest.raises(Exception, match="module:Class"):
         PlateReader(PlatesConfig(finder={"mode": "detector", "pipeline": "no_colon"}))
+
+
+def test_synthetic_plates_on_a_real_car_photo(reader: PlateReader, samples) -> None:
+    """SYNTHETIC plates pasted over the (unreadable) plate of a real, motion-blurred car photo:
+    the text detector must find them among real clutter, and report nothing on the bare photo."""
+    import random
+
+    import cv2
+
+    from plates_synth import random_text
+
+    car = cv2.imread(str(samples / "licenseplate_motion.jpg"))
+    assert reader.find_and_read(car) == []
+    rng = random.Random(2)
+    ok, n = 0, 12
+    for i in range(n):
+        colour = ("blue", "yellow", "green")[i % 3]
+        text = random_text(rng, colour == "green")
+        plate = render_plate(text, colour, height=70)
+        h = int(plate.shape[0] * 150 / plate.shape[1])
+        img = car.copy()
+        img[238:238 + h, 220:370] = cv2.resize(plate, (150, h), interpolation=cv2.INTER_AREA)
+        got = [r.text for r in reader.find_and_read(img)]
+        ok += got == [text]
+    assert ok >= n - 1, f"{ok}/{n}"
