@@ -8,13 +8,11 @@ for long (both share the recogniser under a lock).
 Publishes ``faces`` (vision_msgs/Detection2DArray): per face ``results[0].class_id`` = identity
 or ``unknown``, ``score`` = cosine similarity, ``id`` = track id.
 Commands (``/nano_vision/commands``): ``enroll_face`` {name, image_b64 | image_path},
-``delete_face`` {name}, ``list_faces`` {}; replies on ``/nano_vision/command_replies``.
+``delete_face`` {name}, ``list_faces`` {} (ROS only); replies on ``/nano_vision/command_replies``.
 """
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import threading
 import time
 from typing import Any
@@ -23,13 +21,13 @@ import cv2
 from pydantic import Field
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
 from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
-from nano_vision_ros.core.recognition.faces import EnrollmentRefused, FaceRecognizer, FacesConfig
+from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.imageutil import as_bgr, decode_b64_image
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import to_msg
 from nano_vision_ros.ros.image import converter
 from nano_vision_ros.ros.params import load_config
@@ -37,9 +35,6 @@ from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
 
 log = logging.getLogger(__name__)
-
-COMMANDS_TOPIC = "/nano_vision/commands"
-REPLIES_TOPIC = "/nano_vision/command_replies"
 
 
 class FaceNodeConfig(FacesConfig):
@@ -56,7 +51,7 @@ class FaceNode(LifecycleNode):
         self._lock = threading.Lock()
         self.worker: LatestWorker[Image] | None = None
         self.sub = None
-        self._cmd_thread: threading.Thread | None = None
+        self.bus: CommandBus | None = None
         super().__init__("face_node")
         self.cfg = load_config(self, FaceNodeConfig)
         self._conv = converter()
@@ -65,12 +60,9 @@ class FaceNode(LifecycleNode):
         self.faces_seen = 0
         self.last_ms = 0.0
         self.load_error = ""
-        self._cmd_q: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=32)
         if self.cfg.commands:
-            self.replies = self.create_publisher(String, REPLIES_TOPIC, qos.RELIABLE)
-            self.cmd_sub = self.create_subscription(String, COMMANDS_TOPIC, self._on_command, qos.RELIABLE)
-            self._cmd_thread = threading.Thread(target=self._command_loop, name="face-commands", daemon=True)
-            self._cmd_thread.start()
+            self.bus = CommandBus(self, {"enroll_face": self._cmd_enroll, "delete_face": self._cmd_delete,
+                                         "list_faces": self._cmd_list}, camera=self.get_namespace().strip("/"))
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -136,60 +128,29 @@ class FaceNode(LifecycleNode):
         self.faces_seen += len(dets)
         self.pub.publish(to_msg(dets, msg.header))
 
-    # --- commands ------------------------------------------------------------------------------
-    def _for_me(self, target: Any) -> bool:
-        if target in (None, "", "*"):
-            return True
-        ns = self.get_namespace().strip("/")
-        return target in (ns, "/" + ns, self.get_fully_qualified_name(), self.get_name())
+    # --- commands (ros.commands.CommandBus: its own worker thread, replies with request_id) -------
+    def _registry(self) -> FaceRecognizer:
+        if self.rec is None:
+            raise ValueError(f"face_node is not configured ({self.load_error or 'models not loaded'})")
+        return self.rec
 
-    def _on_command(self, msg: String) -> None:
-        try:
-            cmd = json.loads(msg.data)
-        except json.JSONDecodeError:
-            return  # not for us to judge: other nodes may answer malformed input
-        if not isinstance(cmd, dict) or cmd.get("command") not in ("enroll_face", "delete_face", "list_faces"):
-            return
-        if not self._for_me(cmd.get("target", "*")):
-            return
-        try:
-            self._cmd_q.put_nowait(cmd)
-        except queue.Full:
-            self._reply(cmd, False, None, "face_node busy: too many pending commands")
-
-    def _command_loop(self) -> None:
-        while True:
-            cmd = self._cmd_q.get()
-            if cmd is None:
-                return
-            try:
-                result = self._execute(cmd)
-                self._reply(cmd, True, result, None)
-            except (EnrollmentRefused, ConfigError, ValueError, OSError) as err:
-                self._reply(cmd, False, None, str(err))
-            except Exception as err:  # noqa: BLE001 - a bad command must not kill the node
-                log.warning("command %s failed: %s", cmd.get("command"), err)
-                self._reply(cmd, False, None, f"{type(err).__name__}: {err}")
-
-    def _execute(self, cmd: dict[str, Any]) -> Any:
-        args = cmd.get("args") or {}
-        if not isinstance(args, dict):
-            raise ValueError("args must be an object")
+    def _cmd_list(self, args: dict[str, Any]) -> Any:
         with self._lock:
-            if self.rec is None:
-                raise ValueError(f"face_node is not configured ({self.load_error or 'models not loaded'})")
-            rec = self.rec
-            if cmd["command"] == "list_faces":
-                return {"identities": [i.as_dict() for i in rec.gallery.list()]}
-            if cmd["command"] == "delete_face":
-                name = args.get("name")
-                if not rec.gallery.delete(str(name)):
-                    raise ValueError(f"no identity named {name!r}")
-                rec.reset_tracks()
-                return {"deleted": name}
-        # enroll_face: decode outside the lock, embed under it
+            return {"identities": [i.as_dict() for i in self._registry().gallery.list()]}
+
+    def _cmd_delete(self, args: dict[str, Any]) -> Any:
         name = args.get("name")
-        if "image_b64" in args:
+        with self._lock:
+            rec = self._registry()
+            if not rec.gallery.delete(str(name)):
+                raise ValueError(f"no identity named {name!r}")
+            rec.reset_tracks()
+        self.get_logger().info(f"deleted identity {name}")
+        return {"deleted": name}
+
+    def _cmd_enroll(self, args: dict[str, Any]) -> Any:
+        name = args.get("name")
+        if "image_b64" in args:  # decoded outside the lock; embedded under it
             img = decode_b64_image(args["image_b64"], self.cfg.max_image_bytes)
             source = "image_b64"
         elif "image_path" in args:
@@ -201,23 +162,19 @@ class FaceNode(LifecycleNode):
         else:
             raise ValueError("enroll_face needs args.image_b64 or args.image_path")
         with self._lock:
-            if self.rec is None:
-                raise ValueError("face_node is not configured")
-            res = self.rec.enroll(name, [(source, img)])
-            self.rec.reset_tracks()
+            rec = self._registry()
+            res = rec.enroll(name, [(source, img)])
+            rec.reset_tracks()
         self.get_logger().info(f"enrolled {res.name} ({res.total} vectors)")
         return {"name": res.name, "added": res.added, "total": res.total, "faces": res.faces}
-
-    def _reply(self, cmd: dict[str, Any], ok: bool, result: Any, error: str | None) -> None:
-        reply = {"request_id": cmd.get("request_id"), "command": cmd.get("command"),
-                 "node": self.get_fully_qualified_name(), "ok": ok, "result": result, "error": error}
-        self.replies.publish(String(data=json.dumps(reply)))
 
     # --- diagnostics ---------------------------------------------------------------------------
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         w = self.worker
         values: dict[str, object] = {"frames": self.frames, "faces": self.faces_seen, "last_ms": self.last_ms,
                                      "dropped": w.dropped if w else 0, "errors": w.errors if w else 0}
+        if self.bus is not None:
+            values["commands_handled"], values["commands_failed"] = self.bus.handled, self.bus.failed
         if self.rec is None:
             return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
         if w and w.last_error:
@@ -226,9 +183,9 @@ class FaceNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._stop_frames()
-        if self._cmd_thread is not None:
-            self._cmd_q.put(None)
-            self._cmd_thread = None
+        if self.bus is not None:
+            self.bus.destroy()
+            self.bus = None
         self._free()
         super().destroy_node()
 
