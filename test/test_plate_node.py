@@ -104,3 +104,43 @@ def test_lists_change_at_run_time_other_parameters_refused(start_node, ros_node)
              60, what="plate now on the deny list")
     res = set_param("vote_window", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=9))
     assert not res.successful and "vote_window" in res.reason
+
+
+def test_with_the_real_detector_node(start_node, ros_node, samples: Path) -> None:
+    """camera frames (from here) -> detector_node (COCO, NanoDet) -> plate_node, both in their own
+    processes. The frame is a real photo with a SYNTHETIC plate pasted on the parked car, which
+    the COCO model then reports as both car and truck: the plate must come out once."""
+    import cv2
+
+    from plates_synth import render_plate
+
+    ns = "/street1"
+    text = "鲁B7C2K9"
+    img = cv2.imread(str(samples / "dog.jpg"))
+    plate = render_plate(text, "blue", height=70)
+    h = int(plate.shape[0] * 120 / plate.shape[1])
+    img[125:125 + h, 520:640] = cv2.resize(plate, (120, h), interpolation=cv2.INTER_AREA)
+    start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=coco_objects", name="detector")
+    start_node("plate_node", "-r", f"__ns:={ns}", name="plate3")
+    node = ros_node("plate_detector_client")
+    got: list[Detection2DArray] = []
+    vehicles: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/plates", got.append, qos.RELIABLE)
+    node.create_subscription(Detection2DArray, f"{ns}/detections", vehicles.append, qos.RELIABLE)
+    pub = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
+    count = [0]
+
+    def tick():
+        msg = numpy_to_imgmsg(img, "bgr8")
+        msg.header.frame_id = "street_cam"
+        msg.header.stamp.sec = 2000 + count[0]
+        count[0] += 1
+        pub.publish(msg)
+    node.create_timer(0.5, tick)
+    wait_for(lambda: any(len(m.detections) == 1 and m.detections[0].results[0].hypothesis.class_id == text for m in got),
+             120, what=f"plate {text} via detector_node")
+    labels = {d.results[0].hypothesis.class_id for m in vehicles for d in m.detections}
+    assert labels & {"car", "truck"}
+    assert all(len(m.detections) == 1 for m in got)  # one plate, not one per overlapping vehicle box
+    msg = next(m for m in got if m.detections[0].results[0].hypothesis.class_id == text)
+    assert any(m.header.stamp == msg.header.stamp for m in vehicles)  # paired by stamp

@@ -213,7 +213,24 @@ class PlateReader:
                     continue
                 best_per_vehicle[vi] = len(out)
             out.append(reading)
-        return out
+        return self._dedupe(out)
+
+    @staticmethod
+    def _dedupe(readings: list[PlateReading]) -> list[PlateReading]:
+        """One reading per plate: overlapping vehicle boxes (a car also detected as a truck) find
+        the same plate twice; keep the valid, most confident of plate boxes overlapping > 0.5 IoU."""
+        if len(readings) < 2:
+            return readings
+        from nano_vision_ros.core.recognition.tracker import iou_matrix
+
+        order = sorted(range(len(readings)), key=lambda i: (readings[i].valid, readings[i].confidence), reverse=True)
+        boxes = np.array([r.box for r in readings], np.float32)
+        iou = iou_matrix(boxes, boxes)
+        kept: list[int] = []
+        for i in order:
+            if all(iou[i, j] <= 0.5 for j in kept):
+                kept.append(i)
+        return [readings[i] for i in sorted(kept)]
 
     def process(self, image_bgr: np.ndarray, vehicles: Detections | None = None) -> Detections:
         readings = self.find_and_read(image_bgr, vehicles)
