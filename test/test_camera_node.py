@@ -1,0 +1,216 @@
+"""camera_node in its own process, over real DDS, to subscribers in this process."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import free_port, wait_for
+from nano_vision_ros.core.capture import decode_frame_index, render_test_pattern
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "samples" / "vtest.mp4"
+pytestmark = pytest.mark.timeout(180)
+
+
+class Inbox:
+    """Thread-safe list of received messages (subscription callbacks run on the executor thread)."""
+
+    def __init__(self, keep=lambda m: m) -> None:
+        self.items: list = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def __call__(self, msg) -> None:
+        item = self._keep(msg)
+        with self._lock:
+            self.items.append(item)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.items)
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.items)
+
+
+def _subscribe(ros_node, ns: str, name: str = "t_sub"):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.image import converter
+
+    conv = converter()
+    node = ros_node(name)
+    images = Inbox(lambda m: (m.header, m.encoding, m.width, m.height, m.step, conv.to_numpy(m).copy()))
+    infos = Inbox()
+    jpegs = Inbox()
+    diags = Inbox(lambda m: [s for s in m.status if s.name == f"{ns}/camera_node"])
+    node.create_subscription(Image, f"{ns}/image_raw", images, qos.SENSOR)
+    node.create_subscription(CameraInfo, f"{ns}/camera_info", infos, qos.SENSOR)
+    node.create_subscription(CompressedImage, f"{ns}/image_raw/compressed", jpegs, qos.SENSOR)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags, 50)
+    return images, infos, jpegs, diags
+
+
+def _diag_values(diags: Inbox) -> dict[str, str] | None:
+    for statuses in reversed(diags.snapshot()):
+        if statuses:
+            st = statuses[-1]
+            return {"_message": st.message, "_level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                    **{kv.key: kv.value for kv in st.values}}
+    return None
+
+
+def _sample_hashes(n: int) -> dict[str, int]:
+    cap = cv2.VideoCapture(str(SAMPLE), cv2.CAP_FFMPEG)
+    out = {}
+    for i in range(n):
+        ok, f = cap.read()
+        assert ok
+        out[hashlib.sha256(f.tobytes()).hexdigest()] = i
+    cap.release()
+    return out
+
+
+def test_sample_video_reaches_another_process(start_node, ros_node):
+    ns = "/cam_sample"
+    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", "fps:=20", "-p", "frame_id:=cam_sample_optical",
+                      "-p", "camera_info_url:=package://nano_vision_ros/config/camera_info/example_768x576.yaml")
+    images, infos, _jpegs, diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 25 and len(infos) >= 5, 60, what="25 frames and camera infos")
+    assert node.alive()
+    received = images.snapshot()[:25]
+    hashes = _sample_hashes(300)  # 20 fps for 15 s of start-up at most
+    indices = []
+    for header, encoding, w, h, step, arr in received:
+        assert (encoding, w, h, step, arr.shape) == ("bgr8", 768, 576, 768 * 3, (576, 768, 3))
+        assert header.frame_id == "cam_sample_optical"
+        digest = hashlib.sha256(arr.tobytes()).hexdigest()
+        assert digest in hashes, "a received frame is not a frame of the sample video"
+        indices.append(hashes[digest])
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)  # in order, no repeats
+    stamps = [(hd.stamp.sec, hd.stamp.nanosec) for hd, *_ in received]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    info = infos.snapshot()[-1]
+    assert (info.width, info.height, info.header.frame_id) == (768, 576, "cam_sample_optical")
+    assert list(info.k) == [620.0, 0.0, 384.0, 0.0, 620.0, 288.0, 0.0, 0.0, 1.0] and info.distortion_model == "plumb_bob"
+    wait_for(lambda: (_diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics")
+    d = _diag_values(diags)
+    assert d["_level"] == 0 and int(d["frames"]) > 0 and d["width"] == "768" and d["reconnects"] == "0"
+    assert "INFO" not in node.log().split("streaming", 1)[-1]  # no per-frame INFO lines after start-up
+
+
+def test_1080p_pattern_arrives_intact(start_node, ros_node):
+    ns = "/cam_hd"
+    start_node("camera_node", "-r", f"__ns:={ns}", "-p", "source:=test://pattern", "-p", "width:=1920",
+               "-p", "height:=1080", "-p", "fps:=15")
+    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 8, 60, what="8 1080p frames")
+    seen = []
+    for header, encoding, w, h, _step, arr in images.snapshot()[:8]:
+        assert (encoding, w, h) == ("bgr8", 1920, 1080)
+        idx = decode_frame_index(arr)
+        assert np.array_equal(arr, render_test_pattern(idx, 1920, 1080)), f"frame {idx} changed on the way"
+        seen.append(idx)
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    wait_for(lambda: len(infos) >= 1, 10, what="camera_info")
+    info = infos.snapshot()[-1]
+    assert (info.width, info.height) == (1920, 1080) and not any(info.k)  # uncalibrated default: K = 0
+
+
+def test_resized_rgb_and_compressed(start_node, ros_node):
+    ns = "/cam_small"
+    start_node("camera_node", "-r", f"__ns:={ns}", "-p", "source_kind:=test_pattern", "-p", "width:=640",
+               "-p", "height:=480", "-p", "fps:=20", "-p", "resize_width:=320", "-p", "resize_height:=240",
+               "-p", "encoding:=rgb8", "-p", "publish_compressed:=true", "-p", "jpeg_quality:=90")
+    images, infos, jpegs, _diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 3 and len(jpegs) >= 3, 60, what="raw and compressed frames")
+    for _header, encoding, w, h, _step, arr in images.snapshot()[:3]:
+        assert (encoding, w, h) == ("rgb8", 320, 240)
+        idx = decode_frame_index(arr, rendered_size=(640, 480))
+        ref = cv2.resize(render_test_pattern(idx, 640, 480), (320, 240), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+        assert np.array_equal(arr, ref)
+    from nano_vision_ros.ros.image import compressed_to_numpy
+
+    jpeg = jpegs.snapshot()[0]
+    assert jpeg.format == "rgb8; jpeg compressed bgr8"
+    img = compressed_to_numpy(jpeg)  # BGR
+    idx = decode_frame_index(img, rendered_size=(640, 480))
+    ref = cv2.resize(render_test_pattern(idx, 640, 480), (320, 240), interpolation=cv2.INTER_AREA)
+    assert img.shape == (240, 320, 3) and np.abs(img.astype(int) - ref.astype(int)).mean() < 6
+    assert (infos.snapshot()[-1].width, infos.snapshot()[-1].height) == (320, 240)
+
+
+def _serve(port: int) -> subprocess.Popen:
+    return subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(SAMPLE),
+                             "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"],
+                            stdin=subprocess.DEVNULL)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+def test_stream_that_drops_is_recovered(start_node, ros_node):
+    ns = "/cam_net"
+    port = free_port()
+    server = _serve(port)
+    try:
+        node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:=http://127.0.0.1:{port}/live.ts",
+                          "-p", "reconnect_delay:=0.2", "-p", "reconnect_max_delay:=1.0", "-p", "read_timeout:=5.0",
+                          "-p", "diagnostics_period:=0.3")
+        images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
+        wait_for(lambda: len(images) >= 5, 60, what="frames from the stream")
+        _kill(server)  # the stream vanishes
+        wait_for(lambda: (_diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting")
+        d = _diag_values(diags)
+        assert d["_level"] in (1, 2) and d["last_error"] and node.alive()
+        before = len(images)
+        server = _serve(port)  # and comes back on the same address
+        wait_for(lambda: len(images) >= before + 5, 60, what="frames after the stream came back")
+        wait_for(lambda: int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1
+                 and _diag_values(diags)["state"] == "streaming", 30, what="diagnostics: reconnect counted")
+        assert node.alive()
+        log = node.log()
+        assert log.count("retrying with backoff") == 1  # one line for the loss, not one per retry
+    finally:
+        _kill(server)
+
+
+def test_missing_file_waits_then_recovers(start_node, ros_node, tmp_path):
+    ns = "/cam_file"
+    path = tmp_path / "later.mp4"
+    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={path}", "-p", "reconnect_delay:=0.2",
+                      "-p", "reconnect_max_delay:=0.5", "-p", "fps:=20", "-p", "diagnostics_period:=0.3")
+    images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
+    wait_for(lambda: "file not found" in (_diag_values(diags) or {}).get("last_error", ""), 30, what="file-not-found diagnostics")
+    assert node.alive() and len(images) == 0
+    shutil.copy(SAMPLE, path)
+    wait_for(lambda: len(images) >= 3, 60, what="frames once the file exists")
+    assert node.alive()
+
+
+@pytest.mark.parametrize("args,param", [
+    (("-p", "source_kind:=webcam"), "source_kind"),
+    (("-p", "width:=1920"), "height"),
+    (("-p", "fps:=-5.0"), "fps"),
+    (("-p", "camera_info_url:=file:///nonexistent/cal.yaml"), "camera_info_url"),
+])
+def test_bad_parameters_exit_2_naming_the_parameter(start_node, args, param):
+    node = start_node("camera_node", *args)
+    code = node.proc.wait(60)
+    log = node.log()
+    assert code == 2, log
+    errors = [ln for ln in log.splitlines() if "ERROR" in ln]
+    assert len(errors) == 1 and f"parameter '{param}'" in errors[0], log
