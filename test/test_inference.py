@@ -246,3 +246,18 @@ def test_shape_rules_and_bad_objects():
     with pytest.raises(ModelError, match="unsupported TensorRT data type"):
         trt_compat.numpy_dtype(_Enum("COMPLEX"))
     assert trt_compat.numpy_dtype("DataType.HALF") == np.float16
+
+
+def test_int8_calibration_preprocess_is_the_tasks():
+    """INT8 calibration must see exactly what inference sees: the profile's pre-processing."""
+    import cv2
+
+    from nano_vision_ros.core.detection.profiles import build_detector, calibration_preprocess, load_profile
+
+    prof = load_profile("coco_objects")
+    img = cv2.imread(str(REPO.parent / "shared" / "samples" / "dog.jpg"))
+    calib = calibration_preprocess(prof, str(NANODET))(img)
+    det = build_detector(prof)
+    ref, _ = det.preprocessor(img)
+    np.testing.assert_array_equal(calib, ref)
+    det.close()

@@ -121,6 +121,22 @@ def _import(spec: str) -> Any:
         raise ConfigError(f"pipeline {spec!r}: {module_name} has no {attr}", "task") from None
 
 
+def calibration_preprocess(profile: TaskProfile, onnx_path: str):
+    """The task's pre-processing as image -> tensor, for INT8 calibration of a TensorRT build."""
+    from nano_vision_ros.core.detection.decoders import DECODERS, guess_decoder
+    from nano_vision_ros.core.detection.pipeline import input_geometry
+    from nano_vision_ros.core.detection.preprocess import Preprocessor
+    from nano_vision_ros.core.inference.opencv_backend import onnx_io
+
+    inputs, outputs, _ = onnx_io(onnx_path)
+    name = guess_decoder(outputs) if profile.decoder == "auto" else profile.decoder
+    pre = {**DECODERS[name].preset, **{k: v for k, v in profile.input.model_dump(exclude={"width", "height"}).items() if v is not None}}
+    size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
+    layout, w, h = input_geometry(inputs[0], pre.pop("layout", "auto"), size)
+    p = Preprocessor(w, h, layout=layout, **pre)
+    return lambda image: p(image)[0].copy()
+
+
 def build_detector(profile: TaskProfile, *, model: str | None = None, backend: str | None = None,
                    device: str | None = None, score_threshold: float | None = None,
                    nms_threshold: float | None = None, **backend_options: Any) -> Detector:
@@ -143,6 +159,8 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
         raise ConfigError(f"task {profile.name!r} names no model; set 'model'", "model")
     resolved = str(resolve(model_path))
     opts = {**profile.backend_options, **backend_options}
+    if (backend or profile.backend) == "tensorrt" and resolved.lower().endswith(".onnx") and opts.get("precision") == "int8":
+        opts.setdefault("preprocess", calibration_preprocess(profile, resolved))
     be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
     try:
         decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options)
