@@ -289,3 +289,35 @@ def test_preprocessor_letterbox_and_layouts():
     t2, tr2 = q(img)
     assert t2.shape == (1, 32, 64, 3) and t2[0, 5, 5].tolist() == [0, 0, 255]
     np.testing.assert_allclose(tr2.to_source(np.array([[0, 0, 64, 32]], np.float32)), [[0, 0, 200, 100]])
+
+
+def test_label_file_formats(tmp_path):
+    from nano_vision_ros.core.detection.labels import labels_from_metadata, load_labels
+
+    (tmp_path / "a.labels").write_text("# PPE\nhelmet\n\nhead\nperson\n")
+    (tmp_path / "data.yaml").write_text("path: ppe\nnames:\n  0: helmet\n  1: head\n  2: person\n")
+    (tmp_path / "b.json").write_text('["helmet", "head", "person"]')
+    for f in ("a.labels", "data.yaml", "b.json"):
+        assert load_labels(tmp_path / f) == ["helmet", "head", "person"], f
+    (tmp_path / "gap.yaml").write_text("names: {0: a, 2: c}\n")
+    with pytest.raises(ModelError, match="without gaps"):
+        load_labels(tmp_path / "gap.yaml")
+    with pytest.raises(ModelError, match="not found"):
+        load_labels(tmp_path / "absent.txt")
+    assert labels_from_metadata({"names": "{0: 'smoke', 1: 'fire'}"}) == ["smoke", "fire"]
+    assert labels_from_metadata({}) is None
+    assert len(load_labels("models/coco80.labels")) == 80
+
+
+def test_class_filter_and_threshold_change(samples):
+    prof = load_profile("coco_objects")
+    prof = prof.model_copy(update={"classes": ["dog", "truck"]})
+    det = build_detector(prof)
+    img = cv2.imread(str(samples / "dog.jpg"))
+    assert sorted(det.detect(img).label_of(i) for i in range(2)) == ["dog", "truck"]
+    assert len(det.detect(img)) == 2
+    det.score_threshold = 0.4  # truck (.36) drops out
+    assert [det.detect(img).label_of(0)] == ["dog"] and len(det.detect(img)) == 1
+    det.close()
+    with pytest.raises(ModelError, match="not in the model's labels"):
+        build_detector(prof.model_copy(update={"classes": ["unicorn"]}))

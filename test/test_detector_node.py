@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, save
 from rcl_interfaces.msg import Parameter as ParamMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -65,6 +66,9 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     node.create_subscription(Image, f"{ns}/image_annotated", annotated.append, qos.SENSOR)
     node.create_subscription(String, "/nano_vision/command_replies", lambda m: replies.append(json.loads(m.data)), qos.RELIABLE)
     cmd_pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
+    diags: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: diags.extend(s for s in m.status if s.name == f"{ns}/detector_node"), 10)
     img = cv2.imread(str(samples / "dog.jpg"))
     if CAMERA_NODE.is_file():  # the real camera node, playing a short clip of the still photo
         src = det.log_path.parent / "dog.avi"
@@ -95,6 +99,11 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     wait_for(lambda: annotated, 20, what="image_annotated")
     a = annotated[-1]
     assert (a.width, a.height, a.encoding) == (768, 576, "bgr8")
+    wait_for(lambda: any(dict((kv.key, kv.value) for kv in d.values).get("frames", "0") != "0" for d in diags), 10,
+             what="diagnostics with frames")
+    values = dict((kv.key, kv.value) for kv in diags[-1].values)
+    assert values["state"] == "active" and values["backend"] == "onnxruntime"
+    assert float(values["infer_ms"]) > 0 and float(values["fps"]) > 0 and "dropped" in values
 
     # command bus: raise the score threshold, only the bicycle (.68) stays
     cmd_pub.publish(String(data=json.dumps({"request_id": "r1", "command": "set_threshold", "target": ns.strip("/"),
