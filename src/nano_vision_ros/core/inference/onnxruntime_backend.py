@@ -32,7 +32,8 @@ _PROVIDERS = {
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
-    def __init__(self, path: str, device: str = "auto", threads: int = 0, **_: Any) -> None:
+    def __init__(self, path: str, device: str = "auto", threads: int = 0, precision: str = "fp16",
+                 cache_dir: str | None = None, **_: Any) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -51,8 +52,19 @@ class OnnxRuntimeBackend(InferenceBackend):
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
+        providers: list[Any] = list(wanted)
+        if "TensorrtExecutionProvider" in providers:
+            # the TensorRT EP builds an engine when the session is created (minutes on a Nano):
+            # keep it in the same cache folder as the native backend's engines
+            from nano_vision_ros.core.inference.engine_cache import default_cache_dir
+
+            cache = str(cache_dir or default_cache_dir())
+            providers[providers.index("TensorrtExecutionProvider")] = ("TensorrtExecutionProvider", {
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                "trt_fp16_enable": precision in ("fp16", "int8")})
+            log.info("ONNX Runtime TensorRT provider: engines cached in %s (first start builds one)", cache)
         try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=wanted)
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile types
             raise ModelError(f"ONNX Runtime could not load {path}: {str(err).splitlines()[0][:300]}") from err
         self.providers = self.session.get_providers()
