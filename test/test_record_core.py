@@ -100,14 +100,27 @@ def test_overlapping_events_merge_into_one_clip(tmp_path):
         100: [{"event_id": "a", "state": "new"}],  # T0+10: clip 7..14
         120: [{"event_id": "b", "state": "new"}],  # T0+12: overlaps -> 7..16
         150: [{"event_id": "a", "state": "end"}],  # T0+15: extends -> 7..19
+        250: [{"event_id": "a", "state": "update", "reason": "clip"}],  # about the clip: no new footage
         300: [{"event_id": "c", "state": "new"}],  # T0+30: a new clip 27..34
     })
     rec.flush()
     assert errors == []
-    assert [c["event_ids"] for c in clips] == [["a", "b"], ["c"]]
+    assert [c["event_ids"] for c in clips] == [["a", "b"], ["c"]] and rec.events_ignored == 1
     assert clips[0]["start"] == pytest.approx(T0 + 7) and clips[0]["end"] == pytest.approx(T0 + 19)
     assert abs(int(probe(clips[0]["path"])["nb_read_frames"]) - 120) <= 2
     assert abs(int(probe(clips[1]["path"])["nb_read_frames"]) - 70) <= 2
+
+
+def test_event_times_from_the_schema_are_used(tmp_path):
+    """An events-node `new` names its debounced start: the pre-event seconds count from there."""
+    import datetime as dt
+
+    rec, clips, _ = make(tmp_path)
+    cam = Camera(rec)
+    start_iso = dt.datetime.fromtimestamp(T0 + 9.0, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    cam.run_until(T0 + 20, {100: [{"event_id": "s", "state": "new", "start": start_iso, "stamp": "garbage"}]})
+    rec.flush()
+    assert clips[0]["start"] == pytest.approx(T0 + 6.0) and clips[0]["end"] == pytest.approx(T0 + 13.0)
 
 
 def test_gaps_are_filled_to_the_requested_duration(tmp_path):

@@ -143,3 +143,53 @@ def test_bad_url_is_rejected_at_start(start_node):
     node.proc.wait(30)
     assert node.proc.returncode == 2
     assert "parameter 'url'" in node.log()
+
+
+def test_example_param_files_validate():
+    """config/rtmp_streamer.yaml, recorder.yaml and uploader.yaml name every parameter and validate."""
+    import yaml
+
+    from conftest import REPO
+    from nano_vision_ros.nodes.recorder_node import RecorderConfig
+    from nano_vision_ros.nodes.rtmp_streamer_node import StreamerConfig
+    from nano_vision_ros.nodes.uploader_node import UploaderConfig
+
+    for name, node, model in [("rtmp_streamer", "rtmp_streamer_node", StreamerConfig),
+                              ("recorder", "recorder_node", RecorderConfig),
+                              ("uploader", "uploader_node", UploaderConfig)]:
+        params = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())[node]["ros__parameters"]
+        assert set(params) == set(model.model_fields) - {"token"}, name  # the token never goes in a file
+        model.model_validate(params)
+
+
+@pytest.mark.timeout(120)
+def test_gstreamer_encoder_streams_and_scales(nginx):
+    """The GStreamer pipeline (fdsrc ! x264enc ! flvmux ! rtmpsink) with frames of another size."""
+    from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
+
+    url = f"{nginx.url}/gst"
+    st = RtmpStreamer(StreamerOptions(url=url, width=256, height=144, fps=10, gop=10, bitrate_kbps=200,
+                                      encoder="gstreamer"))
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            frame = np.zeros((240, 320, 3), np.uint8)
+            frame[:, (i * 9) % 320:] = 180
+            st.push(frame)
+            i += 1
+            time.sleep(0.05)
+
+    th = threading.Thread(target=feed, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: st.state == "streaming", 30, what="gstreamer encoder streaming")
+        info = wait_for(lambda: probe(url), 60, interval=0.5, what="gstreamer stream readable")
+        assert st.encoder_name.startswith("gstreamer/")
+        assert info["codec_name"] == "h264" and (info["width"], info["height"]) == (256, 144)
+    finally:
+        stop.set()
+        th.join(2)
+        st.close()
+    assert st.frames_sent > 0 and st.skipped > 0  # 20 fps in, 10 fps out

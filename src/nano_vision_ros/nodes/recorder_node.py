@@ -50,7 +50,7 @@ class RecorderConfig(BaseModel):
     max_clip_seconds: float = Field(180.0, gt=0, le=3600, description="longest clip; a longer event continues in the next")
     fps: float = Field(15.0, gt=0, le=60, description="clip frame rate (frames are resampled to it)")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the ring buffer")
-    buffer_max_mb: float = Field(64.0, gt=0, description="memory bound of the ring buffer in MiB")
+    buffer_max_mb: float = Field(96.0, gt=0, description="memory bound of the ring buffer in MiB")
     codec: str = Field("libx264", description="ffmpeg video encoder of the clips")
     crf: int = Field(26, ge=0, le=51, description="x264 quality (lower = better, bigger)")
     preset: str = Field("veryfast", description="x264 preset")

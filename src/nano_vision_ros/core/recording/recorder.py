@@ -4,7 +4,8 @@ An event (``new`` or ``update``) at time t asks for footage from ``t - pre`` to 
 clip is open, any event whose window starts before the clip's end extends that clip instead of
 opening another (overlapping events merge; the clip lists every event_id). ``end`` only extends an
 open clip. A clip never exceeds ``max_clip_seconds``; a longer event continues in the next clip,
-which starts where the last one ended (no footage twice). Finished clips are encoded on a separate
+which starts where the last one ended (no footage twice). Updates with reason ``clip`` or
+``clip_status`` (the events node reporting on clips) are ignored. Finished clips are encoded on a separate
 thread and reported through ``on_clip``; failures (ffmpeg, full disk, unwritable folder) through
 ``on_error`` and the counters, never as exceptions into the caller.
 """
@@ -27,6 +28,8 @@ from nano_vision_ros.core.recording.ring import Frame, FrameRing
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Event updates that report on clips (from the events node) rather than on what the camera sees.
+IGNORED_REASONS = ("clip", "clip_status")
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Recorder:
         self.clips_failed = 0
         self.events_seen = 0
         self.events_merged = 0
+        self.events_ignored = 0
         self.last_error = ""
         self.last_clip = ""
         self.writable = self.check_output_dir()
@@ -148,6 +152,9 @@ class Recorder:
 
     def on_event(self, event: dict[str, Any], now: float | None = None) -> None:
         now = self.clock() if now is None else now
+        if event.get("reason") in IGNORED_REASONS:
+            self.events_ignored += 1
+            return  # the events node telling about our own clip: no footage asked (and no feedback loop)
         self.events_seen += 1
         state = event.get("state", "new")
         eid = str(event.get("event_id", ""))
@@ -272,7 +279,7 @@ class Recorder:
             "buffer_frames": len(self.ring), "buffer_bytes": self.ring.nbytes,
             "buffer_evicted_for_memory": self.ring.evicted_for_memory,
             "clips_written": self.clips_written, "clips_failed": self.clips_failed,
-            "events_seen": self.events_seen, "events_merged": self.events_merged,
+            "events_seen": self.events_seen, "events_merged": self.events_merged, "events_ignored": self.events_ignored,
             "disk_used_bytes": self.retention.used_bytes, "deleted_by_retention": self.retention.deleted,
             "output_dir_writable": self.writable, "last_clip": self.last_clip, "last_error": self.last_error,
         }
