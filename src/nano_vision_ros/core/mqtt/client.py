@@ -184,7 +184,7 @@ class MqttLink:
         self._wake.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stop.is_set():
             self.disconnects += 1
             log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
         self.connected.clear()

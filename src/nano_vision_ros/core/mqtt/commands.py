@@ -51,7 +51,7 @@ class CommandValidator:
         try:
             text = payload.decode("utf-8") if payload else "{}"
             data = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as err:
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise CommandRejected("bad_json", f"payload is not UTF-8 JSON: {str(err)[:120]}") from None
         rid = data.get("request_id") if isinstance(data, dict) else None
         rid = rid if isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", rid) else None

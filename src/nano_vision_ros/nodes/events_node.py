@@ -1,0 +1,253 @@
+"""events_node: tracked detections (+ faces, plates) -> site-safety events on ``events``.
+
+Subscribes ``detections`` (one or more Detection2DArray topics), ``faces``, ``plates``, the camera
+image (sensor QoS; the newest frames are kept to cut JPEG snapshots from, matched by stamp),
+``clips`` (recorder) and ``clip_status`` (uploader). Publishes each event JSON (std_msgs/String,
+reliable, transient local with ``history_depth`` so a restarted MQTT bridge gets what it missed)
+after validating it against ``schemas/event.schema.json``. Command bus: ``snapshot`` {camera?},
+``reload_config`` {}.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray
+
+from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.events import EventEngine, EventSchemaError, parse_rules, validate_event
+from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.commands import CommandBus
+from nano_vision_ros.ros.detections import from_msg
+from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+
+log = logging.getLogger(__name__)
+
+
+class EventsNodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = Field("site", min_length=1, description="site id written into every event")
+    device_id: str = Field("device", min_length=1, description="device id written into every event")
+    camera: str = Field("", description="camera name in events; default: the node's namespace (/cam0 -> cam0)")
+    rules: str = Field("", description="rules as a YAML string or a .yaml file path (see docs/EVENTS.md)")
+    detections_topics: list[str] = Field(default_factory=lambda: ["detections"], min_length=1,
+                                         description="Detection2DArray topics evaluated by `detections` rules")
+    faces_topic: str = Field("faces", description="face identities (Detection2DArray, class_id = identity|unknown)")
+    plates_topic: str = Field("plates", description="plate reads (Detection2DArray, class_id = plate text)")
+    image_topic: str = Field("image_raw", description="frames for snapshots (sensor_msgs/Image, sensor QoS)")
+    snapshots: bool = Field(True, description="cut a JPEG snapshot for each new event (and answer `snapshot`)")
+    events_topic: str = Field("events", description="output event JSON (std_msgs/String)")
+    clips_topic: str = Field("clips", description="recorder clip notices (JSON)")
+    clip_status_topic: str = Field("clip_status", description="uploader clip states (JSON)")
+    history_depth: int = Field(500, ge=1, le=100000, description="events kept for late-joining subscribers")
+    snapshot_dir: str = Field("/tmp/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)")
+    snapshot_quality: int = Field(85, ge=10, le=100)
+    snapshot_max_files: int = Field(2000, ge=1, description="oldest snapshots are deleted beyond this")
+    frame_buffer: int = Field(10, ge=1, le=300, description="newest frames kept to match snapshots by stamp")
+    snapshot_tolerance: float = Field(0.5, ge=0.0, description="largest stamp difference frame/detections (s)")
+    tick_period: float = Field(0.5, gt=0.0, description="how often absent tracks are ended when no frames come (s)")
+    queue_size: int = Field(200, ge=1, description="detections waiting for the rules thread; beyond: dropped, counted")
+    commands: bool = Field(True, description="answer snapshot / reload_config on the command bus")
+    diagnostics_period: float = Field(1.0, gt=0)
+
+    @field_validator("detections_topics")
+    @classmethod
+    def _topics(cls, v: list[str]) -> list[str]:
+        if any(not t for t in v):
+            raise ValueError("topic names must not be empty")
+        return v
+
+
+def _stamp(header: Any) -> float:
+    t = header.stamp.sec + header.stamp.nanosec * 1e-9
+    return t if t > 0 else time.time()
+
+
+class EventsNode(Node):
+    def __init__(self) -> None:
+        super().__init__("events_node")
+        self.cfg = load_config(self, EventsNodeConfig)
+        ns = self.get_namespace().strip("/")
+        self.camera = self.cfg.camera or (ns.split("/")[-1] if ns else "camera")
+        self.engine = self._make_engine()
+        self._conv = converter()
+        self.frames = FrameBuffer(self.cfg.frame_buffer)
+        self.snapshots = SnapshotWriter(self.cfg.snapshot_dir, self.camera, self.cfg.snapshot_quality, self.cfg.snapshot_max_files)
+        self._q: queue.Queue[tuple | None] = queue.Queue(maxsize=self.cfg.queue_size)
+        self.dropped = 0
+        self.invalid = 0
+        self.processed = 0
+        self.bad_notices = 0
+        self.last_ms = 0.0
+        self.published = 0
+        events_qos = QoSProfile(depth=self.cfg.history_depth, history=HistoryPolicy.KEEP_LAST,
+                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = self.create_publisher(String, self.cfg.events_topic, events_qos)
+        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, t=t: self._enqueue(("detections", m)), qos.RELIABLE)
+                     for t in self.cfg.detections_topics]
+        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), qos.RELIABLE))
+        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), qos.RELIABLE))
+        self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), qos.RELIABLE))
+        self.subs.append(self.create_subscription(String, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), qos.RELIABLE))
+        if self.cfg.snapshots:
+            self.subs.append(self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)))
+        self._thread = threading.Thread(target=self._loop, name="events-rules", daemon=True)
+        self._thread.start()
+        self.timer = self.create_timer(self.cfg.tick_period, lambda: self._enqueue(("tick", None)))
+        self.bus = CommandBus(self, {"snapshot": self._cmd_snapshot, "reload_config": self._cmd_reload},
+                              camera=self.camera) if self.cfg.commands else None
+        self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
+        if not self.engine.rules:
+            self.get_logger().warning("no rules configured (parameter 'rules'): no events will be raised")
+        self.get_logger().info(f"camera {self.camera}: {len(self.engine.rules)} rules "
+                               f"({', '.join(r.name for r in self.engine.rules)}) -> {self.pub.topic_name}")
+
+    def _make_engine(self) -> EventEngine:
+        rules = parse_rules(self.cfg.rules, self.camera)
+        return EventEngine(rules, self.cfg.site_id, self.cfg.device_id, self.camera)
+
+    # -- callbacks: only hand over --------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.frames.put(_stamp(msg.header), msg)  # converted only when a snapshot is cut
+
+    def _enqueue(self, item: tuple) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            if item[0] != "tick":
+                self.dropped += 1
+                self.get_logger().error("rules thread behind: input dropped", throttle_duration_sec=5.0)
+
+    # -- rules thread -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            kind, msg = item
+            t0 = time.perf_counter()
+            try:
+                if kind in ("detections", "faces", "plates"):
+                    events = self.engine.process(kind, from_msg(msg), _stamp(msg.header))
+                    self.processed += 1
+                elif kind == "tick":
+                    events = self.engine.tick(time.time())
+                else:
+                    events = self._on_notice(kind, msg.data)
+                for ev in events:
+                    self._emit(ev)
+            except Exception as err:  # noqa: BLE001 - one bad message must not stop the node
+                self.get_logger().error(f"{kind}: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
+            if kind != "tick":
+                self.last_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _on_notice(self, kind: str, text: str) -> list[dict[str, Any]]:
+        try:
+            info = json.loads(text)
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+            return self.engine.on_clip(info) if kind == "clip" else self.engine.on_clip_status(info)
+        except ValueError as err:
+            self.bad_notices += 1
+            self.get_logger().warning(f"{kind} notice ignored: {err}: {text[:200]!r}", throttle_duration_sec=5.0)
+            return []
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        if ev["state"] == "new" and self.cfg.snapshots:
+            snap = self._snapshot(ev)
+            if snap is not None:
+                ev["snapshot"] = snap
+                self.engine.attach_snapshot(ev["event_id"], snap)
+        try:
+            validate_event(ev)
+        except EventSchemaError as err:
+            self.invalid += 1
+            self.get_logger().error(f"event {ev.get('event_id')} not published, invalid: {err}")
+            return
+        self.pub.publish(String(data=json.dumps(ev, separators=(",", ":"))))
+        self.published += 1
+        if ev["state"] != "update":
+            self.get_logger().info(ev.get("message") or ev["type"])
+
+    def _snapshot(self, ev: dict[str, Any]) -> dict[str, Any] | None:
+        from nano_vision_ros.core.events.schema import parse_iso
+
+        stamp = parse_iso(ev["stamp"])
+        found = self.frames.nearest(stamp, self.cfg.snapshot_tolerance)
+        if found is None:
+            return None
+        try:
+            frame = self._conv.to_numpy(found[1])
+        except Exception as err:  # noqa: BLE001 - an undecodable frame: event without snapshot
+            self.get_logger().warning(f"snapshot frame not usable: {err}", throttle_duration_sec=5.0)
+            return None
+        if found[1].encoding == "rgb8":
+            frame = frame[..., ::-1]
+        return self.snapshots.write(ev, frame, found[0])
+
+    # -- commands ---------------------------------------------------------------------------------
+    def _cmd_snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        cam = args.get("camera")
+        if cam and cam != self.camera:
+            raise ValueError(f"this events node serves camera {self.camera!r}, not {cam!r}")
+        found = self.frames.nearest(time.time(), float("inf"))
+        if found is None:
+            raise ValueError(f"no frame received yet on {self.cfg.image_topic!r}")
+        frame = self._conv.to_numpy(found[1])
+        if found[1].encoding == "rgb8":
+            frame = frame[..., ::-1]
+        ev = {"event_id": f"snapshot-{int(found[0] * 1000)}", "type": "snapshot", "boxes": [], "labels": []}
+        snap = self.snapshots.write(ev, frame, found[0])
+        if snap is None:
+            raise ValueError("snapshot could not be written (see the node log)")
+        return {"camera": self.camera, **snap}
+
+    def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            engine = self._make_engine()
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        for ev in self.engine.flush(time.time()):
+            self._emit(ev)
+        self.engine = engine
+        return {"camera": self.camera, "rules": [r.name for r in engine.rules]}
+
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        level = diagnostics.OK
+        msg = f"{self.engine.active()} active events"
+        if self.dropped or self.invalid:
+            level, msg = diagnostics.WARN, f"{self.dropped} inputs dropped, {self.invalid} invalid events"
+        return level, msg, {"camera": self.camera, "rules": len(self.engine.rules), "detections_processed": self.processed,
+                            "events_published": self.published, "active_events": self.engine.active(),
+                            "inputs_dropped": self.dropped, "invalid_events": self.invalid, "bad_notices": self.bad_notices,
+                            "snapshots_written": self.snapshots.written, "snapshots_failed": self.snapshots.failed,
+                            "latency_ms": self.last_ms, "queue": self._q.qsize()}
+
+    def destroy_node(self) -> None:
+        q = getattr(self, "_q", None)  # None when __init__ failed half-way (rclpy cleans up anyway)
+        if q is not None:
+            try:
+                q.put_nowait(None)
+            except queue.Full:
+                pass
+        return super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(EventsNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

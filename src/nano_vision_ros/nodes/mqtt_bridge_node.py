@@ -1,0 +1,340 @@
+"""mqtt_bridge_node: events to the backend over MQTT with store-and-forward; remote commands in.
+
+Every event received on the ``events_topics`` is written to a SQLite outbox first and deleted only
+on the broker's PUBACK (see core/mqtt/outbox.py for the bound policy). Topics under
+``<topic_prefix>/<site_id>/<device_id>/``: ``events``, ``status`` (retained online, LWT offline),
+``stats`` (periodic health), ``snapshot/<camera>`` (JPEG on request), ``cmd/<name>`` ->
+``cmd/<name>/reply``; Home Assistant discovery under ``<ha_prefix>/``. See docs/nodes/mqtt_bridge_node.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.mqtt.client import LinkSettings, MqttLink, read_secret
+from nano_vision_ros.core.mqtt.commands import (KNOWN_COMMANDS, CommandRejected, CommandValidator, aggregate_reply,
+                                                error_reply)
+from nano_vision_ros.core.mqtt.health import HealthStats
+from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
+from nano_vision_ros.ros import diagnostics
+from nano_vision_ros.ros.commands import CommandClient
+from nano_vision_ros.ros.params import load_config
+from nano_vision_ros.ros.runtime import run_node
+
+_TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+HA_TYPES = ["no_hardhat", "no_vest", "no_mask", "smoke", "fire", "intrusion", "loitering"]
+
+
+def _default_outbox() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "nano_vision", "mqtt_outbox.sqlite")
+
+
+class MqttBridgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = Field("site", description="site id (topic level)")
+    device_id: str = Field("device", description="device id (topic level)")
+    host: str = Field("127.0.0.1", min_length=1, description="broker host")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    client_id: str = Field("", description="MQTT client id; default nano-vision-<site>-<device>")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive (s)")
+    username: str = Field("", description="user name ('' = anonymous)")
+    password_file: str = Field("", description="file whose first line is the password (never logged)")
+    password_env: str = Field("", description="environment variable holding the password (if no file)")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: str = Field("", description="CA certificate(s) that sign the broker's certificate ('' = system CAs)")
+    cert_file: str = Field("", description="client certificate for mutual TLS")
+    key_file: str = Field("", description="client key for mutual TLS")
+    tls_insecure: bool = Field(False, description="skip the broker host name check (testing only)")
+    topic_prefix: str = Field("nano_vision", description="first topic level(s)")
+    events_topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1,
+                                     description="ROS event topics to forward, e.g. [/cam0/events, /cam1/events]")
+    history_depth: int = Field(500, ge=1, le=100000, description="events received from publishers' history on (re)start")
+    outbox_path: str = Field("", description="SQLite outbox file; default $XDG_STATE_HOME/nano_vision/mqtt_outbox.sqlite")
+    outbox_max_messages: int = Field(100_000, ge=10, description="bound of the outbox (oldest updates dropped first)")
+    outbox_synchronous: str = Field("FULL", description="SQLite synchronous mode: FULL (power-loss safe) or NORMAL")
+    window: int = Field(100, ge=1, le=1000, description="outbox messages in flight (published, not yet acknowledged)")
+    reconnect_min: float = Field(0.5, gt=0, description="first reconnect delay (s), doubled up to reconnect_max")
+    reconnect_max: float = Field(30.0, gt=0, description="largest reconnect delay (s)")
+    stats_period: float = Field(10.0, ge=0, description="period of …/stats (s); 0 = off")
+    disk_paths: list[str] = Field(default_factory=lambda: ["/"], description="file systems reported in stats")
+    commands: bool = Field(True, description="accept commands on …/cmd/<name>")
+    allowed_commands: list[str] = Field(default_factory=lambda: list(KNOWN_COMMANDS), description="allow-list")
+    command_max_bytes: int = Field(1_000_000, ge=64, description="largest command payload accepted")
+    command_timeout: float = Field(5.0, gt=0, description="wait for node replies on the command bus (s)")
+    command_grace: float = Field(0.3, ge=0, description="after the first reply, wait this long for more nodes (s)")
+    snapshot_max_bytes: int = Field(2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>")
+    ha_discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
+    ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
+    ha_event_types: list[str] = Field(default_factory=lambda: list(HA_TYPES), description="binary sensors per camera")
+    diagnostics_period: float = Field(1.0, gt=0)
+
+    @field_validator("site_id", "device_id")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if not _TOPIC_PART.match(v):
+            raise ValueError("must be letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
+        return v
+
+    @field_validator("topic_prefix", "ha_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a topic without wildcards and without leading/trailing '/'")
+        return v
+
+    @field_validator("outbox_synchronous")
+    @classmethod
+    def _sync(cls, v: str) -> str:
+        if v.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("must be NORMAL, FULL or EXTRA")
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _check(self) -> "MqttBridgeConfig":
+        unknown = [c for c in self.allowed_commands if c not in KNOWN_COMMANDS]
+        if unknown:
+            raise ValueError(f"allowed_commands: unknown {unknown}; known: {list(KNOWN_COMMANDS)}")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        for name in ("ca_file", "cert_file", "key_file", "password_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{name}: file not found: {path}")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be >= reconnect_min")
+        return self
+
+
+def _camera_of(topic: str) -> str:
+    parts = [p for p in topic.split("/") if p]
+    return parts[-2] if len(parts) >= 2 else "camera"
+
+
+class MqttBridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__("mqtt_bridge_node")
+        self.cfg = c = load_config(self, MqttBridgeConfig)
+        try:
+            password = read_secret(c.password_file, c.password_env)
+        except ValueError as err:
+            raise ConfigError(f"parameter 'password_file'/'password_env': {err}", "password_file") from None
+        self.base = f"{c.topic_prefix}/{c.site_id}/{c.device_id}"
+        self.t_events = f"{self.base}/events"
+        self.t_status = f"{self.base}/status"
+        self.t_stats = f"{self.base}/stats"
+        self.cameras = sorted({_camera_of(self.resolve_topic_name(t)) for t in c.events_topics})
+        try:
+            self.outbox = Outbox(c.outbox_path or _default_outbox(), c.outbox_max_messages, synchronous=c.outbox_synchronous)
+        except (OutboxError, ValueError) as err:
+            raise ConfigError(f"parameter 'outbox_path': {err}", "outbox_path") from None
+        self.validator = CommandValidator(c.allowed_commands, c.command_max_bytes)
+        settings = LinkSettings(host=c.host, port=c.port, client_id=c.client_id or f"nano-vision-{c.site_id}-{c.device_id}",
+                                keepalive=c.keepalive, username=c.username, password=password, tls=c.tls,
+                                ca_file=c.ca_file, cert_file=c.cert_file, key_file=c.key_file, tls_insecure=c.tls_insecure,
+                                reconnect_min=c.reconnect_min, reconnect_max=c.reconnect_max, window=c.window,
+                                will_topic=self.t_status)
+        self.received = 0
+        self.duplicates = 0
+        self.bad_events = 0
+        self.commands_ok = 0
+        self.commands_rejected = 0
+        self._active: dict[tuple[str, str], set[str]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.health = HealthStats(c.disk_paths)
+        self.cmd_client = CommandClient(self)
+        self._cmd_q: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=32)
+        self._cmd_thread = threading.Thread(target=self._command_loop, name="mqtt-commands", daemon=True)
+        self._cmd_thread.start()
+        self.link = MqttLink(settings, self.outbox, on_connected=self._on_connected, on_message=self._on_mqtt_message)
+        ev_qos = QoSProfile(depth=c.history_depth, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.subs = [self.create_subscription(String, t, self._on_event, ev_qos) for t in c.events_topics]
+        self.diag_sub = self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.stats_timer = self.create_timer(c.stats_period, self._publish_stats) if c.stats_period > 0 else None
+        self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
+        self.link.start()
+        self.get_logger().info(f"forwarding {', '.join(self.resolve_topic_name(t) for t in c.events_topics)} to "
+                               f"{self.link.url} {self.t_events} (outbox {self.outbox.path}, {len(self.outbox)} pending)")
+
+    # -- events -----------------------------------------------------------------------------------
+    def _on_event(self, msg: String) -> None:
+        try:
+            ev = json.loads(msg.data)
+            eid, seq, state = ev["event_id"], int(ev["sequence"]), str(ev["state"])
+        except (ValueError, KeyError, TypeError) as err:
+            self.bad_events += 1
+            self.get_logger().error(f"not an event, not forwarded: {err}: {msg.data[:200]!r}", throttle_duration_sec=5.0)
+            return
+        try:
+            row = self.outbox.put(self.t_events, msg.data, kind=state, key=f"{eid}:{seq}")
+        except OutboxError as err:
+            self.get_logger().error(f"event {eid} not stored: {err}", throttle_duration_sec=5.0)
+            return
+        if row is None:
+            self.duplicates += 1
+            return
+        self.received += 1
+        self.link.notify()
+        self._ha_state(ev)
+
+    # -- Home Assistant ---------------------------------------------------------------------------
+    def _ha_state_topic(self, camera: str, typ: str) -> str:
+        return f"{self.base}/{camera}/{typ}/state"
+
+    def _ha_state(self, ev: dict[str, Any]) -> None:
+        if not self.cfg.ha_discovery:
+            return
+        cam, typ = str(ev.get("camera", "")), str(ev.get("type", ""))
+        if not (_TOPIC_PART.match(cam) and _TOPIC_PART.match(typ)):
+            return
+        with self._lock:
+            active = self._active.setdefault((cam, typ), set())
+            (active.discard if ev.get("state") == "end" else active.add)(str(ev["event_id"]))
+            on = bool(active)
+        self.link.publish_now(self._ha_state_topic(cam, typ), "ON" if on else "OFF", qos=1, retain=True)
+        self.link.publish_now(f"{self.base}/{cam}/last_event", json.dumps(ev), qos=0, retain=True)
+
+    def _on_connected(self, link: MqttLink) -> None:
+        if self.cfg.commands:
+            link.client.subscribe(f"{self.base}/cmd/+", qos=1)
+        if not self.cfg.ha_discovery:
+            return
+        node_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"nv_{self.cfg.site_id}_{self.cfg.device_id}")
+        device = {"identifiers": [node_id], "name": f"nano_vision {self.cfg.site_id}/{self.cfg.device_id}",
+                  "manufacturer": "nano_vision_ros", "model": "edge video analytics"}
+        avail = {"availability_topic": self.t_status, "payload_available": "online", "payload_not_available": "offline"}
+        for cam in self.cameras:
+            for typ in self.cfg.ha_event_types:
+                cfg = {"name": f"{cam} {typ.replace('_', ' ')}", "unique_id": f"{node_id}_{cam}_{typ}",
+                       "state_topic": self._ha_state_topic(cam, typ), "payload_on": "ON", "payload_off": "OFF",
+                       "device_class": "safety" if typ not in ("smoke", "fire") else "smoke", "device": device, **avail}
+                link.client.publish(f"{self.cfg.ha_prefix}/binary_sensor/{node_id}/{cam}_{typ}/config", json.dumps(cfg), qos=1, retain=True)
+            cfg = {"name": f"{cam} last event", "unique_id": f"{node_id}_{cam}_last_event",
+                   "state_topic": f"{self.base}/{cam}/last_event", "value_template": "{{ value_json.type }}",
+                   "json_attributes_topic": f"{self.base}/{cam}/last_event", "device": device, **avail}
+            link.client.publish(f"{self.cfg.ha_prefix}/sensor/{node_id}/{cam}_last_event/config", json.dumps(cfg), qos=1, retain=True)
+
+    # -- commands ---------------------------------------------------------------------------------
+    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+        prefix = f"{self.base}/cmd/"
+        if not topic.startswith(prefix):
+            return
+        try:
+            self._cmd_q.put_nowait((topic[len(prefix):], payload))
+        except queue.Full:
+            self._reject(topic[len(prefix):], CommandRejected("busy", "too many commands queued; retry later"))
+
+    def _reject(self, name: str, err: CommandRejected) -> None:
+        self.commands_rejected += 1
+        self.get_logger().warning(f"command {name[:64]!r} rejected: {err.code}: {err}")
+        self.link.publish_now(f"{self.base}/cmd/{name}/reply", json.dumps(error_reply(name, err)), qos=1)
+
+    def _command_loop(self) -> None:
+        while True:
+            item = self._cmd_q.get()
+            if item is None:
+                return
+            name, payload = item
+            try:
+                self._handle_command(name, payload)
+            except Exception as err:  # noqa: BLE001 - never let a command stop the thread
+                self._reject(name, CommandRejected("internal", f"{type(err).__name__}: {err}"[:300]))
+
+    def _handle_command(self, name: str, payload: bytes) -> None:
+        try:
+            req = self.validator.parse(name, payload)
+        except CommandRejected as err:
+            self._reject(name, err)
+            return
+        if name == "snapshot" and req["target"] == "*" and req["args"].get("camera"):
+            req["target"] = req["args"]["camera"]
+        replies = self.cmd_client.send(req, self.cfg.command_timeout, self.cfg.command_grace)
+        reply = aggregate_reply(req, replies, self.cfg.command_timeout)
+        if reply["ok"]:
+            self.commands_ok += 1
+        else:
+            self.commands_rejected += 1
+        self.get_logger().info(f"command {name} ({req['request_id']}): {'ok' if reply['ok'] else reply['error']['message']}")
+        self.link.publish_now(f"{self.base}/cmd/{name}/reply", json.dumps(reply, default=str), qos=1)
+        if name == "snapshot" and reply["ok"]:
+            for r in replies:
+                self._publish_snapshot(r.get("result"))
+
+    def _publish_snapshot(self, result: Any) -> None:
+        if not isinstance(result, dict) or not isinstance(result.get("path"), str):
+            return
+        cam = str(result.get("camera", "camera"))
+        path = Path(result["path"])
+        try:
+            if not _TOPIC_PART.match(cam) or path.stat().st_size > self.cfg.snapshot_max_bytes:
+                return
+            self.link.publish_now(f"{self.base}/snapshot/{cam}", path.read_bytes(), qos=1)
+        except OSError as err:
+            self.get_logger().warning(f"snapshot {path} not published: {err}")
+
+    # -- stats ------------------------------------------------------------------------------------
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            values = {kv.key: kv.value for kv in st.values[:40]}
+            with self._lock:
+                self._nodes[st.name] = {"level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                                        "message": st.message[:200], "values": values, "time": time.time()}
+
+    def _publish_stats(self) -> None:
+        now = time.time()
+        with self._lock:
+            nodes = {k: v for k, v in self._nodes.items() if now - v["time"] < max(30.0, 3 * self.cfg.stats_period)}
+        body = {"time": now, "site_id": self.cfg.site_id, "device_id": self.cfg.device_id,
+                "host": self.health.collect(), "nodes": nodes, "bridge": self._bridge_stats()}
+        self.link.publish_now(self.t_stats, json.dumps(body, default=str), qos=0)
+
+    def _bridge_stats(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"events_received": self.received, "duplicates": self.duplicates, "bad_events": self.bad_events,
+                             "commands_ok": self.commands_ok, "commands_rejected": self.commands_rejected}
+        s.update(self.outbox.stats())
+        s.update(self.link.stats())
+        return s
+
+    def _collect(self) -> tuple[int, str, dict[str, object]]:
+        s = self._bridge_stats()
+        if not s["connected"]:
+            return diagnostics.WARN, f"not connected to {self.link.url}: {s['last_error'] or 'connecting'}", s
+        return diagnostics.OK, f"connected, {s['outbox_pending']} pending", s
+
+    def destroy_node(self) -> None:
+        # also called by rclpy's context cleanup on a node whose __init__ failed half-way
+        if getattr(self, "link", None) is not None:
+            self.link.stop()
+        if getattr(self, "_cmd_q", None) is not None:
+            try:
+                self._cmd_q.put_nowait(None)
+            except queue.Full:
+                pass
+        if getattr(self, "health", None) is not None:
+            self.health.close()
+        if getattr(self, "outbox", None) is not None:
+            self.outbox.close()
+        return super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(MqttBridgeNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

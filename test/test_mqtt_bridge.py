@@ -1,0 +1,387 @@
+"""End to end: test publisher (Detection2DArray + images) -> events_node -> mqtt_bridge_node ->
+a real mosquitto (started here on a free port, stopped by PID) -> a paho subscriber in the test.
+
+Covers: schema-valid events arrive; a broker restart and a SIGKILL of the bridge mid-burst lose
+nothing (count and ids); TLS + password works, a wrong password or CA is refused with a clear log
+line; hostile command payloads get error replies and valid commands still work afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import free_port, wait_for
+
+from nano_vision_ros.core.events import validate_event
+from nano_vision_ros.site.mosquitto import Mosquitto
+
+SITE, DEVICE = "s1", "d1"
+BASE = f"nano_vision/{SITE}/{DEVICE}"
+RULES = "rules: [{name: people, type: object, labels: [person], end_after: 0.4, cooldown: 0}]"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+class Subscriber:
+    """A paho client with a persistent session (QoS 1) that records everything under BASE/#."""
+
+    def __init__(self, port: int, topics=(f"{BASE}/#",), tls: dict | None = None, user: tuple | None = None,
+                 client_id: str = "test-sub") -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.lock = threading.Lock()
+        self.topics = topics
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if tls:
+            self.c.tls_set(ca_certs=tls["ca"])
+        if user:
+            self.c.username_pw_set(*user)
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.connected = threading.Event()
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *a: self.connected.clear()
+        self.c.on_message = self._on_message
+        self.c.connect_async("127.0.0.1", port, 10)
+        self.c.loop_start()
+        wait_for(self.connected.is_set, 10, what="test subscriber connected")
+
+    def _on_connect(self, client, userdata, flags, rc, props):
+        if rc.is_failure:
+            return
+        for t in self.topics:
+            client.subscribe(t, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            self.messages.append(msg)
+
+    def on(self, topic: str) -> list[mqtt.MQTTMessage]:
+        with self.lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def events(self) -> list[dict]:
+        return [json.loads(m.payload) for m in self.on(f"{BASE}/events")]
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def _header(node, stamp: float):
+    from std_msgs.msg import Header
+
+    h = Header(frame_id="cam")
+    h.stamp.sec, h.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
+    return h
+
+
+class Feeder:
+    """Publishes /cam0/detections (+ frames) from the test process."""
+
+    def __init__(self, ros_node, image: np.ndarray | None = None) -> None:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+        from vision_msgs.msg import Detection2DArray
+
+        self.node = ros_node("feeder")
+        self.det_pub = self.node.create_publisher(Detection2DArray, "/cam0/detections",
+                                                  QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        self.img_pub = self.node.create_publisher(Image, "/cam0/image_raw", 5)
+        self.ros_events: list[dict] = []
+        self._lock = threading.Lock()
+        tl = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(String, "/cam0/events", self._on_event, tl)
+        self.image = image
+
+    def _on_event(self, msg):
+        with self._lock:
+            self.ros_events.append(json.loads(msg.data))
+
+    def wait_connected(self):
+        wait_for(lambda: self.det_pub.get_subscription_count() > 0, 30, what="events_node subscribed to detections")
+
+    def frame(self, track_ids, stamp=None):
+        from nano_vision_ros.core.detection.types import Detections
+        from nano_vision_ros.ros.detections import to_msg
+        from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+        stamp = stamp or time.time()
+        header = _header(self.node, stamp)
+        if self.image is not None:
+            self.img_pub.publish(numpy_to_imgmsg(self.image, "bgr8", header))
+        n = len(track_ids)
+        boxes = np.array([[10 + 5 * (i % 20), 10, 60 + 5 * (i % 20), 120] for i in range(n)], np.float32).reshape(-1, 4)
+        d = Detections(boxes, np.full(n, 0.8, np.float32), np.zeros(n, np.int32), ["person"], np.array(track_ids, np.int64))
+        self.det_pub.publish(to_msg(d, header))
+
+    def keys(self) -> set:
+        with self._lock:
+            return {(e["event_id"], e["sequence"]) for e in self.ros_events}
+
+
+@pytest.fixture
+def broker(tmp_path):
+    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    m.start()
+    yield m
+    m.stop()
+
+
+def start_pipeline(start_node, port: int, tmp_path: Path, *bridge_extra: str, rules: str = RULES):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rules)
+    events = start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules_file}", "-p", f"site_id:={SITE}",
+                        "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", "-p", "tick_period:=0.1",
+                        name="events")
+    bridge = start_bridge(start_node, port, tmp_path, *bridge_extra)
+    return events, bridge
+
+
+def start_bridge(start_node, port: int, tmp_path: Path, *extra: str, name: str = "bridge"):
+    return start_node("mqtt_bridge_node", "-p", f"port:={port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
+                      "-p", "events_topics:=[/cam0/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+                      "-p", "reconnect_max:=1.0", "-p", "stats_period:=1.0", *extra, name=name)
+
+
+def burst(feeder: Feeder, first: int, n: int, pace: float = 0.01):
+    for tid in range(first, first + n):
+        feeder.frame([tid])
+        time.sleep(pace)
+
+
+def mqtt_keys(sub: Subscriber) -> set:
+    return {(e["event_id"], e["sequence"]) for e in sub.events()}
+
+
+def wait_all_delivered(sub, feeder, expected_events: int, timeout=60.0):
+    wait_for(lambda: len(feeder.keys()) >= expected_events, timeout, what=f"{expected_events} events on ROS")
+    wait_for(lambda: feeder.keys() <= mqtt_keys(sub), timeout,
+             what=f"all ROS events over MQTT (missing {len(feeder.keys() - mqtt_keys(sub))})")
+
+
+# --- tests ---------------------------------------------------------------------------------------
+def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, tmp_path, samples):
+    img = cv2.resize(cv2.imread(str(samples / "person.jpg")), (320, 240))
+    sub = Subscriber(broker.port)
+    feeder = Feeder(ros_node, img)
+    events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "ha_event_types:=[object]")
+    feeder.wait_connected()
+    wait_for(lambda: [m for m in sub.on(f"{BASE}/status") if m.payload == b"online"], 30, what="bridge online")
+    for _ in range(5):
+        feeder.frame([1, 2])
+        time.sleep(0.05)
+    wait_for(lambda: sum(e["state"] == "end" for e in sub.events()) >= 2, 30, what="two end events over MQTT")
+    evs = sub.events()
+    for e in evs:
+        validate_event(e)
+    assert sorted((e["track_ids"][0], e["state"]) for e in evs) == [(1, "end"), (1, "new"), (2, "end"), (2, "new")]
+    ids = {e["track_ids"][0]: e["event_id"] for e in evs if e["state"] == "new"}
+    assert all(e["event_id"] == ids[e["track_ids"][0]] for e in evs)
+    new = next(e for e in evs if e["state"] == "new")
+    assert (new["site_id"], new["device_id"], new["camera"], new["type"]) == (SITE, DEVICE, "cam0", "object")
+    snap = cv2.imread(new["snapshot"]["path"])
+    assert snap is not None and snap.shape == (240, 320, 3)
+    assert new["snapshot"]["width"] == 320
+    # health stats and Home Assistant discovery
+    wait_for(lambda: sub.on(f"{BASE}/stats"), 15, what="stats message")
+    stats = json.loads(sub.on(f"{BASE}/stats")[-1].payload)
+    assert "cpu_percent" in stats["host"] or stats["host"]["mem_total"] > 0
+    assert stats["bridge"]["events_received"] >= 4
+    wait_for(lambda: any("/cam0/events_node" in k for k in json.loads(sub.on(f"{BASE}/stats")[-1].payload)["nodes"]),
+             15, what="events_node diagnostics in stats")
+    ha = Subscriber(broker.port, topics=("homeassistant/#",), client_id="ha")
+    wait_for(lambda: ha.messages, 10, what="retained HA discovery configs")
+    cfgs = {m.topic: json.loads(m.payload) for m in ha.messages}
+    bs = cfgs["homeassistant/binary_sensor/nv_s1_d1/cam0_object/config"]
+    assert bs["state_topic"] == f"{BASE}/cam0/object/state" and bs["availability_topic"] == f"{BASE}/status"
+    assert sub.on(f"{BASE}/cam0/object/state")[-1].payload == b"OFF"
+    ha.close()
+    # clean stop: retained status goes offline
+    bridge.stop()
+    wait_for(lambda: sub.on(f"{BASE}/status")[-1].payload == b"offline", 10, what="status offline")
+    sub.close()
+
+
+def test_broker_restart_mid_burst_loses_nothing(start_node, ros_node, broker, tmp_path):
+    sub = Subscriber(broker.port)
+    feeder = Feeder(ros_node)
+    start_pipeline(start_node, broker.port, tmp_path)
+    feeder.wait_connected()
+    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    burst(feeder, 1000, 40)
+    broker.stop()          # broker restart: SIGTERM, it saves its sessions
+    burst(feeder, 2000, 40)  # produced while the broker is down: they wait in the outbox
+    time.sleep(1.0)
+    broker.start()
+    burst(feeder, 3000, 40)
+    wait_all_delivered(sub, feeder, 240)
+    keys = mqtt_keys(sub)
+    assert len({k for k in keys if k[1] == 0}) == 120 and len({k for k in keys if k[1] == 1}) == 120
+    sub.close()
+
+
+def test_bridge_sigkill_mid_burst_and_restart_loses_nothing(start_node, ros_node, broker, tmp_path):
+    sub = Subscriber(broker.port)
+    feeder = Feeder(ros_node)
+    events, bridge = start_pipeline(start_node, broker.port, tmp_path)
+    feeder.wait_connected()
+    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    burst(feeder, 1000, 30)
+    os.killpg(bridge.pid, signal.SIGKILL)  # crash: no clean shutdown
+    bridge.proc.wait(5)
+    burst(feeder, 2000, 30)  # produced while no bridge runs: kept in the events topic's history
+    bridge2 = start_bridge(start_node, broker.port, tmp_path, name="bridge2")
+    burst(feeder, 3000, 30)
+    wait_all_delivered(sub, feeder, 180)
+    # the LWT told the backend about the crash
+    assert b"offline" in [m.payload for m in sub.on(f"{BASE}/status")]
+    assert bridge2.alive()
+    sub.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d: Path, name: str) -> tuple[Path, Path]:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=d)
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
+def make_server_cert(d: Path, ca: str) -> tuple[Path, Path]:
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr", cwd=d)
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=d)
+    return d / "server.crt", d / "server.key"
+
+
+def test_tls_with_password_works_and_wrong_password_or_ca_is_refused(start_node, ros_node, tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca, _ = make_ca(d, "ca")
+    other_ca, _ = make_ca(d, "otherca")
+    cert, key = make_server_cert(d, "ca")
+    (tmp_path / "good.pw").write_text("s3cret-pw\n")
+    (tmp_path / "bad.pw").write_text("wrong\n")
+    m = Mosquitto(port=free_port(), workdir=tmp_path / "mq", users={"device": "s3cret-pw", "backend": "b"},
+                  tls={"cafile": str(ca), "certfile": str(cert), "keyfile": str(key)})
+    m.start()
+    try:
+        sub = Subscriber(m.port, tls={"ca": str(ca)}, user=("backend", "b"))
+        feeder = Feeder(ros_node)
+        tls = ("-p", "tls:=true", "-p", "username:=device")
+        start_pipeline(start_node, m.port, tmp_path, *tls, "-p", f"ca_file:={ca}", "-p", f"password_file:={tmp_path / 'good.pw'}")
+        feeder.wait_connected()
+        wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online over TLS")
+        feeder.frame([5])
+        wait_for(lambda: sub.events(), 30, what="an event over TLS")
+        validate_event(sub.events()[0])
+        bad_pw = start_node("mqtt_bridge_node", "-p", f"port:={m.port}", *tls, "-p", f"ca_file:={ca}",
+                            "-p", f"password_file:={tmp_path / 'bad.pw'}", "-p", "client_id:=badpw",
+                            "-p", f"outbox_path:={tmp_path / 'o2.sqlite'}", name="badpw")
+        bad_ca = start_node("mqtt_bridge_node", "-p", f"port:={m.port}", *tls, "-p", f"ca_file:={other_ca}",
+                            "-p", f"password_file:={tmp_path / 'good.pw'}", "-p", "client_id:=badca",
+                            "-p", f"outbox_path:={tmp_path / 'o3.sqlite'}", name="badca")
+        wait_for(lambda: "refused the connection" in bad_pw.log(), 30, what="wrong password refused")
+        assert "check username/password" in bad_pw.log() and "s3cret" not in bad_pw.log() and "wrong" not in bad_pw.log().replace("wrong CA", "")
+        wait_for(lambda: "TLS certificate verification failed" in bad_ca.log(), 30, what="wrong CA refused")
+        assert bad_pw.alive() and bad_ca.alive()
+        sub.close()
+    finally:
+        m.stop()
+
+
+def hostile_payloads() -> list[tuple[str, bytes]]:
+    rnd = random.Random(4)
+    out: list[tuple[str, bytes]] = []
+    names = ["set_threshold", "enroll_face", "delete_face", "snapshot", "reload_config"]
+    bad_json = [b"{", b"nul\x00l", b"[]", b"null", b"1", b'"x"', b"{'a': 1}", b"\xff\xfe\xfa", b"[" * 50000,
+                b'{"args": ' * 3000, b"NaN", b"{}{}"]
+    wrong = [{"args": []}, {"args": {"score_threshold": "high"}}, {"args": {"score_threshold": 5}},
+             {"args": {"nms_threshold": -1}}, {"request_id": 5, "args": {}}, {"target": {"a": 1}},
+             {"args": {"name": 123}}, {"args": {"name": "bob"}}, {"args": {"name": "bob", "image_b64": "x" * 20, "image_path": "/a"}},
+             {"args": {"camera": "../../etc"}}, {"args": {"evil": True}}, {"request_id": "a b c"}, {"unexpected": 1},
+             {"target": "*; rm -rf /"}, {"args": {"name": "x" * 500}}, {"args": {"score_threshold": None}},
+             {"args": {"score_threshold": True}}, {"args": {"score_threshold": 1e309}}]
+    for name in names:
+        out += [(name, b) for b in bad_json]
+        out += [(name, json.dumps(w).encode()) for w in wrong]
+        out += [(name, bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))) for _ in range(30)]
+    out += [("enroll_face", b'{"args": {"name": "a", "image_b64": "' + b"A" * 1_500_000 + b'"}}')] * 3
+    for unknown in ["format_disk", "SNAPSHOT", "enroll-face", "x" * 100, "ünïcode", "reload config", "shell", "__init__"]:
+        out += [(unknown, b"{}"), (unknown, b"\x00\x01")]
+    rnd.shuffle(out)
+    return out
+
+
+def test_hostile_commands_get_error_replies_and_valid_commands_still_work(start_node, ros_node, broker, tmp_path, samples):
+    sub = Subscriber(broker.port, topics=(f"{BASE}/cmd/#", f"{BASE}/snapshot/#", f"{BASE}/status"))
+    feeder = Feeder(ros_node, cv2.resize(cv2.imread(str(samples / "person.jpg")), (160, 120)))
+    events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "command_timeout:=1.0")
+    feeder.wait_connected()
+    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    payloads = hostile_payloads()
+    assert len(payloads) > 300
+    for name, body in payloads:
+        pub.publish(f"{BASE}/cmd/{name}", body, qos=1).wait_for_publish(5)
+
+    def replies():
+        with sub.lock:
+            return [m for m in sub.messages if m.topic.endswith("/reply")]
+
+    wait_for(lambda: len(replies()) >= len(payloads), 120, what=f"{len(payloads)} error replies (got {len(replies())})")
+    bodies = [json.loads(m.payload) for m in replies()]
+    assert all(b["ok"] is False and b["error"]["code"] for b in bodies)
+    codes = {b["error"]["code"] for b in bodies}
+    assert {"bad_json", "invalid", "unknown_command", "too_large"} <= codes
+    assert bridge.alive() and events.alive()
+    # valid commands still work: a snapshot from the events node, and rules reloaded
+    feeder.frame([])
+    time.sleep(0.3)
+    n0 = len(replies())
+    pub.publish(f"{BASE}/cmd/snapshot", json.dumps({"request_id": "snap-1", "args": {"camera": "cam0"}}), qos=1)
+    wait_for(lambda: any(json.loads(m.payload).get("request_id") == "snap-1" for m in replies()[n0:]), 20, what="snapshot reply")
+    rep = next(json.loads(m.payload) for m in replies()[n0:] if json.loads(m.payload).get("request_id") == "snap-1")
+    assert rep["ok"] is True, rep
+    assert rep["replies"][0]["node"] == "/cam0/events_node"
+    wait_for(lambda: sub.on(f"{BASE}/snapshot/cam0"), 10, what="snapshot JPEG on MQTT")
+    jpg = cv2.imdecode(np.frombuffer(sub.on(f"{BASE}/snapshot/cam0")[0].payload, np.uint8), cv2.IMREAD_COLOR)
+    assert jpg.shape == (120, 160, 3)
+    pub.publish(f"{BASE}/cmd/reload_config", json.dumps({"request_id": "rl-1"}), qos=1)
+    wait_for(lambda: any(json.loads(m.payload).get("request_id") == "rl-1" for m in replies()), 20, what="reload reply")
+    rep = next(json.loads(m.payload) for m in replies() if json.loads(m.payload).get("request_id") == "rl-1")
+    assert rep["ok"] is True and rep["replies"][0]["result"]["rules"] == ["people"]
+    # a valid command that no node handles here times out with a clear error
+    pub.publish(f"{BASE}/cmd/delete_face", json.dumps({"request_id": "df-1", "args": {"name": "bob"}}), qos=1)
+    wait_for(lambda: any(json.loads(m.payload).get("request_id") == "df-1" for m in replies()), 20, what="timeout reply")
+    rep = next(json.loads(m.payload) for m in replies() if json.loads(m.payload).get("request_id") == "df-1")
+    assert rep["ok"] is False and rep["error"]["code"] == "timeout"
+    assert "rejected" in bridge.log()
+    pub.loop_stop()
+    sub.close()
+
+
+def test_bad_bridge_config_exits_2_naming_the_parameter(start_node, tmp_path):
+    p = start_node("mqtt_bridge_node", "-p", "port:=70000", "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="badport")
+    wait_for(lambda: not p.alive(), 30, what="bridge exit")
+    assert p.proc.returncode == 2 and "parameter 'port'" in p.log()
+    p = start_node("mqtt_bridge_node", "-p", "password_env:=NV_TEST_NO_SUCH_VAR", "-p", "username:=u",
+                   "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="nopw")
+    wait_for(lambda: not p.alive(), 30, what="bridge exit")
+    assert p.proc.returncode == 2 and "NV_TEST_NO_SUCH_VAR is not set" in p.log()
