@@ -54,3 +54,26 @@ def test_bad_option_is_refused() -> None:
 
     with pytest.raises(TypeError):
         TwoStageMaskDetector(no_such_option=1)
+
+
+def test_mask_task_in_the_detector_node(start_node, ros_node, samples: Path) -> None:
+    """The generic detector_node (own process) runs the mask profile: a real face -> no_mask."""
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from conftest import wait_for
+    from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+    ns = "/door1"
+    start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=mask", name="mask_detector")
+    node = ros_node("mask_client")
+    got: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/detections", got.append, qos.RELIABLE)
+    pub = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
+    img = cv2.imread(str(samples / "astronaut.png"))
+    node.create_timer(0.5, lambda: pub.publish(numpy_to_imgmsg(img, "bgr8")))
+    wait_for(lambda: any(m.detections for m in got), 90, what="mask detections from detector_node")
+    d = next(m for m in got if m.detections).detections[0]
+    assert d.results[0].hypothesis.class_id == "no_mask" and d.results[0].hypothesis.score > 0.9
+    assert 150 < d.bbox.center.position.x < 300

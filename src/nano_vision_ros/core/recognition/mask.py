@@ -49,11 +49,12 @@ class TwoStageMaskDetector:
         self.max_faces = int(max_faces)
         self._in = self.classifier.inputs[0].name
         self._batch = np.zeros((self.max_faces, self.size, self.size, 3), np.float32)  # preallocated
-        self.warmup()
 
-    def warmup(self) -> None:
-        self.faces.warmup()
-        self.classify([np.zeros((64, 64, 3), np.uint8)])
+    def warmup(self, runs: int = 1) -> None:
+        """Same signature as the single-stage detectors' (the detector node calls warmup(runs))."""
+        for _ in range(max(1, int(runs))):
+            self.faces.warmup()
+            self.classify([np.zeros((64, 64, 3), np.uint8)])
 
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 2) probabilities [mask, no_mask] for BGR face crops, one batched call."""
