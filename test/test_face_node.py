@@ -121,3 +121,26 @@ def test_bad_parameter_exits_2_and_missing_model_stays_up(start_node, ros_node, 
     r = cmds.send("list_faces", {}, target="gate9")
     assert not r["ok"] and "not configured" in r["error"] and "absent.onnx" in r["error"]
     assert missing.alive()
+
+
+def test_face_node_on_the_real_camera_node(start_node, ros_node, samples: Path, tmp_path: Path) -> None:
+    """camera_node (a still image as its source) -> face_node; the gallery enrolled by the CLI."""
+    import shutil
+    import subprocess
+    import sys
+
+    db = tmp_path / "cam.db"
+    cli = Path(sys.executable).parent / "nano-vision"
+    r = subprocess.run([str(cli), "faces", "--gallery", str(db), "enroll", "--name", "Eileen", str(samples / "astronaut.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    src = shutil.copy(samples / "astronaut.png", tmp_path / "astronaut.png")
+    ns = "/lobby"
+    start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={src}", "-p", "fps:=4.0", name="camera")
+    start_node("face_node", "-r", f"__ns:={ns}", "-p", f"gallery:={db}", name="face")
+    node = ros_node("face_cam_client")
+    got: list[Detection2DArray] = []
+    node.create_subscription(Detection2DArray, f"{ns}/faces", got.append, qos.RELIABLE)
+    wait_for(lambda: any("Eileen" in _labels(m) for m in got), 90, what="Eileen from the camera node's frames")
+    ids = {m.detections[0].id for m in got if m.detections}
+    assert len(ids) == 1  # one face, one track
