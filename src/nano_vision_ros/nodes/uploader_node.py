@@ -12,13 +12,15 @@ import logging
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.recording.clip import sha256_file
-from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue
+from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue, http_put, upload_file
 from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
 from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
 from nano_vision_ros.ros import diagnostics
@@ -32,6 +34,8 @@ TOKEN_ENV = "NANO_VISION_UPLOAD_TOKEN"
 class UploaderConfig(BaseModel):
     clips_topic: str = Field("clips", description="clip notices from the recorder (std_msgs/String JSON)")
     status_topic: str = Field("clip_status", description="upload state of each clip (std_msgs/String JSON)")
+    transport: Literal["tcp", "http"] = Field("tcp", description="tcp: nano-vision-upload/1 (resumable); http: PUT to url")
+    url: str = Field("", description="http transport: base URL, the clip goes to <url>/<name> (e.g. a WebDAV folder)")
     host: str = Field("127.0.0.1", description="receiver host")
     port: int = Field(9009, ge=1, le=65535, description="receiver TCP port")
     token_file: str = Field("", description=f"file holding the token; '' = ${TOKEN_ENV}, then the token parameter")
@@ -47,6 +51,12 @@ class UploaderConfig(BaseModel):
     delete_after_upload: bool = Field(False, description="delete the local clip once the receiver confirmed it")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> "UploaderConfig":
+        if self.transport == "http" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http:// or https:// URL when transport is http")
+        return self
+
 
 class UploaderNode(Node):
     def __init__(self) -> None:
@@ -57,14 +67,19 @@ class UploaderNode(Node):
         self.pub = self.create_publisher(String, c.status_topic, NOTICE_QOS)
         self.queue = UploadQueue(os.path.expanduser(c.queue_db))
         addr = ServerAddress(c.host, c.port, token, tls=c.tls, tls_ca=c.tls_ca or None, timeout=c.timeout)
+        upload = upload_file
+        if c.transport == "http":
+            def upload(addr: ServerAddress, path: str, name: str, sha256: str | None = None):  # type: ignore[misc]
+                return http_put(c.url, addr.token, path, name, sha256, timeout=addr.timeout, tls_ca=addr.tls_ca)
         self.uploader = Uploader(self.queue, addr, on_status=self._publish, backoff_min=c.backoff_min,
                                  backoff_max=c.backoff_max, max_attempts=c.max_attempts,
-                                 delete_after_upload=c.delete_after_upload)
+                                 delete_after_upload=c.delete_after_upload, upload=upload)
         self.sub = self.create_subscription(String, c.clips_topic, self._on_clip, NOTICE_QOS)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.uploader.start()
         counts = self.queue.counts()
-        self.get_logger().info(f"uploading clips to {c.host}:{c.port} ({counts['queued']} queued from before)")
+        where = c.url if c.transport == "http" else f"{c.host}:{c.port}"
+        self.get_logger().info(f"uploading clips to {where} ({counts['queued']} queued from before)")
 
     @staticmethod
     def _token(c: UploaderConfig) -> str:
