@@ -95,3 +95,13 @@ def test_bad_rules_exit_2_naming_the_parameter(start_node, tmp_path):
     wait_for(lambda: not p.alive(), 30, what="events_node exit")
     assert p.proc.returncode == 2
     assert "parameter 'rules'" in p.log() and "needs a zone" in p.log()
+
+
+def test_example_params_file_loads(start_node, tmp_path):
+    from conftest import REPO
+
+    p = start_node("events_node", "--params-file", str(REPO / "config" / "events.yaml"), "-r", "__ns:=/gate",
+                   "-p", f"snapshot_dir:={tmp_path}", name="example")
+    wait_for(lambda: "rules (" in p.log(), 30, what="events_node started with config/events.yaml")
+    assert "camera gate: 7 rules (hardhat, vest, smoke, fire, mask, faces, plates)" in p.log()
+    assert p.alive()

@@ -385,3 +385,14 @@ def test_bad_bridge_config_exits_2_naming_the_parameter(start_node, tmp_path):
                    "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="nopw")
     wait_for(lambda: not p.alive(), 30, what="bridge exit")
     assert p.proc.returncode == 2 and "NV_TEST_NO_SUCH_VAR is not set" in p.log()
+
+
+def test_example_params_file_loads(start_node, broker, tmp_path):
+    from conftest import REPO
+
+    sub = Subscriber(broker.port, topics=("nano_vision/demo-site/demo-device/status",))
+    p = start_node("mqtt_bridge_node", "--params-file", str(REPO / "config" / "mqtt_bridge.yaml"), "-p", f"port:={broker.port}",
+                   "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="example")
+    wait_for(lambda: sub.on("nano_vision/demo-site/demo-device/status"), 30, what="bridge online with config/mqtt_bridge.yaml")
+    assert p.alive()
+    sub.close()

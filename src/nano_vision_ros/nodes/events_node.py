@@ -52,7 +52,7 @@ class EventsNodeConfig(BaseModel):
     clips_topic: str = Field("clips", description="recorder clip notices (JSON)")
     clip_status_topic: str = Field("clip_status", description="uploader clip states (JSON)")
     history_depth: int = Field(500, ge=1, le=100000, description="events kept for late-joining subscribers")
-    snapshot_dir: str = Field("/tmp/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)")
+    snapshot_dir: str = Field("~/.local/share/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)")
     snapshot_quality: int = Field(85, ge=10, le=100)
     snapshot_max_files: int = Field(2000, ge=1, description="oldest snapshots are deleted beyond this")
     frame_buffer: int = Field(10, ge=1, le=300, description="newest frames kept to match snapshots by stamp")

@@ -42,7 +42,7 @@ class SnapshotWriter:
     """Writes `<dir>/<camera>/<event_id>.jpg` with the event's boxes; keeps at most `max_files`."""
 
     def __init__(self, directory: str | os.PathLike[str], camera: str, quality: int = 85, max_files: int = 2000) -> None:
-        self.dir = Path(directory) / camera
+        self.dir = Path(os.path.expanduser(str(directory))) / camera
         self.quality = int(quality)
         self.max_files = max_files
         self.written = 0

@@ -68,7 +68,7 @@ class Outbox:
             raise ValueError("max_messages must be >= 1")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
-        self.path = Path(path)
+        self.path = Path(os.path.expanduser(str(path)))
         self.max_messages = int(max_messages)
         self.remember_keys = int(remember_keys)
         self._lock = threading.Lock()
