@@ -188,3 +188,20 @@ def test_synthetic_plates_on_a_real_car_photo(reader: PlateReader, samples) -> N
         got = [r.text for r in reader.find_and_read(img)]
         ok += got == [text]
     assert ok >= n - 1, f"{ok}/{n}"
+
+
+def test_plate_detector_from_a_task_profile(tmp_path, samples) -> None:
+    """finder.task loads a detector task profile (model + decoder through core.detection) as the
+    plate finder; here the shipped NanoDet profile stands in for a user's plate model: its boxes
+    are read, and nothing plate-like in them means no plates (not an error)."""
+    import cv2
+
+    r = PlateReader(PlatesConfig(finder={"mode": "detector", "task": "coco_objects"}))
+    try:
+        assert r.plate_detector is not None and len(r.plate_detector.labels) == 80
+        d = r.process(cv2.imread(str(samples / "dog.jpg")))
+        assert isinstance(d, Detections) and len(d) == 0
+    finally:
+        r.close()
+    with pytest.raises(Exception, match="not found"):
+        PlateReader(PlatesConfig(finder={"mode": "detector", "task": str(tmp_path / "no_such_task.yaml")}))

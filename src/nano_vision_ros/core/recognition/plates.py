@@ -41,7 +41,9 @@ class FinderConfig(BaseModel):
     vehicle_labels: list[str] = Field(default_factory=lambda: list(VEHICLE_LABELS),
                                       description="detections labels searched for plates (mode vehicles)")
     min_vehicle_score: float = Field(0.3, ge=0, le=1, description="vehicle detections below this score are skipped")
-    pipeline: str = Field("", description="mode detector: 'module:Class' of a Detector (detect(image) -> Detections)")
+    task: str = Field("", description="mode detector: a detector task profile (config/tasks/<name>.yaml or a path) "
+                                      "with your plate model + decoder (LPDNet, YOLO plate models; ONNX or TensorRT)")
+    pipeline: str = Field("", description="mode detector, instead of task: 'module:Class' of a Detector (detect(image) -> Detections)")
     pipeline_options: str = Field("{}", description="mode detector: YAML mapping of keyword arguments for the class")
     device: str = Field("cpu", description="inference device")
 
@@ -121,9 +123,14 @@ class PlateReader:
         self.plate_detector: Any = None
         if f.mode in ("vehicles", "frame"):
             self.text_detector = TextDetector(f.text_model, limit_side=f.limit_side, box_thresh=f.box_threshold, device=f.device)
+        elif f.task:
+            from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+
+            self.plate_detector = build_detector(load_profile(f.task))
         else:
             if not f.pipeline:
-                raise ConfigError("finder.mode detector needs finder.pipeline ('module:Class')", "finder.pipeline")
+                raise ConfigError("finder.mode detector needs finder.task (a task profile) or finder.pipeline "
+                                  "('module:Class')", "finder.pipeline")
             self.plate_detector = _load_pipeline(f.pipeline, f.pipeline_options)
         if r.kind == "ppocr":
             self.recognizer: PpOcrRecognizer | LprNetRecognizer = PpOcrRecognizer(r.model, charset=PLATE_CHARSET, device=r.device)
