@@ -150,7 +150,7 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
           - name: good
             nodes: [camera]
           - name: broken
-            nodes: [{kind: camera, params: {source: "teleport://nowhere"}}]
+            nodes: [{kind: camera, params: {source_kind: teleport}}]
     """, params="""
         /**/camera_node:
           ros__parameters:
@@ -160,7 +160,7 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
     res = subprocess.run([NANO_VISION, "site", str(site), "--no-services"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "broken/camera_node exited with code 2 during start-up" in res.stderr
-    assert "source" in res.stderr  # the node's own message names the bad parameter
+    assert "source_kind" in res.stderr  # the node's own message names the bad parameter
     assert time.monotonic() - t0 < 60
 
 
