@@ -118,6 +118,7 @@ def test_stream_reaches_nginx_and_survives_restart(nginx, start_node, ros_node):
         assert info["avg_frame_rate"] == "10/1" or info["r_frame_rate"] == "10/1", info
 
         # The server goes away: the node keeps consuming frames, counts drops and says it reconnects.
+        restarts = diag.num("restarts")
         nginx.stop()
         wait_for(lambda: diag.values.get("state") == "reconnecting", 30, what="state 'reconnecting'")
         in_before, drops_before = diag.num("frames_in"), diag.num("dropped_total")
@@ -127,9 +128,8 @@ def test_stream_reaches_nginx_and_survives_restart(nginx, start_node, ros_node):
 
         # The server returns on the same port: the stream resumes by itself.
         nginx.start()
-        restarts = diag.num("restarts")
-        wait_for(lambda: diag.values.get("state") == "streaming" and diag.num("restarts") >= restarts, 40,
-                 what="stream resumed")
+        wait_for(lambda: diag.values.get("state") == "streaming" and diag.num("restarts") > restarts, 40,
+                 what="stream resumed by a restarted encoder")
         info = wait_for(lambda: probe(url), 60, interval=0.5, what="stream readable again after nginx restart")
         assert info["codec_name"] == "h264" and (info["width"], info["height"]) == (320, 240)
         assert node.alive()
@@ -193,3 +193,26 @@ def test_gstreamer_encoder_streams_and_scales(nginx):
         th.join(2)
         st.close()
     assert st.frames_sent > 0 and st.skipped > 0  # 20 fps in, 10 fps out
+
+
+def test_bad_frame_does_not_stop_the_writer():
+    """A frame of the wrong kind is counted as an error; the writer keeps going (no server needed)."""
+    from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
+
+    started = []
+
+    def fake_factory(settings):
+        started.append(settings)
+        return "fake/cat", ["sh", "-c", "cat > /dev/null"]  # an 'encoder' that swallows its input
+
+    st = RtmpStreamer(StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=50), command_factory=fake_factory)
+    try:
+        st.push(np.zeros((48, 64), np.float32))  # not BGR uint8
+        wait_for(lambda: st.errors >= 1, 10, what="bad frame counted")
+        for _ in range(5):
+            st.push(np.zeros((48, 64, 3), np.uint8))
+            time.sleep(0.05)
+        wait_for(lambda: st.frames_sent >= 3, 10, what="good frames sent after the bad one")
+        assert st.errors == 1  # the bad frame was not repeated
+    finally:
+        st.close()

@@ -65,6 +65,8 @@ class RtmpStreamer:
         self.frames_sent = 0
         self.dropped = 0  # frames replaced before the writer took them, or discarded while offline
         self.skipped = 0  # frames above the configured rate (not an error)
+        self.errors = 0  # frames that could not be sent (bad frame)
+        self._last_log = 0.0
         self.restarts = 0  # encoder starts after the first
         self._starts = 0
         self.last_error = ""
@@ -97,7 +99,7 @@ class RtmpStreamer:
         return {
             "state": self.state, "encoder": self.encoder_name, "url": self.opt.url,
             "frames_in": self.frames_in, "frames_sent": self.frames_sent, "fps_sent": round(fps, 2),
-            "dropped": self.dropped, "skipped": self.skipped, "restarts": self.restarts,
+            "dropped": self.dropped, "skipped": self.skipped, "restarts": self.restarts, "frame_errors": self.errors,
             "bitrate_kbps": round(self.bitrate_kbps, 1), "bytes_out": self.bytes_out, "last_error": self.last_error,
         }
 
@@ -208,7 +210,16 @@ class RtmpStreamer:
                 else:
                     continue
             due = max(due + period, now - period) if due else now + period
-            self._send(frame, now)
+            try:
+                self._send(frame, now)
+            except Exception as err:  # a bad frame (or a bug) must not end the writer thread
+                last = None  # and is not repeated
+                self.errors += 1
+                text = f"{type(err).__name__}: {err}"[:500]
+                if text != self.last_error or time.monotonic() - self._last_log > 10.0:
+                    self._last_log = time.monotonic()
+                    log.warning("stream %s: frame not sent: %s", self.opt.url, text)
+                self.last_error = text
 
     def _send(self, frame: np.ndarray, now: float) -> None:
         proc = self._proc
