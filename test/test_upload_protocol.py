@@ -223,3 +223,31 @@ def test_receiver_needs_a_token(tmp_path):
     out = subprocess.run([str(exe), "receive", "--dir", str(tmp_path), "--port", "0"], env=env,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "no token" in out.stderr
+
+
+def test_connection_limit(receiver, tmp_path):
+    """Idle connections beyond --max-connections are refused 'busy' instead of piling up threads."""
+    rx = receiver("--max-connections", "2", "--timeout", "20")
+    idle = [socket.create_connection(("127.0.0.1", rx.port), timeout=10) for _ in range(2)]
+    try:
+        def third_is_refused():
+            with socket.create_connection(("127.0.0.1", rx.port), timeout=10) as s:
+                line = s.makefile().readline()
+            return line and json.loads(line)["code"] == "busy"
+
+        wait_for(third_is_refused, 10, what="third connection refused busy")
+    finally:
+        for s in idle:
+            s.close()
+    clip = tmp_path / "g.mp4"
+    digest = make_clip(clip, 10_000)
+    wait_for(lambda: _try_upload(rx.port, clip), 10, what="uploads served again once the idle ones left")
+    assert sha(rx.root / "g.mp4") == digest
+
+
+def _try_upload(port: int, clip: Path) -> bool:
+    try:
+        upload_file(ServerAddress("127.0.0.1", port, TOKEN), clip, "g.mp4")
+        return True
+    except UploadError:
+        return False

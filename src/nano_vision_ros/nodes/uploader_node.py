@@ -99,6 +99,9 @@ class UploaderNode(Node):
         try:
             info = json.loads(msg.data)
             path = info["path"]
+            known = self.queue.get(path) if isinstance(path, str) else None
+            if known is not None and known.sha256 == info.get("sha256"):
+                return  # re-delivered (transient local after a restart): already queued or done
             if not isinstance(path, str) or not os.path.isfile(path):
                 raise ValueError(f"clip file {path!r} not found")
             sha = info.get("sha256") or sha256_file(path)

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="the shared token (visible to other users in ps; prefer --token-file)")
     p.add_argument("--max-mb", type=float, default=4096.0, help="largest accepted file in MiB (default 4096)")
     p.add_argument("--timeout", type=float, default=60.0, help="idle seconds before a connection is dropped")
+    p.add_argument("--max-connections", type=int, default=16, help="connections served at once; more are refused")
     p.add_argument("--tls-cert", help="PEM certificate: serve over TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rx = Receiver(ReceiverOptions(root=args.dir, token=token, host=args.host, port=args.port,
                                       max_bytes=int(args.max_mb * 1024 * 1024), timeout=args.timeout,
+                                      max_connections=args.max_connections,
                                       tls_cert=args.tls_cert, tls_key=args.tls_key))
         rx.start()
     except (OSError, ValueError) as err:

@@ -32,6 +32,7 @@ class ReceiverOptions:
     max_bytes: int = 4 * 1024**3
     timeout: float = 60.0  # idle seconds before a connection is dropped (its partial data is kept)
     partial_max_age: float = 7 * 86400.0
+    max_connections: int = 16  # more at once are refused ('busy'), so idle clients cannot pile up threads
     tls_cert: str | None = None
     tls_key: str | None = None
 
@@ -58,6 +59,7 @@ class Receiver:
         self.partial_dir = self.root / ".partial"
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         self._busy: set[str] = set()
+        self._slots = threading.BoundedSemaphore(opt.max_connections)
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
         if opt.tls_cert:
@@ -109,6 +111,15 @@ class Receiver:
             pass
 
     def _handle(self, sock: socket.socket, peer: object) -> None:
+        if not self._slots.acquire(blocking=False):
+            sock.settimeout(5.0)
+            return self._refuse(sock, "busy", f"too many connections (max {self.opt.max_connections})", peer)
+        try:
+            self._handle_one(sock, peer)
+        finally:
+            self._slots.release()
+
+    def _handle_one(self, sock: socket.socket, peer: object) -> None:
         sock.settimeout(self.opt.timeout)
         if self._ssl is not None:
             try:
