@@ -250,6 +250,102 @@ def test_bridge_sigkill_mid_burst_and_restart_loses_nothing(start_node, ros_node
     sub.close()
 
 
+class CuttableProxy:
+    """A TCP forwarder 127.0.0.1:port -> broker whose `cut()` drops every connection (and refuses new
+    ones) until `restore()`: a network cut between the device and the broker."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target = target_port
+        self.port = free_port()
+        self.down = threading.Event()
+        self.conns: list = []
+        self.lock = threading.Lock()
+        self.srv = socket.create_server(("127.0.0.1", self.port))
+        self.srv.settimeout(0.2)
+        self.stop_ev = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while not self.stop_ev.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            if self.down.is_set():
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data or self.down.is_set():
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+
+        self.down.set()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns.clear()
+
+    def restore(self):
+        self.down.clear()
+
+    def close(self):
+        self.stop_ev.set()
+        self.cut()
+        self.srv.close()
+
+
+def test_network_cut_mid_burst_loses_nothing(start_node, ros_node, broker, tmp_path):
+    proxy = CuttableProxy(broker.port)
+    sub = Subscriber(broker.port)  # the backend side stays connected to the broker
+    feeder = Feeder(ros_node)
+    events, bridge = start_pipeline(start_node, proxy.port, tmp_path)
+    feeder.wait_connected()
+    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    burst(feeder, 1000, 40, pace=0.005)
+    proxy.cut()  # in the middle of sending: some PUBLISHes are unacknowledged, some not yet sent
+    burst(feeder, 2000, 40)
+    time.sleep(1.5)
+    proxy.restore()
+    burst(feeder, 3000, 40)
+    wait_all_delivered(sub, feeder, 240)
+    assert "disconnected from" in bridge.log()
+    proxy.close()
+    sub.close()
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
