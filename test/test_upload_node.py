@@ -3,7 +3,6 @@ queue survives a restart of the node while the receiver is down."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 

@@ -7,6 +7,7 @@ state change (queued, uploading, done, failed; with remote name and error) is pu
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,11 @@ from nano_vision_ros.ros.runtime import run_node
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "NANO_VISION_UPLOAD_TOKEN"
+
+
+def _http_upload(url: str, addr: ServerAddress, path: str, name: str, sha256: str | None = None):
+    """The http transport in the shape Uploader calls (addr carries token, timeout, CA)."""
+    return http_put(url, addr.token, path, name, sha256, timeout=addr.timeout, tls_ca=addr.tls_ca)
 
 
 class UploaderConfig(BaseModel):
@@ -67,10 +73,7 @@ class UploaderNode(Node):
         self.pub = self.create_publisher(String, c.status_topic, NOTICE_QOS)
         self.queue = UploadQueue(os.path.expanduser(c.queue_db))
         addr = ServerAddress(c.host, c.port, token, tls=c.tls, tls_ca=c.tls_ca or None, timeout=c.timeout)
-        upload = upload_file
-        if c.transport == "http":
-            def upload(addr: ServerAddress, path: str, name: str, sha256: str | None = None):  # type: ignore[misc]
-                return http_put(c.url, addr.token, path, name, sha256, timeout=addr.timeout, tls_ca=addr.tls_ca)
+        upload = functools.partial(_http_upload, c.url) if c.transport == "http" else upload_file
         self.uploader = Uploader(self.queue, addr, on_status=self._publish, backoff_min=c.backoff_min,
                                  backoff_max=c.backoff_max, max_attempts=c.max_attempts,
                                  delete_after_upload=c.delete_after_upload, upload=upload)
