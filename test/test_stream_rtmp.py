@@ -216,3 +216,18 @@ def test_bad_frame_does_not_stop_the_writer():
         assert st.errors == 1  # the bad frame was not repeated
     finally:
         st.close()
+
+
+@pytest.mark.timeout(120)
+def test_url_names_the_camera_namespace(nginx, start_node, ros_node):
+    """The default url template streams /<ns>/image_raw to rtmp://…/live/<ns>."""
+    node = start_node("rtmp_streamer_node", "-r", "__ns:=/t_cam_ns", "-p", "image_topic:=image_raw",
+                      "-p", f"url:={nginx.url}/{{camera}}", "-p", "fps:=10", "-p", "gop:=10", "-p", "width:=160",
+                      "-p", "height:=120", "-p", "encoder:=ffmpeg", "-p", "ffmpeg_codec:=libx264")
+    pub = Publisher(ros_node("ns_test"), "/t_cam_ns/image_raw")
+    try:
+        info = wait_for(lambda: probe(f"{nginx.url}/t_cam_ns", timeout=15), 60, interval=0.5, what="stream at live/t_cam_ns")
+        assert (info["width"], info["height"]) == (160, 120)
+        assert node.alive()
+    finally:
+        pub.stop()

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 class StreamerConfig(BaseModel):
     image_topic: str = Field("image_annotated", description="image topic to stream (image_raw or image_annotated)")
-    url: str = Field("rtmp://127.0.0.1:1935/live/camera", description="RTMP URL to publish to")
+    url: str = Field("rtmp://127.0.0.1:1935/live/{camera}",
+                     description="RTMP URL to publish to; {camera} = the node's namespace (e.g. cam0)")
     width: int = Field(0, ge=0, le=7680, description="output width; 0 = the image's width")
     height: int = Field(0, ge=0, le=4320, description="output height; 0 = the image's height")
     fps: float = Field(15.0, gt=0, le=120, description="output frame rate (extra input frames are skipped)")
@@ -62,14 +63,16 @@ class RtmpStreamerNode(Node):
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
         self._conv = converter()
+        camera = self.get_namespace().strip("/").replace("/", "_") or "camera"
+        self.url = c.url.replace("{camera}", camera)
         self.streamer = RtmpStreamer(StreamerOptions(
-            url=c.url, width=c.width, height=c.height, fps=c.fps, bitrate_kbps=c.bitrate_kbps, gop=c.gop,
+            url=self.url, width=c.width, height=c.height, fps=c.fps, bitrate_kbps=c.bitrate_kbps, gop=c.gop,
             preset=c.preset, encoder=c.encoder, ffmpeg_codec=c.ffmpeg_codec, backoff_min=c.backoff_min,
             backoff_max=c.backoff_max, stall_timeout=c.stall_timeout))
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="streamer-convert")
         self.sub = self.create_subscription(Image, c.image_topic, self.worker.submit, qos.SENSOR)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
-        self.get_logger().info(f"streaming {self.resolve_topic_name(c.image_topic)} to {c.url} at {c.fps:g} fps")
+        self.get_logger().info(f"streaming {self.resolve_topic_name(c.image_topic)} to {self.url} at {c.fps:g} fps")
 
     def _handle(self, msg: Image) -> None:
         frame = self._conv.to_numpy(msg)
