@@ -111,8 +111,8 @@ def test_uploader_node_http_transport(dav, start_node, ros_node, tmp_path):
     base, root = dav
     clip = tmp_path / "cam2_20260101T000000_h.mp4"
     digest = make_clip(clip, 200_000)
-    start_node("uploader_node", "-p", "transport:=http", "-p", f"url:={base}", "-p", "clips_topic:=/t_http/clips",
-               "-p", "status_topic:=/t_http/clip_status", "-p", f"queue_db:={tmp_path / 'q.sqlite'}",
+    # clips_topics left at ['*']: the uploader discovers /t_http/clips and answers on /t_http/clip_status.
+    start_node("uploader_node", "-p", "transport:=http", "-p", f"url:={base}", "-p", f"queue_db:={tmp_path / 'q.sqlite'}",
                env={"NANO_VISION_UPLOAD_TOKEN": TOKEN})
     me = ros_node("http_test")
     statuses: list[dict] = []

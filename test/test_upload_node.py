@@ -19,7 +19,7 @@ def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tm
     port = free_port()
     clip = tmp_path / "cam1_20260101T000000_ev1.mp4"
     digest = make_clip(clip, 500_000)
-    args = ["-p", "clips_topic:=/t_up/clips", "-p", "status_topic:=/t_up/clip_status", "-p", f"port:={port}",
+    args = ["-p", "clips_topics:=[/t_up/clips]", "-p", f"port:={port}",
             "-p", f"queue_db:={tmp_path / 'queue.sqlite'}", "-p", "backoff_min:=0.5", "-p", "backoff_max:=1.0"]
     env = {"NANO_VISION_UPLOAD_TOKEN": TOKEN}
     me = ros_node("upload_test")

@@ -1,5 +1,9 @@
 """uploader_node: deliver finished clips (``clips``) to the receiver (``nano-vision receive``).
 
+One uploader serves the whole site: by default it subscribes every ``.../clips`` topic it discovers
+and reports each clip's state on ``clip_status`` beside the clips topic it came from
+(``/cam0/clips`` -> ``/cam0/clip_status``), where that camera's events node listens.
+
 Each clip is put in a persistent SQLite queue and uploaded with ``nano-vision-upload/1``
 (resumable, sha256-checked); failures are retried with exponential backoff, across restarts. Every
 state change (queued, uploading, done, failed; with remote name and error) is published on
@@ -17,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.subscription import Subscription
 from std_msgs.msg import String
 
 from nano_vision_ros.core.errors import ConfigError
@@ -38,8 +44,9 @@ def _http_upload(url: str, addr: ServerAddress, path: str, name: str, sha256: st
 
 
 class UploaderConfig(BaseModel):
-    clips_topic: str = Field("clips", description="clip notices from the recorder (std_msgs/String JSON)")
-    status_topic: str = Field("clip_status", description="upload state of each clip (std_msgs/String JSON)")
+    clips_topics: list[str] = Field(default_factory=lambda: ["*"],
+                                    description="clip notice topics (std_msgs/String JSON); ['*'] = every '.../clips' topic, discovered")
+    status_topic: str = Field("clip_status", description="upload states; relative = beside each clips topic (/cam0/clip_status)")
     transport: Literal["tcp", "http"] = Field("tcp", description="tcp: nano-vision-upload/1 (resumable); http: PUT to url")
     url: str = Field("", description="http transport: base URL, the clip goes to <url>/<name> (e.g. a WebDAV folder)")
     host: str = Field("127.0.0.1", description="receiver host")
@@ -70,14 +77,20 @@ class UploaderNode(Node):
         self.cfg = c = load_config(self, UploaderConfig)
         token = self._token(c)
         self.bad_notices = 0
-        self.pub = self.create_publisher(String, c.status_topic, NOTICE_QOS)
+        self._pubs: dict[str, Publisher] = {}
+        self._subs: dict[str, Subscription] = {}
         self.queue = UploadQueue(os.path.expanduser(c.queue_db))
         addr = ServerAddress(c.host, c.port, token, tls=c.tls, tls_ca=c.tls_ca or None, timeout=c.timeout)
         upload = functools.partial(_http_upload, c.url) if c.transport == "http" else upload_file
         self.uploader = Uploader(self.queue, addr, on_status=self._publish, backoff_min=c.backoff_min,
                                  backoff_max=c.backoff_max, max_attempts=c.max_attempts,
                                  delete_after_upload=c.delete_after_upload, upload=upload)
-        self.sub = self.create_subscription(String, c.clips_topic, self._on_clip, NOTICE_QOS)
+        if c.clips_topics == ["*"]:
+            self._discover()
+            self.discovery = self.create_timer(2.0, self._discover)
+        else:
+            for topic in c.clips_topics:
+                self._subscribe(self.resolve_topic_name(topic))
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.uploader.start()
         counts = self.queue.counts()
@@ -97,7 +110,22 @@ class UploaderNode(Node):
             raise ConfigError(f"parameter 'token': no upload token (set token_file, ${TOKEN_ENV} or token)", parameter="token")
         return token
 
-    def _on_clip(self, msg: String) -> None:
+    def _discover(self) -> None:
+        """Subscribe every std_msgs/String topic named '.../clips' (one uploader for all cameras)."""
+        for name, types in self.get_topic_names_and_types():
+            if (name == "/clips" or name.endswith("/clips")) and "std_msgs/msg/String" in types and name not in self._subs:
+                self._subscribe(name)
+
+    def _subscribe(self, topic: str) -> None:
+        self._subs[topic] = self.create_subscription(String, topic, functools.partial(self._on_clip, topic=topic), NOTICE_QOS)
+        self.get_logger().info(f"taking clips from {topic}")
+
+    def _status_topic_for(self, clips_topic: str) -> str:
+        if self.cfg.status_topic.startswith("/"):
+            return self.cfg.status_topic
+        return f"{clips_topic.rsplit('/', 1)[0]}/{self.cfg.status_topic}"
+
+    def _on_clip(self, msg: String, topic: str = "") -> None:
         """A clips notice: validate, name it on the receiver, queue it (cheap; the upload runs elsewhere)."""
         try:
             info = json.loads(msg.data)
@@ -116,12 +144,18 @@ class UploaderNode(Node):
             self.bad_notices += 1
             self.get_logger().error(f"clip notice ignored: {err}: {msg.data[:200]!r}")
             return
-        meta = {"event_ids": info.get("event_ids", []), "camera": info.get("camera", "")}
+        meta = {"event_ids": info.get("event_ids", []), "camera": info.get("camera", ""),
+                "status_topic": self._status_topic_for(topic or self.resolve_topic_name("clips"))}
         self.uploader.add(path, name, sha, size, meta)
 
     def _publish(self, status: dict) -> None:
+        item = self.queue.get(status["path"])
+        topic = (item.meta.get("status_topic") if item else None) or self._status_topic_for(self.resolve_topic_name("clips"))
         try:
-            self.pub.publish(String(data=json.dumps(status)))
+            pub = self._pubs.get(topic)
+            if pub is None:
+                pub = self._pubs[topic] = self.create_publisher(String, topic, NOTICE_QOS)
+            pub.publish(String(data=json.dumps(status)))
         except Exception as err:  # noqa: BLE001 - shutting down
             log.debug("clip_status not published: %s", err)
 
