@@ -13,11 +13,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from nano_vision_ros.core.errors import ConfigError
 
@@ -32,13 +34,20 @@ def setup_python_logging() -> None:
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads: int | None = None) -> int:
-    """Create the node, spin it until shutdown, clean up; returns the process exit code."""
+    """Create the node, spin it until SIGINT/SIGTERM, clean up; returns the process exit code.
+
+    rclpy's own signal handler would invalidate the context at the first Ctrl-C, while worker
+    threads may still publish (a clip notice, a last event). Here the signal only ends spinning;
+    the node is destroyed (stopping its workers, which may still publish) while the context is
+    valid, and rclpy shuts down last.
+    """
     setup_python_logging()
-    rclpy.init(args=args if args is not None else sys.argv)
-    # SIGTERM (from the site runner or systemd) stops spinning the same way as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node: Node | None = None
-    code = 0
+    executor: MultiThreadedExecutor | None = None
     try:
         try:
             node = factory()
@@ -49,7 +58,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads
         executor = MultiThreadedExecutor(num_threads=threads or 4)
         executor.add_node(node)
         try:
-            executor.spin()
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.2)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
     finally:
@@ -58,8 +68,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads
                 node.destroy_node()
             except Exception as err:  # noqa: BLE001 - shutdown must finish
                 logging.getLogger(__name__).warning("destroy_node: %s", err)
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
-    return code
+    return 0
 
 
 def _autostart(node: Node) -> None:

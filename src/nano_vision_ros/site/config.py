@@ -97,10 +97,18 @@ class ServiceEntry(BaseModel):
     host: str = "127.0.0.1"
 
 
+class ReceiverEntry(ServiceEntry):
+    """The clip server (`nano-vision receive`) for the demo; paths relative to the working folder."""
+
+    dir: str = "var/received_clips"
+    token_file: str = "var/upload_token"
+
+
 class Services(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mosquitto: ServiceEntry = Field(default_factory=lambda: ServiceEntry(port=1883))
     nginx_rtmp: ServiceEntry = Field(default_factory=lambda: ServiceEntry(port=1935))
+    clip_receiver: ReceiverEntry = Field(default_factory=lambda: ReceiverEntry(port=9009))
 
 
 class SiteConfig(BaseModel):

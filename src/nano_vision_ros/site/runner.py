@@ -120,6 +120,13 @@ class SiteRunner:
             n.start()
             self.services.append(n)
             self._say(f"nginx-rtmp listening on rtmp://{svc.nginx_rtmp.host}:{svc.nginx_rtmp.port}/live (pid {n.pid})")
+        if svc.clip_receiver.enabled:
+            from nano_vision_ros.site.services import ClipReceiver
+
+            r = ClipReceiver(svc.clip_receiver.port, svc.clip_receiver.host, svc.clip_receiver.dir, svc.clip_receiver.token_file)
+            r.start()
+            self.services.append(r)
+            self._say(f"clip receiver on {svc.clip_receiver.host}:{svc.clip_receiver.port} -> {svc.clip_receiver.dir} (pid {r.pid})")
 
     # -- nodes -------------------------------------------------------------------------------
     def _command(self, spec: NodeSpec) -> list[str]:
