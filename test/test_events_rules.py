@@ -243,3 +243,12 @@ cameras:
                      ("rules: [[", "YAML"), ("/nonexistent/rules.yaml", "not found")):
         with pytest.raises(ConfigError, match=msg):
             parse_rules(bad, "cam0")
+
+
+def test_upload_status_that_overtakes_the_clip_notice_is_applied_after_it():
+    eng = engine({"name": "fire", "type": "fire", "min_frames": 1})
+    eid = run(eng, [(T0, dets(("fire", (0, 0, 5, 5), -1)))])[0]["event_id"]
+    assert eng.on_clip_status({"path": "/clips/b.mp4", "state": "queued"}) == []
+    ups = eng.on_clip({"event_ids": [eid], "path": "/clips/b.mp4", "size": 5})
+    assert [(e["reason"], e["clip"]["upload_state"]) for e in ups] == [("clip", "pending"), ("clip_status", "queued")]
+    assert [e["sequence"] for e in ups] == [1, 2]

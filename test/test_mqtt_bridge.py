@@ -194,10 +194,11 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
     assert snap is not None and snap.shape == (240, 320, 3)
     assert new["snapshot"]["width"] == 320
     # health stats and Home Assistant discovery
-    wait_for(lambda: sub.on(f"{BASE}/stats"), 15, what="stats message")
+    wait_for(lambda: [m for m in sub.on(f"{BASE}/stats") if json.loads(m.payload)["bridge"]["events_received"] >= 4], 15,
+             what="stats message counting the 4 events")
     stats = json.loads(sub.on(f"{BASE}/stats")[-1].payload)
-    assert "cpu_percent" in stats["host"] or stats["host"]["mem_total"] > 0
-    assert stats["bridge"]["events_received"] >= 4
+    assert stats["host"]["mem_total"] > 0 and "/" in stats["host"]["disk"]
+    assert stats["bridge"]["outbox_pending"] == 0 and stats["bridge"]["connected"] is True
     wait_for(lambda: any("/cam0/events_node" in k for k in json.loads(sub.on(f"{BASE}/stats")[-1].payload)["nodes"]),
              15, what="events_node diagnostics in stats")
     ha = Subscriber(broker.port, topics=("homeassistant/#",), client_id="ha")

@@ -179,6 +179,7 @@ class EventEngine:
         self._cooldown: dict[tuple[str, str], float] = {}
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # event_id -> last published dict
         self._clip_events: OrderedDict[str, list[str]] = OrderedDict()  # clip path -> event ids
+        self._early_status: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # status before its clip notice
         self._remember = remember
         self._lock = threading.Lock()
         self.published = 0
@@ -337,6 +338,9 @@ class EventEngine:
                     continue
                 ev["clip"] = dict(clip)
                 out.append(self._publish(ev, state="update", stamp=self.clock(), reason="clip"))
+            # the uploader's status can overtake the recorder's notice (different topics): apply it now
+            for status in self._early_status.pop(path, []):
+                out.extend(self._apply_status(path, status))
         return out
 
     def on_clip_status(self, info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -345,21 +349,30 @@ class EventEngine:
         state = info.get("state")
         if not isinstance(path, str) or state not in ("queued", "uploading", "done", "failed"):
             raise ValueError("clip status needs path and state queued|uploading|done|failed")
-        out = []
         with self._lock:
-            for eid in self._clip_events.get(path, []):
-                ev = self._recent.get(eid)
-                if ev is None or ev.get("clip") is None:
-                    continue
-                clip = ev["clip"]
-                if clip.get("upload_state") == state and state != "failed":
-                    continue
-                clip["upload_state"] = state
-                remote = info.get("remote")
-                clip["remote"] = str(remote)[:4096] if remote else clip.get("remote")
-                err = info.get("error")
-                clip["error"] = str(err)[:1000] if err else None
-                out.append(self._publish(ev, state="update", stamp=self.clock(), reason="clip_status"))
+            if path not in self._clip_events:
+                self._early_status.setdefault(path, []).append(dict(info))
+                while len(self._early_status) > 100:
+                    self._early_status.popitem(last=False)
+                return []
+            return self._apply_status(path, info)
+
+    def _apply_status(self, path: str, info: dict[str, Any]) -> list[dict[str, Any]]:
+        state = info.get("state")
+        out = []
+        for eid in self._clip_events.get(path, []):
+            ev = self._recent.get(eid)
+            if ev is None or ev.get("clip") is None:
+                continue
+            clip = ev["clip"]
+            if clip.get("upload_state") == state and state != "failed":
+                continue
+            clip["upload_state"] = state
+            remote = info.get("remote")
+            clip["remote"] = str(remote)[:4096] if remote else clip.get("remote")
+            err = info.get("error")
+            clip["error"] = str(err)[:1000] if err else None
+            out.append(self._publish(ev, state="update", stamp=self.clock(), reason="clip_status"))
         return out
 
     def active(self) -> int:
