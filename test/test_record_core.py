@@ -80,7 +80,7 @@ def test_clip_has_pre_and_post_seconds(tmp_path):
     assert errors == [] and len(clips) == 1
     c = clips[0]
     assert c["event_ids"] == ["e1"] and Path(c["path"]).is_file()
-    assert c["start"] == pytest.approx(T0 + 7.0) and c["end"] == pytest.approx(T0 + 14.0)
+    assert c["start"] == pytest.approx(T0 + 7.0) and c["end"] == pytest.approx(T0 + 14.0)  # closed by frame 140
     info = probe(c["path"])
     assert info["codec_name"] == "h264" and "mp4" in info["format_name"]
     assert abs(int(info["nb_read_frames"]) - 70) <= 2
@@ -133,6 +133,25 @@ def test_gaps_are_filled_to_the_requested_duration(tmp_path):
     rec.flush()
     assert len(clips) == 1
     assert abs(int(probe(clips[0]["path"])["nb_read_frames"]) - 70) <= 2
+
+
+def test_flush_ends_an_open_clip_at_its_newest_frame(tmp_path):
+    """Shutdown (or a camera gone) mid-clip: the clip ends with the footage there is, no frozen tail."""
+    rec, clips, _ = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 12, {100: [{"event_id": "f", "state": "new"}]})  # asks for 7..14, frames end at 11.9
+    rec.flush()
+    assert clips[0]["end"] == pytest.approx(T0 + 12.0)
+    assert abs(int(probe(clips[0]["path"])["nb_read_frames"]) - 50) <= 2
+
+
+def test_camera_gone_finishes_the_clip(tmp_path):
+    rec, clips, _ = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 12, {100: [{"event_id": "g", "state": "new"}]})
+    rec.tick(now=T0 + 14 + rec.opt.frame_timeout + 1)
+    rec.flush()
+    assert len(clips) == 1 and clips[0]["end"] == pytest.approx(T0 + 12.0)
 
 
 def test_quota_deletes_oldest_clips(tmp_path):

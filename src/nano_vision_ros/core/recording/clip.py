@@ -84,6 +84,11 @@ class ClipWriter:
             self._emit(self._cur or frame)
         self._cur = frame
 
+    def truncate(self) -> None:
+        """End the clip just after the newest frame fed (shutdown, camera gone): no frozen tail."""
+        if self._cur is not None:
+            self.end = min(self.end, max(self._cur.t + 1.0 / self.fps, self._slot_time(self._slot)))
+
     @property
     def covered_until(self) -> float:
         return self._slot_time(self._slot)

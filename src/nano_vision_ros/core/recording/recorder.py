@@ -178,7 +178,7 @@ class Recorder:
         with self._lock:
             clip = self._open
             if clip is not None and now > clip.end + self.opt.frame_timeout:
-                self._close_open()
+                self._close_open(truncate=True)
 
     # -- clips -------------------------------------------------------------------------------------
     def _open_clip(self, eid: str, t: float) -> None:
@@ -227,10 +227,13 @@ class Recorder:
         self.clips_failed += 1
         self._error(text)
 
-    def _close_open(self) -> None:
+    def _close_open(self, truncate: bool = False) -> None:
         clip, self._open = self._open, None
         if clip is None:
             return
+        if truncate:
+            clip.writer.truncate()
+            clip.end = clip.writer.end
         self._last_end = clip.end
         th = threading.Thread(target=self._finish, args=(clip,), name="clip-finish", daemon=True)
         self._finishers = [f for f in self._finishers if f.is_alive()] + [th]
@@ -261,10 +264,10 @@ class Recorder:
             log.exception("on_clip callback")
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Close an open clip now and wait for every clip being encoded (shutdown, tests)."""
+        """Close an open clip now (ending at its newest frame) and wait for every clip being encoded."""
         with self._lock:
             if self._open is not None:
-                self._close_open()
+                self._close_open(truncate=True)
         for th in list(self._finishers):
             th.join(timeout)
 
