@@ -75,7 +75,7 @@ def main() -> int:
     else:
         from nano_vision_ros.core.capture.memory import tune_malloc_for_frames
 
-        tune_malloc_for_frames()  # as camera_node does at start (see core/capture/memory.py)
+        tune_malloc_for_frames()  # as every node does at start (ros.runtime.run_node)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

@@ -25,7 +25,6 @@ from std_msgs.msg import Header
 from nano_vision_ros.core.camera_info import CameraCalibration, load_calibration, uncalibrated
 from nano_vision_ros.core.capture import RECONNECTING, STREAMING, FINISHED, CaptureConfig, CaptureLoop, create_source
 from nano_vision_ros.core.capture import gst
-from nano_vision_ros.core.capture.memory import tune_malloc_for_frames
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -158,7 +157,6 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    tune_malloc_for_frames()  # reuse frame-sized buffers instead of page-faulting them per frame
     return run_node(lambda: CameraNode(), args)
 
 

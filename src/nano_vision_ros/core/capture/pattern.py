@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from nano_vision_ros.core.capture.base import FrameSource
@@ -62,6 +61,8 @@ def render_test_pattern(index: int, width: int, height: int, out: np.ndarray | N
         if value >> (BITS - 1 - i) & 1:
             out[:b, (i + 1) * b:(i + 2) * b] = 255
     if height >= 8 * b and b >= 4:
+        import cv2
+
         scale = b / 16.0
         cv2.putText(out, f"#{index}", (b, 3 * b), cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2,
                     (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_8)
