@@ -149,6 +149,31 @@ def gpu_preprocess(n: int, image: np.ndarray) -> None:
         print(f"  pycuda: not run ({type(err).__name__}: {err})")
 
 
+def bench_decoders(n: int) -> None:
+    """Decode + NMS alone on YOLO-sized outputs (640 input, 80 classes): the post-processing cost a
+    user-supplied YOLOv5s / YOLOv8 model adds, with a realistic few dozen candidates above threshold."""
+    from nano_vision_ros.core.detection.decoders import YoloV5Decoder, YoloV8Decoder
+    from nano_vision_ros.core.detection.nms import nms
+    from nano_vision_ros.core.inference.base import TensorInfo
+
+    rng = np.random.default_rng(0)
+    inp = [TensorInfo("images", (1, 3, 640, 640))]
+    v5 = rng.uniform(0, 0.02, (1, 25200, 85)).astype(np.float32)
+    v5[0, :, :4] = rng.uniform(20, 600, (25200, 4))
+    v5[0, rng.choice(25200, 60, replace=False), 4:] = rng.uniform(0.3, 1.0, (60, 81))
+    v8 = rng.uniform(0, 0.02, (1, 84, 8400)).astype(np.float32)
+    v8[0, :4] = rng.uniform(20, 600, (4, 8400))
+    v8[0, 4:, rng.choice(8400, 60, replace=False)] = rng.uniform(0.3, 1.0, (60, 80))
+    for name, dec, out in (("YOLOv5 [1,25200,85]", YoloV5Decoder(), v5), ("YOLOv8 [1,84,8400]", YoloV8Decoder(), v8)):
+        dec.bind(inp, [TensorInfo("out", out.shape)], 640, 640)
+
+        def run(dec=dec, out=out):
+            b, s, c = dec([out], 0.35)
+            nms(b, s, c, 0.45)
+
+        print(f"  {name}: decode + NMS {med(timed(run, n)):.2f} ms")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100, help="frames per configuration")
@@ -174,6 +199,8 @@ def main() -> int:
         pub = f"{r['publish']:.2f}" if r["publish_measured"] else "n/a"
         print(f"| {r['name']} | {r['fps']:.1f} | {r['pre']:.2f} | {r['infer']:.2f} | {r['post']:.2f} | {r['track']:.2f} | "
               f"{pub} | {r['total']:.2f} | {r['raw']:.2f} | {r['overhead']:+.1f} % | {r['stages_pct']:.1f} % |")
+    print("\nDecoders alone (synthetic outputs, 60 candidates above 0.35):")
+    bench_decoders(args.n)
     if args.gpu:
         print("\nGPU pre-processing (768x576 BGR frame -> 640x640 letterboxed RGB NCHW float):")
         gpu_preprocess(args.n, image)
