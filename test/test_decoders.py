@@ -208,14 +208,17 @@ def test_yolov3_model_zoo_layout(tmp_path):
     _check(det.detect(_frame()), [(SRC_BOX, "vest", 0.9), (SRC_BOX2, "no-vest", 0.75)])
 
 
-@pytest.mark.parametrize("width", [6, 7])
+@pytest.mark.parametrize("width", [6, 7, "7flat"])
 def test_end_to_end_layouts(tmp_path, width):
-    d = np.zeros((1, 10, width), np.float32)
     a, b = _to_input(SRC_BOX, False), _to_input(SRC_BOX2, False)
     if width == 6:
+        d = np.zeros((1, 10, 6), np.float32)
         d[0, 0], d[0, 1] = [*a, 0.9, 1], [*b, 0.5, 0]
-    else:
+    elif width == 7:
+        d = np.zeros((1, 10, 7), np.float32)
         d[0, 0], d[0, 1] = [0, *a, 1, 0.9], [0, *b, 0, 0.5]
+    else:  # YOLOv7 end2end ONNX: [N, 7] over the batch; a row of image 1 must be ignored
+        d = np.array([[0, *a, 1, 0.9], [0, *b, 0, 0.5], [1, *a, 0, 0.99]], np.float32)
     model = _const_model(tmp_path / "e2e.onnx", {"det": d})
     prof = _profile(tmp_path, name="e2e", model=str(model), decoder="auto", labels=["smoke", "fire"],
                     input={"resize": "resize"})

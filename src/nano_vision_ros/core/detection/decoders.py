@@ -301,7 +301,7 @@ class NanoDetDecoder(Decoder):
 class EndToEndDecoder(Decoder):
     """Models with NMS inside. Layouts (``layout`` option, guessed from the shape):
     ``[1, N, 6]`` x1, y1, x2, y2, score, class (YOLOv10 / Ultralytics ``nms=True`` / CenterNet here);
-    ``[1, N, 7]`` batch, x1, y1, x2, y2, class, score (YOLOv7 end2end ONNX);
+    ``[1, N, 7]`` or ``[N, 7]`` batch, x1, y1, x2, y2, class, score (YOLOv7 end2end ONNX);
     four outputs num_dets ``[1,1]``, boxes ``[1,N,4]``, scores ``[1,N]``, classes ``[1,N]``
     (TensorRT EfficientNMS). ``normalized: true`` for 0..1 boxes."""
 
@@ -313,8 +313,8 @@ class EndToEndDecoder(Decoder):
         self.normalized = bool(self.options.get("normalized", False))
         self.mode = None
         for i, o in enumerate(outputs):
-            if len(o.shape) == 3 and _dim(o.shape, 2) in (6, 7):
-                self.mode, self.index = _dim(o.shape, 2), i
+            if (len(o.shape) == 3 and _dim(o.shape, 2) in (6, 7)) or (len(o.shape) == 2 and _dim(o.shape, 1) == 7):
+                self.mode, self.index = _dim(o.shape, -1), i
                 break
         if self.mode is None and len(outputs) >= 4:
             shapes = [o.shape for o in outputs]
@@ -332,7 +332,8 @@ class EndToEndDecoder(Decoder):
             scores = outputs[2][0][:n].astype(np.float32)
             cls = outputs[3][0][:n].astype(np.int32)
         else:
-            d = outputs[self.index][0]
+            d = outputs[self.index]
+            d = d[d[:, 0] == 0] if d.ndim == 2 else d[0]  # YOLOv7 end2end ONNX: [N,7] rows of all images
             if self.layout == "batch_xyxy_class_score":
                 boxes, cls, scores = d[:, 1:5], d[:, 5], d[:, 6]
             elif self.layout == "xyxy_class_score":
@@ -369,6 +370,8 @@ DECODERS: dict[str, type[Decoder]] = {
 def guess_decoder(outputs: list[TensorInfo]) -> str:
     """Name the decoder that fits the output shapes (used for ``decoder: auto``)."""
     shapes = [tuple(o.shape) for o in outputs]
+    if len(shapes) == 1 and len(shapes[0]) == 2 and _dim(shapes[0], 1) == 7:
+        return "end2end"
     if any(len(s) == 3 and _dim(s, 2) in (6, 7) for s in shapes) and not (len(shapes) == 1 and _dim(shapes[0], 1) in (6, 7)):
         return "end2end"
     if len(shapes) >= 4 and len(shapes[1]) == 3 and _dim(shapes[1], 2) == 4 and len(shapes[0]) == 2:
