@@ -231,8 +231,12 @@ def test_connection_limit(receiver, tmp_path):
     idle = [socket.create_connection(("127.0.0.1", rx.port), timeout=10) for _ in range(2)]
     try:
         def third_is_refused():
-            with socket.create_connection(("127.0.0.1", rx.port), timeout=10) as s:
-                line = s.makefile().readline()
+            # (if an idle one was not accepted yet, this one takes its slot and waits: try again)
+            try:
+                with socket.create_connection(("127.0.0.1", rx.port), timeout=2) as s:
+                    line = s.makefile().readline()
+            except (TimeoutError, socket.timeout):
+                return False
             return line and json.loads(line)["code"] == "busy"
 
         wait_for(third_is_refused, 10, what="third connection refused busy")

@@ -58,9 +58,9 @@ class Receiver:
         self.root = Path(opt.root).resolve()
         self.partial_dir = self.root / ".partial"
         self.partial_dir.mkdir(parents=True, exist_ok=True)
-        self._busy: set[str] = set()
+        self._busy: dict[str, socket.socket] = {}  # sha256 -> the connection receiving it
+        self._released = threading.Condition()
         self._slots = threading.BoundedSemaphore(opt.max_connections)
-        self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
         if opt.tls_cert:
             self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -147,15 +147,25 @@ class Receiver:
                 send_json(sock, {"ok": True, "offset": size, "done": True, "remote": name, "sha256": sha})
                 return
             return self._refuse(sock, "exists", f"{name} exists with other content", peer)
-        with self._lock:
-            if sha in self._busy:
-                return self._refuse(sock, "busy", "this file is being received on another connection", peer)
-            self._busy.add(sha)
+        with self._released:
+            old = self._busy.get(sha)
+            if old is not None:
+                # The same content again: the client gave up on the older connection (cut, NAT timeout)
+                # and retries. Close the old one so its handler stops, then take over its partial file.
+                try:
+                    old.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                if not self._released.wait_for(lambda: sha not in self._busy, timeout=10.0):
+                    return self._refuse(sock, "busy", "this file is being received on another connection", peer)
+            self._busy[sha] = sock
         try:
             self._receive(sock, name, size, sha, final, peer)
         finally:
-            with self._lock:
-                self._busy.discard(sha)
+            with self._released:
+                if self._busy.get(sha) is sock:
+                    del self._busy[sha]
+                self._released.notify_all()
 
     def _receive(self, sock: socket.socket, name: str, size: int, sha: str, final: Path, peer: object) -> None:
         part = self.partial_dir / f"{sha}.part"
