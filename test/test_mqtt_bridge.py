@@ -109,7 +109,7 @@ class Feeder:
             self.ros_events.append(json.loads(msg.data))
 
     def wait_connected(self):
-        wait_for(lambda: self.det_pub.get_subscription_count() > 0, 30, what="events_node subscribed to detections")
+        wait_for(lambda: self.det_pub.get_subscription_count() > 0, 60, what="events_node subscribed to detections")
 
     def frame(self, track_ids, stamp=None):
         from nano_vision_ros.core.detection.types import Detections
@@ -164,7 +164,7 @@ def mqtt_keys(sub: Subscriber) -> set:
     return {(e["event_id"], e["sequence"]) for e in sub.events()}
 
 
-def wait_all_delivered(sub, feeder, expected_events: int, timeout=60.0):
+def wait_all_delivered(sub, feeder, expected_events: int, timeout=120.0):
     wait_for(lambda: len(feeder.keys()) >= expected_events, timeout, what=f"{expected_events} events on ROS")
     wait_for(lambda: feeder.keys() <= mqtt_keys(sub), timeout,
              what=f"all ROS events over MQTT (missing {len(feeder.keys() - mqtt_keys(sub))})")
@@ -194,11 +194,15 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
     assert snap is not None and snap.shape == (240, 320, 3)
     assert new["snapshot"]["width"] == 320
     # health stats and Home Assistant discovery
-    wait_for(lambda: [m for m in sub.on(f"{BASE}/stats") if json.loads(m.payload)["bridge"]["events_received"] >= 4], 15,
-             what="stats message counting the 4 events")
-    stats = json.loads(sub.on(f"{BASE}/stats")[-1].payload)
-    assert stats["host"]["mem_total"] > 0 and "/" in stats["host"]["disk"]
-    assert stats["bridge"]["outbox_pending"] == 0 and stats["bridge"]["connected"] is True
+    def settled():
+        for m in sub.on(f"{BASE}/stats"):
+            b = json.loads(m.payload)["bridge"]
+            if b["events_received"] >= 4 and b["outbox_pending"] == 0 and b["acked"] >= 4:
+                return json.loads(m.payload)
+        return None
+
+    stats = wait_for(settled, 15, what="stats message counting the 4 events, all acknowledged")
+    assert stats["host"]["mem_total"] > 0 and "/" in stats["host"]["disk"] and stats["bridge"]["connected"] is True
     wait_for(lambda: any("/cam0/events_node" in k for k in json.loads(sub.on(f"{BASE}/stats")[-1].payload)["nodes"]),
              15, what="events_node diagnostics in stats")
     ha = Subscriber(broker.port, topics=("homeassistant/#",), client_id="ha")
@@ -219,7 +223,7 @@ def test_broker_restart_mid_burst_loses_nothing(start_node, ros_node, broker, tm
     feeder = Feeder(ros_node)
     start_pipeline(start_node, broker.port, tmp_path)
     feeder.wait_connected()
-    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 40)
     broker.stop()          # broker restart: SIGTERM, it saves its sessions
     burst(feeder, 2000, 40)  # produced while the broker is down: they wait in the outbox
@@ -237,7 +241,7 @@ def test_bridge_sigkill_mid_burst_and_restart_loses_nothing(start_node, ros_node
     feeder = Feeder(ros_node)
     events, bridge = start_pipeline(start_node, broker.port, tmp_path)
     feeder.wait_connected()
-    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 30)
     os.killpg(bridge.pid, signal.SIGKILL)  # crash: no clean shutdown
     bridge.proc.wait(5)
@@ -334,7 +338,7 @@ def test_network_cut_mid_burst_loses_nothing(start_node, ros_node, broker, tmp_p
     feeder = Feeder(ros_node)
     events, bridge = start_pipeline(start_node, proxy.port, tmp_path)
     feeder.wait_connected()
-    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 40, pace=0.005)
     proxy.cut()  # in the middle of sending: some PUBLISHes are unacknowledged, some not yet sent
     burst(feeder, 2000, 40)
@@ -382,7 +386,7 @@ def test_tls_with_password_works_and_wrong_password_or_ca_is_refused(start_node,
         tls = ("-p", "tls:=true", "-p", "username:=device")
         start_pipeline(start_node, m.port, tmp_path, *tls, "-p", f"ca_file:={ca}", "-p", f"password_file:={tmp_path / 'good.pw'}")
         feeder.wait_connected()
-        wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online over TLS")
+        wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online over TLS")
         feeder.frame([5])
         wait_for(lambda: sub.events(), 30, what="an event over TLS")
         validate_event(sub.events()[0])
@@ -429,7 +433,7 @@ def test_hostile_commands_get_error_replies_and_valid_commands_still_work(start_
     feeder = Feeder(ros_node, cv2.resize(cv2.imread(str(samples / "person.jpg")), (160, 120)))
     events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "command_timeout:=1.0")
     feeder.wait_connected()
-    wait_for(lambda: sub.on(f"{BASE}/status"), 30, what="bridge online")
+    wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend")
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
