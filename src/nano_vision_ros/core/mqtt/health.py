@@ -1,16 +1,68 @@
 """Device health for the periodic ``…/stats`` message: CPU, memory, disk, temperatures, and Jetson
-figures from jetson-stats (``jtop``) when it is installed (imported lazily). Reads /proc and /sys
-directly so it needs no extra package."""
+figures from jetson-stats (``jtop``, imported lazily) or else from ``tegrastats`` when either is
+present. Reads /proc and /sys directly so it needs no extra package."""
 from __future__ import annotations
 
 import glob
 import logging
 import os
+import re
 import shutil
+import subprocess
+import threading
 import time
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+_TEGRA_RAM = re.compile(r"RAM (\d+)/(\d+)MB")
+_TEGRA_GPU = re.compile(r"GR3D_FREQ (\d+)%")
+_TEGRA_CPU = re.compile(r"CPU \[([^\]]*)\]")
+_TEGRA_TEMP = re.compile(r"(\w+)@(-?[\d.]+)C")
+_TEGRA_POWER = re.compile(r"(VDD_\w+|POM_\w+) (\d+)(?:mW)?")
+
+
+def parse_tegrastats(line: str) -> dict[str, Any]:
+    """The figures of one tegrastats line (Jetson): RAM, per-core CPU load, GPU load, temperatures, power."""
+    out: dict[str, Any] = {}
+    if m := _TEGRA_RAM.search(line):
+        out["ram_used_mb"], out["ram_total_mb"] = int(m.group(1)), int(m.group(2))
+    if m := _TEGRA_GPU.search(line):
+        out["gpu_percent"] = int(m.group(1))
+    if m := _TEGRA_CPU.search(line):
+        loads = [int(c.split("%")[0]) for c in m.group(1).split(",") if "%" in c]
+        if loads:
+            out["cpu_percent_per_core"] = loads
+    temps = {k: float(v) for k, v in _TEGRA_TEMP.findall(line)}
+    if temps:
+        out["temperatures"] = temps
+    power = {k: int(v) for k, v in _TEGRA_POWER.findall(line)}
+    if power:
+        out["power_mw"] = power
+    return out
+
+
+class _Tegrastats:
+    """`tegrastats --interval N` in the background; keeps the newest line (stopped by PID)."""
+
+    def __init__(self, binary: str, interval_ms: int = 1000) -> None:
+        self.line = ""
+        self.proc = subprocess.Popen([binary, "--interval", str(interval_ms)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        threading.Thread(target=self._read, name="tegrastats", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.line = line.strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -35,6 +87,13 @@ class HealthStats:
             except Exception as err:  # noqa: BLE001 - jtop missing or its service not running
                 log.info("jetson-stats not used: %s", err)
                 self._jtop = None
+        self._tegra: _Tegrastats | None = None
+        tegrastats = shutil.which("tegrastats") if use_jtop and self._jtop is None else None
+        if tegrastats:
+            try:
+                self._tegra = _Tegrastats(tegrastats)
+            except OSError as err:
+                log.info("tegrastats not used: %s", err)
 
     @staticmethod
     def _safe_cpu() -> tuple[int, int] | None:
@@ -90,9 +149,13 @@ class HealthStats:
                 out["jetson"] = {str(k): (v if isinstance(v, (int, float, str)) else str(v)) for k, v in stats.items()}
             except Exception as err:  # noqa: BLE001
                 log.debug("jtop: %s", err)
+        elif self._tegra is not None and self._tegra.line:
+            out["jetson"] = parse_tegrastats(self._tegra.line)
         return out
 
     def close(self) -> None:
+        if self._tegra is not None:
+            self._tegra.close()
         if self._jtop is not None:
             try:
                 self._jtop.close()
