@@ -53,7 +53,7 @@ class CaptureConfig(BaseModel):
     source_kind: SourceKind = Field("auto", description="file | v4l2 | url | gstreamer | csi | test_pattern | auto (from `source`)")
     source: str = Field("samples/vtest.mp4", validate_default=True, description="file path, device index/path, URL, gst pipeline, csi://<sensor>, test://pattern")
     backend: Literal["auto", "opencv", "gstreamer"] = Field(
-        "auto", description="reader for file/url: opencv (FFmpeg) or gstreamer (gst-launch subprocess); auto = opencv")
+        "auto", description="reader for file/url: opencv (FFmpeg) or gstreamer (gst-launch subprocess); auto = gstreamer where Jetson's nvv4l2decoder exists, else opencv")
     width: int = Field(0, ge=0, le=MAX_SIDE, description="capture width (v4l2/csi/test_pattern/gstreamer scale); 0 = source's own")
     height: int = Field(0, ge=0, le=MAX_SIDE, validate_default=True, description="capture height; set together with width")
     fps: float = Field(0.0, ge=0.0, le=1000.0, description="capture rate (v4l2/csi) or pacing rate (file/test_pattern); 0 = source's own")
@@ -149,7 +149,8 @@ def create_source(cfg: CaptureConfig, rgb: bool = False) -> FrameSource:
         return gst.GstSubprocessSource(pipe, fps=fps, name=f"csi sensor {cfg.csi_sensor} {w}x{h}@{fps:g}", **common)
     if kind == "gstreamer":
         return gst.GstSubprocessSource(cfg.source, cfg.width, cfg.height, cfg.fps, **common)
-    use_gst = cfg.backend == "gstreamer"
+    # auto: Jetson's hardware decoder when GStreamer has it, else OpenCV's FFmpeg (software)
+    use_gst = cfg.backend == "gstreamer" or (cfg.backend == "auto" and kind in ("file", "url") and gst.hardware_decoder())
     if kind == "file":
         if use_gst:
             from nano_vision_ros.core.paths import resolve
