@@ -231,3 +231,19 @@ def test_url_names_the_camera_namespace(nginx, start_node, ros_node):
         assert node.alive()
     finally:
         pub.stop()
+
+
+def test_stalled_input_keeps_the_stream_alive():
+    """No new frame: the last picture is repeated (slowly after max_repeat), the age is reported."""
+    from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
+
+    st = RtmpStreamer(StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=20, max_repeat=0.3,
+                                      keepalive=0.2), command_factory=lambda s: ("fake/cat", ["sh", "-c", "cat > /dev/null"]))
+    try:
+        st.push(np.zeros((48, 64, 3), np.uint8))
+        wait_for(lambda: st.stats()["input_age_s"] > 1.0, 10, what="input age reported")
+        sent = st.frames_sent
+        wait_for(lambda: st.frames_sent > sent + 2, 10, what="keep-alive frames while the input is stalled")
+        assert st.frames_in == 1
+    finally:
+        st.close()

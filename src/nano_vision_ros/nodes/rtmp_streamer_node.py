@@ -95,7 +95,10 @@ class RtmpStreamerNode(Node):
         s["dropped_total"] = int(s["dropped"]) + self.worker.dropped  # type: ignore[call-overload]
         s["convert_errors"] = self.worker.errors
         state = s["state"]
-        if state == "streaming":
+        age = float(s["input_age_s"])  # type: ignore[arg-type]
+        if state == "streaming" and age > 5.0:
+            level, text = diagnostics.WARN, f"no new frame for {age:.0f}s; repeating the last one"
+        elif state == "streaming":
             level, text = diagnostics.OK, "streaming"
         elif state in ("idle", "starting"):
             level, text = diagnostics.OK, "waiting for frames" if state == "idle" else "starting encoder"

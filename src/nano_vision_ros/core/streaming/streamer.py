@@ -41,7 +41,8 @@ class StreamerOptions:
     backoff_max: float = 10.0
     stall_timeout: float = 5.0  # an encoder whose stdin accepts nothing for this long is restarted
     stable_after: float = 3.0  # an encoder alive this long resets the backoff
-    max_repeat: float = 1.0  # no new frame for this long: stop sending (no frozen picture forever)
+    max_repeat: float = 1.0  # no new frame: repeat the last one at the full rate this long…
+    keepalive: float = 0.5  # …then every keepalive s (diagnostics say input_age_s)
 
 
 class RtmpStreamer:
@@ -67,6 +68,8 @@ class RtmpStreamer:
         self.skipped = 0  # frames above the configured rate (not an error)
         self.errors = 0  # frames that could not be sent (bad frame)
         self._last_log = 0.0
+        self._last_input = 0.0
+        self._progress: tuple[float, int] | None = None  # (time, total_size) of the last ffmpeg report
         self.restarts = 0  # encoder starts after the first
         self._starts = 0
         self.last_error = ""
@@ -101,6 +104,7 @@ class RtmpStreamer:
             "frames_in": self.frames_in, "frames_sent": self.frames_sent, "fps_sent": round(fps, 2),
             "dropped": self.dropped, "skipped": self.skipped, "restarts": self.restarts, "frame_errors": self.errors,
             "bitrate_kbps": round(self.bitrate_kbps, 1), "bytes_out": self.bytes_out, "last_error": self.last_error,
+            "input_age_s": round(now - self._last_input, 2) if self._last_input else -1.0,
         }
 
     # -- encoder process -------------------------------------------------------------------------
@@ -127,6 +131,7 @@ class RtmpStreamer:
             return False
         _grow_pipe(proc)
         self.encoder_name = name
+        self._progress = None
         self.restarts += 1 if self._starts else 0
         self._starts += 1
         self._proc = proc
@@ -142,13 +147,14 @@ class RtmpStreamer:
             line = raw.decode(errors="replace").strip()
             if "=" in line and " " not in line:
                 key, _, value = line.partition("=")
-                if key == "bitrate" and value.endswith("kbits/s"):
-                    try:
-                        self.bitrate_kbps = float(value[:-7])
-                    except ValueError:
-                        pass
-                elif key == "total_size" and value.isdigit():
-                    self.bytes_out = int(value)
+                if key == "total_size" and value.isdigit():
+                    # Bitrate from the output growth between two reports (ffmpeg's own figure is
+                    # relative to the stream's timestamps, meaningless in the first seconds).
+                    now, size = time.monotonic(), int(value)
+                    if self._progress is not None and now > self._progress[0] and size >= self._progress[1]:
+                        self.bitrate_kbps = (size - self._progress[1]) * 8 / 1000 / (now - self._progress[0])
+                    self._progress = (now, size)
+                    self.bytes_out = size
                 continue
             if line:
                 self._stderr_tail.append(line)
@@ -191,6 +197,7 @@ class RtmpStreamer:
         period = 1.0 / self.opt.fps
         due = 0.0
         last_new = 0.0
+        last_sent = 0.0
         last: np.ndarray | None = None
         while not self._stop.is_set():
             with self._cond:
@@ -201,15 +208,21 @@ class RtmpStreamer:
                 now = time.monotonic()
                 if self._frame_new:
                     frame, self._frame_new = self._frame, False
+                    last, last_new = frame, now  # a repeat shows the newest picture, sent or not
+                    self._last_input = now
                     if now < due - 0.5 * period:
                         self.skipped += 1
                         continue
-                    last, last_new = frame, now
-                elif last is not None and now - last_new < self.opt.max_repeat and now >= due + 0.5 * period:
-                    frame = last  # keep the picture going between late frames
+                elif last is not None and now >= due + 0.5 * period and (
+                        now - last_new < self.opt.max_repeat or now - last_sent >= self.opt.keepalive):
+                    # Late frames: repeat the picture at the full rate for max_repeat s, then every
+                    # keepalive s, so the encoder's wall-clock timestamps never jump (a jump would make
+                    # it encode the whole gap in one burst) and viewers stay connected.
+                    frame = last
                 else:
                     continue
             due = max(due + period, now - period) if due else now + period
+            last_sent = now
             try:
                 self._send(frame, now)
             except Exception as err:  # a bad frame (or a bug) must not end the writer thread
