@@ -324,3 +324,13 @@ def test_class_filter_and_threshold_change(samples):
     det.close()
     with pytest.raises(ModelError, match="not in the model's labels"):
         build_detector(prof.model_copy(update={"classes": ["unicorn"]}))
+
+
+def test_device_preprocess_falls_back_to_cpu_where_unsupported(samples, caplog):
+    prof = load_profile("coco_objects")
+    prof = prof.model_copy(update={"input": prof.input.model_copy(update={"on_device": True})})
+    det = build_detector(prof)  # ONNX Runtime has no device pre-processing: CPU, with a warning
+    assert not det.device_preprocess
+    assert "using the CPU" in caplog.text
+    assert len(det.detect(cv2.imread(str(samples / "dog.jpg")))) >= 3
+    det.close()

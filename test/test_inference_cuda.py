@@ -106,3 +106,54 @@ def test_cupy_preprocess_matches_cpu(samples, case):
     diff = np.abs(cp.asnumpy(t) - ref)
     one_level = 1.0 / min(case["std"])
     assert diff.max() <= 2 * one_level + 1e-5 and diff.mean() < 0.5 * one_level
+
+
+def test_pipeline_with_device_preprocess_matches_cpu(buffers, samples):
+    """The detector pipeline's GPU pre-processing path (DevicePreprocessMixin, shared with the
+    TensorRT backend) on the real NanoDet model: the frame is pre-processed by the CUDA kernel
+    into the device input buffer; the stand-in 'engine' downloads that buffer and runs ONNX Runtime
+    on it. Detections must match the CPU pipeline's."""
+    from pathlib import Path
+
+    from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+    from nano_vision_ros.core.inference import create_backend
+    from nano_vision_ros.core.inference.base import InferenceBackend
+    from nano_vision_ros.core.inference.cuda_preprocess import DevicePreprocessMixin
+
+    model = str(Path(__file__).resolve().parent.parent / "models" / "nanodet_m_416_coco.onnx")
+
+    class CudaInputOrt(DevicePreprocessMixin, InferenceBackend):
+        name = "cuda-input-ort"
+
+        def __init__(self) -> None:
+            self.ort = create_backend(model, "onnxruntime", device="cpu")
+            self.inputs, self.outputs, self.metadata = self.ort.inputs, self.ort.outputs, {}
+            self.buffers = buffers
+            with buffers.active():
+                buffers.allocate("input_1:0", (1, 3, 416, 416), np.float32)
+
+        def _run_on_device(self):
+            x = self.buffers.to_host("input_1:0")
+            self.buffers.synchronize()
+            return self.ort.infer(x)
+
+        def infer(self, feeds):
+            return self.ort.infer(feeds)
+
+    prof = load_profile("coco_objects")
+    cpu = build_detector(prof)
+    img = _frame(samples)
+    ref = cpu.detect(img)
+    from nano_vision_ros.core.detection.decoders import make_decoder
+    from nano_vision_ros.core.detection.labels import load_labels
+    from nano_vision_ros.core.detection.pipeline import SingleStageDetector
+
+    be = CudaInputOrt()
+    gpu = SingleStageDetector(be, make_decoder("nanodet", be.outputs), load_labels("models/coco80.labels"),
+                              device_preprocess=True, score_threshold=prof.score_threshold, nms_threshold=prof.nms_threshold)
+    assert gpu.device_preprocess
+    got = gpu.detect(img)
+    assert [got.label_of(i) for i in range(len(got))] == [ref.label_of(i) for i in range(len(ref))]
+    np.testing.assert_allclose(got.boxes, ref.boxes, atol=2.0)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=0.01)
+    assert gpu.timings["pre"] == 0.0 and gpu.timings["infer"] > 0

@@ -55,6 +55,7 @@ class SingleStageDetector:
         max_detections: int = 100,
         classes: list[str] | None = None,
         input_size: tuple[int, int] | None = None,
+        device_preprocess: bool = False,
     ) -> None:
         self.backend = backend
         self.decoder = decoder
@@ -77,6 +78,16 @@ class SingleStageDetector:
                 raise ModelError(f"classes {unknown} are not in the model's labels {self.labels[:10]}…")
             self._keep_class = np.array([lbl in classes for lbl in self.labels], bool)
         self._extra = decoder.extra_feeds(backend.inputs)
+        #: pre-processing runs on the GPU inside the backend (TensorRT + pycuda), not in ``preprocessor``
+        self.device_preprocess = False
+        if device_preprocess:
+            if not backend.supports_device_preprocess:
+                log.warning("device pre-processing asked for, but the %s backend has none; using the CPU", backend.name)
+            elif layout != "nchw" or backend.inputs[0].dtype != np.float32:
+                log.warning("device pre-processing needs a float32 NCHW input; using the CPU")
+            else:
+                backend.enable_device_preprocess(width=w, height=h, **pre)
+                self.device_preprocess = True
         self._input_name = backend.inputs[0].name
         self.timings = {"pre": 0.0, "infer": 0.0, "post": 0.0}
 
@@ -86,6 +97,13 @@ class SingleStageDetector:
             self.detect(frame)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
+        if self.device_preprocess:
+            t1 = time.perf_counter()
+            outputs, transform = self.backend.infer_image(image_bgr, self._extra)
+            t2 = time.perf_counter()
+            dets = self.postprocess(outputs, transform)
+            self.timings = {"pre": 0.0, "infer": (t2 - t1) * 1e3, "post": (time.perf_counter() - t2) * 1e3}
+            return dets
         t0 = time.perf_counter()
         tensor, transform = self.preprocessor(image_bgr)
         feeds = {self._input_name: tensor, **self._extra}

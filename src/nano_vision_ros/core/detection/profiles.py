@@ -36,6 +36,7 @@ class InputSpec(BaseModel):
     std: list[float] | None = Field(None, min_length=3, max_length=3)
     pad_value: int | None = Field(None, ge=0, le=255)
     width: int | None = Field(None, gt=0, description="only for models with a dynamic input size")
+    on_device: bool = Field(False, description="pre-process on the GPU into the input buffer (TensorRT backend)")
     height: int | None = Field(None, gt=0)
 
 
@@ -130,7 +131,8 @@ def calibration_preprocess(profile: TaskProfile, onnx_path: str):
 
     inputs, outputs, _ = onnx_io(onnx_path)
     name = guess_decoder(outputs) if profile.decoder == "auto" else profile.decoder
-    pre = {**DECODERS[name].preset, **{k: v for k, v in profile.input.model_dump(exclude={"width", "height"}).items() if v is not None}}
+    pre = {**DECODERS[name].preset,
+           **{k: v for k, v in profile.input.model_dump(exclude={"width", "height", "on_device"}).items() if v is not None}}
     size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
     layout, w, h = input_geometry(inputs[0], pre.pop("layout", "auto"), size)
     p = Preprocessor(w, h, layout=layout, **pre)
@@ -171,13 +173,14 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
             labels = load_labels(profile.labels)
         else:
             labels = labels_from_metadata(be.metadata) or []
-        pre = profile.input.model_dump(exclude={"width", "height"})
+        pre = profile.input.model_dump(exclude={"width", "height", "on_device"})
         size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
         return SingleStageDetector(
             be, decoder, labels, pre,
             score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
             nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
             max_detections=profile.max_detections, classes=profile.classes, input_size=size,
+            device_preprocess=profile.input.on_device,
         )
     except Exception:
         be.close()

@@ -27,6 +27,18 @@ class InferenceBackend(ABC):
     #: model metadata (e.g. class names) when the format carries it
     metadata: dict[str, str]
 
+    #: True where the backend can pre-process a frame on the GPU straight into its input buffer
+    supports_device_preprocess: bool = False
+
+    def enable_device_preprocess(self, **params: object) -> None:
+        """Pre-process on the device (``Preprocessor`` parameters: width, height, resize,
+        channel_order, mean, std, pad_value); then call ``infer_image``."""
+        raise NotImplementedError(f"{self.name} has no device pre-processing")
+
+    def infer_image(self, image_bgr: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None):
+        """Frame in, (outputs, Transform) out, pre-processing on the device."""
+        raise NotImplementedError(f"{self.name} has no device pre-processing")
+
     @abstractmethod
     def infer(self, feeds: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
         """Run once; a bare array feeds the first input. Returns outputs in ``self.outputs`` order."""

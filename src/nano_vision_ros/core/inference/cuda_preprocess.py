@@ -129,3 +129,31 @@ class PycudaPreprocessor:
         grid = ((self.p.width + 31) // 32, (self.p.height + 7) // 8, 1)
         self.func(*args, block=(32, 8, 1), grid=grid, stream=b.stream)
         return t
+
+
+class DevicePreprocessMixin:
+    """For backends holding ``self.buffers`` (``CudaBuffers``) with the model input as a device buffer:
+    upload the uint8 frame, run the kernel into the input buffer, then ``_run_on_device`` (the
+    backend's enqueue + output download). Used by ``TensorRTBackend``."""
+
+    supports_device_preprocess = True
+    _device_pre: PycudaPreprocessor | None = None
+
+    def enable_device_preprocess(self, **params: Any) -> None:
+        name = self.inputs[0].name  # type: ignore[attr-defined]
+        self._device_pre = PycudaPreprocessor(self.buffers, name, **params)  # type: ignore[attr-defined]
+
+    def infer_image(self, image_bgr: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None):
+        if self._device_pre is None:
+            raise RuntimeError("enable_device_preprocess() first")
+        b = self.buffers  # type: ignore[attr-defined]
+        with b.active():
+            transform = self._device_pre(np.ascontiguousarray(image_bgr))
+            for name, arr in (extra_feeds or {}).items():
+                b.to_device(name, arr)
+            outs = self._run_on_device()
+        return outs, transform
+
+    def _run_on_device(self) -> list[np.ndarray]:
+        """Enqueue inference on the input already in device memory; download and sync the outputs."""
+        raise NotImplementedError

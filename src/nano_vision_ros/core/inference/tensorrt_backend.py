@@ -21,6 +21,7 @@ import numpy as np
 from nano_vision_ros.core.errors import ModelError, RuntimeMissingError
 from nano_vision_ros.core.inference import engine_cache, trt_compat
 from nano_vision_ros.core.inference.base import InferenceBackend, TensorInfo
+from nano_vision_ros.core.inference.cuda_preprocess import DevicePreprocessMixin
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 10
     return bytes(serialized)
 
 
-class TensorRTBackend(InferenceBackend):
+class TensorRTBackend(DevicePreprocessMixin, InferenceBackend):
     name = "tensorrt"
 
     def __init__(self, path: str, device: str = "auto", precision: str = "fp16", workspace_mb: int = 1024,
@@ -249,10 +250,14 @@ class TensorRTBackend(InferenceBackend):
         with b.active():
             for name, arr in feeds.items():
                 b.to_device(name, arr)
-            trt_compat.execute(self.context, self.io, self._addresses, b.stream.handle)
-            outs = [b.to_host(o.name) for o in self.outputs]
-            b.synchronize()
-        return outs  # page-locked buffers, valid until the next infer()
+            return self._run_on_device()
+
+    def _run_on_device(self) -> list[np.ndarray]:
+        b = self.buffers
+        trt_compat.execute(self.context, self.io, self._addresses, b.stream.handle)
+        outs = [b.to_host(o.name) for o in self.outputs]
+        b.synchronize()
+        return outs  # page-locked buffers, valid until the next inference
 
     def close(self) -> None:
         if getattr(self, "buffers", None) is None:
