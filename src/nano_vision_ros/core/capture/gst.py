@@ -256,7 +256,7 @@ class GstSubprocessSource(FrameSource):
                 return self._read_once(out)
             except _Restarted:
                 continue
-        raise SourceError(f"{self.name}: pipeline ends without frames")
+        raise SourceError("pipeline ends without frames")
 
     def _read_once(self, out: np.ndarray | None) -> np.ndarray:
         if self._rfd < 0:
@@ -286,7 +286,7 @@ class GstSubprocessSource(FrameSource):
             if self.loop:
                 self.open()  # start the file again; raises SourceError if that fails
                 raise _Restarted
-            raise EndOfStream(f"{self.name}: end of stream")
+            raise EndOfStream("end of stream")
         why = self._error_text() or f"{GST_LAUNCH} exited with code {code}"
         raise SourceError(f"stream ended: {why}")
 

@@ -200,7 +200,8 @@ class CaptureLoop:
                 if now < next_allowed - 0.25 * min_gap:
                     self.throttled += 1
                     continue
-                next_allowed = max(next_allowed + min_gap, now)
+                # keep the grid (no drift) unless more than one interval behind, then restart it
+                next_allowed = (next_allowed if now - next_allowed < min_gap else now) + min_gap
             if frame.shape[:2] != (out_h, out_w) or convert or frame is not out:
                 if frame.shape[:2] != (out_h, out_w):
                     shrink = out_w < frame.shape[1]

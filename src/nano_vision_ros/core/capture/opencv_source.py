@@ -126,7 +126,10 @@ class OpenCVSource(FrameSource):
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.name}")
+            why = {"file": "cannot decode the file (not a video, or a codec FFmpeg lacks)",
+                   "url": "cannot open the stream (refused, unreachable, timed out or not a video)",
+                   "v4l2": "cannot open the device (missing, busy or not a capture device)"}[self.kind]
+            raise SourceError(why)
         self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -143,16 +146,16 @@ class OpenCVSource(FrameSource):
         ok, frame = cap.read(self._fit(out))
         if not ok or frame is None:
             if self.kind != "file":
-                raise SourceError(f"{self.name}: read failed (stream ended or device lost)")
+                raise SourceError("read failed (stream ended, timed out or device lost)")
             if not self.loop:
-                raise EndOfStream(f"{self.name}: end of file")
+                raise EndOfStream("end of file")
             import cv2
 
             if not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                 self.open()
             ok, frame = self._cap.read(self._fit(out))  # type: ignore[union-attr]
             if not ok or frame is None:
-                raise SourceError(f"{self.name}: no frame after rewinding")
+                raise SourceError("no frame after rewinding to the start")
         if frame.ndim != 3 or frame.shape[2] != 3:
             import cv2
 
