@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from nano_vision_ros.core.recording.clip import sha256_file
 from nano_vision_ros.core.upload.client import ServerAddress, UploadError, upload_file
 from nano_vision_ros.core.upload.queue import DONE, FAILED, QUEUED, UPLOADING, Item, UploadQueue
 
@@ -73,6 +74,8 @@ class Uploader:
         try:
             if not os.path.isfile(item.path):
                 raise UploadError(f"{item.path} no longer exists", retryable=False, code="local")
+            if sha256_file(item.path) != item.sha256:
+                raise UploadError(f"{item.path} changed since it was queued (sha256 differs)", retryable=False, code="local")
             result = self._upload(self.addr, item.path, item.name, sha256=item.sha256)
         except UploadError as err:
             self.failures += 1
