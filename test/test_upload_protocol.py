@@ -255,3 +255,21 @@ def _try_upload(port: int, clip: Path) -> bool:
         return True
     except UploadError:
         return False
+
+
+def test_tls(receiver, tmp_path):
+    """--tls-cert/--tls-key: a client that trusts the certificate uploads; a plain one gets nowhere."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    rx = receiver("--tls-cert", str(cert), "--tls-key", str(key))
+    clip = tmp_path / "t.mp4"
+    digest = make_clip(clip, 100_000)
+    res = upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, tls=True, tls_ca=str(cert)), clip, "t.mp4")
+    assert res.sent == 100_000 and sha(rx.root / "t.mp4") == digest
+    with pytest.raises(UploadError):
+        upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, timeout=5), clip, "t2.mp4")
+    with pytest.raises(UploadError):  # a certificate the client does not trust
+        upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, tls=True, timeout=5), clip, "t3.mp4")
+    assert not (rx.root / "t2.mp4").exists() and not (rx.root / "t3.mp4").exists()
