@@ -247,3 +247,11 @@ def test_stalled_input_keeps_the_stream_alive():
         assert st.frames_in == 1
     finally:
         st.close()
+
+
+def test_jetson_pipeline_shape():
+    """The Jetson GStreamer pipeline (not runnable here): BGR -> BGRx -> NVMM NV12 -> nvv4l2h264enc."""
+    s = EncoderSettings(width=1280, height=720, fps=30, bitrate_kbps=4000, gop=30)
+    gst = " ".join(gstreamer_command("rtmp://h/live/a", s, "nvv4l2h264enc"))
+    assert "format=BGRx ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 ! nvv4l2h264enc bitrate=4000000" in gst
+    assert "iframeinterval=30" in gst and "! h264parse" in gst

@@ -106,9 +106,11 @@ def gstreamer_command(url: str, s: EncoderSettings, element: str = "auto", gst_l
            "rawvideoparse", "use-sink-caps=false", f"width={s.width}", f"height={s.height}", "format=bgr",
            f"framerate={num}/{den}", "!", "queue", "max-size-buffers=2", "leaky=downstream", "!"]
     if element == "nvv4l2h264enc":
-        enc = ["nvvidconv", "!", "video/x-raw(memory:NVMM),format=I420", "!",
-               "nvv4l2h264enc", f"bitrate={int(s.bitrate_kbps) * 1000}", f"iframeinterval={s.gop}", "insert-sps-pps=true",
-               "maxperf-enable=true", "!"]
+        # nvvidconv takes BGRx, not BGR: one cheap CPU conversion, then NVMM NV12 for the encoder.
+        enc = ["videoconvert", "!", "video/x-raw,format=BGRx", "!", "nvvidconv", "!",
+               "video/x-raw(memory:NVMM),format=NV12", "!",
+               "nvv4l2h264enc", f"bitrate={int(s.bitrate_kbps) * 1000}", f"iframeinterval={s.gop}", f"idrinterval={s.gop}",
+               "insert-sps-pps=true", "maxperf-enable=true", "!"]
     else:
         enc = ["videoconvert", "!", "video/x-raw,format=I420", "!",
                "x264enc", "tune=zerolatency", f"speed-preset={s.preset}", f"bitrate={int(s.bitrate_kbps)}",
