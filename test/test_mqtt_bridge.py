@@ -165,9 +165,21 @@ def mqtt_keys(sub: Subscriber) -> set:
 
 
 def wait_all_delivered(sub, feeder, expected_events: int, timeout=120.0):
-    wait_for(lambda: len(feeder.keys()) >= expected_events, timeout, what=f"{expected_events} events on ROS")
-    wait_for(lambda: feeder.keys() <= mqtt_keys(sub), timeout,
-             what=f"all ROS events over MQTT (missing {len(feeder.keys() - mqtt_keys(sub))})")
+    end = time.monotonic() + timeout
+    while len(feeder.keys()) < expected_events and time.monotonic() < end:
+        time.sleep(0.05)
+    assert len(feeder.keys()) >= expected_events, f"only {len(feeder.keys())} of {expected_events} events published on ROS"
+    while not feeder.keys() <= mqtt_keys(sub) and time.monotonic() < end:
+        time.sleep(0.05)
+    missing = feeder.keys() - mqtt_keys(sub)
+    assert not missing, f"{len(missing)} of {len(feeder.keys())} events never reached MQTT"
+    # order: each event's publications arrive in sequence, and events in the order the node published them
+    first: dict = {}
+    for i, e in enumerate(sub.events()):
+        first.setdefault((e["event_id"], e["sequence"]), i)
+    with feeder._lock:
+        ros_order = [(e["event_id"], e["sequence"]) for e in feeder.ros_events]
+    assert sorted(ros_order, key=first.__getitem__) == ros_order, "MQTT order differs from the events node's order"
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -177,7 +189,7 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
     feeder = Feeder(ros_node, img)
     events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "ha_event_types:=[object]")
     feeder.wait_connected()
-    wait_for(lambda: [m for m in sub.on(f"{BASE}/status") if m.payload == b"online"], 30, what="bridge online")
+    wait_for(lambda: [m for m in sub.on(f"{BASE}/status") if m.payload == b"online"], 60, what="bridge online")
     for _ in range(5):
         feeder.frame([1, 2])
         time.sleep(0.05)

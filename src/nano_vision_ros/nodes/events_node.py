@@ -95,12 +95,15 @@ class EventsNode(Node):
         events_qos = QoSProfile(depth=self.cfg.history_depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(String, self.cfg.events_topic, events_qos)
-        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, t=t: self._enqueue(("detections", m)), qos.RELIABLE)
+        # results must not be lost while this process is starved of CPU: reader history as deep as the queue
+        results = QoSProfile(depth=self.cfg.queue_size, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, t=t: self._enqueue(("detections", m)), results)
                      for t in self.cfg.detections_topics]
-        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), qos.RELIABLE))
-        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), qos.RELIABLE))
-        self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), qos.RELIABLE))
-        self.subs.append(self.create_subscription(String, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), qos.RELIABLE))
+        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results))
+        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results))
+        self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
+        self.subs.append(self.create_subscription(String, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), results))
         if self.cfg.snapshots:
             self.subs.append(self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)))
         self._thread = threading.Thread(target=self._loop, name="events-rules", daemon=True)
