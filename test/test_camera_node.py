@@ -214,3 +214,15 @@ def test_bad_parameters_exit_2_naming_the_parameter(start_node, args, param):
     assert code == 2, log
     errors = [ln for ln in log.splitlines() if "ERROR" in ln]
     assert len(errors) == 1 and f"parameter '{param}'" in errors[0], log
+
+
+def test_gstreamer_pipeline_source(start_node, ros_node):
+    ns = "/cam_gst"
+    start_node("camera_node", "-r", f"__ns:={ns}",
+               "-p", "source:=videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1",
+               "-p", "frame_id:=gst_cam")
+    images, infos, _jpegs, diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 5, 60, what="frames from the gst-launch subprocess")
+    header, encoding, w, h, _step, arr = images.snapshot()[-1]
+    assert (encoding, w, h, header.frame_id) == ("bgr8", 320, 240, "gst_cam") and arr.any()
+    wait_for(lambda: "gstreamer videotestsrc" in (_diag_values(diags) or {}).get("source", ""), 30, what="diagnostics")

@@ -316,6 +316,21 @@ def test_loop_recovers_when_file_comes_back(tmp_path, short_clip):
         loop.stop()
 
 
+def test_loop_recovers_gst_file_source(tmp_path, short_clip):
+    path = tmp_path / "later.mp4"
+    sink = _Collect()
+    src = create_source(CaptureConfig(source=str(path), backend="gstreamer", fps=50))
+    loop = CaptureLoop(src, sink, fps=50, reconnect_delay=0.05, reconnect_max_delay=0.2).start()
+    try:
+        wait_for(lambda: loop.attempts >= 2, 20, what="failed attempts")
+        assert "file not found" in loop.last_error
+        shutil.copy(short_clip, path)
+        wait_for(lambda: sink.count() >= 25, 30, what="frames, across the loop restart")
+        assert loop.reconnects == 1 and loop.state == STREAMING and sink.frames[0][0].shape == (120, 160, 3)
+    finally:
+        loop.stop()
+
+
 def test_loop_finishes_a_file_without_loop(short_clip):
     sink = _Collect()
     loop = CaptureLoop(OpenCVSource("file", str(short_clip), loop=False), sink, pace=False).start()
