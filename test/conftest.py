@@ -132,10 +132,10 @@ def ros_node() -> Iterator[Callable[[str], object]]:
     t.start()
     yield _make
     executor.shutdown()
+    t.join(5)  # the spin thread must be gone before its nodes are destroyed
     for n in nodes:
         n.destroy_node()
     rclpy.try_shutdown(context=context)
-    t.join(2)
 
 
 @pytest.fixture(scope="session")
