@@ -193,23 +193,29 @@ class SiteRunner:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _stop_group(self, group: list[ManagedProcess]) -> None:
+        """SIGINT to every process of the group, then SIGTERM and SIGKILL to those that linger."""
+        for mp in group:
+            mp.signal(signal.SIGINT)
+        deadline = time.monotonic() + self.graph.site.stop_timeout
+        for mp in group:
+            if not mp.wait(max(0.1, deadline - time.monotonic())):
+                self._say(f"{mp.spec.label} did not stop after SIGINT; sending SIGTERM")
+                mp.signal(signal.SIGTERM)
+                if not mp.wait(3):
+                    self._say(f"{mp.spec.label} did not stop after SIGTERM; killing")
+                    mp.signal(signal.SIGKILL)
+                    mp.wait(3)
+            mp.join_logs()
+
     def stop(self) -> None:
         """SIGINT to every node, then SIGTERM, then SIGKILL after stop_timeout; then services."""
         with self._lock:
             self._stop.set()
-            timeout = self.graph.site.stop_timeout
-            for mp in self.procs:
-                mp.signal(signal.SIGINT)
-            deadline = time.monotonic() + timeout
-            for mp in self.procs:
-                if not mp.wait(max(0.1, deadline - time.monotonic())):
-                    self._say(f"{mp.spec.label} did not stop after SIGINT; sending SIGTERM")
-                    mp.signal(signal.SIGTERM)
-                    if not mp.wait(3):
-                        self._say(f"{mp.spec.label} did not stop after SIGTERM; killing")
-                        mp.signal(signal.SIGKILL)
-                        mp.wait(3)
-                mp.join_logs()
+            # Camera nodes first, site-wide nodes after: the last events and clip notices a camera's
+            # nodes publish while stopping still reach the MQTT bridge and the uploader.
+            for group in ([p for p in self.procs if p.spec.camera], [p for p in self.procs if not p.spec.camera]):
+                self._stop_group(group)
             for s in reversed(self.services):
                 try:
                     s.stop()  # type: ignore[attr-defined]
