@@ -1,0 +1,113 @@
+"""The README's demo, end to end: config/site.yaml + config/site_params.yaml as shipped (only
+ports, folders and clip lengths changed for the test) run by `nano-vision site`, with the local
+mosquitto, nginx-rtmp and clip receiver it starts. An external MQTT subscriber gets schema-valid
+events and the retained `online` status, the annotated stream is readable over RTMP as H.264, and
+an event clip reaches the receiver intact."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import yaml
+
+from conftest import REPO, free_port, wait_for
+
+NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
+
+
+def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) -> Path:
+    site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
+    params = yaml.safe_load((REPO / "config" / "site_params.yaml").read_text())
+    var = tmp_path / "var"
+    site["params_file"] = str(tmp_path / "site_params.yaml")
+    site["fastdds_profile"] = str(REPO / "config" / "fastdds_shm.xml")
+    site["services"]["mosquitto"]["port"] = mqtt_port
+    site["services"]["nginx_rtmp"]["port"] = rtmp_port
+    site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
+    p = {k: v["ros__parameters"] for k, v in params.items()}
+    p["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
+    p["/cam0/rtmp_streamer_node"]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"
+    p["/**/recorder_node"].update(output_dir=str(var / "clips"), pre_seconds=2.0, post_seconds=3.0)
+    p["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
+    p["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
+    (tmp_path / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in p.items()}))
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
+def test_demo_site_end_to_end(tmp_path):
+    mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
+    site = _demo_files(tmp_path, mqtt_port, rtmp_port, recv_port)
+    schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
+    log = open(tmp_path / "site.log", "w+")
+    runner = subprocess.Popen([NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    events: list[dict] = []
+    status: list[str] = []
+    lock = threading.Lock()
+
+    def on_message(_c, _u, msg):
+        with lock:
+            if msg.topic.endswith("/events"):
+                events.append(json.loads(msg.payload))
+            elif msg.topic.endswith("/status"):
+                status.append(msg.payload.decode())
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-test")
+    client.on_message = on_message
+    try:
+        def connected():
+            try:
+                client.connect("127.0.0.1", mqtt_port)
+                return True
+            except OSError:
+                return False
+
+        wait_for(connected, timeout=30, interval=0.3, what="the demo's mosquitto")
+        client.subscribe("nano_vision/demo-site/demo-device/#", qos=1)
+        client.loop_start()
+        wait_for(lambda: "online" in status, timeout=60, what="retained online status")
+        wait_for(lambda: any(e["state"] == "new" for e in events), timeout=90, what="a new event over MQTT")
+
+        # the annotated live stream: H.264 at the camera's size
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-rw_timeout", "15000000", "-select_streams", "v:0", "-show_entries",
+             "stream=codec_name,width,height", "-of", "json", f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"],
+            capture_output=True, text=True, timeout=60)
+        stream = json.loads(probe.stdout or "{}").get("streams", [{}])[0]
+        assert (stream.get("codec_name"), stream.get("width"), stream.get("height")) == ("h264", 768, 576), probe.stderr
+
+        # an event clip recorded, uploaded, stored intact
+        received = tmp_path / "var" / "received"
+        clips = wait_for(lambda: [p for p in received.rglob("*.mp4")], timeout=120, what="an uploaded clip")
+        local = {p.name: p for p in (tmp_path / "var" / "clips").glob("*.mp4")}
+        for c in clips:
+            assert hashlib.sha256(c.read_bytes()).hexdigest() == hashlib.sha256(local[c.name].read_bytes()).hexdigest()
+        wait_for(lambda: any((e.get("clip") or {}).get("upload_state") == "done" for e in events), timeout=60,
+                 what="an event update saying its clip is uploaded")
+    finally:
+        client.loop_stop()
+        runner.send_signal(signal.SIGINT)
+        try:
+            code = runner.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(runner.pid, signal.SIGKILL)
+            code = None
+        log.seek(0)
+        text = log.read()
+        sys.stderr.write(text[-6000:])
+    with lock:
+        for e in events:
+            jsonschema.validate(e, schema)
+        assert {e["camera"] for e in events} == {"cam0"}
+    assert code == 0, "the runner stops cleanly on Ctrl-C"
+    assert "start-up failed" not in text and "Traceback" not in text
