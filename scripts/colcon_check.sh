@@ -33,5 +33,7 @@ share = get_package_share_directory("nano_vision_ros")
 assert nano_vision_ros.__file__.startswith(sys.argv[1]), nano_vision_ros.__file__
 print("colcon install imports from", nano_vision_ros.__file__, "share:", share)
 ' "$prefix" || fail=1
+# the installed launch file at least compiles (launch_ros is not on PyPI, so it is not executed here)
+"$venv/bin/python" -m py_compile "$prefix/share/nano_vision_ros/launch/site.launch.py" || fail=1
 [ $fail = 0 ] && echo "colcon build: OK"
 exit $fail
