@@ -33,6 +33,11 @@ share = get_package_share_directory("nano_vision_ros")
 assert nano_vision_ros.__file__.startswith(sys.argv[1]), nano_vision_ros.__file__
 print("colcon install imports from", nano_vision_ros.__file__, "share:", share)
 ' "$prefix" || fail=1
+# `ros2 run nano_vision_ros camera_node` equivalent: the installed executable, from another folder,
+# finds the bundled sample through the ament index and streams it
+out=$(cd "$ws" && AMENT_PREFIX_PATH="$prefix:$venv" PYTHONPATH="$(ls -d "$prefix"/lib/python3*/site-packages)" \
+  ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST timeout -s INT 8 "$prefix/lib/nano_vision_ros/camera_node" 2>&1 || true)
+echo "$out" | grep -q "streaming 768x576" || { echo "installed camera_node did not stream the bundled sample:"; echo "$out" | tail -5; fail=1; }
 # the installed launch file at least compiles (launch_ros is not on PyPI, so it is not executed here)
 "$venv/bin/python" -m py_compile "$prefix/share/nano_vision_ros/launch/site.launch.py" || fail=1
 [ $fail = 0 ] && echo "colcon build: OK"
