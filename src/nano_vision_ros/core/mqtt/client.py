@@ -3,10 +3,12 @@ and a sender thread that publishes the outbox in order at QoS 1 and deletes a me
 PUBACK.
 
 The network loop runs on our own thread (``client.loop()``) rather than paho's ``loop_start`` so
-that a refused connection (wrong CA, TLS error, bad password) is logged with its reason. Messages
-handed to paho while the link is down stay queued in paho and are re-sent (DUP) after the
-reconnect; at most ``window`` outbox messages are handed to paho at a time. Passwords are never
-logged.
+that a refused connection (wrong CA, TLS error, bad password) is logged with its reason. Each
+connection gets a fresh paho client, and outbox messages are handed to it only while it is
+connected (at most ``window`` unacknowledged, never more than paho's in-flight limit, so paho
+sends them at once and in order). After a disconnect the sender starts again from the oldest
+unacknowledged outbox message: order is kept across outages, and a message whose PUBACK was lost
+is sent again (at-least-once; consumers deduplicate). Passwords are never logged.
 """
 from __future__ import annotations
 
@@ -71,30 +73,17 @@ class MqttLink:
         self.outbox = outbox
         self._on_connected = on_connected
         self._on_message = on_message
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                                  clean_session=True, protocol=mqtt.MQTTv311)
-        self.client.max_inflight_messages_set(min(100, max(1, settings.window)))
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password or None)
-        if settings.tls:
-            self.client.tls_set(ca_certs=settings.ca_file or None, certfile=settings.cert_file or None,
-                                keyfile=settings.key_file or None, cert_reqs=ssl.CERT_REQUIRED,
-                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            if settings.tls_insecure:
-                self.client.tls_insecure_set(True)
-        if settings.will_topic:
-            self.client.will_set(settings.will_topic, "offline", qos=1, retain=True)
-        self.client.on_connect = self._handle_connect
-        self.client.on_disconnect = self._handle_disconnect
-        self.client.on_publish = self._handle_publish
-        self.client.on_message = self._handle_message
+        self.client = self._new_client()
+        self._gen = 0  # connection generation: acks and in-flight state belong to one connection
+        self._pub_lock = threading.Lock()
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._acks: collections.deque[int] = collections.deque()
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (generation, mid)
         self._inflight: dict[int, int] = {}  # mid -> outbox id (sender thread only)
         self._early: set[int] = set()
         self._last_sent = 0
+        self._sender_gen = -1
         self.sent = 0
         self.acked = 0
         self.connects = 0
@@ -102,6 +91,27 @@ class MqttLink:
         self.last_error = ""
         self._threads: list[threading.Thread] = []
         self._started = False
+
+    def _new_client(self) -> mqtt.Client:
+        st = self.s
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=st.client_id, clean_session=True,
+                        protocol=mqtt.MQTTv311)
+        c.max_inflight_messages_set(max(1, st.window))
+        if st.username:
+            c.username_pw_set(st.username, st.password or None)
+        if st.tls:
+            c.tls_set(ca_certs=st.ca_file or None, certfile=st.cert_file or None, keyfile=st.key_file or None,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            if st.tls_insecure:
+                c.tls_insecure_set(True)
+        if st.will_topic:
+            c.will_set(st.will_topic, "offline", qos=1, retain=True)
+        gen = getattr(self, "_gen", 0)
+        c.on_connect = self._handle_connect
+        c.on_disconnect = self._handle_disconnect
+        c.on_publish = lambda client, userdata, mid, rc, props, gen=gen: self._handle_publish(gen, mid)
+        c.on_message = self._handle_message
+        return c
 
     @property
     def url(self) -> str:
@@ -140,10 +150,15 @@ class MqttLink:
     # -- network thread -----------------------------------------------------------------------------
     def _net_loop(self) -> None:
         delay = self.s.reconnect_min
-        self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
+        first = True
         while not self._stop.is_set():
+            if not first:
+                with self._pub_lock:  # the sender is not publishing into the client we replace
+                    self._gen += 1
+                    self.client = self._new_client()
+            first = False
             try:
-                self.client.reconnect()
+                self.client.connect(self.s.host, self.s.port, self.s.keepalive)
             except (OSError, ssl.SSLError, ValueError) as err:
                 self._fail(f"cannot connect to {self.url}: {_describe(err)}")
                 self._stop.wait(delay)
@@ -156,6 +171,11 @@ class MqttLink:
             if self.connected.is_set():
                 delay = self.s.reconnect_min  # the connection had been accepted: retry quickly
             self.connected.clear()
+            try:
+                self.client.loop_stop()
+                self.client.socket() and self.client.disconnect()
+            except Exception:  # noqa: BLE001 - the old client is dropped anyway
+                pass
             if not self._stop.is_set():
                 self._stop.wait(delay)
                 delay = min(self.s.reconnect_max, delay * 2)
@@ -189,8 +209,8 @@ class MqttLink:
             log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
         self.connected.clear()
 
-    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
-        self._acks.append(mid)
+    def _handle_publish(self, gen: int, mid: int) -> None:
+        self._acks.append((gen, mid))
         self._wake.set()
 
     def _handle_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
@@ -203,7 +223,9 @@ class MqttLink:
     # -- sender thread ------------------------------------------------------------------------------
     def _drain_acks(self) -> None:
         while self._acks:
-            mid = self._acks.popleft()
+            gen, mid = self._acks.popleft()
+            if gen != self._sender_gen:
+                continue  # an ack of an earlier connection: that message is sent again anyway
             row = self._inflight.pop(mid, None)
             if row is None:
                 self._early.add(mid)  # PUBACK came before publish() returned
@@ -221,32 +243,39 @@ class MqttLink:
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._drain_acks()
-            room = self.s.window - len(self._inflight)
-            if room <= 0:
-                continue
-            try:
-                batch = self.outbox.pending(self._last_sent, room)
-            except Exception as err:  # noqa: BLE001 - disk trouble: report, retry
-                self._fail(f"outbox read: {err}")
-                continue
-            for m in batch:
-                info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    self._fail(f"publish {m.topic}: {mqtt.error_string(info.rc)}")
-                    break
-                self._last_sent = m.id
-                self.sent += 1
-                if m.qos == 0:
-                    self._ack(m.id)
+            with self._pub_lock:
+                if self._sender_gen != self._gen:  # a new connection: start from the oldest unacknowledged
+                    self._sender_gen = self._gen
+                    self._inflight.clear()
+                    self._early.clear()
+                    self._last_sent = 0
+                self._drain_acks()
+                if not self.connected.is_set():
                     continue
-                if info.mid in self._early:
-                    self._early.discard(info.mid)
-                    self._ack(m.id)
-                else:
-                    self._inflight[info.mid] = m.id
-            if batch:
-                self._wake.set()
+                room = self.s.window - len(self._inflight)
+                if room <= 0:
+                    continue
+                try:
+                    batch = self.outbox.pending(self._last_sent, room)
+                except Exception as err:  # noqa: BLE001 - disk trouble: report, retry
+                    self._fail(f"outbox read: {err}")
+                    continue
+                for m in batch:
+                    info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                        break  # connection lost: the net thread starts a new generation
+                    self._last_sent = m.id
+                    self.sent += 1
+                    if m.qos == 0:
+                        self._ack(m.id)
+                        continue
+                    if info.mid in self._early:
+                        self._early.discard(info.mid)
+                        self._ack(m.id)
+                    else:
+                        self._inflight[info.mid] = m.id
+                if batch:
+                    self._wake.set()
 
     # -- direct publishing (status, stats, replies: not stored) ---------------------------------------
     def publish_now(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
