@@ -174,3 +174,14 @@ def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
     assert ok.success
     st = _call(node, node.create_client(GetState, "/bad_corrupt/detector_node/get_state"), GetState.Request())
     assert st.current_state.label == "inactive"
+    # the way down and up again (ros.lifecycle.ModelLifecycleNode): activate, deactivate, cleanup
+    # (model freed), configure (model loaded again)
+    get = node.create_client(GetState, "/bad_corrupt/detector_node/get_state")
+    for transition, label in ((Transition.TRANSITION_ACTIVATE, "active"),
+                              (Transition.TRANSITION_DEACTIVATE, "inactive"),
+                              (Transition.TRANSITION_CLEANUP, "unconfigured"),
+                              (Transition.TRANSITION_CONFIGURE, "inactive")):
+        res = _call(node, change, ChangeState.Request(transition=Transition(id=transition)), 60)
+        assert res.success, f"transition {transition}"
+        assert _call(node, get, GetState.Request()).current_state.label == label
+    assert procs["corrupt"].alive()

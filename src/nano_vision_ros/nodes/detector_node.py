@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 from pydantic import BaseModel, Field
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -31,6 +31,7 @@ from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import ConfigError, ModelError, NanoVisionError, RuntimeMissingError
 from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import label_info, to_msg
 from nano_vision_ros.ros.image import converter
 from nano_vision_ros.ros.params import load_config
@@ -97,7 +98,7 @@ class _Ema:
         self.value = x if self.value == 0.0 else self.value + self.alpha * (x - self.value)
 
 
-class DetectorNode(LifecycleNode):
+class DetectorNode(ModelLifecycleNode):
     def __init__(self) -> None:
         super().__init__("detector_node")
         self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
@@ -167,25 +168,14 @@ class DetectorNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_input()
+        result = super().on_deactivate(state)
         self.state_text = "inactive"
-        return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_input()
-        self._free()
+        result = super().on_cleanup(state)
         self.state_text = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_input()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_input()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
     def _stop_input(self) -> None:
         if self.sub is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import cv2
 from pydantic import Field
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -27,6 +27,7 @@ from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingE
 from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.imageutil import as_bgr, decode_b64_image
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import to_msg
 from nano_vision_ros.ros.image import converter
@@ -45,7 +46,7 @@ class FaceNodeConfig(FacesConfig):
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
-class FaceNode(LifecycleNode):
+class FaceNode(ModelLifecycleNode):
     def __init__(self) -> None:
         self.rec: FaceRecognizer | None = None
         self._lock = threading.Lock()
@@ -87,21 +88,7 @@ class FaceNode(LifecycleNode):
         self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.SENSOR)
         return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_frames(self) -> None:
+    def _stop_input(self) -> None:
         if self.sub is not None:
             self.destroy_subscription(self.sub)
             self.sub = None
@@ -182,7 +169,7 @@ class FaceNode(LifecycleNode):
         return diagnostics.OK, "active" if self.sub is not None else "inactive", values
 
     def destroy_node(self) -> None:
-        self._stop_frames()
+        self._stop_input()
         if self.bus is not None:
             self.bus.destroy()
             self.bus = None

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from typing import Any
 
 from pydantic import Field
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
 
@@ -27,6 +27,7 @@ from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingE
 from nano_vision_ros.core.recognition.imageutil import as_bgr
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import from_msg, to_msg
 from nano_vision_ros.ros.image import converter
 from nano_vision_ros.ros.params import load_config
@@ -49,7 +50,7 @@ def _stamp(header: Any) -> tuple[int, int]:
     return int(header.stamp.sec), int(header.stamp.nanosec)
 
 
-class PlateNode(LifecycleNode):
+class PlateNode(ModelLifecycleNode):
     def __init__(self) -> None:
         self.reader: PlateReader | None = None
         self.worker: LatestWorker[tuple[Image, Detection2DArray | None]] | None = None
@@ -104,21 +105,7 @@ class PlateNode(LifecycleNode):
                                                   qos.SENSOR)]
         return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_frames()
-        self._free()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_frames(self) -> None:
+    def _stop_input(self) -> None:
         for s in self.subs:
             self.destroy_subscription(s)
         self.subs = []
@@ -198,7 +185,7 @@ class PlateNode(LifecycleNode):
         return diagnostics.OK, "active" if self.subs else "inactive", values
 
     def destroy_node(self) -> None:
-        self._stop_frames()
+        self._stop_input()
         self._free()
         super().destroy_node()
 
