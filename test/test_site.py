@@ -168,3 +168,22 @@ def test_colcon_build_installs_every_node():
     res = subprocess.run([str(REPO / "scripts" / "colcon_check.sh")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "colcon build: OK" in res.stdout
+
+
+def test_runner_names_a_service_port_already_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        site = write_site(tmp_path, f"""
+            params_file: params.yaml
+            services:
+              mosquitto: {{enabled: true, port: {port}}}
+            cameras: [{{name: cam0, nodes: [camera]}}]
+        """)
+        res = subprocess.run([NANO_VISION, "site", str(site)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in res.stderr and "services:" in res.stderr
+    assert "started" not in res.stdout  # no node was started

@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"nano-vision site: start-up failed: {err}", file=sys.stderr)
         return 1
     except (OSError, RuntimeError, ImportError, ConfigError) as err:
-        print(f"nano-vision site: start-up failed: {err}", file=sys.stderr)
+        hint = ""
+        if "already in use" in str(err):
+            hint = ("\n  another server holds that port: change its port under `services:` in the site file (and the "
+                    "nodes' matching parameters in the params file), or set `enabled: false` to use the running one")
+        print(f"nano-vision site: start-up failed: {err}{hint}", file=sys.stderr)
         return 1
     print(f"[site] {len(runner.procs)} node(s) running; Ctrl-C stops them", flush=True)
     try:
