@@ -39,12 +39,14 @@ class _Commands:
     def __init__(self, node) -> None:
         self.pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
         self.replies: list[dict] = []
-        node.create_subscription(String, "/nano_vision/command_replies",
-                                 lambda m: self.replies.append(json.loads(m.data)), qos.RELIABLE)
+        self.sub = node.create_subscription(String, "/nano_vision/command_replies",
+                                            lambda m: self.replies.append(json.loads(m.data)), qos.RELIABLE)
 
     def send(self, command: str, args: dict, target: str = "*", timeout: float = 60.0) -> dict:
         rid = uuid.uuid4().hex
         wait_for(lambda: self.pub.get_subscription_count() > 0, 30, what="face_node command subscription")
+        # and the reply path, or a fast reply is published before discovery matched it and is lost
+        wait_for(lambda: self.sub.get_publisher_count() > 0, 30, what="face_node reply publisher")
         self.pub.publish(String(data=json.dumps({"request_id": rid, "command": command, "target": target, "args": args})))
         return wait_for(lambda: next((r for r in self.replies if r["request_id"] == rid), None), timeout,
                         what=f"reply to {command}")
