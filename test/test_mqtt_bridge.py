@@ -179,7 +179,14 @@ def wait_all_delivered(sub, feeder, expected_events: int, timeout=120.0):
         first.setdefault((e["event_id"], e["sequence"]), i)
     with feeder._lock:
         ros_order = [(e["event_id"], e["sequence"]) for e in feeder.ros_events]
-    assert sorted(ros_order, key=first.__getitem__) == ros_order, "MQTT order differs from the events node's order"
+    mqtt_order = sorted(ros_order, key=first.__getitem__)
+    if mqtt_order != ros_order:
+        i = next(k for k, (a, b) in enumerate(zip(mqtt_order, ros_order)) if a != b)
+        with feeder._lock:
+            label = {(e["event_id"], e["sequence"]): (e["track_ids"][0], e["state"], e["published"][-12:]) for e in feeder.ros_events}
+        raise AssertionError(f"MQTT order differs from the events node's order at {i}: "
+                             f"ROS {[label[k] for k in ros_order[max(0, i - 3):i + 4]]} "
+                             f"MQTT {[label[k] for k in mqtt_order[max(0, i - 3):i + 4]]}")
 
 
 # --- tests ---------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class EventsNode(Node):
         self.bad_notices = 0
         self.last_ms = 0.0
         self.published = 0
+        self._clock_ref: tuple[float, float] | None = None
         events_qos = QoSProfile(depth=self.cfg.history_depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(String, self.cfg.events_topic, events_qos)
@@ -143,10 +144,15 @@ class EventsNode(Node):
             t0 = time.perf_counter()
             try:
                 if kind in ("detections", "faces", "plates"):
-                    events = self.engine.process(kind, from_msg(msg), _stamp(msg.header))
+                    stamp = _stamp(msg.header)
+                    self._clock_ref = (stamp, time.monotonic())
+                    events = self.engine.process(kind, from_msg(msg), stamp)
                     self.processed += 1
                 elif kind == "tick":
-                    events = self.engine.tick(time.time())
+                    if self._clock_ref is None:
+                        continue
+                    # frame time now = last stamp + wall time since (stamps may be a replay's, not now)
+                    events = self.engine.tick(self._clock_ref[0] + time.monotonic() - self._clock_ref[1])
                 else:
                     events = self._on_notice(kind, msg.data)
                 for ev in events:

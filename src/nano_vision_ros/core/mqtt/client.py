@@ -2,11 +2,13 @@
 and a sender thread that publishes the outbox in order at QoS 1 and deletes a message only on its
 PUBACK.
 
-The network loop runs on our own thread (``client.loop()``) rather than paho's ``loop_start`` so
-that a refused connection (wrong CA, TLS error, bad password) is logged with its reason. Each
-connection gets a fresh paho client, and outbox messages are handed to it only while it is
-connected (at most ``window`` unacknowledged, never more than paho's in-flight limit, so paho
-sends them at once and in order). After a disconnect the sender starts again from the oldest
+Each connection gets a fresh paho client: our thread opens it with a blocking ``connect()`` (so a
+refused connection — wrong CA, TLS error, bad password — is logged with its reason), then paho's
+own network thread (``loop_start``, ``reconnect_on_failure=False``) is its only socket writer
+(several threads writing through paho's manual ``loop()`` mode can swap packets on the wire). When
+the connection ends, the next attempt gets a new client. Outbox messages are handed to it only
+while it is connected (at most ``window`` unacknowledged; paho's in-flight limit leaves room for
+them plus status, Home Assistant and reply messages, so paho sends them at once and in order). After a disconnect the sender starts again from the oldest
 unacknowledged outbox message: order is kept across outages, and a message whose PUBACK was lost
 is sent again (at-least-once; consumers deduplicate). Passwords are never logged.
 """
@@ -77,6 +79,8 @@ class MqttLink:
         self._gen = 0  # connection generation: acks and in-flight state belong to one connection
         self._pub_lock = threading.Lock()
         self.connected = threading.Event()
+        self._ended = threading.Event()  # the current connection is over
+        self._was_connected = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (generation, mid)
@@ -95,8 +99,8 @@ class MqttLink:
     def _new_client(self) -> mqtt.Client:
         st = self.s
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=st.client_id, clean_session=True,
-                        protocol=mqtt.MQTTv311)
-        c.max_inflight_messages_set(max(1, st.window))
+                        protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+        c.max_inflight_messages_set(max(1, st.window) + 100)  # + status / HA / command replies
         if st.username:
             c.username_pw_set(st.username, st.password or None)
         if st.tls:
@@ -157,6 +161,7 @@ class MqttLink:
                     self._gen += 1
                     self.client = self._new_client()
             first = False
+            self._ended.clear()
             try:
                 self.client.connect(self.s.host, self.s.port, self.s.keepalive)
             except (OSError, ssl.SSLError, ValueError) as err:
@@ -164,18 +169,18 @@ class MqttLink:
                 self._stop.wait(delay)
                 delay = min(self.s.reconnect_max, delay * 2)
                 continue
-            while not self._stop.is_set():
-                rc = self.client.loop(timeout=0.2)
-                if rc != mqtt.MQTT_ERR_SUCCESS:
-                    break
-            if self.connected.is_set():
+            self.client.loop_start()
+            while not self._stop.is_set() and not self._ended.wait(0.2):
+                pass
+            if self.connected.is_set() or self._was_connected:
                 delay = self.s.reconnect_min  # the connection had been accepted: retry quickly
+            self._was_connected = False
             self.connected.clear()
             try:
-                self.client.loop_stop()
-                self.client.socket() and self.client.disconnect()
+                self.client.disconnect()
             except Exception:  # noqa: BLE001 - the old client is dropped anyway
                 pass
+            self.client.loop_stop()
             if not self._stop.is_set():
                 self._stop.wait(delay)
                 delay = min(self.s.reconnect_max, delay * 2)
@@ -192,6 +197,7 @@ class MqttLink:
             return
         self.connects += 1
         self.last_error = ""
+        self._was_connected = True
         self.connected.set()
         log.info("connected to %s as %s", self.url, self.s.client_id)
         if self.s.will_topic:
@@ -208,6 +214,7 @@ class MqttLink:
             self.disconnects += 1
             log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
         self.connected.clear()
+        self._ended.set()
 
     def _handle_publish(self, gen: int, mid: int) -> None:
         self._acks.append((gen, mid))
