@@ -58,7 +58,7 @@ def exe(name: str) -> str:
     return shutil.which(name, path=str(Path(sys.executable).parent)) or name
 
 
-def latency(work: Path, port: int, frames: int, fps: float) -> dict[str, float]:
+def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") -> dict[str, float]:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Header
@@ -74,9 +74,9 @@ def latency(work: Path, port: int, frames: int, fps: float) -> dict[str, float]:
         subprocess.Popen([exe("events_node"), "--ros-args", "-r", "__ns:=/cam0", "-p", f"rules:={rules}",
                           "-p", "snapshots:=false", "-p", "site_id:=bench", "-p", "device_id:=dev"],
                          stdout=logs, stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([exe("mqtt_bridge_node"), "--ros-args", "-p", f"port:={port}", "-p", "site_id:=bench",
+        subprocess.Popen([*(os.environ["BENCH_BRIDGE_CMD"].split() if os.environ.get("BENCH_BRIDGE_CMD") else [exe("mqtt_bridge_node")]), "--ros-args", "-p", f"port:={port}", "-p", "site_id:=bench",
                           "-p", "device_id:=dev", "-p", "events_topics:=[/cam0/events]",
-                          "-p", f"outbox_path:={work / 'outbox.sqlite'}", "-p", "stats_period:=0.0"],
+                          "-p", f"outbox_path:={work / 'outbox.sqlite'}", "-p", f"stats_period:={os.environ.get('BENCH_STATS', '0.0')}", "-p", f"outbox_synchronous:={sync}"],
                          stdout=logs, stderr=subprocess.STDOUT, start_new_session=True),
     ]
     lat: list[float] = []
@@ -85,6 +85,11 @@ def latency(work: Path, port: int, frames: int, fps: float) -> dict[str, float]:
 
     def on_msg(c, u, msg):
         now = time.time()
+        if msg.topic.endswith("/stats"):
+            if os.environ.get("BENCH_TRACE"):
+                b = json.loads(msg.payload)["bridge"]
+                print("bridge:", {k: b[k] for k in ("events_received", "sent", "acked", "inflight", "outbox_pending", "connects")})
+            return
         ev = json.loads(msg.payload)
         if ev["state"] == "new":
             with lock:
@@ -95,6 +100,7 @@ def latency(work: Path, port: int, frames: int, fps: float) -> dict[str, float]:
     sub.on_message = on_msg
     sub.connect("127.0.0.1", port)
     sub.subscribe(f"{BASE}/events", qos=1)
+    sub.subscribe(f"{BASE}/stats", qos=0)
     sub.loop_start()
     rclpy.init()
     node = rclpy.create_node("bench_feeder")
@@ -125,6 +131,8 @@ def latency(work: Path, port: int, frames: int, fps: float) -> dict[str, float]:
             p.terminate()
         for p in procs:
             p.wait(10)
+    if os.environ.get("BENCH_TRACE"):
+        print("latency trace (ms):", " ".join(f"{v:.0f}" for v in lat))
     if not lat:
         raise SystemExit(f"no events received; see {work / 'nodes.log'}")
     return {"received": len(lat), "sent": frames, "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
@@ -165,13 +173,15 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--fps", type=float, default=20.0)
     ap.add_argument("--outbox-n", type=int, default=2000)
+    ap.add_argument("--sync", default="FULL", choices=["FULL", "NORMAL"], help="the bridge's outbox_synchronous")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nv-bench-events-"))
     broker = Mosquitto(port=free_port(), workdir=work / "mosquitto", persistence=False)
     broker.start()
     try:
-        r = latency(work, broker.port, a.frames, a.fps)
-        print(f"event latency frame stamp -> MQTT subscriber ({r['received']}/{r['sent']} events at {a.fps:g} fps): "
+        r = latency(work, broker.port, a.frames, a.fps, a.sync)
+        print(f"event latency frame stamp -> MQTT subscriber ({r['received']}/{r['sent']} events at {a.fps:g} fps, "
+              f"outbox {a.sync}): "
               f"p50 {r['p50']:.1f} ms, p90 {r['p90']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
         print(f"  of which frame stamp -> events_node publishes: p50 {r['node_p50']:.1f} ms, p99 {r['node_p99']:.1f} ms")
         print(f"  load average during the run: {os.getloadavg()[0]:.2f} (2 cores shared with other work)")

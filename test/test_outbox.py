@@ -88,3 +88,15 @@ def test_bad_arguments(tmp_path):
         Outbox(tmp_path / "o.sqlite", max_messages=0)
     with pytest.raises(ValueError):
         Outbox(tmp_path / "o.sqlite", synchronous="SOMETIMES")
+
+
+def test_put_many_and_ack_many_in_one_transaction(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    ids = ob.put_many([("t", "a", "new", "e1:0"), ("t", "b", "new", "e1:0"), ("t", "c", "end", "e1:1"),
+                       ("t", b"\x00bin", "other", None, 0, True)])
+    assert ids[1] is None and ids[0] < ids[2] < ids[3]
+    msgs = ob.pending()
+    assert [m.payload for m in msgs] == [b"a", b"c", b"\x00bin"] and (msgs[2].qos, msgs[2].retain) == (0, True)
+    assert ob.ack_many([ids[0], ids[3], 999999]) == 2
+    assert [m.payload for m in ob.pending()] == [b"c"] and len(ob) == 1
+    assert ob.ack_many([]) == 0

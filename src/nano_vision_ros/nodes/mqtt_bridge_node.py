@@ -161,6 +161,9 @@ class MqttBridgeNode(Node):
         self._cmd_thread = threading.Thread(target=self._command_loop, name="mqtt-commands", daemon=True)
         self._cmd_thread.start()
         self.link = MqttLink(settings, self.outbox, on_connected=self._on_connected, on_message=self._on_mqtt_message)
+        self._ingest: queue.Queue[tuple[str, str, str, dict] | None] = queue.Queue()
+        self._ingest_thread = threading.Thread(target=self._ingest_loop, name="mqtt-ingest", daemon=True)
+        self._ingest_thread.start()
         ev_qos = QoSProfile(depth=c.history_depth, history=HistoryPolicy.KEEP_LAST,
                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.subs = [self.create_subscription(String, t, self._on_event, ev_qos) for t in c.events_topics]
@@ -175,22 +178,45 @@ class MqttBridgeNode(Node):
     def _on_event(self, msg: String) -> None:
         try:
             ev = json.loads(msg.data)
-            eid, seq, state = ev["event_id"], int(ev["sequence"]), str(ev["state"])
+            key = f"{ev['event_id']}:{int(ev['sequence'])}"
+            state = str(ev["state"])
         except (ValueError, KeyError, TypeError) as err:
             self.bad_events += 1
             self.get_logger().error(f"not an event, not forwarded: {err}: {msg.data[:200]!r}", throttle_duration_sec=5.0)
             return
-        try:
-            row = self.outbox.put(self.t_events, msg.data, kind=state, key=f"{eid}:{seq}")
-        except OutboxError as err:
-            self.get_logger().error(f"event {eid} not stored: {err}", throttle_duration_sec=5.0)
-            return
-        if row is None:
-            self.duplicates += 1
-            return
-        self.received += 1
-        self.link.notify()
-        self._ha_state(ev)
+        self._ingest.put((msg.data, state, key, ev))
+
+    def _ingest_loop(self) -> None:
+        """Store events in batches: one transaction (one fsync) for all that arrived meanwhile.
+
+        An event still in this queue when the process dies is not lost: the events node's topic
+        history delivers it again to the restarted bridge."""
+        while True:
+            item = self._ingest.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    nxt = self._ingest.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._ingest.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                ids = self.outbox.put_many([(self.t_events, data, state, key) for data, state, key, _ in batch])
+            except OutboxError as err:
+                self.get_logger().error(f"{len(batch)} events not stored: {err}", throttle_duration_sec=5.0)
+                continue
+            self.link.notify()
+            for row, (_, _, _, ev) in zip(ids, batch):
+                if row is None:
+                    self.duplicates += 1
+                    continue
+                self.received += 1
+                self._ha_state(ev)
 
     # -- Home Assistant ---------------------------------------------------------------------------
     def _ha_state_topic(self, camera: str, typ: str) -> str:
@@ -318,6 +344,9 @@ class MqttBridgeNode(Node):
 
     def destroy_node(self) -> None:
         # also called by rclpy's context cleanup on a node whose __init__ failed half-way
+        if getattr(self, "_ingest", None) is not None:
+            self._ingest.put(None)  # store what arrived, then stop
+            self._ingest_thread.join(5.0)
         if getattr(self, "link", None) is not None:
             self.link.stop()
         if getattr(self, "_cmd_q", None) is not None:

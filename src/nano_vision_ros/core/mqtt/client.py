@@ -85,7 +85,6 @@ class MqttLink:
         self._wake = threading.Event()
         self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (generation, mid)
         self._inflight: dict[int, int] = {}  # mid -> outbox id (sender thread only)
-        self._early: set[int] = set()
         self._last_sent = 0
         self._sender_gen = -1
         self.sent = 0
@@ -229,20 +228,23 @@ class MqttLink:
 
     # -- sender thread ------------------------------------------------------------------------------
     def _drain_acks(self) -> None:
+        rows = []
         while self._acks:
             gen, mid = self._acks.popleft()
             if gen != self._sender_gen:
                 continue  # an ack of an earlier connection: that message is sent again anyway
             row = self._inflight.pop(mid, None)
             if row is None:
-                self._early.add(mid)  # PUBACK came before publish() returned
-                continue
-            self._ack(row)
+                continue  # status / HA / reply messages (acks are drained only after publish() registered ours)
+            rows.append(row)
+        self._ack(*rows)
 
-    def _ack(self, row: int) -> None:
+    def _ack(self, *rows: int) -> None:
+        if not rows:
+            return
         try:
-            self.outbox.ack(row)
-            self.acked += 1
+            self.outbox.ack_many(list(rows))  # one transaction (one fsync) for all acks at hand
+            self.acked += len(rows)
         except OutboxError as err:
             self._fail(str(err))
 
@@ -254,7 +256,6 @@ class MqttLink:
                 if self._sender_gen != self._gen:  # a new connection: start from the oldest unacknowledged
                     self._sender_gen = self._gen
                     self._inflight.clear()
-                    self._early.clear()
                     self._last_sent = 0
                 self._drain_acks()
                 if not self.connected.is_set():
@@ -276,11 +277,7 @@ class MqttLink:
                     if m.qos == 0:
                         self._ack(m.id)
                         continue
-                    if info.mid in self._early:
-                        self._early.discard(info.mid)
-                        self._ack(m.id)
-                    else:
-                        self._inflight[info.mid] = m.id
+                    self._inflight[info.mid] = m.id
                 if batch:
                     self._wake.set()
 

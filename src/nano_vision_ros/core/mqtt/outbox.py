@@ -100,32 +100,44 @@ class Outbox:
     def put(self, topic: str, payload: bytes | str, kind: str = "other", key: str | None = None,
             qos: int = 1, retain: bool = False) -> int | None:
         """Store a message durably; returns its id, or None for a duplicate key."""
-        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        return self.put_many([(topic, payload, kind, key, qos, retain)])[0]
+
+    def put_many(self, items: list[tuple]) -> list[int | None]:
+        """Store several messages in one transaction (one fsync): ``(topic, payload, kind, key[, qos, retain])``."""
+        ids: list[int | None] = []
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    if key is not None:
-                        if self._db.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone():
-                            self._db.execute("COMMIT")
-                            return None
-                        self._seen_n += 1
-                        self._db.execute("INSERT INTO seen(key, n) VALUES(?, ?)", (key, self._seen_n))
-                        if self._seen_n % 1000 == 0:
-                            self._db.execute("DELETE FROM seen WHERE n <= ?", (self._seen_n - self.remember_keys,))
-                    while self._count >= self.max_messages:
-                        self._evict()
-                    cur = self._db.execute(
-                        "INSERT INTO outbox(topic, payload, qos, retain, kind, key, created) VALUES(?, ?, ?, ?, ?, ?, ?)",
-                        (topic, data, int(qos), int(bool(retain)), kind, key, time.time()))
+                    seen_n, count = self._seen_n, self._count
+                    for item in items:
+                        topic, payload, kind, key = item[:4]
+                        qos = item[4] if len(item) > 4 else 1
+                        retain = item[5] if len(item) > 5 else False
+                        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+                        if key is not None:
+                            if self._db.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone():
+                                ids.append(None)
+                                continue
+                            self._seen_n += 1
+                            self._db.execute("INSERT INTO seen(key, n) VALUES(?, ?)", (key, self._seen_n))
+                            if self._seen_n % 1000 == 0:
+                                self._db.execute("DELETE FROM seen WHERE n <= ?", (self._seen_n - self.remember_keys,))
+                        while self._count >= self.max_messages:
+                            self._evict()
+                        cur = self._db.execute(
+                            "INSERT INTO outbox(topic, payload, qos, retain, kind, key, created) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                            (topic, data, int(qos), int(bool(retain)), kind, key, time.time()))
+                        self._count += 1
+                        ids.append(int(cur.lastrowid))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
+                    self._seen_n, self._count = seen_n, count
                     raise
             except sqlite3.Error as err:
                 raise OutboxError(f"outbox {self.path}: {err}") from None
-            self._count += 1
-            return int(cur.lastrowid)
+        return ids
 
     def _evict(self) -> None:
         row = self._db.execute("SELECT id, key FROM outbox WHERE kind = 'update' ORDER BY id LIMIT 1").fetchone()
@@ -149,15 +161,29 @@ class Outbox:
 
     def ack(self, msg_id: int) -> bool:
         """The broker acknowledged it: delete. False if it was not there (already acked or evicted)."""
+        return self.ack_many([msg_id]) == 1
+
+    def ack_many(self, msg_ids: list[int]) -> int:
+        """Delete several acknowledged messages in one transaction; returns how many were there."""
+        if not msg_ids:
+            return 0
         with self._lock:
             try:
-                cur = self._db.execute("DELETE FROM outbox WHERE id = ?", (msg_id,))
+                self._db.execute("BEGIN IMMEDIATE")
+                n = 0
+                for i in range(0, len(msg_ids), 500):
+                    chunk = msg_ids[i:i + 500]
+                    cur = self._db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                    n += cur.rowcount
+                self._db.execute("COMMIT")
             except sqlite3.Error as err:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
                 raise OutboxError(f"outbox {self.path}: {err}") from None
-            if cur.rowcount:
-                self._count -= 1
-                return True
-            return False
+            self._count -= n
+            return n
 
     def __len__(self) -> int:
         return self._count
