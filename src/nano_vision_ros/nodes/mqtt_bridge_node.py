@@ -307,7 +307,9 @@ class MqttBridgeNode(Node):
         cam = str(result.get("camera", "camera"))
         path = Path(result["path"])
         try:
-            if not _TOPIC_PART.match(cam) or path.stat().st_size > self.cfg.snapshot_max_bytes:
+            # only JPEG snapshots: a reply must not make the bridge publish any file it can read
+            if (not _TOPIC_PART.match(cam) or path.suffix.lower() not in (".jpg", ".jpeg")
+                    or path.stat().st_size > self.cfg.snapshot_max_bytes):
                 return
             self.link.publish_now(f"{self.base}/snapshot/{cam}", path.read_bytes(), qos=1)
         except OSError as err:
