@@ -14,25 +14,15 @@ import logging
 import os
 import pwd
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
+
+from nano_vision_ros.site.local_server import LocalServer, LocalServerError
 
 log = logging.getLogger(__name__)
 
 
-class MosquittoError(RuntimeError):
+class MosquittoError(LocalServerError):
     """mosquitto is missing, or did not start listening."""
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 def password_line(user: str, password: str, iterations: int = 101) -> str:
@@ -44,8 +34,11 @@ def password_line(user: str, password: str, iterations: int = 101) -> str:
     return f"{user}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-class Mosquitto:
+class Mosquitto(LocalServer):
     """``Mosquitto(port, host, workdir, users={'u': 'p'}, tls={'cafile':…, 'certfile':…, 'keyfile':…})``."""
+
+    name = "mosquitto"
+    error = MosquittoError
 
     def __init__(
         self,
@@ -59,8 +52,7 @@ class Mosquitto:
         max_queued_messages: int = 100_000,
         mosquitto: str | None = None,
     ) -> None:
-        self.port = int(port)
-        self.host = host
+        super().__init__(port, host)
         self.workdir = Path(workdir).resolve()
         self.users = dict(users or {})
         self.tls = dict(tls or {})
@@ -68,11 +60,6 @@ class Mosquitto:
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
         self.binary = mosquitto or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     @property
     def conf_path(self) -> Path:
@@ -119,24 +106,11 @@ class Mosquitto:
             return
         if not os.path.isfile(self.binary):
             raise MosquittoError(f"mosquitto not found ({self.binary}); install the Debian package mosquitto")
-        if _port_open(self.host, self.port):
-            raise MosquittoError(f"{self.host}:{self.port} is already in use")
+        self._check_port_free()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.render_config())
-        out = open(self.workdir / "stdout.log", "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise MosquittoError(f"mosquitto exited with code {self.proc.returncode}: {self.log_tail()}")
-            if _port_open(self.host, self.port):
-                log.debug("mosquitto on %s:%d (pid %s)", self.host, self.port, self.proc.pid)
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise MosquittoError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout:.0f}s: {self.log_tail()}")
+        self._spawn([self.binary, "-c", str(self.conf_path)], self.workdir / "stdout.log")
+        self._wait_listening(timeout)
 
     def log_tail(self, n: int = 1500) -> str:
         texts = []
@@ -144,36 +118,3 @@ class Mosquitto:
             if p.is_file():
                 texts.append(p.read_text(errors="replace")[-n:])
         return " | ".join(t.strip() for t in texts if t.strip()) or "(no log)"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM (mosquitto saves its persistence file), SIGKILL if it does not exit."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL by PID: a crash, nothing saved since the last autosave."""
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(5)
-        self.proc = None
-
-    def __enter__(self) -> "Mosquitto":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

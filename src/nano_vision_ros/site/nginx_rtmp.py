@@ -10,14 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
 import string
-import subprocess
-import time
 from pathlib import Path
 
 from nano_vision_ros.core.paths import resolve
+from nano_vision_ros.site.local_server import LocalServer, LocalServerError
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +26,8 @@ MODULE_CANDIDATES = (
 )
 
 
-class NginxRtmpError(RuntimeError):
+class NginxRtmpError(LocalServerError):
     """nginx or its RTMP module is missing, or nginx did not start listening."""
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 def find_rtmp_module() -> str | None:
@@ -49,11 +38,14 @@ def find_rtmp_module() -> str | None:
     return None
 
 
-class NginxRtmp:
+class NginxRtmp(LocalServer):
     """nginx-rtmp on ``rtmp://host:port/<app>``, started and stopped by PID.
 
     ``allow_publish`` adds addresses (besides 127.0.0.1) allowed to publish.
     """
+
+    name = "nginx"
+    error = NginxRtmpError
 
     def __init__(
         self,
@@ -66,19 +58,13 @@ class NginxRtmp:
         nginx: str | None = None,
         log_level: str = "warn",
     ) -> None:
-        self.port = int(port)
-        self.host = host
+        super().__init__(port, host)
         self.workdir = Path(workdir).resolve()
         self.app = app
         self.allow_publish = allow_publish
         self.template = template
         self.nginx = nginx or shutil.which("nginx") or "/usr/sbin/nginx"
         self.log_level = log_level
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     @property
     def url(self) -> str:
@@ -112,57 +98,19 @@ class NginxRtmp:
             return
         if not os.path.isfile(self.nginx):
             raise NginxRtmpError(f"nginx not found ({self.nginx}); install nginx and libnginx-mod-rtmp")
-        if _port_open(self.host, self.port):
-            raise NginxRtmpError(f"{self.host}:{self.port} is already in use")
+        self._check_port_free()
         for sub in ("logs", "temp"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.render_config())
         cmd = [self.nginx, "-p", str(self.workdir), "-c", str(self.conf_path), "-e", str(self.workdir / "logs" / "error.log"),
                "-g", "daemon off;"]
-        out = open(self.workdir / "logs" / "stdout.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise NginxRtmpError(f"nginx exited with code {self.proc.returncode}: {self._log_tail()}")
-            if _port_open(self.host, self.port):
-                log.debug("nginx-rtmp on %s (pid %s)", self.url, self.proc.pid)
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise NginxRtmpError(f"nginx did not listen on {self.host}:{self.port} within {timeout:.0f}s: {self._log_tail()}")
+        self._spawn(cmd, self.workdir / "logs" / "stdout.log")
+        self._wait_listening(timeout)
 
-    def _log_tail(self) -> str:
+    def log_tail(self) -> str:
         texts = []
         for name in ("stdout.log", "error.log"):
             p = self.workdir / "logs" / name
             if p.is_file():
                 texts.append(p.read_text(errors="replace")[-800:])
         return " | ".join(t.strip() for t in texts if t.strip()) or "(no log)"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Fast shutdown (SIGTERM to the master, which stops its workers); SIGKILL to the group if stuck."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout)
-        self.proc = None
-
-    def __enter__(self) -> "NginxRtmp":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -6,33 +6,30 @@ import argparse
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
+from nano_vision_ros.site.local_server import LocalServer
 
-class ClipReceiver:
+
+class ClipReceiver(LocalServer):
     """`nano-vision receive` as a child process (the demo's clip server), started and stopped by PID.
 
     The shared token lives in `token_file`; it is created (random, mode 0600) when missing, so the
     uploader of the same site reads the same file.
     """
 
+    name = "clip receiver"
+
     def __init__(self, port: int, host: str, directory: str | os.PathLike[str], token_file: str | os.PathLike[str]) -> None:
-        self.port, self.host = int(port), host
+        super().__init__(port, host)
         self.directory = Path(directory)
         self.token_file = Path(token_file)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
     def start(self, timeout: float = 10.0) -> None:
+        self._check_port_free()
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.token_file.exists():
             self.token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -42,27 +39,13 @@ class ClipReceiver:
         exe = Path(sys.executable).parent / "nano-vision"
         cmd = [str(exe) if exe.exists() else "nano-vision", "receive", "--dir", str(self.directory),
                "--host", self.host, "--port", str(self.port), "--token-file", str(self.token_file)]
-        self.proc = subprocess.Popen(cmd, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"clip receiver exited with code {self.proc.returncode} (port {self.port} in use?)")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"clip receiver did not listen on {self.host}:{self.port} within {timeout:.0f}s")
+        self._log = self.directory.parent / f"clip_receiver-{self.port}.log"
+        self._spawn(cmd, self._log)
+        self._wait_listening(timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(3)
+    def log_tail(self) -> str:
+        log = getattr(self, "_log", None)
+        return log.read_text(errors="replace")[-800:].strip() if log and log.is_file() else "(no log)"
 
 
 def main(argv: list[str] | None = None) -> int:
