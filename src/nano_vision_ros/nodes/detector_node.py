@@ -104,8 +104,6 @@ class DetectorNode(ModelLifecycleNode):
         self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
         self.detector: Any = None
         self.tracker: ByteTracker | None = None
-        self.worker: LatestWorker | None = None
-        self.sub = None
         self.det_pub = self.label_pub = self.ann_pub = None
         self.state_text = "unconfigured"
         self.last_error = ""
@@ -162,7 +160,7 @@ class DetectorNode(ModelLifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker = LatestWorker(self._handle, name="detector")
-        self.sub = self.create_subscription(Image, self.cfg.input_topic, self.worker.submit, qos.SENSOR)
+        self.input_subs = [self.create_subscription(Image, self.cfg.input_topic, self.worker.submit, qos.SENSOR)]
         self.state_text = "active"
         self.get_logger().info(f"detecting on {self.resolve_topic_name(self.cfg.input_topic)}")
         return super().on_activate(state)
@@ -176,14 +174,6 @@ class DetectorNode(ModelLifecycleNode):
         result = super().on_cleanup(state)
         self.state_text = "unconfigured"
         return result
-
-    def _stop_input(self) -> None:
-        if self.sub is not None:
-            self.destroy_subscription(self.sub)
-            self.sub = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
 
     def _free(self) -> None:
         with self._lock:

@@ -50,8 +50,6 @@ class FaceNode(ModelLifecycleNode):
     def __init__(self) -> None:
         self.rec: FaceRecognizer | None = None
         self._lock = threading.Lock()
-        self.worker: LatestWorker[Image] | None = None
-        self.sub = None
         self.bus: CommandBus | None = None
         super().__init__("face_node")
         self.cfg = load_config(self, FaceNodeConfig)
@@ -85,16 +83,8 @@ class FaceNode(ModelLifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker = LatestWorker(self._handle, name="face-worker")
-        self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.SENSOR)
+        self.input_subs = [self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.SENSOR)]
         return super().on_activate(state)
-
-    def _stop_input(self) -> None:
-        if self.sub is not None:
-            self.destroy_subscription(self.sub)
-            self.sub = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
 
     def _free(self) -> None:
         with self._lock:
@@ -166,7 +156,7 @@ class FaceNode(ModelLifecycleNode):
             return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
         if w and w.last_error:
             values["last_error"] = w.last_error
-        return diagnostics.OK, "active" if self.sub is not None else "inactive", values
+        return diagnostics.OK, "active" if self.input_subs else "inactive", values
 
     def destroy_node(self) -> None:
         self._stop_input()

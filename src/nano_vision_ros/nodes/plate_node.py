@@ -53,8 +53,6 @@ def _stamp(header: Any) -> tuple[int, int]:
 class PlateNode(ModelLifecycleNode):
     def __init__(self) -> None:
         self.reader: PlateReader | None = None
-        self.worker: LatestWorker[tuple[Image, Detection2DArray | None]] | None = None
-        self.subs: list[Any] = []
         self._lock = threading.Lock()
         super().__init__("plate_node")
         self.cfg = load_config(self, PlateNodeConfig, on_change=self._on_change)
@@ -98,20 +96,12 @@ class PlateNode(ModelLifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker = LatestWorker(self._handle, name="plate-worker")
         if self.cfg.finder.mode == "vehicles":
-            self.subs = [self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)),
+            self.input_subs = [self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)),
                          self.create_subscription(Detection2DArray, self.cfg.detections_topic, self._on_dets, qos.RELIABLE)]
         else:
-            self.subs = [self.create_subscription(Image, self.cfg.image_topic, lambda m: self.worker.submit((m, None)),
+            self.input_subs = [self.create_subscription(Image, self.cfg.image_topic, lambda m: self.worker.submit((m, None)),
                                                   qos.SENSOR)]
         return super().on_activate(state)
-
-    def _stop_input(self) -> None:
-        for s in self.subs:
-            self.destroy_subscription(s)
-        self.subs = []
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
 
     def _free(self) -> None:
         with self._lock:
@@ -182,7 +172,7 @@ class PlateNode(ModelLifecycleNode):
             return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
         if w and w.last_error:
             values["last_error"] = w.last_error
-        return diagnostics.OK, "active" if self.subs else "inactive", values
+        return diagnostics.OK, "active" if self.input_subs else "inactive", values
 
     def destroy_node(self) -> None:
         self._stop_input()

@@ -6,14 +6,29 @@ input and free the model, so GPU memory and sessions go with the state, not with
 """
 from __future__ import annotations
 
+from typing import Any
+
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from nano_vision_ros.ros.worker import LatestWorker
 
 
 class ModelLifecycleNode(LifecycleNode):
-    """Subclasses implement ``_stop_input`` (idempotent) and ``_free`` (idempotent)."""
+    """Subclasses set ``input_subs`` and ``worker`` in on_activate and implement ``_free`` (idempotent)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.input_subs: list[Any] = []
+        self.worker: LatestWorker[Any] | None = None
 
     def _stop_input(self) -> None:
-        raise NotImplementedError
+        """Unsubscribe the frame inputs, then stop the worker (it finishes the frame in hand)."""
+        for sub in self.input_subs:
+            self.destroy_subscription(sub)
+        self.input_subs = []
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
 
     def _free(self) -> None:
         raise NotImplementedError
