@@ -23,7 +23,6 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
 from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.imageutil import as_bgr, decode_b64_image
 from nano_vision_ros.ros import diagnostics, qos
@@ -58,7 +57,6 @@ class FaceNode(ModelLifecycleNode):
         self.frames = 0
         self.faces_seen = 0
         self.last_ms = 0.0
-        self.load_error = ""
         if self.cfg.commands:
             self.bus = CommandBus(self, {"enroll_face": self._cmd_enroll, "delete_face": self._cmd_delete,
                                          "list_faces": self._cmd_list}, camera=self.get_namespace().strip("/"))
@@ -66,16 +64,11 @@ class FaceNode(ModelLifecycleNode):
 
     # --- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            rec = FaceRecognizer(self.cfg)
-            rec.warmup()
-        except (ConfigError, ModelError, RuntimeMissingError, OSError) as err:
-            self.load_error = str(err)
-            self.get_logger().error(f"cannot load face models: {err}")
+        rec = self._load_model("face models", lambda: _warm(FaceRecognizer(self.cfg)))
+        if rec is None:
             return TransitionCallbackReturn.FAILURE
         with self._lock:
             self.rec = rec
-        self.load_error = ""
         self.get_logger().info(
             f"faces: {self.cfg.detector.kind} + {rec.model_name}, gallery {rec.gallery.path} "
             f"({len(rec.gallery.list())} identities), match {self.cfg.match.metric} threshold {self.cfg.match.threshold}")
@@ -165,6 +158,11 @@ class FaceNode(ModelLifecycleNode):
             self.bus = None
         self._free()
         super().destroy_node()
+
+
+def _warm(model):
+    model.warmup()
+    return model
 
 
 def main(args: list[str] | None = None) -> int:

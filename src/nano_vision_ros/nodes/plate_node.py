@@ -23,7 +23,6 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
 
 from nano_vision_ros.core.detection.types import Detections
-from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
 from nano_vision_ros.core.recognition.imageutil import as_bgr
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
 from nano_vision_ros.ros import diagnostics, qos
@@ -65,7 +64,6 @@ class PlateNode(ModelLifecycleNode):
         self.plates = 0
         self.unpaired = 0
         self.last_ms = 0.0
-        self.load_error = ""
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
 
     def _on_change(self, new: PlateNodeConfig) -> None:
@@ -80,16 +78,11 @@ class PlateNode(ModelLifecycleNode):
 
     # --- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            reader = PlateReader(self.cfg)
-            reader.warmup()
-        except (ConfigError, ModelError, RuntimeMissingError, OSError) as err:
-            self.load_error = str(err)
-            self.get_logger().error(f"cannot load plate models: {err}")
+        reader = self._load_model("plate models", lambda: _warm(PlateReader(self.cfg)))
+        if reader is None:
             return TransitionCallbackReturn.FAILURE
         with self._lock:
             self.reader = reader
-        self.load_error = ""
         self.get_logger().info(f"plates: finder {self.cfg.finder.mode}, reader {self.cfg.reader.kind}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -178,6 +171,11 @@ class PlateNode(ModelLifecycleNode):
         self._stop_input()
         self._free()
         super().destroy_node()
+
+
+def _warm(model):
+    model.warmup()
+    return model
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,11 +6,17 @@ input and free the model, so GPU memory and sessions go with the state, not with
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from nano_vision_ros.core.errors import NanoVisionError
 from nano_vision_ros.ros.worker import LatestWorker
+
+T = TypeVar("T")
+
+#: what a model load may raise for a bad model, config or missing runtime (the node stays up)
+LOAD_ERRORS: tuple[type[BaseException], ...] = (NanoVisionError, ValueError, OSError)
 
 
 class ModelLifecycleNode(LifecycleNode):
@@ -20,6 +26,20 @@ class ModelLifecycleNode(LifecycleNode):
         super().__init__(*args, **kwargs)
         self.input_subs: list[Any] = []
         self.worker: LatestWorker[Any] | None = None
+        self.load_error = ""
+
+    def _load_model(self, what: str, load: Callable[[], T]) -> T | None:
+        """Run `load` (build and warm up) in on_configure. A bad model, config or missing runtime is
+        one ERROR line naming it, kept in `load_error` for diagnostics and command replies; the
+        node stays unconfigured (and alive) and the caller returns FAILURE on None."""
+        try:
+            loaded = load()
+        except LOAD_ERRORS as err:
+            self.load_error = str(err)
+            self.get_logger().error(f"cannot load {what}: {err}")
+            return None
+        self.load_error = ""
+        return loaded
 
     def _stop_input(self) -> None:
         """Unsubscribe the frame inputs, then stop the worker (it finishes the frame in hand)."""
