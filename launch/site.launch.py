@@ -31,6 +31,12 @@ def _nodes(context, *args, **kwargs):
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "nginx_rtmp",
                      "--host", site.services.nginx_rtmp.host, "--port", str(site.services.nginx_rtmp.port)],
                 name="nginx_rtmp", output="screen"))
+        rx = site.services.clip_receiver
+        if rx.enabled:
+            actions.append(ExecuteProcess(
+                cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "clip_receiver", "--host", rx.host,
+                     "--port", str(rx.port), "--dir", rx.dir, "--token-file", rx.token_file],
+                name="clip_receiver", output="screen"))
     for n in graph.nodes:
         actions.append(Node(
             package="nano_vision_ros",

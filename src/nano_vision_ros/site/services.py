@@ -50,20 +50,24 @@ class ClipReceiver(LocalServer):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nano_vision_ros.site.services")
-    p.add_argument("service", choices=["mosquitto", "nginx_rtmp"])
+    p.add_argument("service", choices=["mosquitto", "nginx_rtmp", "clip_receiver"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--workdir", default=None)
+    p.add_argument("--dir", default="var/received_clips", help="clip_receiver: where clips are stored")
+    p.add_argument("--token-file", default="var/upload_token", help="clip_receiver: shared token (created if missing)")
     a = p.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix=f"nano-vision-{a.service}-"))
     if a.service == "mosquitto":
         from nano_vision_ros.site.mosquitto import Mosquitto
 
         svc = Mosquitto(port=a.port, host=a.host, workdir=workdir)
-    else:
+    elif a.service == "nginx_rtmp":
         from nano_vision_ros.site.nginx_rtmp import NginxRtmp
 
         svc = NginxRtmp(port=a.port, host=a.host, workdir=workdir)
+    else:
+        svc = ClipReceiver(a.port, a.host, a.dir, a.token_file)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
