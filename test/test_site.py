@@ -187,3 +187,30 @@ def test_runner_names_a_service_port_already_in_use(tmp_path):
     assert res.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in res.stderr and "services:" in res.stderr
     assert "started" not in res.stdout  # no node was started
+
+
+@pytest.mark.parametrize("service", ["mosquitto", "nginx_rtmp", "clip_receiver"])
+def test_service_module_runs_each_local_server_until_ctrl_c(tmp_path, service):
+    """`python -m nano_vision_ros.site.services NAME` is how the launch file starts the demo's servers."""
+    import socket
+
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nano_vision_ros.site.services", service, "--port", str(port),
+                             "--workdir", str(tmp_path / "work"), "--dir", str(tmp_path / "clips"),
+                             "--token-file", str(tmp_path / "token")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, timeout=30, what=f"{service} on port {port}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert f"{service} running on 127.0.0.1:{port}" in out
+    assert not listening(), f"{service} still listening after Ctrl-C"
