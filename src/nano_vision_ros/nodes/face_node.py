@@ -64,7 +64,7 @@ class FaceNode(ModelLifecycleNode):
 
     # --- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        rec = self._load_model("face models", lambda: _warm(FaceRecognizer(self.cfg)))
+        rec = self._load_model("face models", lambda: FaceRecognizer(self.cfg))
         if rec is None:
             return TransitionCallbackReturn.FAILURE
         with self._lock:
@@ -158,11 +158,6 @@ class FaceNode(ModelLifecycleNode):
             self.bus = None
         self._free()
         super().destroy_node()
-
-
-def _warm(model):
-    model.warmup()
-    return model
 
 
 def main(args: list[str] | None = None) -> int:

@@ -78,7 +78,7 @@ class PlateNode(ModelLifecycleNode):
 
     # --- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        reader = self._load_model("plate models", lambda: _warm(PlateReader(self.cfg)))
+        reader = self._load_model("plate models", lambda: PlateReader(self.cfg))
         if reader is None:
             return TransitionCallbackReturn.FAILURE
         with self._lock:
@@ -171,11 +171,6 @@ class PlateNode(ModelLifecycleNode):
         self._stop_input()
         self._free()
         super().destroy_node()
-
-
-def _warm(model):
-    model.warmup()
-    return model
 
 
 def main(args: list[str] | None = None) -> int:

@@ -29,11 +29,15 @@ class ModelLifecycleNode(LifecycleNode):
         self.load_error = ""
 
     def _load_model(self, what: str, load: Callable[[], T]) -> T | None:
-        """Run `load` (build and warm up) in on_configure. A bad model, config or missing runtime is
-        one ERROR line naming it, kept in `load_error` for diagnostics and command replies; the
-        node stays unconfigured (and alive) and the caller returns FAILURE on None."""
+        """Run `load` and warm the result up (its ``warmup()``, if any) in on_configure. A bad
+        model, config or missing runtime is one ERROR line naming it, kept in `load_error` for
+        diagnostics and command replies; the node stays unconfigured (and alive) and the caller
+        returns FAILURE on None."""
         try:
             loaded = load()
+            warmup = getattr(loaded, "warmup", None)
+            if callable(warmup):
+                warmup()
         except LOAD_ERRORS as err:
             self.load_error = str(err)
             self.get_logger().error(f"cannot load {what}: {err}")
