@@ -5,15 +5,25 @@ dotted names such as ``mqtt.host``). ``load_config`` declares them all in ``__in
 into the typed model and turns validation failures into a ``ConfigError`` naming the parameter.
 Values that ROS parameters cannot hold (mappings, lists of mixed types) are given as YAML strings
 by the node's model, which parses them in a validator.
+
+Parameter *names* are checked too: rclpy silently drops an override nobody declares, so a typo in a
+params file would run on the default. After declaring, ``load_config`` refuses every override the
+node does not declare (``ConfigError`` naming the node, the name and the closest declared names),
+and ``ros2 param set`` of an undeclared name is refused with the same help. Tolerated without being
+declared: ROS's own parameters, ``autostart`` (declared later by ``ros.runtime``) and the site-wide
+names of ``SITE_WIDE`` that a params file gives every node in its ``/**:`` section (rclpy does not
+say which section an override came from, so the rule is by name).
 """
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -21,6 +31,13 @@ from nano_vision_ros.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+
+# Names a site params file sets for every node (`/**: ros__parameters: {site_id, device_id}`);
+# nodes that do not use them must still start.
+SITE_WIDE = frozenset({"site_id", "device_id"})
+# Declared by rclpy itself or by ros.runtime after the node's __init__.
+ROS_OWN = frozenset({"use_sim_time", "start_type_description_service", "autostart"})
+ROS_OWN_PREFIXES = ("qos_overrides.",)
 
 
 def _flatten_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
@@ -157,4 +174,69 @@ def load_config(
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(_on_set)
+    check_override_names(node)
+    refuse_undeclared_sets(node)
     return config
+
+
+def node_fqn(node: Node) -> str:
+    ns = node.get_namespace().rstrip("/")
+    return f"{ns}/{node.get_name()}"
+
+
+def _tolerated(name: str) -> bool:
+    return name in SITE_WIDE or name in ROS_OWN or name.startswith(ROS_OWN_PREFIXES)
+
+
+def unknown_name_message(node: Node, names: list[str]) -> str:
+    """"node /cam0/camera_node: unknown parameter 'sourse' (did you mean 'source'?)" for each name."""
+    declared = sorted(n for n in node._parameters if not _tolerated(n))  # noqa: SLF001 - rclpy keeps no public list
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, declared, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else " (not a parameter of this node)"
+        parts.append(f"unknown parameter '{name}'{hint}")
+    return f"node {node_fqn(node)}: " + "; ".join(parts)
+
+
+def check_override_names(node: Node) -> None:
+    """Raise ConfigError for overrides (params files, -p) whose names this node never declared.
+
+    rclpy keeps the overrides meant for this node (exact name, namespace wildcards, `/**`) in
+    `Node._parameter_overrides`; nothing public lists them.
+    """
+    overrides = getattr(node, "_parameter_overrides", None) or {}
+    unknown = sorted(n for n in overrides if not node.has_parameter(n) and not _tolerated(n))
+    if unknown:
+        raise ConfigError(unknown_name_message(node, unknown), parameter=unknown[0])
+
+
+class UnknownParameterError(ParameterNotDeclaredException):
+    """ParameterNotDeclaredException whose text helps: the node, the name, the closest names.
+
+    rclpy's parameter service turns this exception into the SetParameters reply's reason, which
+    `ros2 param set` prints.
+    """
+
+    def __init__(self, message: str, names: list[str]) -> None:
+        Exception.__init__(self, message)
+        self.parameters = names
+
+
+def refuse_undeclared_sets(node: Node) -> None:
+    """`ros2 param set` of an undeclared name: refused with the closest declared names.
+
+    A pre-set callback runs before rclpy's own undeclared check, so it can raise the helpful error
+    in its place (the result is the same refusal, with a better reason).
+    """
+    if getattr(node, "_allow_undeclared_parameters", False) or getattr(node, "_nv_refuses_undeclared", False):
+        return
+
+    def _pre_set(params: list[Parameter]) -> list[Parameter]:
+        unknown = [p.name for p in params if not node.has_parameter(p.name)]
+        if unknown:
+            raise UnknownParameterError(unknown_name_message(node, unknown), unknown)
+        return params
+
+    node.add_pre_set_parameters_callback(_pre_set)
+    node._nv_refuses_undeclared = True  # noqa: SLF001 - once per node even if load_config runs twice
