@@ -1,6 +1,8 @@
 """numpy <-> sensor_msgs/Image and CompressedImage.
 
-The system ``cv_bridge`` is used where it imports and passes a self-test (set
+``to_bgr`` is the one way a node turns an image message (any common camera encoding, or a
+jpeg/png ``CompressedImage``) into the BGR array the core takes; ``ImageError`` names what is
+wrong with a bad message. The system ``cv_bridge`` is used where it imports and passes a self-test (set
 ``NANO_VISION_IMAGE_CONVERTER=own`` to skip it); otherwise the project's own converter, which
 views the message buffer instead of copying it. PyPI's ``cv-bridge`` is ROS 1's and is never
 imported on purpose.
@@ -36,6 +38,11 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "yuv422": (np.dtype(np.uint8), 2),
     "uyvy": (np.dtype(np.uint8), 2),
     "yuyv": (np.dtype(np.uint8), 2),
+    "yuv422_yuy2": (np.dtype(np.uint8), 2),
+    "bayer_rggb16": (np.dtype(np.uint16), 1),
+    "bayer_bggr16": (np.dtype(np.uint16), 1),
+    "bayer_gbrg16": (np.dtype(np.uint16), 1),
+    "bayer_grbg16": (np.dtype(np.uint16), 1),
 }
 _CV_DEPTHS = {"8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16, "32S": np.int32, "32F": np.float32, "64F": np.float64}
 for _d, _t in _CV_DEPTHS.items():
@@ -43,30 +50,69 @@ for _d, _t in _CV_DEPTHS.items():
         ENCODINGS[f"{_d}C{_c}"] = (np.dtype(_t), _c)
 
 
-class ImageEncodingError(ValueError):
-    """The image's encoding, size or buffer does not make a valid image."""
+class ImageError(ValueError):
+    """The image message's encoding, size or buffer does not make a valid image.
+
+    ``kind`` is a short word for counting bad frames by cause in diagnostics
+    (encoding, empty, size, step, data, format, decode).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+ImageEncodingError = ImageError  # the older name, kept for callers and tests
+
+# Declared sizes above these are refused before any buffer is touched (a corrupt header must not
+# make a node allocate gigabytes): 16384 px a side, 128 Mpx in all.
+MAX_SIDE = 16384
+MAX_PIXELS = 1 << 27
 
 
 def encoding_info(encoding: str) -> tuple[np.dtype, int]:
     try:
         return ENCODINGS[encoding]
-    except KeyError:
-        raise ImageEncodingError(f"unsupported image encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}") from None
+    except (KeyError, TypeError):
+        raise ImageError(f"encoding {_short(encoding)} unknown (unsupported image encoding; supported: "
+                         f"{', '.join(sorted(ENCODINGS))}, nv12, nv21)", "encoding") from None
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """repr() cut to `limit` characters: a hostile field must not flood logs and diagnostics."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_size(w: int, h: int) -> None:
+    if h <= 0 or w <= 0:
+        raise ImageError(f"empty image ({w}x{h}): zero width or height", "empty")
+    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        raise ImageError(f"declared size {w}x{h} over the limit ({MAX_SIDE} a side, {MAX_PIXELS} pixels)", "size")
+
+
+def _rows(msg: Image, h: int, row_bytes: int, what: str = "step*height") -> np.ndarray:
+    """(h, row_bytes) uint8 view of the message buffer after checking step and length."""
+    step = int(msg.step)
+    if step < row_bytes:
+        raise ImageError(f"step {step} < row of {row_bytes} bytes", "step")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < step * h:
+        raise ImageError(f"data holds {buf.size} bytes < {what} {step * h}", "data")
+    return buf[: step * h].reshape(h, step)[:, :row_bytes]
 
 
 def imgmsg_to_numpy(msg: Image) -> np.ndarray:
     """A (H, W[, C]) array viewing the message buffer (copied only for foreign byte order)."""
-    dtype, channels = encoding_info(msg.encoding)
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    return _view(msg, msg.encoding)
+
+
+def _view(msg: Image, encoding: str) -> np.ndarray:
+    dtype, channels = encoding_info(encoding)
+    h, w = int(msg.height), int(msg.width)
+    _check_size(w, h)
     row_bytes = w * channels * dtype.itemsize
-    if h == 0 or w == 0:
-        raise ImageEncodingError(f"empty image ({w}x{h})")
-    if step < row_bytes:
-        raise ImageEncodingError(f"step {step} < width*channels*bytes {row_bytes}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size < step * h:
-        raise ImageEncodingError(f"data holds {buf.size} bytes, expected step*height = {step * h}")
-    rows = buf[: step * h].reshape(h, step)[:, :row_bytes]
+    rows = _rows(msg, h, row_bytes)
     dt = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     arr = rows.view(dt)  # rows may be padded (step > row bytes): the last axis is still contiguous
     arr = arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
@@ -195,3 +241,126 @@ def converter() -> Any:
     if _converter is None:
         _converter = _OwnConverter()
     return _converter
+
+
+# ---------------------------------------------------------------------------------------------
+# The one image message -> BGR conversion.
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
+
+
+_COLOR_CODES: dict[str, str] = {
+    "rgb8": "COLOR_RGB2BGR", "rgb16": "COLOR_RGB2BGR",
+    "bgra8": "COLOR_BGRA2BGR", "8UC4": "COLOR_BGRA2BGR", "rgba8": "COLOR_RGBA2BGR",
+    "mono8": "COLOR_GRAY2BGR", "8UC1": "COLOR_GRAY2BGR", "mono16": "COLOR_GRAY2BGR", "16UC1": "COLOR_GRAY2BGR",
+    # ROS "yuv422" is UYVY byte order (image_encodings.h); "yuv422_yuy2" and "yuyv" are YUYV.
+    "yuv422": "COLOR_YUV2BGR_UYVY", "uyvy": "COLOR_YUV2BGR_UYVY",
+    "yuyv": "COLOR_YUV2BGR_YUY2", "yuv422_yuy2": "COLOR_YUV2BGR_YUY2",
+    "bayer_rggb8": "COLOR_BayerRGGB2BGR", "bayer_bggr8": "COLOR_BayerBGGR2BGR",
+    "bayer_gbrg8": "COLOR_BayerGBRG2BGR", "bayer_grbg8": "COLOR_BayerGRBG2BGR",
+    "bayer_rggb16": "COLOR_BayerRGGB2BGR", "bayer_bggr16": "COLOR_BayerBGGR2BGR",
+    "bayer_gbrg16": "COLOR_BayerGBRG2BGR", "bayer_grbg16": "COLOR_BayerGRBG2BGR",
+}
+_AS_IS = {"bgr8", "8UC3", "bgr16", "16UC3"}
+_NV = {"nv12": "COLOR_YUV2BGR_NV12", "nv21": "COLOR_YUV2BGR_NV21"}
+BGR_ENCODINGS = tuple(sorted({*_COLOR_CODES, *_AS_IS, *_NV}))
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def to_bgr(msg: Image | CompressedImage) -> np.ndarray:
+    """HxWx3 uint8 BGR from any supported image message; ImageError names what is wrong.
+
+    A bgr8 message with a tight step comes back as a view of the message buffer (no copy);
+    everything else is converted once. 16-bit images are scaled to 8 bits (value >> 8).
+    """
+    if isinstance(msg, CompressedImage):
+        return _compressed_to_bgr(msg)
+    enc = msg.encoding
+    if enc not in ENCODINGS and enc not in _NV and isinstance(enc, str) and enc.lower() in BGR_ENCODINGS:
+        enc = enc.lower()  # "BGR8", "YUYV" from loose drivers
+    cv2 = _cv2()
+    if enc in _NV:
+        h, w = int(msg.height), int(msg.width)
+        _check_size(w, h)
+        if w % 2 or h % 2:
+            raise ImageError(f"{enc} needs an even width and height, got {w}x{h}", "size")
+        planes = _rows(msg, h * 3 // 2, w, "step*height*3/2")  # Y rows then interleaved chroma rows
+        return _convert(cv2, np.ascontiguousarray(planes), getattr(cv2, _NV[enc]), enc)
+    if enc not in _AS_IS and enc not in _COLOR_CODES:
+        if enc in ENCODINGS:
+            raise ImageError(f"encoding {enc!r} cannot be shown as BGR (supported: {', '.join(BGR_ENCODINGS)})",
+                             "encoding")
+        raise ImageError(f"encoding {_short(enc)} unknown (supported: {', '.join(BGR_ENCODINGS)})", "encoding")
+    if _COLOR_CODES.get(enc, "").startswith("COLOR_YUV2") and int(msg.width) % 2:
+        raise ImageError(f"{enc} needs an even width, got {int(msg.width)}", "size")
+    arr = _view(msg, enc)
+    if arr.dtype == np.uint16 and not enc.startswith("bayer"):
+        arr = (arr >> 8).astype(np.uint8)
+    if enc in _AS_IS:
+        return np.ascontiguousarray(arr)  # a view unless rows are padded
+    out = _convert(cv2, np.ascontiguousarray(arr), getattr(cv2, _COLOR_CODES[enc]), enc)
+    if out.dtype == np.uint16:  # 16-bit Bayer demosaics to 16-bit BGR
+        out = (out >> 8).astype(np.uint8)
+    return out
+
+
+def _convert(cv2: Any, arr: np.ndarray, code: int, enc: str) -> np.ndarray:
+    try:
+        return cv2.cvtColor(arr, code)
+    except cv2.error as err:
+        raise ImageError(f"{enc} image {arr.shape} could not be converted: {str(err).strip()[-200:]}",
+                         "convert") from None
+
+
+def _compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) a jpeg or png header declares, read without decoding; None if not found."""
+    b = memoryview(buf)
+    n = len(b)
+    if n >= 24 and bytes(b[:8]) == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if n < 4 or b[0] != 0xFF or b[1] != 0xD8:
+        return None
+    i = 2
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            return (b[i + 7] << 8) | b[i + 8], (b[i + 5] << 8) | b[i + 6]
+        i += 2 + ((b[i + 2] << 8) | b[i + 3])
+    return None
+
+
+def _compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
+    fmt = msg.format if isinstance(msg.format, str) else ""
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    low = fmt.lower()
+    if low and not any(k in low for k in ("jpeg", "jpg", "png")):
+        raise ImageError(f"compressed format {_short(fmt)} unsupported (jpeg or png)", "format")
+    if buf.size == 0:
+        raise ImageError(f"compressed image is empty (format {_short(fmt)}, 0 bytes)", "decode")
+    size = _compressed_size(buf)
+    if size is not None:
+        _check_size(*size)
+    cv2 = _cv2()
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None or img.ndim != 3 or img.shape[2] != 3:
+        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes)",
+                         "decode")
+    if img.dtype != np.uint8:
+        img = (img >> 8).astype(np.uint8)
+    return img
