@@ -112,6 +112,115 @@ def test_missing_file_and_device_are_source_errors(tmp_path):
         OpenCVSource("v4l2", "/dev/video-does-not-exist").open()
 
 
+# --- a file replaced or rewritten while it plays (issue 15) -------------------------------------------
+@pytest.fixture(scope="module")
+def other_clip(tmp_path_factory) -> Path:
+    """Another clip: 320x240, other content (testsrc2), 8 frames, so nothing of it matches short_clip."""
+    path = tmp_path_factory.mktemp("clips") / "other.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=10", "-t", "0.8", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-g", "10", str(path)], check=True, timeout=60)
+    return path
+
+
+def _file_source(backend: str, path: Path):
+    return create_source(CaptureConfig(source=str(path), backend=backend, loop=True))
+
+
+def _read_until_size(src, size: tuple[int, int], limit: int) -> list[np.ndarray]:
+    """Read up to `limit` frames; return the frames from the first one of `size` (w, h) on."""
+    frames = [src.read().copy() for _ in range(limit)]
+    first = next((i for i, f in enumerate(frames) if f.shape[:2] == (size[1], size[0])), None)
+    assert first is not None, f"no {size[0]}x{size[1]} frame in {limit} reads: the old file is still playing"
+    return frames[first:]
+
+
+@pytest.mark.parametrize("backend", ["opencv", "gstreamer"])
+@pytest.mark.parametrize("how", ["rename", "rewrite_in_place", "truncate_then_write"])
+def test_looping_file_notices_a_replaced_file(tmp_path, short_clip, other_clip, backend, how):
+    """A looping file that is replaced on disk (new inode by rename, or the same inode rewritten or
+    truncated) plays the new file from its start at the loop point, not the old one again."""
+    path = tmp_path / "cam.mp4"
+    shutil.copy(short_clip, path)
+    inode = path.stat().st_ino
+    src = _file_source(backend, path)
+    src.open()
+    try:
+        for _ in range(5):
+            assert src.read().shape == (120, 160, 3)
+        if how == "rename":
+            staged = tmp_path / "cam.mp4.part"
+            shutil.copy(other_clip, staged)
+            staged.replace(path)
+            assert path.stat().st_ino != inode
+        elif how == "rewrite_in_place":
+            shutil.copyfile(other_clip, path)  # opens the same inode with O_TRUNC and writes
+            assert path.stat().st_ino == inode
+        else:
+            with open(path, "r+b") as f:
+                f.truncate(0)
+            time.sleep(0.05)
+            with open(path, "r+b") as f:
+                f.write(other_clip.read_bytes())
+            assert path.stat().st_ino == inode
+        new = _read_until_size(src, (320, 240), 40)  # 15 old frames left at most, then the new file
+        assert (src.width, src.height) == (320, 240)
+    finally:
+        src.close()
+    ref = _opencv_frames(other_clip, 8)
+    assert len(ref) == 8 and len(new) >= 8
+    for got, want in zip(new[:8], ref):  # the new file from its first frame, in order
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 4.0
+
+
+def test_loop_delivers_the_replaced_file_at_its_own_size(tmp_path, short_clip, other_clip):
+    """Through the capture loop: the first frame of the new file is published at the new size
+    (not scaled into the old frame size), right after the last frame of the old file."""
+    path = tmp_path / "cam.mp4"
+    shutil.copy(short_clip, path)
+    sink = _Collect()
+    loop = CaptureLoop(OpenCVSource("file", str(path), loop=True), sink, fps=50).start()
+    try:
+        wait_for(lambda: sink.count() >= 3, 20, what="frames of the first file")
+        staged = tmp_path / "next.mp4"
+        shutil.copy(other_clip, staged)
+        staged.replace(path)
+        wait_for(lambda: sum(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-10:]) >= 3, 30,
+                 what="frames of the new file")
+    finally:
+        loop.stop()
+    frames = [f for f, _s, _q in sink.frames]
+    switch = next(i for i, f in enumerate(frames) if f.shape == (240, 320, 3))
+    old_ref, new_ref = _opencv_frames(short_clip, 20), _opencv_frames(other_clip, 8)
+    assert np.abs(frames[switch].astype(int) - new_ref[0].astype(int)).mean() < 4.0
+    assert any(np.array_equal(frames[switch - 1], r) for r in old_ref)  # the frame before is the old file's
+    assert [q for _f, _s, q in sink.frames] == list(range(len(frames)))
+
+
+def test_looping_file_truncated_while_playing_reopens(tmp_path, short_clip, other_clip):
+    """A file cut short under the reader (half its bytes) is a read error or an early end: the
+    source notices the change and reopens; once the new content is complete its frames arrive."""
+    path = tmp_path / "cam.mp4"
+    shutil.copy(short_clip, path)
+    sink = _Collect()
+    src = OpenCVSource("file", str(path), loop=True)
+    loop = CaptureLoop(src, sink, fps=50, reconnect_delay=0.05, reconnect_max_delay=0.2).start()
+    try:
+        wait_for(lambda: sink.count() >= 3, 20, what="frames of the first file")
+        data = path.read_bytes()
+        with open(path, "r+b") as f:
+            f.truncate(len(data) // 2)
+        time.sleep(0.5)
+        shutil.copyfile(other_clip, path)
+        wait_for(lambda: any(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-5:]), 30,
+                 what="frames of the rewritten file")
+    finally:
+        loop.stop()
+    sizes = [f.shape for f, _s, _q in sink.frames]
+    switch = sizes.index((240, 320, 3))
+    assert all(s == (120, 160, 3) for s in sizes[:switch]) and all(s == (240, 320, 3) for s in sizes[switch:])
+
+
 # --- GStreamer subprocess ------------------------------------------------------------------------
 def _gst_reference_rgba(pipeline: str, width: int, height: int) -> np.ndarray:
     """One frame of `pipeline` converted to RGBA (never row-padded) by gst-launch itself."""

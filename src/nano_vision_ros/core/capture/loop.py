@@ -195,6 +195,11 @@ class CaptureLoop:
             frame = src.read(out if direct else self._buffer("_read_buf", src.shape))
             stamp = self._clock()
             self.read_frames += 1
+            if output_size(frame.shape[1], frame.shape[0], *self.resize) != (out_w, out_h):
+                # the source changed size in this read (stream resolution change, file replaced):
+                # this frame already gets an output buffer of the new size, not a rescaled one
+                out_w, out_h = output_size(frame.shape[1], frame.shape[0], *self.resize)
+                out = self._buffer("_out_buf", (out_h, out_w, 3), self._allocate)
             if min_gap:
                 now = time.monotonic()
                 if now < next_allowed - 0.25 * min_gap:

@@ -56,6 +56,11 @@ def ffmpeg_options(url: str, transport: str = "tcp", low_latency: bool = True) -
     return "|".join(f"{k};{v}" for k, v in opts)
 
 
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def parse_device(device: str) -> int | str:
     """'0' -> 0; '/dev/video2' stays a path."""
     text = device.strip()
@@ -65,8 +70,10 @@ def parse_device(device: str) -> int | str:
 class OpenCVSource(FrameSource):
     """``kind`` is ``file``, ``url`` or ``v4l2``.
 
-    Files: end of file loops (seek to 0) or raises EndOfStream. Streams: a failed read is a
-    SourceError (the loop reconnects). V4L2: asks for the pixel format, size and rate, keeps a
+    Files: end of file loops or raises EndOfStream. At the loop point (and on a read error) the
+    path is stat'ed: a file replaced on disk (another inode, or the same one rewritten or
+    truncated: size or mtime changed) is reopened, so the new file plays; otherwise it seeks back
+    to 0 on the open handle. Streams: a failed read is a SourceError (the loop reconnects). V4L2: asks for the pixel format, size and rate, keeps a
     one-frame driver buffer so frames are fresh.
     """
 
@@ -84,6 +91,7 @@ class OpenCVSource(FrameSource):
         self.live = kind != "file"
         self.name = f"{kind} {redact(target)}"
         self._cap = None
+        self._file_id: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) at open
 
     def open(self) -> None:
         import cv2
@@ -98,6 +106,7 @@ class OpenCVSource(FrameSource):
                 raise SourceError(f"file not found: {path}")
             if not os.access(path, os.R_OK):
                 raise SourceError(f"file not readable: {path}")
+            self._file_id = _file_identity(path)
             cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
         elif self.kind == "url":
             with _env_lock:  # the variable is read during open; keep opens from racing on it
@@ -149,13 +158,18 @@ class OpenCVSource(FrameSource):
                 raise SourceError("read failed (stream ended, timed out or device lost)")
             if not self.loop:
                 raise EndOfStream("end of file")
+            changed = self._file_changed()
             import cv2
 
-            if not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            if changed:
+                log.info("%s: the file changed on disk (%s): reopening it", self.name, changed)
+                self.open()  # raises SourceError (retried by the loop) while the new file is incomplete
+            elif not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                 self.open()
             ok, frame = self._cap.read(self._fit(out))  # type: ignore[union-attr]
             if not ok or frame is None:
-                raise SourceError("no frame after rewinding to the start")
+                raise SourceError("no frame after reopening the changed file" if changed
+                                  else "no frame after rewinding to the start")
         if frame.ndim != 3 or frame.shape[2] != 3:
             import cv2
 
@@ -163,6 +177,23 @@ class OpenCVSource(FrameSource):
         if frame.shape[:2] != (self.height, self.width):  # stream changed resolution mid-way
             self.height, self.width = frame.shape[:2]
         return frame
+
+    def _file_changed(self) -> str:
+        """Why the file at the path is no longer the one opened ('' = the same)."""
+        if self.kind != "file" or self._file_id is None:
+            return ""
+        try:
+            now = _file_identity(resolve(self.target))
+        except OSError:
+            return ""  # gone right now: keep the open handle; a later loop point checks again
+        was = self._file_id
+        if now[:2] != was[:2]:
+            return "replaced by another file"
+        if now[2] != was[2]:
+            return f"size {was[2]} -> {now[2]} bytes"
+        if now[3] != was[3]:
+            return "rewritten (mtime changed)"
+        return ""
 
     def _fit(self, out: np.ndarray | None) -> np.ndarray | None:
         return out if out is not None and out.shape == self.shape and out.dtype == np.uint8 else None
