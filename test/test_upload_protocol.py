@@ -226,26 +226,27 @@ def test_receiver_needs_a_token(tmp_path):
 
 
 def test_connection_limit(receiver, tmp_path):
-    """Idle connections beyond --max-connections are refused 'busy' instead of piling up threads."""
+    """Uploads beyond --max-connections are refused 'busy' instead of piling up threads; only an
+    authenticated upload holds one of those slots (idle, unauthenticated connections do not)."""
     rx = receiver("--max-connections", "2", "--timeout", "20")
-    idle = [socket.create_connection(("127.0.0.1", rx.port), timeout=10) for _ in range(2)]
-    try:
-        def third_is_refused():
-            # (if an idle one was not accepted yet, this one takes its slot and waits: try again)
-            try:
-                with socket.create_connection(("127.0.0.1", rx.port), timeout=2) as s:
-                    line = s.makefile().readline()
-            except (TimeoutError, socket.timeout):
-                return False
-            return line and json.loads(line)["code"] == "busy"
-
-        wait_for(third_is_refused, 10, what="third connection refused busy")
-    finally:
-        for s in idle:
-            s.close()
+    idle = [socket.create_connection(("127.0.0.1", rx.port), timeout=10) for _ in range(3)]
+    held = []
     clip = tmp_path / "g.mp4"
     digest = make_clip(clip, 10_000)
-    wait_for(lambda: _try_upload(rx.port, clip), 10, what="uploads served again once the idle ones left")
+    try:
+        for i in range(2):  # two authenticated uploads that stall before their body
+            s = socket.create_connection(("127.0.0.1", rx.port), timeout=10)
+            s.sendall(json.dumps({"proto": PROTO, "token": TOKEN, "name": f"held{i}.mp4", "size": 1000,
+                                  "sha256": hashlib.sha256(b"held%d" % i).hexdigest()}).encode() + b"\n")
+            assert json.loads(s.makefile().readline()) == {"ok": True, "offset": 0}
+            held.append(s)
+        with pytest.raises(UploadError) as err:
+            upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN), clip, "g.mp4")
+        assert err.value.code == "busy" and err.value.retryable and "max 2" in str(err.value)
+    finally:
+        for s in idle + held:
+            s.close()
+    wait_for(lambda: _try_upload(rx.port, clip), 10, what="uploads served again once the held ones left")
     assert sha(rx.root / "g.mp4") == digest
 
 

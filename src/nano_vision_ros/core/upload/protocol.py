@@ -18,7 +18,7 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 # error codes: which ones a client may retry
-RETRYABLE_CODES = {"busy", "io", "checksum", "internal"}
+RETRYABLE_CODES = {"busy", "timeout", "io", "checksum", "internal"}
 PERMANENT_CODES = {"auth", "name", "size", "exists", "proto"}
 
 
