@@ -99,8 +99,8 @@ class _Ema:
 
 
 class DetectorNode(ModelLifecycleNode):
-    def __init__(self) -> None:
-        super().__init__("detector_node")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("detector_node", **kwargs)
         self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
         self.detector: Any = None
         self.tracker: ByteTracker | None = None

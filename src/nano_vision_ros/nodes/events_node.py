@@ -76,8 +76,8 @@ def _stamp(header: Any) -> float:
 
 
 class EventsNode(Node):
-    def __init__(self) -> None:
-        super().__init__("events_node")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("events_node", **kwargs)
         self.cfg = load_config(self, EventsNodeConfig)
         ns = self.get_namespace().strip("/")
         self.camera = self.cfg.camera or (ns.split("/")[-1] if ns else "camera")

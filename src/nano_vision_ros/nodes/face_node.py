@@ -46,11 +46,11 @@ class FaceNodeConfig(FacesConfig):
 
 
 class FaceNode(ModelLifecycleNode):
-    def __init__(self) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self.rec: FaceRecognizer | None = None
         self._lock = threading.Lock()
         self.bus: CommandBus | None = None
-        super().__init__("face_node")
+        super().__init__("face_node", **kwargs)
         self.cfg = load_config(self, FaceNodeConfig)
         self._conv = converter()
         self.pub = self.create_publisher(Detection2DArray, self.cfg.faces_topic, qos.RELIABLE)

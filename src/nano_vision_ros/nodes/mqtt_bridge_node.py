@@ -125,8 +125,8 @@ def _camera_of(topic: str) -> str:
 
 
 class MqttBridgeNode(Node):
-    def __init__(self) -> None:
-        super().__init__("mqtt_bridge_node")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("mqtt_bridge_node", **kwargs)
         self.cfg = c = load_config(self, MqttBridgeConfig)
         try:
             password = read_secret(c.password_file, c.password_env)

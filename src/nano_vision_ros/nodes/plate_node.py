@@ -50,10 +50,10 @@ def _stamp(header: Any) -> tuple[int, int]:
 
 
 class PlateNode(ModelLifecycleNode):
-    def __init__(self) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self.reader: PlateReader | None = None
         self._lock = threading.Lock()
-        super().__init__("plate_node")
+        super().__init__("plate_node", **kwargs)
         self.cfg = load_config(self, PlateNodeConfig, on_change=self._on_change)
         self._conv = converter()
         self.pub = self.create_publisher(Detection2DArray, self.cfg.plates_topic, qos.RELIABLE)

@@ -68,8 +68,8 @@ class RecorderConfig(BaseModel):
 
 
 class RecorderNode(Node):
-    def __init__(self) -> None:
-        super().__init__("recorder_node")
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("recorder_node", **kwargs)
         self.cfg = c = load_config(self, RecorderConfig)
         self.camera = c.camera or self.get_namespace().strip("/").replace("/", "_") or "camera"
         self._conv = converter()

@@ -58,8 +58,8 @@ class StreamerConfig(BaseModel):
 
 
 class RtmpStreamerNode(Node):
-    def __init__(self) -> None:
-        super().__init__("rtmp_streamer_node")
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("rtmp_streamer_node", **kwargs)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
         self._conv = converter()

@@ -72,8 +72,8 @@ class UploaderConfig(BaseModel):
 
 
 class UploaderNode(Node):
-    def __init__(self) -> None:
-        super().__init__("uploader_node")
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("uploader_node", **kwargs)
         self.cfg = c = load_config(self, UploaderConfig)
         token = self._token(c)
         self.bad_notices = 0
