@@ -104,7 +104,7 @@ class CaptureLoop:
     def stats(self) -> dict[str, object]:
         return {"state": self.state, "source": self.source.name, "fps": round(self.fps_measured(), 2),
                 "frames": self.frames, "drops": self.drops, "throttled": self.throttled,
-                "reconnects": self.reconnects, "width": self.width, "height": self.height,
+                "reconnects": self.reconnects, "attempts": self.attempts, "width": self.width, "height": self.height,
                 "last_error": self.last_error}
 
     # -- thread -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nano_vision_ros.core.capture.base import EndOfStream, FrameSource, SourceError, redact
+from nano_vision_ros.core.capture.rtsp import check_rtsp_auth
 from nano_vision_ros.core.paths import resolve
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ class OpenCVSource(FrameSource):
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if not cap.isOpened():
             cap.release()
+            if self.kind == "url":
+                check_rtsp_auth(self.target, min(3.0, self.open_timeout))  # a named error for a wrong password
             why = {"file": "cannot decode the file (not a video, or a codec FFmpeg lacks)",
                    "url": "cannot open the stream (refused, unreachable, timed out or not a video)",
                    "v4l2": "cannot open the device (missing, busy or not a capture device)"}[self.kind]
