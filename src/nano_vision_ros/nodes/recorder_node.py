@@ -16,7 +16,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -25,7 +24,7 @@ from std_msgs.msg import String
 
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import checked_jpeg, to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -72,7 +71,6 @@ class RecorderNode(Node):
         super().__init__("recorder_node", **kwargs)
         self.cfg = c = load_config(self, RecorderConfig)
         self.camera = c.camera or self.get_namespace().strip("/").replace("/", "_") or "camera"
-        self._conv = converter()
         self._last_t = 0.0
         self.frames_recorded = 0
         self.bad_events = 0
@@ -112,18 +110,9 @@ class RecorderNode(Node):
         if t - self._last_t < 0.9 / self.cfg.fps:
             return  # above the clip rate: not worth a JPEG encode
         if isinstance(msg, CompressedImage) and any(k in msg.format.lower() for k in ("jpeg", "jpg")):
-            jpeg = bytes(msg.data)
+            jpeg = checked_jpeg(msg)  # kept as it is, but a garbage jpeg must not reach a clip
         else:
-            if isinstance(msg, CompressedImage):
-                img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-            else:
-                img = self._conv.to_numpy(msg)
-                if msg.encoding == "rgb8":
-                    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-                elif msg.encoding not in ("bgr8", "mono8"):
-                    raise ValueError(f"unsupported image encoding {msg.encoding!r} for recording (bgr8, rgb8, mono8)")
+            img = to_bgr(msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
             if not ok:
                 raise ValueError("JPEG encoding failed")

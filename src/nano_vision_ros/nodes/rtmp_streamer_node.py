@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import cv2
-import numpy as np
 from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -62,7 +60,6 @@ class RtmpStreamerNode(Node):
         super().__init__("rtmp_streamer_node", **kwargs)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
-        self._conv = converter()
         camera = self.get_namespace().strip("/").replace("/", "_") or "camera"
         self.url = c.url.replace("{camera}", camera)
         self.streamer = RtmpStreamer(StreamerOptions(
@@ -75,19 +72,7 @@ class RtmpStreamerNode(Node):
         self.get_logger().info(f"streaming {self.resolve_topic_name(c.image_topic)} to {self.url} at {c.fps:g} fps")
 
     def _handle(self, msg: Image) -> None:
-        frame = self._conv.to_numpy(msg)
-        enc = msg.encoding
-        if enc == "rgb8":
-            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        elif enc == "mono8" or frame.ndim == 2:
-            frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_GRAY2BGR)
-        elif enc == "bgra8":
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        elif enc == "rgba8":
-            frame = cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR)
-        elif enc != "bgr8":
-            raise ValueError(f"unsupported image encoding {enc!r} for streaming (use bgr8, rgb8, mono8, bgra8, rgba8)")
-        self.streamer.push(frame)
+        self.streamer.push(to_bgr(msg))  # a bad frame raises ImageError: counted by the worker's BadFrames
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         s = self.streamer.stats()

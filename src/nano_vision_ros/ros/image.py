@@ -107,7 +107,7 @@ def imgmsg_to_numpy(msg: Image) -> np.ndarray:
     return _view(msg, msg.encoding)
 
 
-def _view(msg: Image, encoding: str) -> np.ndarray:
+def _view(msg: Image, encoding: str, native: bool = True) -> np.ndarray:
     dtype, channels = encoding_info(encoding)
     h, w = int(msg.height), int(msg.width)
     _check_size(w, h)
@@ -116,7 +116,7 @@ def _view(msg: Image, encoding: str) -> np.ndarray:
     dt = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     arr = rows.view(dt)  # rows may be padded (step > row bytes): the last axis is still contiguous
     arr = arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
-    if dt.byteorder not in ("=", "|") and dt.byteorder != ("<" if sys.byteorder == "little" else ">"):
+    if native and dt.byteorder not in ("=", "|") and dt.byteorder != ("<" if sys.byteorder == "little" else ">"):
         arr = arr.astype(dtype)  # foreign byte order: one copy into native order
     return arr
 
@@ -278,25 +278,10 @@ def to_bgr(msg: Image | CompressedImage) -> np.ndarray:
     """
     if isinstance(msg, CompressedImage):
         return _compressed_to_bgr(msg)
-    enc = msg.encoding
-    if enc not in ENCODINGS and enc not in _NV and isinstance(enc, str) and enc.lower() in BGR_ENCODINGS:
-        enc = enc.lower()  # "BGR8", "YUYV" from loose drivers
+    enc, arr = _checked_view(msg)
     cv2 = _cv2()
     if enc in _NV:
-        h, w = int(msg.height), int(msg.width)
-        _check_size(w, h)
-        if w % 2 or h % 2:
-            raise ImageError(f"{enc} needs an even width and height, got {w}x{h}", "size")
-        planes = _rows(msg, h * 3 // 2, w, "step*height*3/2")  # Y rows then interleaved chroma rows
-        return _convert(cv2, np.ascontiguousarray(planes), getattr(cv2, _NV[enc]), enc)
-    if enc not in _AS_IS and enc not in _COLOR_CODES:
-        if enc in ENCODINGS:
-            raise ImageError(f"encoding {enc!r} cannot be shown as BGR (supported: {', '.join(BGR_ENCODINGS)})",
-                             "encoding")
-        raise ImageError(f"encoding {_short(enc)} unknown (supported: {', '.join(BGR_ENCODINGS)})", "encoding")
-    if _COLOR_CODES.get(enc, "").startswith("COLOR_YUV2") and int(msg.width) % 2:
-        raise ImageError(f"{enc} needs an even width, got {int(msg.width)}", "size")
-    arr = _view(msg, enc)
+        return _convert(cv2, np.ascontiguousarray(arr), getattr(cv2, _NV[enc]), enc)
     if arr.dtype == np.uint16 and not enc.startswith("bayer"):
         arr = (arr >> 8).astype(np.uint8)
     if enc in _AS_IS:
@@ -305,6 +290,36 @@ def to_bgr(msg: Image | CompressedImage) -> np.ndarray:
     if out.dtype == np.uint16:  # 16-bit Bayer demosaics to 16-bit BGR
         out = (out >> 8).astype(np.uint8)
     return out
+
+
+def check_image(msg: Image) -> None:
+    """Raise ImageError if to_bgr would refuse `msg`'s encoding or geometry, without converting.
+
+    Only header fields and the buffer length are looked at (no pixel is touched), so a
+    subscription callback can afford it before buffering a frame for later.
+    """
+    _checked_view(msg, native=False)
+
+
+def _checked_view(msg: Image, native: bool = True) -> tuple[str, np.ndarray]:
+    """(encoding, validated view of the pixels) for to_bgr; nv12/nv21 give the (h*3/2, w) planes."""
+    enc = msg.encoding
+    if enc not in ENCODINGS and enc not in _NV and isinstance(enc, str) and enc.lower() in BGR_ENCODINGS:
+        enc = enc.lower()  # "BGR8", "YUYV" from loose drivers
+    if enc in _NV:
+        h, w = int(msg.height), int(msg.width)
+        _check_size(w, h)
+        if w % 2 or h % 2:
+            raise ImageError(f"{enc} needs an even width and height, got {w}x{h}", "size")
+        return enc, _rows(msg, h * 3 // 2, w, "step*height*3/2")  # Y rows then interleaved chroma rows
+    if enc not in _AS_IS and enc not in _COLOR_CODES:
+        if enc in ENCODINGS:
+            raise ImageError(f"encoding {enc!r} cannot be shown as BGR (supported: {', '.join(BGR_ENCODINGS)})",
+                             "encoding")
+        raise ImageError(f"encoding {_short(enc)} unknown (supported: {', '.join(BGR_ENCODINGS)})", "encoding")
+    if _COLOR_CODES.get(enc, "").startswith("COLOR_YUV2") and int(msg.width) % 2:
+        raise ImageError(f"{enc} needs an even width, got {int(msg.width)}", "size")
+    return enc, _view(msg, enc, native)
 
 
 def _convert(cv2: Any, arr: np.ndarray, code: int, enc: str) -> np.ndarray:
@@ -340,6 +355,32 @@ def _compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
             return (b[i + 7] << 8) | b[i + 8], (b[i + 5] << 8) | b[i + 6]
         i += 2 + ((b[i + 2] << 8) | b[i + 3])
     return None
+
+
+def checked_jpeg(msg: CompressedImage) -> bytes:
+    """The jpeg bytes of `msg`, to keep as they are (no full decode), after checking they are one.
+
+    Checks the markers and declared size, then decodes at 1/8 scale (cheap: the DCT is scaled)
+    so truncated or corrupt entropy data is refused too; ImageError names the problem.
+    """
+    fmt = msg.format if isinstance(msg.format, str) else ""
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): "
+                         "no jpeg start marker", "decode")
+    size = _compressed_size(buf)
+    if size is None:
+        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): "
+                         "no jpeg frame header", "decode")
+    _check_size(*size)
+    cv2 = _cv2()
+    try:
+        small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    except cv2.error:
+        small = None
+    if small is None:
+        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes)", "decode")
+    return buf.tobytes()
 
 
 def _compressed_to_bgr(msg: CompressedImage) -> np.ndarray:

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Generic, TypeVar
+
+from nano_vision_ros.ros.diagnostics import BadFrames
+from nano_vision_ros.ros.image import ImageError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -13,14 +17,18 @@ class LatestWorker(Generic[T]):
     """A size-1, drop-oldest queue served by one thread.
 
     ``submit`` never blocks: if the worker is still busy with an older item, the pending one is
-    replaced and counted in ``dropped``. Exceptions in the handler are logged (rate-limited by the
-    caller's logger) and counted; the worker keeps going.
+    replaced and counted in ``dropped``. Exceptions in the handler are counted and logged
+    throttled; the worker keeps going. An ``ImageError`` (a bad frame) goes to ``bad``
+    (``BadFrames``: per-cause counts, named in the node's diagnostics), numbered by arrival.
     """
+
+    ERROR_LOG_PERIOD = 10.0
 
     def __init__(self, handler: Callable[[T], None], name: str = "worker") -> None:
         self._handler = handler
         self._cond = threading.Condition()
         self._pending: T | None = None
+        self._pending_no = 0
         self._has_pending = False
         self._stop = False
         self.submitted = 0
@@ -28,6 +36,9 @@ class LatestWorker(Generic[T]):
         self.dropped = 0
         self.errors = 0
         self.last_error: str = ""
+        self.bad = BadFrames(name)
+        self._err_logged_t: float | None = None
+        self._err_unlogged = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -38,6 +49,7 @@ class LatestWorker(Generic[T]):
             self._pending = item
             self._has_pending = True
             self.submitted += 1
+            self._pending_no = self.submitted
             self._cond.notify()
 
     def _run(self) -> None:
@@ -48,15 +60,31 @@ class LatestWorker(Generic[T]):
                 if self._stop:
                     return
                 item = self._pending
+                number = self._pending_no
                 self._pending = None
                 self._has_pending = False
             try:
                 self._handler(item)  # type: ignore[arg-type]
                 self.processed += 1
-            except Exception as err:  # a bad frame must not kill the node
+            except ImageError as err:  # a bad frame: counted by cause, logged throttled
                 self.errors += 1
                 self.last_error = f"{type(err).__name__}: {err}"
-                log.warning("%s: %s", self._thread.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
+                self.bad.record(err, number)
+            except Exception as err:  # a failing handler must not kill the node
+                self.errors += 1
+                self.last_error = f"{type(err).__name__}: {err}"
+                self._log_error()
+
+    def _log_error(self) -> None:
+        """First error at WARNING, then at most one line per ERROR_LOG_PERIOD with the count."""
+        now = time.monotonic()
+        if self._err_logged_t is not None and now - self._err_logged_t < self.ERROR_LOG_PERIOD:
+            self._err_unlogged += 1
+            return
+        more = f" ({self._err_unlogged} more errors since the last report)" if self._err_unlogged else ""
+        log.warning("%s: %s%s", self._thread.name, self.last_error, more, exc_info=log.isEnabledFor(logging.DEBUG))
+        self._err_logged_t = now
+        self._err_unlogged = 0
 
     def stop(self, timeout: float = 2.0) -> None:
         with self._cond:
