@@ -4,6 +4,7 @@ track, publish) beside raw ``backend.infer`` on the same tensor (the floor).
 
     .venv/bin/python bench/detector.py                 # CPU backends here
     .venv/bin/python bench/detector.py --gpu           # + CuPy / pycuda pre-processing, ORT CUDA if present
+    .venv/bin/python bench/detector.py --cadence       # CPU cores at a camera cadence, ORT spinning on vs off
 
 Overhead = (pipeline - raw inference) / raw inference, at batch 1. Figures go to
 docs/performance/detector.md.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -101,6 +103,70 @@ def bench_pipeline(task: str, backend: str, device: str, model: str | None, n: i
     return r
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, all threads) of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _paced(det, tracker, pub, image: np.ndarray, fps: float, seconds: float) -> tuple[float, float, int]:
+    """The node's per-frame work (detect, track, to_msg) at a camera cadence: (cores, infer ms, frames)."""
+    period, n = 1.0 / fps, max(1, int(seconds * fps))
+    c0, t0 = _cpu_s(), time.monotonic()
+    infer = []
+    for i in range(n):
+        dets = tracker.update(det.detect(image))
+        if pub is not None:
+            pub(dets)
+        infer.append(det.timings["infer"])
+        delay = t0 + (i + 1) * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return (_cpu_s() - c0) / (time.monotonic() - t0), med(infer), n
+
+
+def _model_cpu_per_frame(det, image: np.ndarray, n: int) -> float:
+    """CPU seconds per inference of the model itself: back to back on the pre-made tensor."""
+    tensor, _ = det.preprocessor(image)
+    feeds = {det._input_name: tensor.copy(), **det._extra}
+    c0 = _cpu_s()
+    for _ in range(n):
+        det.backend.infer(feeds)
+    return (_cpu_s() - c0) / n
+
+
+def bench_cadence(task: str, model: str | None, fps: float, seconds: float, rounds: int, threads: int,
+                  image: np.ndarray) -> None:
+    """Spinning on vs off, windows alternating (same machine load), beside the model's own CPU."""
+    from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+    from nano_vision_ros.core.tracking import ByteTracker
+
+    pub = publish_fn()
+    dets = {spin: build_detector(load_profile(task), model=model, backend="onnxruntime", device="cpu",
+                                 spinning=spin, **({"threads": threads} if threads else {})) for spin in (True, False)}
+    for d in dets.values():
+        d.warmup(5)
+    nthreads = dets[False].backend.threads
+    print(f"\n{task}: {nthreads} intra-op threads, {fps:g} fps, {rounds} x {seconds:g} s windows per setting, alternating")
+    print("| round | spinning | node cores | infer ms | model CPU ms/frame (back to back) | model cores at cadence | node / model |")
+    print("|---|---|---|---|---|---|---|")
+    ratios: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(rounds):
+        for spin in (True, False):
+            det = dets[spin]
+            model_cpu = _model_cpu_per_frame(dets[False], image, 20)  # the floor: the non-spinning session
+            cores, infer_ms, _ = _paced(det, ByteTracker(), pub, image, fps, seconds)
+            model_cores = model_cpu * fps
+            ratios[spin].append(cores / model_cores)
+            print(f"| {r + 1} | {'on' if spin else 'off'} | {cores:.3f} | {infer_ms:.1f} | {model_cpu * 1e3:.1f} | "
+                  f"{model_cores:.3f} | {cores / model_cores:.2f} |")
+    for spin in (True, False):
+        xs = ratios[spin]
+        print(f"spinning {'on ' if spin else 'off'}: node / model CPU {min(xs):.2f}-{max(xs):.2f} (median {med(xs):.2f})")
+    for d in dets.values():
+        d.close()
+
+
 def gpu_preprocess(n: int, image: np.ndarray) -> None:
     """CPU Preprocessor vs the CUDA kernel via CuPy and via pycuda (upload + kernel + sync)."""
     cpu = Preprocessor(640, 640, resize="letterbox", channel_order="rgb")
@@ -178,6 +244,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100, help="frames per configuration")
     ap.add_argument("--gpu", action="store_true", help="also GPU pre-processing and ORT CUDA")
+    ap.add_argument("--cadence", action="store_true", help="only: CPU cores at a camera cadence, spinning on vs off")
+    ap.add_argument("--fps", type=float, default=10.0, help="--cadence: camera frame rate")
+    ap.add_argument("--seconds", type=float, default=6.0, help="--cadence: seconds per window")
+    ap.add_argument("--rounds", type=int, default=3, help="--cadence: windows per setting")
+    ap.add_argument("--threads", type=int, default=0, help="--cadence: intra-op threads (0 = auto)")
     args = ap.parse_args()
     image = cv2.imread(str(SAMPLE))
     if image is None:
@@ -188,6 +259,9 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}; "
           f"onnxruntime {ort.__version__} {ort.get_available_providers()}; OpenCV {cv2.__version__}; input {SAMPLE.name} "
           f"{image.shape[1]}x{image.shape[0]}, median of {args.n} frames")
+    if args.cadence:
+        bench_cadence("coco_objects", None, args.fps, args.seconds, args.rounds, args.threads, image)
+        return 0
     configs = [("coco_objects", "onnxruntime", "cpu", None), ("coco_objects", "opencv", "auto", None),
                ("coco_centernet", "onnxruntime", "cpu", str(CENTERNET)), ("coco_centernet", "opencv", "auto", str(CENTERNET))]
     if args.gpu and "CUDAExecutionProvider" in ort.get_available_providers():

@@ -261,3 +261,28 @@ def test_int8_calibration_preprocess_is_the_tasks():
     ref, _ = det.preprocessor(img)
     np.testing.assert_array_equal(calib, ref)
     det.close()
+
+
+def test_onnxruntime_threads_auto_and_no_spinning(monkeypatch):
+    """Intra-op threads = usable cores // detectors on the machine (or the given count); the pools
+    never spin between inferences unless asked (benchmark comparison only)."""
+    from nano_vision_ros.core.inference import onnxruntime_backend as ob
+
+    monkeypatch.setattr(ob, "usable_cores", lambda: 8)
+    assert ob.auto_threads(0, 1) == 8 and ob.auto_threads(0, 3) == 2 and ob.auto_threads(0, 20) == 1
+    assert ob.auto_threads(5, 3) == 5
+    be = create_backend(str(NANODET), "onnxruntime", device="cpu", detectors=4)
+    assert be.threads == 2 and not be.spinning
+    opts = be.session.get_session_options()
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    x = np.zeros((1, 3, 416, 416), np.float32)
+    quiet = be.infer(x)
+    spin = create_backend(str(NANODET), "onnxruntime", device="cpu", threads=1, spinning=True)
+    assert spin.threads == 1
+    assert spin.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    for a, b in zip(quiet, spin.infer(x)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    be.close()
+    spin.close()

@@ -64,6 +64,9 @@ class DetectorConfig(BaseModel):
     annotate: bool = Field(True, description="publish image_annotated (only computed while someone subscribes)")
     annotated_topic: str = Field("image_annotated", description="annotated image topic")
     warmup_runs: int = Field(2, ge=0, description="inferences on a blank frame at configure")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = auto: usable cores // detectors_on_machine")
+    detectors_on_machine: int = Field(1, ge=1, description="detector nodes sharing this machine's CPU (the site sets it; "
+                                                           "auto threads divide the cores among them)")
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
@@ -128,7 +131,8 @@ class DetectorNode(ModelLifecycleNode):
             det = build_detector(
                 profile, model=c.model or None, backend=c.backend or None, device=c.device or None,
                 score_threshold=c.score_threshold if c.score_threshold >= 0 else None,
-                nms_threshold=c.nms_threshold if c.nms_threshold >= 0 else None)
+                nms_threshold=c.nms_threshold if c.nms_threshold >= 0 else None,
+                detectors=c.detectors_on_machine, **({"threads": c.threads} if c.threads else {}))
             if hasattr(det, "warmup") and c.warmup_runs:
                 det.warmup(c.warmup_runs)
         except (ConfigError, ModelError, RuntimeMissingError, NanoVisionError) as err:
@@ -312,6 +316,9 @@ class DetectorNode(ModelLifecycleNode):
         if det is not None:
             values["backend"] = getattr(getattr(det, "backend", None), "name", type(det).__name__)
             values["score_threshold"] = getattr(det, "score_threshold", "")
+            threads = getattr(getattr(det, "backend", None), "threads", None)
+            if threads is not None:
+                values["threads"] = threads
         if self.last_error:
             values["error"] = self.last_error
             return diagnostics.ERROR, self.last_error[:200], values

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,31 @@ _PROVIDERS = {
 }
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so a cpuset or taskset counts)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_threads(threads: int = 0, detectors: int = 1) -> int:
+    """Intra-op threads: ``threads`` if > 0, else the usable cores shared out among the detectors
+    on this machine (``max(1, cores // detectors)``), so N detectors do not oversubscribe the CPU."""
+    if threads > 0:
+        return int(threads)
+    return max(1, usable_cores() // max(1, int(detectors)))
+
+
 class OnnxRuntimeBackend(InferenceBackend):
+    """Sessions never spin: ONNX Runtime's default keeps its intra-op threads busy-waiting between
+    inferences, which at a 10 fps camera cadence roughly doubles the CPU of the same inference
+    (docs/performance/detector.md). ``spinning=True`` restores the default (benchmarks only)."""
+
     name = "onnxruntime"
 
     def __init__(self, path: str, device: str = "auto", threads: int = 0, precision: str = "fp16",
-                 cache_dir: str | None = None, **_: Any) -> None:
+                 cache_dir: str | None = None, detectors: int = 1, spinning: bool = False, **_: Any) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -49,8 +70,14 @@ class OnnxRuntimeBackend(InferenceBackend):
         else:
             raise ModelError(f"unknown onnxruntime device {device!r}; use auto, cpu, cuda or tensorrt")
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        self.threads = auto_threads(int(threads), int(detectors))
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1  # sequential execution mode: the inter-op pool is idle anyway
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        spin = "1" if spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        self.spinning = bool(spinning)
         opts.log_severity_level = 3
         providers: list[Any] = list(wanted)
         if "TensorrtExecutionProvider" in providers:
