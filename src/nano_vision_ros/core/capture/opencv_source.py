@@ -101,6 +101,10 @@ class OpenCVSource(FrameSource):
         self.close()
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        if self.kind == "url" and self.low_latency:
+            # one decoder thread: FFmpeg's frame threading holds back (threads - 1) frames, which
+            # for a live camera is pure latency (docs/performance/capture.md)
+            params += [cv2.CAP_PROP_N_THREADS, 1]
         if self.kind == "file":
             path = resolve(self.target)
             if not path.is_file():
