@@ -1,7 +1,9 @@
 """ros2 launch nano_vision_ros site.launch.py [site_config:=PATH] [start_services:=true|false]
 
 The same node graph as `nano-vision site`: both come from nano_vision_ros.site.graph.build_graph
-reading config/site.yaml (cameras, the nodes of each, site-wide nodes, one params file).
+reading config/site.yaml (cameras, the nodes of each, site-wide nodes, one params file), packed
+into the same processes (`processes:` per camera: one Node action per single-node process, one
+container process per group) with the same Fast DDS profile per process.
 """
 import os
 import sys
@@ -37,7 +39,15 @@ def _nodes(context, *args, **kwargs):
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "clip_receiver", "--host", rx.host,
                      "--port", str(rx.port), "--dir", rx.dir, "--token-file", rx.token_file],
                 name="clip_receiver", output="screen"))
-    for n in graph.nodes:
+    for proc in graph.processes:
+        if proc.is_container:
+            # several nodes in one process (the site file's `processes:`); each keeps its own name,
+            # namespace, parameters and remappings (nano_vision_ros.ros.container)
+            actions.append(ExecuteProcess(
+                cmd=proc.command(), name=proc.label, output="screen", emulate_tty=True,
+                additional_env=proc.env or None, respawn=proc.respawn, respawn_delay=proc.respawn_delay))
+            continue
+        n = proc.nodes[0]
         actions.append(Node(
             package="nano_vision_ros",
             executable=n.executable,
@@ -49,6 +59,7 @@ def _nodes(context, *args, **kwargs):
             respawn_delay=n.respawn_delay,
             output="screen",
             emulate_tty=True,
+            additional_env=proc.env or None,
         ))
     return actions
 

@@ -34,12 +34,23 @@ def setup_python_logging() -> None:
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads: int | None = None) -> int:
-    """Create the node, spin it until SIGINT/SIGTERM, clean up; returns the process exit code.
+    """Create the node, spin it until SIGINT/SIGTERM, clean up; returns the process exit code."""
+    return run_nodes([("", factory)], args, threads)
+
+
+def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] | None = None,
+              threads: int | None = None) -> int:
+    """Create the nodes (in order) in one context and one executor, spin until SIGINT/SIGTERM.
+
+    One process per node and a container of several nodes (nano_vision_ros.ros.container) share
+    this code, so start-up errors, autostart and shutdown behave the same whichever way nodes are
+    packed. A ConfigError from any node: one ERROR line naming the node and the problem, the nodes
+    already created are destroyed, exit code 2.
 
     rclpy's own signal handler would invalidate the context at the first Ctrl-C, while worker
     threads may still publish (a clip notice, a last event). Here the signal only ends spinning;
-    the node is destroyed (stopping its workers, which may still publish) while the context is
-    valid, and rclpy shuts down last.
+    the nodes are destroyed (stopping their workers, which may still publish) while the context is
+    valid, in the order they were created, and rclpy shuts down last.
     """
     setup_python_logging()
     from nano_vision_ros.core.capture.memory import tune_malloc_for_frames
@@ -49,28 +60,32 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    node: Node | None = None
+    nodes: list[Node] = []
     executor: MultiThreadedExecutor | None = None
     try:
-        try:
-            node = factory()
-        except ConfigError as err:
-            rclpy.logging.get_logger("nano_vision_ros").error(f"invalid configuration: {err}")
-            return EXIT_CONFIG
-        _autostart(node)
+        for label, factory in factories:
+            try:
+                nodes.append(factory())
+            except ConfigError as err:
+                where = f"{label}: " if label else ""
+                rclpy.logging.get_logger("nano_vision_ros").error(f"{where}invalid configuration: {err}")
+                return EXIT_CONFIG
+        for node in nodes:
+            _autostart(node)
         executor = MultiThreadedExecutor(num_threads=threads or 4)
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         try:
             while not stop.is_set() and rclpy.ok():
                 executor.spin_once(timeout_sec=0.2)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
     finally:
-        if node is not None:
+        for node in nodes:
             try:
                 node.destroy_node()
             except Exception as err:  # noqa: BLE001 - shutdown must finish
-                logging.getLogger(__name__).warning("destroy_node: %s", err)
+                logging.getLogger(__name__).warning("destroy_node %s: %s", node.get_name(), err)
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()

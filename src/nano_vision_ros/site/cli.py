@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import tempfile
@@ -31,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for k, v in sorted(graph.env.items()):
             print(f"export {k}={v}")
-        for n in graph.nodes:
-            print(" ".join([n.executable, *n.ros_args()]))
+        for proc in graph.processes:
+            prefix = "".join(f"{k}={v} " for k, v in sorted(proc.env.items()))
+            print(prefix + shlex.join(proc.command()))
         return 0
     runner = SiteRunner(graph, start_services=not args.no_services)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                     "nodes' matching parameters in the params file), or set `enabled: false` to use the running one")
         print(f"nano-vision site: start-up failed: {err}{hint}", file=sys.stderr)
         return 1
-    print(f"[site] {len(runner.procs)} node(s) running; Ctrl-C stops them", flush=True)
+    print(f"[site] {len(graph.nodes)} node(s) in {len(runner.procs)} process(es) running; Ctrl-C stops them", flush=True)
     try:
         code = runner.supervise(duration=args.duration)
     finally:

@@ -24,6 +24,13 @@ NODE_KINDS: dict[str, str] = {
     "uploader": "uploader_node",
 }
 
+#: kinds whose nodes publish frames: their process gets the frame-sized shared-memory segment
+IMAGE_KINDS = frozenset({"camera", "detector"})
+
+#: how a camera's nodes are packed into processes: each its own (`per_node`), the camera's nodes in
+#: one container (`per_camera`), or with every `one` camera and the site nodes in one container.
+Packing = Literal["per_node", "per_camera", "one"]
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -73,6 +80,7 @@ class CameraEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     nodes: list[NodeEntry] = Field(default_factory=list)
+    processes: Packing | None = None  # None: the site's `processes`
 
     _norm = field_validator("nodes", mode="before")(lambda cls, v: _entries(v))
 
@@ -117,6 +125,10 @@ class SiteConfig(BaseModel):
     device_id: str = "device"
     params_file: str = ""
     fastdds_profile: str = "config/fastdds_shm.xml"
+    # processes whose nodes never publish frames get this profile (a small segment); "" = fastdds_profile
+    fastdds_small_profile: str = ""
+    processes: Packing = "per_node"  # default packing of each camera's nodes
+    site_processes: Literal["per_node", "one"] = "per_node"  # site nodes: own processes, or the shared one
     discovery_range: Literal["default", "localhost", "subnet"] = "default"
     services: Services = Field(default_factory=Services)
     cameras: list[CameraEntry] = Field(default_factory=list)

@@ -1,13 +1,15 @@
 """The one place that turns a site file into nodes: used by the launch file and the runner."""
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nano_vision_ros.core.errors import ConfigError
-from nano_vision_ros.site.config import NodeEntry, SiteConfig, resolve_relative
+from nano_vision_ros.site.config import IMAGE_KINDS, NodeEntry, SiteConfig, resolve_relative
 
 PACKAGE = "nano_vision_ros"
 
@@ -25,6 +27,7 @@ class NodeSpec:
     respawn: bool = False
     respawn_delay: float = 2.0
     camera: str = ""
+    kind: str = ""
 
     @property
     def label(self) -> str:
@@ -45,6 +48,45 @@ class NodeSpec:
         return args
 
 
+    def container_arg(self) -> str:
+        """The node as one argument of nano_vision_ros.ros.container."""
+        return json.dumps({"executable": self.executable, "name": self.name, "namespace": self.namespace,
+                           "args": self.ros_args()}, separators=(",", ":"))
+
+
+@dataclass
+class ProcessSpec:
+    """One OS process of the site: a single node (its console script) or a container of nodes."""
+
+    label: str
+    nodes: list[NodeSpec]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the site's environment
+
+    @property
+    def camera(self) -> str:
+        """The camera when every node belongs to it (such processes stop first); else ""."""
+        cams = {n.camera for n in self.nodes}
+        return cams.pop() if len(cams) == 1 else ""
+
+    @property
+    def respawn(self) -> bool:
+        return any(n.respawn for n in self.nodes)
+
+    @property
+    def respawn_delay(self) -> float:
+        return max(n.respawn_delay for n in self.nodes)
+
+    @property
+    def is_container(self) -> bool:
+        return len(self.nodes) > 1
+
+    def command(self, executable: str | None = None) -> list[str]:
+        """argv: the node's console script (path `executable`) or the container module."""
+        if not self.is_container:
+            return [executable or self.nodes[0].executable, *self.nodes[0].ros_args()]
+        return [sys.executable, "-m", "nano_vision_ros.ros.container", *(n.container_arg() for n in self.nodes)]
+
+
 def _param_text(v: Any) -> str:
     """A -p value in YAML so ints, floats, bools, lists keep their type."""
     import yaml
@@ -58,16 +100,14 @@ class SiteGraph:
     env: dict[str, str]
     site: SiteConfig
     site_path: Path
+    processes: list[ProcessSpec] = field(default_factory=list)
 
 
 def environment(site: SiteConfig, site_path: Path) -> dict[str, str]:
     """Environment every node of the site gets (the Fast DDS shared-memory profile above all)."""
     env: dict[str, str] = {}
     if site.fastdds_profile:
-        prof = resolve_relative(site.fastdds_profile, site_path)
-        if not prof.is_file():
-            raise ConfigError(f"fastdds_profile not found: {site.fastdds_profile}", "fastdds_profile")
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(prof)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = transport_profile(site.fastdds_profile, site_path, "fastdds_profile")
     if site.discovery_range != "default":
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = site.discovery_range.upper()
     env.setdefault("RMW_IMPLEMENTATION", os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"))
@@ -93,12 +133,43 @@ def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
             respawn=entry.respawn,
             respawn_delay=entry.respawn_delay,
             camera=camera,
+            kind=entry.kind,
         )
 
     nodes: list[NodeSpec] = []
+    processes: list[ProcessSpec] = []
+    shared = ProcessSpec("site_container", [])  # every `one` camera and (site_processes: one) the site nodes
     for cam in site.cameras:
-        for entry in cam.nodes:
-            nodes.append(spec(entry, f"/{cam.name}", cam.name))
-    for entry in site.site_nodes:
-        nodes.append(spec(entry, "", ""))
-    return SiteGraph(nodes=nodes, env=environment(site, site_path), site=site, site_path=site_path)
+        cam_nodes = [spec(entry, f"/{cam.name}", cam.name) for entry in cam.nodes]
+        nodes += cam_nodes
+        packing = cam.processes or site.processes
+        if packing == "per_node":
+            processes += [ProcessSpec(n.label, [n]) for n in cam_nodes]
+        elif packing == "per_camera" and cam_nodes:
+            processes.append(ProcessSpec(f"{cam.name}_container", cam_nodes))
+        else:
+            shared.nodes += cam_nodes
+    site_nodes = [spec(entry, "", "") for entry in site.site_nodes]
+    nodes += site_nodes
+    if site.site_processes == "one" or shared.nodes:
+        shared.nodes += site_nodes
+    else:
+        processes += [ProcessSpec(n.label, [n]) for n in site_nodes]
+    if shared.nodes:
+        processes.append(shared if len(shared.nodes) > 1 else ProcessSpec(shared.nodes[0].label, shared.nodes))
+    small = transport_profile(site.fastdds_small_profile, site_path, "fastdds_small_profile")
+    if small:
+        for proc in processes:
+            if not any(n.kind in IMAGE_KINDS for n in proc.nodes):
+                proc.env["FASTDDS_DEFAULT_PROFILES_FILE"] = small
+    return SiteGraph(nodes=nodes, env=environment(site, site_path), site=site, site_path=site_path, processes=processes)
+
+
+def transport_profile(value: str, site_path: Path, key: str) -> str:
+    """A Fast DDS profile file named in the site file, resolved; "" when not set."""
+    if not value:
+        return ""
+    prof = resolve_relative(value, site_path)
+    if not prof.is_file():
+        raise ConfigError(f"{key} not found: {value}", key)
+    return str(prof)

@@ -1,4 +1,5 @@
-"""Run a site graph without launch_ros: each node its own process, as ``ros2 launch`` would.
+"""Run a site graph without launch_ros: each process of the graph (one node, or a container of
+a camera's nodes) started as ``ros2 launch`` would start it.
 
 Logs are prefixed with the node's label, Ctrl-C/SIGTERM is forwarded (SIGINT, then SIGTERM and
 SIGKILL after ``stop_timeout``), a node that dies during start-up fails the whole start with its
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
-from nano_vision_ros.site.graph import NodeSpec, SiteGraph
+from nano_vision_ros.site.graph import ProcessSpec, SiteGraph
 
 log = logging.getLogger("nano_vision.site")
 
@@ -39,7 +40,7 @@ def find_executable(name: str) -> str | None:
 
 @dataclass
 class ManagedProcess:
-    spec: NodeSpec
+    spec: ProcessSpec
     cmd: list[str]
     env: dict[str, str]
     out: IO[str]
@@ -129,11 +130,14 @@ class SiteRunner:
             self._say(f"clip receiver on {svc.clip_receiver.host}:{svc.clip_receiver.port} -> {svc.clip_receiver.dir} (pid {r.pid})")
 
     # -- nodes -------------------------------------------------------------------------------
-    def _command(self, spec: NodeSpec) -> list[str]:
-        exe = find_executable(spec.executable)
+    def _command(self, spec: ProcessSpec) -> list[str]:
+        if spec.is_container:
+            return spec.command()
+        node = spec.nodes[0]
+        exe = find_executable(node.executable)
         if exe is None:
-            raise StartupError(f"{spec.label}: executable '{spec.executable}' not found (is the package installed? run `make setup`)")
-        return [exe, *spec.ros_args()]
+            raise StartupError(f"{spec.label}: executable '{node.executable}' not found (is the package installed? run `make setup`)")
+        return spec.command(exe)
 
     def _say(self, text: str) -> None:
         self.out.write(f"[site] {text}\n")
@@ -145,11 +149,12 @@ class SiteRunner:
         try:
             if self.start_services:
                 self._start_services(workdir)
-            for spec in self.graph.nodes:
-                mp = ManagedProcess(spec, self._command(spec), env, self.out)
+            for spec in self.graph.processes:
+                mp = ManagedProcess(spec, self._command(spec), {**env, **spec.env}, self.out)
                 mp.start()
                 self.procs.append(mp)
-                self._say(f"started {spec.label} (pid {mp.proc.pid})")  # type: ignore[union-attr]
+                inside = f": {', '.join(n.label for n in spec.nodes)}" if spec.is_container else ""
+                self._say(f"started {spec.label} (pid {mp.proc.pid}){inside}")  # type: ignore[union-attr]
             self._check_startup()
         except BaseException:
             self.stop()
