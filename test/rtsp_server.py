@@ -9,8 +9,9 @@ in-band) of a generated picture whose top row carries the frame index as 32 blac
 in the layout of ``nano_vision_ros.core.capture.decode_frame_index``. Every frame's index and
 the wall time (``time.time_ns()``) it was handed to the encoder go to ``--stamps`` (one
 ``index ns`` line each), so a receiver on the same machine can measure capture latency.
-``--switch-after S --size2 WxH`` changes the picture size S seconds into each session (the
-encoder is renegotiated; new SPS/PPS go in-band). ``--video FILE`` adds mount ``/video``: the
+``--switch-after S --size2 WxH`` changes the picture size S seconds after the server sent its
+first frame, in the running session (the encoder is renegotiated; new SPS/PPS go in-band) and for
+every later session. ``--video FILE`` adds mount ``/video``: the
 H.264 of an MP4 (the bundled sample) payloaded as it is. ``--user/--password`` require HTTP basic
 authentication. The first stdout line is ``READY <port>``; then one ``client <ns>`` line per TCP
 connection (for counting retries). Stop it by PID (SIGTERM or SIGKILL).
@@ -65,6 +66,7 @@ class Camera:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.index = 0  # global over sessions, so every stamp line names one frame
+        self.t0 = 0.0  # monotonic time of the first frame sent
         self.stamps = open(args.stamps, "a", buffering=1) if args.stamps else None
 
     def caps(self, width: int, height: int) -> Gst.Caps:
@@ -79,20 +81,23 @@ class Camera:
                 f"threads=1 sliced-threads=false {a.x264} ! "
                 f"video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
 
+    def size(self) -> tuple[int, int]:
+        if not self.t0:
+            self.t0 = time.monotonic()
+        switched = self.args.switch_after and time.monotonic() - self.t0 >= self.args.switch_after
+        return parse_size(self.args.size2 if switched else self.args.size)
+
     def on_media(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
         appsrc = media.get_element().get_child_by_name("src")
-        size = parse_size(self.args.size)
-        state = {"pic": Picture(*size), "start": time.monotonic(), "switched": False, "alive": True}
+        state = {"pic": None, "alive": True}
 
         def push() -> bool:
             if not state["alive"]:
                 return False
-            if (self.args.switch_after and not state["switched"]
-                    and time.monotonic() - state["start"] >= self.args.switch_after):
-                state["switched"] = True
-                w2, h2 = parse_size(self.args.size2)
-                appsrc.set_property("caps", self.caps(w2, h2))
-                state["pic"] = Picture(w2, h2)
+            size = self.size()
+            if state["pic"] is None or (state["pic"].width, state["pic"].height) != size:
+                appsrc.set_property("caps", self.caps(*size))
+                state["pic"] = Picture(*size)
             data = state["pic"].frame(self.index)
             buf = Gst.Buffer.new_allocate(None, len(data), None)  # a copy GStreamer owns
             buf.fill(0, data)

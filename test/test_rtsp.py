@@ -220,3 +220,36 @@ def test_sample_video_over_rtsp(start_node, ros_node, rtsp_server):
         matches.append(best)
     assert matches == sorted(matches)
 
+
+
+@pytest.mark.parametrize("backend", ["gstreamer", "opencv"])
+def test_stream_that_changes_resolution(start_node, ros_node, rtsp_server, backend):
+    """640x480 for 3 s, then 320x240 in the same RTSP session.
+
+    gstreamer: the new caps restart the pipeline and frames of the new size are published.
+    opencv: OpenCV's FFmpeg reader keeps the size it opened with and scales the new pictures to
+    it (a known limit of that backend, see docs/nodes/camera_node.md): the stream goes on, the
+    pictures are the new ones."""
+    server = rtsp_server("--size", "640x480", "--switch-after", "3", "--size2", "320x240")
+    ns = f"/rtsp_resize_{backend}"
+    node = _camera(start_node, ns, server.url(), "-p", f"backend:={backend}")
+    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 3, 90, what="frames at the first size")
+    assert images.snapshot()[0][2:4] == (640, 480)
+    if backend == "gstreamer":
+        wait_for(lambda: sum(w == 320 for _h, _e, w, *_ in images.snapshot()[-5:]) == 5, 60, what="frames of the new size")
+        wait_for(lambda: infos.snapshot()[-1].width == 320, 10, what="camera_info of the new size")
+        sizes = [(w, h) for _h, _e, w, h, *_ in images.snapshot()]
+        switch = sizes.index((320, 240))
+        assert set(sizes[:switch]) == {(640, 480)} and set(sizes[switch:]) == {(320, 240)}
+        rendered = None
+    else:
+        wait_for(lambda: len(server.sent()) > 0 and max(server.sent()) > 15 * 5, 60, what="the switch on the server")
+        before = len(images)
+        wait_for(lambda: len(images) >= before + 5, 30, what="frames after the switch")
+        rendered = (320, 240)
+    sent = server.sent()
+    for _header, _enc, w, h, _step, arr in images.snapshot()[-5:]:
+        assert decode_frame_index(arr, rendered_size=rendered) in sent, "not a frame of the new picture"
+    assert node.alive()
+    assert node.log().count("retrying with backoff") == 0  # a size change is not a failure

@@ -159,6 +159,7 @@ class GstSubprocessSource(FrameSource):
         self._lines: deque[str] = deque(maxlen=40)
         self._caps_seen = threading.Event()
         self._caps: tuple[int, int, float] | None = None
+        self._resized: tuple[int, int, float] | None = None  # new caps seen after the first
         self._reader: threading.Thread | None = None
 
     # -- process management -------------------------------------------------------------------
@@ -177,6 +178,7 @@ class GstSubprocessSource(FrameSource):
         self._lines.clear()
         self._caps_seen.clear()
         self._caps = None
+        self._resized = None
         try:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           pass_fds=(wfd,), start_new_session=True)
@@ -205,12 +207,14 @@ class GstSubprocessSource(FrameSource):
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
-            if not self._caps_seen.is_set():
-                caps = parse_caps(line)
-                if caps:
+            caps = parse_caps(line)
+            if caps:
+                if not self._caps_seen.is_set():
                     self._caps = caps
                     self._caps_seen.set()
-                    continue
+                elif self._caps is not None and caps[:2] != self._caps[:2]:
+                    self._resized = caps  # the stream changed resolution: read() restarts at the new size
+                continue
             if "deep-notify" in line or "GstPad:" in line:
                 continue
             self._lines.append(line)
@@ -275,6 +279,14 @@ class GstSubprocessSource(FrameSource):
             if n == 0:
                 self._end_of_pipe(got)
             got += n
+        if self._resized is not None:
+            # frames of the new size are on the pipe, read as if of the old one: drop this frame
+            # and start the pipeline again, which reads the new size off its caps
+            new = self._resized
+            log.info("%s: resolution changed %dx%d -> %dx%d: restarting the pipeline", self.name,
+                     self.width, self.height, new[0], new[1])
+            self.open()
+            raise _Restarted
         if self._raw is not None:
             np.copyto(out, self._raw[:, : self.width * 3].reshape(self.shape))
         return out
