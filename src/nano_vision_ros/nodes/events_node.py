@@ -29,7 +29,7 @@ from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import from_msg
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import ImageError, check_image, to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 
@@ -82,7 +82,9 @@ class EventsNode(Node):
         ns = self.get_namespace().strip("/")
         self.camera = self.cfg.camera or (ns.split("/")[-1] if ns else "camera")
         self.engine = self._make_engine()
-        self._conv = converter()
+        self.bad_frames = diagnostics.BadFrames("events-frames")  # reported by Diagnostics itself
+        self.images_in = 0
+        self.images_buffered = 0
         self.frames = FrameBuffer(self.cfg.frame_buffer)
         self.snapshots = SnapshotWriter(self.cfg.snapshot_dir, self.camera, self.cfg.snapshot_quality, self.cfg.snapshot_max_files)
         self._q: queue.Queue[tuple | None] = queue.Queue(maxsize=self.cfg.queue_size)
@@ -124,7 +126,14 @@ class EventsNode(Node):
 
     # -- callbacks: only hand over --------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
+        self.images_in += 1
+        try:
+            check_image(msg)  # header and length only: a bad frame never displaces a good one
+        except ImageError as err:
+            self.bad_frames.record(err, self.images_in)
+            return
         self.frames.put(_stamp(msg.header), msg)  # converted only when a snapshot is cut
+        self.images_buffered += 1
 
     def _enqueue(self, item: tuple) -> None:
         try:
@@ -198,12 +207,10 @@ class EventsNode(Node):
         if found is None:
             return None
         try:
-            frame = self._conv.to_numpy(found[1])
+            frame = to_bgr(found[1])
         except Exception as err:  # noqa: BLE001 - an undecodable frame: event without snapshot
             self.get_logger().warning(f"snapshot frame not usable: {err}", throttle_duration_sec=5.0)
             return None
-        if found[1].encoding == "rgb8":
-            frame = frame[..., ::-1]
         return self.snapshots.write(ev, frame, found[0])
 
     # -- commands ---------------------------------------------------------------------------------
@@ -214,9 +221,7 @@ class EventsNode(Node):
         found = self.frames.nearest(time.time(), float("inf"))
         if found is None:
             raise ValueError(f"no frame received yet on {self.cfg.image_topic!r}")
-        frame = self._conv.to_numpy(found[1])
-        if found[1].encoding == "rgb8":
-            frame = frame[..., ::-1]
+        frame = to_bgr(found[1])
         ev = {"event_id": f"snapshot-{int(found[0] * 1000)}", "type": "snapshot", "boxes": [], "labels": []}
         snap = self.snapshots.write(ev, frame, found[0])
         if snap is None:
@@ -241,6 +246,7 @@ class EventsNode(Node):
         return level, msg, {"camera": self.camera, "rules": len(self.engine.rules), "detections_processed": self.processed,
                             "events_published": self.published, "active_events": self.engine.active(),
                             "inputs_dropped": self.dropped, "invalid_events": self.invalid, "bad_notices": self.bad_notices,
+                            "images_received": self.images_in, "images_buffered": self.images_buffered,
                             "snapshots_written": self.snapshots.written, "snapshots_failed": self.snapshots.failed,
                             "latency_ms": self.last_ms, "queue": self._q.qsize()}
 

@@ -24,12 +24,12 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
-from nano_vision_ros.core.recognition.imageutil import as_bgr, decode_b64_image
+from nano_vision_ros.core.recognition.imageutil import decode_b64_image
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import to_msg
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -52,7 +52,6 @@ class FaceNode(ModelLifecycleNode):
         self.bus: CommandBus | None = None
         super().__init__("face_node", **kwargs)
         self.cfg = load_config(self, FaceNodeConfig)
-        self._conv = converter()
         self.pub = self.create_publisher(Detection2DArray, self.cfg.faces_topic, qos.RELIABLE)
         self.frames = 0
         self.faces_seen = 0
@@ -87,7 +86,7 @@ class FaceNode(ModelLifecycleNode):
 
     # --- frames --------------------------------------------------------------------------------
     def _handle(self, msg: Image) -> None:
-        frame = as_bgr(self._conv.to_numpy(msg), msg.encoding)
+        frame = to_bgr(msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
         t0 = time.perf_counter()
         with self._lock:
             if self.rec is None:

@@ -23,12 +23,11 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
 
 from nano_vision_ros.core.detection.types import Detections
-from nano_vision_ros.core.recognition.imageutil import as_bgr
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import from_msg, to_msg
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -55,7 +54,6 @@ class PlateNode(ModelLifecycleNode):
         self._lock = threading.Lock()
         super().__init__("plate_node", **kwargs)
         self.cfg = load_config(self, PlateNodeConfig, on_change=self._on_change)
-        self._conv = converter()
         self.pub = self.create_publisher(Detection2DArray, self.cfg.plates_topic, qos.RELIABLE)
         self._images: OrderedDict[tuple[int, int], Image] = OrderedDict()
         self._dets: OrderedDict[tuple[int, int], Detection2DArray] = OrderedDict()
@@ -132,7 +130,7 @@ class PlateNode(ModelLifecycleNode):
     # --- work ----------------------------------------------------------------------------------
     def _handle(self, item: tuple[Image, Detection2DArray | None]) -> None:
         img_msg, det_msg = item
-        frame = as_bgr(self._conv.to_numpy(img_msg), img_msg.encoding)
+        frame = to_bgr(img_msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
         vehicles: Detections | None = from_msg(det_msg) if det_msg is not None else None
         if det_msg is not None and len(vehicles) == 0:  # no vehicles: nothing to read
             dets = Detections.empty()

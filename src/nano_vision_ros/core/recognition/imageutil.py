@@ -1,4 +1,8 @@
-"""Frames in any common encoding -> BGR uint8 (what the recognition models take)."""
+"""Images handed to the recognisers outside the camera stream (enrolment) -> BGR uint8.
+
+Camera frames (sensor_msgs/Image in any encoding) become BGR in ``ros.image.to_bgr``, the one
+message -> BGR conversion; this module only decodes what commands carry.
+"""
 from __future__ import annotations
 
 import base64
@@ -6,23 +10,6 @@ import binascii
 
 import cv2
 import numpy as np
-
-_TO_BGR = {
-    "rgb8": cv2.COLOR_RGB2BGR,
-    "mono8": cv2.COLOR_GRAY2BGR,
-    "bgra8": cv2.COLOR_BGRA2BGR,
-    "rgba8": cv2.COLOR_RGBA2BGR,
-}
-
-
-def as_bgr(frame: np.ndarray, encoding: str) -> np.ndarray:
-    """BGR view or converted copy; ValueError names an unsupported encoding."""
-    if encoding == "bgr8":
-        return frame
-    code = _TO_BGR.get(encoding)
-    if code is None:
-        raise ValueError(f"unsupported image encoding {encoding!r} (use bgr8, rgb8, mono8, bgra8 or rgba8)")
-    return cv2.cvtColor(np.ascontiguousarray(frame), code)
 
 
 def decode_b64_image(text: str, max_bytes: int = 10_000_000) -> np.ndarray:
