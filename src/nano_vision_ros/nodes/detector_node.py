@@ -20,12 +20,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate, parse_masks
 from nano_vision_ros.core.detection.profiles import build_detector, load_profile
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import ConfigError, ModelError, NanoVisionError, RuntimeMissingError
@@ -33,7 +34,7 @@ from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import label_info, to_msg
-from nano_vision_ros.ros.image import converter
+from nano_vision_ros.ros.image import converter, to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -52,6 +53,28 @@ class TrackingParams(BaseModel):
     class_aware: bool = Field(True, description="never match a track to a detection of another class")
 
 
+class MotionParams(BaseModel):
+    enabled: bool = Field(True, description="run the model only on motion (+ keep-alive); off = every frame")
+    width: int = Field(160, ge=16, description="width of the grey image motion is found in")
+    sensitivity: int = Field(25, ge=1, le=255, description="grey-level change (0..255) that counts as motion")
+    min_area: float = Field(0.0005, ge=0, lt=1, description="smallest motion region, share of the frame")
+    alpha: float = Field(0.05, gt=0, le=1, description="background learning rate per frame")
+    keepalive_period: float = Field(1.0, gt=0, description="s: the model runs at least this often without motion")
+    hold: float = Field(0.5, ge=0, description="s: the model keeps running this long after motion stops")
+    masks: str = Field("", description="YAML list of polygons to ignore, source pixels: [[[x,y],[x,y],[x,y]], ...]")
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: str) -> str:
+        parse_masks(v)  # ValueError names the polygon
+        return v
+
+    def to_core(self) -> MotionConfig:
+        return MotionConfig(enabled=self.enabled, width=self.width, sensitivity=self.sensitivity,
+                            min_area=self.min_area, alpha=self.alpha, keepalive_period=self.keepalive_period,
+                            hold=self.hold, masks=parse_masks(self.masks))
+
+
 class DetectorConfig(BaseModel):
     task: str = Field("coco_objects", description="task profile name in config/tasks, or a path to a profile YAML")
     model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
@@ -68,6 +91,7 @@ class DetectorConfig(BaseModel):
     detectors_on_machine: int = Field(1, ge=1, description="detector nodes sharing this machine's CPU (the site sets it; "
                                                            "auto threads divide the cores among them)")
     tracking: TrackingParams = Field(default_factory=TrackingParams)
+    motion: MotionParams = Field(default_factory=MotionParams)
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
@@ -112,11 +136,13 @@ class DetectorNode(ModelLifecycleNode):
         self.last_error = ""
         self._lock = threading.Lock()
         self._conv = converter()
+        self.gate: MotionGate | None = None
+        self._held: Detections | None = None  # the last model run's tracked detections, re-sent on gated frames
         self.frames = 0
         self._t_first = 0.0
         self._fps = _Ema()
         self._last_t = 0.0
-        self._stages = {k: _Ema() for k in ("pre", "infer", "post", "track", "publish", "total")}
+        self._stages = {k: _Ema() for k in ("motion", "pre", "infer", "post", "track", "publish", "total")}
         self.camera = self.get_namespace().strip("/").split("/")[-1] if self.get_namespace() != "/" else ""
         self.cmd_reply_pub = self.create_publisher(String, REPLIES_TOPIC, qos.RELIABLE)
         self.cmd_sub = self.create_subscription(String, COMMANDS_TOPIC, self._on_command, qos.RELIABLE)
@@ -152,6 +178,8 @@ class DetectorNode(ModelLifecycleNode):
         self.tracker = ByteTracker(TrackerConfig(
             high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
             match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
+        self.gate = MotionGate(c.motion.to_core())
+        self._held = None
         self.det_pub = self.create_publisher(Detection2DArray, c.detections_topic, qos.RELIABLE)
         self.label_pub = self.create_publisher(LabelInfo, c.detections_topic + "/labels", qos.LATCHED)
         self.ann_pub = self.create_publisher(Image, c.annotated_topic, qos.sensor(1)) if c.annotate else None
@@ -200,36 +228,36 @@ class DetectorNode(ModelLifecycleNode):
     # -- frames ------------------------------------------------------------------------------------
     def _handle(self, msg: Image) -> None:
         t0 = time.perf_counter()
-        img = self._conv.to_numpy(msg)
-        enc = msg.encoding.lower()
-        if enc == "rgb8":
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-        elif enc in ("mono8", "8uc1"):
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        elif enc == "bgra8":
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        elif enc == "rgba8":
-            img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGR)
-        elif enc != "bgr8":
-            raise ValueError(f"unsupported image encoding {msg.encoding!r} (bgr8, rgb8, mono8, bgra8, rgba8)")
+        img = to_bgr(msg)  # ImageError names a bad frame; the worker counts it and goes on
         with self._lock:
-            det = self.detector
+            det, gate = self.detector, self.gate
             if det is None:
                 return
-            dets = det.detect(img)
-            t1 = time.perf_counter()
-            if self.tracker is not None:
-                dets = self.tracker.update(dets)
+            ran = gate is None or gate.should_run(img, time.monotonic())
+            tm = time.perf_counter()
+            if ran:
+                dets = det.detect(img)
+                t1 = time.perf_counter()
+                if self.tracker is not None:
+                    dets = self.tracker.update(dets)
+                self._held = dets
+            else:
+                # no motion: the scene is as the last model run saw it, so its tracked detections
+                # are sent again (events_node ends a track absent for end_after s; ids must survive)
+                t1 = time.perf_counter()
+                dets = self._held if self._held is not None else Detections.empty(list(det.labels))
         t2 = time.perf_counter()
         self.det_pub.publish(to_msg(dets, msg.header))
         if self.ann_pub is not None and self.ann_pub.get_subscription_count() > 0:
             self.ann_pub.publish(self._conv.to_msg(annotate(img, dets), "bgr8", msg.header))
         t3 = time.perf_counter()
-        timings = getattr(det, "timings", None) or {}
-        for k in ("pre", "infer", "post"):
-            if k in timings:
-                self._stages[k].add(timings[k])
-        self._stages["track"].add((t2 - t1) * 1e3)
+        self._stages["motion"].add((tm - t0) * 1e3)
+        if ran:
+            timings = getattr(det, "timings", None) or {}
+            for k in ("pre", "infer", "post"):
+                if k in timings:
+                    self._stages[k].add(timings[k])
+            self._stages["track"].add((t2 - t1) * 1e3)
         self._stages["publish"].add((t3 - t2) * 1e3)
         self._stages["total"].add((t3 - t0) * 1e3)
         now = time.monotonic()
@@ -259,6 +287,8 @@ class DetectorNode(ModelLifecycleNode):
                 det.score_threshold = float(score)
             if nms is not None:
                 det.nms_threshold = float(nms)
+            if self.gate is not None:
+                self.gate.force()  # the next frame shows the new thresholds, motion or not
             result = {k: float(getattr(det, k)) for k in ("score_threshold", "nms_threshold") if hasattr(det, k)}
         self._publish_labels()
         return result
@@ -307,6 +337,11 @@ class DetectorNode(ModelLifecycleNode):
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         values: dict[str, object] = {"state": self.state_text, "task": self.cfg.task, "frames": self.frames,
                                      "fps": self._fps.value}
+        gate = self.gate
+        if gate is not None:
+            values.update(model_runs=gate.model_runs, gated_share=round(gate.gated_share, 4),
+                          motion_gating=gate.config.enabled,
+                          motion_share=round(gate.last_motion.share, 4) if gate.last_motion is not None else 0.0)
         for k, e in self._stages.items():
             values[f"{k}_ms"] = e.value
         w = self.worker
