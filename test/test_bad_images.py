@@ -225,6 +225,7 @@ def test_detector_node_survives_bad_frames(start_node, ros_node):
 
     pub = me.create_publisher(Image, "/t_bad_det/image_raw", qos.SENSOR)
     wait_for(lambda: pub.get_subscription_count() > 0, 120, what="detector subscription")
+    warn_before = sum(1 for line in node.log().splitlines() if "WARN" in line)
     for _ in range(3):
         for _name, msg in _bad_frames():
             pub.publish(msg)
@@ -235,8 +236,11 @@ def test_detector_node_survives_bad_frames(start_node, ros_node):
         return seen()
     wait_for(good_handled, 120, interval=0.5, what="detections for a good frame after the bad ones")
     assert node.alive()
-    wait_for(lambda: int(diag.values.get("errors", diag.values.get("bad_frames", "0"))) > 0, 30,
+    wait_for(lambda: int(diag.values.get("bad_frames", diag.values.get("errors", "0"))) > 0, 30,
              what="bad frames counted in detector diagnostics")
+    # 33 bad frames: the worker's throttle (ros.worker / BadFrames) allows a few lines, not 33
+    warnings = sum(1 for line in node.log().splitlines() if "WARN" in line) - warn_before
+    assert warnings <= 4, node.log()[-3000:]
 
 
 # --- the throttle itself -------------------------------------------------------------------------
