@@ -316,3 +316,30 @@ def test_pending_pool_pushes_out_the_oldest(receiver, tmp_path):
     finally:
         for s in idle:
             s.close()
+
+
+def test_slow_tls_handshake_is_cut_at_the_header_deadline(receiver, tmp_path):
+    """Over TLS the deadline covers the handshake too: a ClientHello dribbled a byte a second is
+    closed at --header-timeout, while a real TLS client uploads meanwhile."""
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    rx = receiver("--tls-cert", str(cert), "--tls-key", str(key), "--header-timeout", "3")
+    s = connect_from("127.0.0.2", rx.port)
+    s.sendall(b"\x16\x03\x01\x02\x00")  # a TLS handshake record of 512 bytes … sent one byte a second
+    t0 = time.monotonic()
+    while not has_reply(s) and time.monotonic() - t0 < 30:
+        try:
+            s.send(b"\x01")
+        except OSError:
+            break
+        time.sleep(1)
+    assert time.monotonic() - t0 < 30, "a dribbled TLS handshake kept its connection for 30 s"
+    s.close()
+    clip = tmp_path / "tls.mp4"
+    digest = make_clip(clip, 300_000)
+    upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, tls=True, tls_ca=str(cert)), clip, "tls.mp4")
+    assert sha(rx.root / "tls.mp4") == digest
