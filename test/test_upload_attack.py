@@ -343,3 +343,17 @@ def test_slow_tls_handshake_is_cut_at_the_header_deadline(receiver, tmp_path):
     digest = make_clip(clip, 300_000)
     upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, tls=True, tls_ca=str(cert)), clip, "tls.mp4")
     assert sha(rx.root / "tls.mp4") == digest
+
+
+@pytest.mark.parametrize("option, value", [("--max-pending", "0"), ("--header-timeout", "0"),
+                                           ("--max-per-address", "-1"), ("--min-rate", "-5")])
+def test_limits_that_would_disable_the_protection_are_refused(tmp_path, option, value):
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "nano-vision"
+    out = subprocess.run([str(exe), "receive", "--dir", str(tmp_path), "--port", "0", option, value],
+                         env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN}, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 1 and option in out.stderr, out.stderr
