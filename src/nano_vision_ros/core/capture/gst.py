@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from nano_vision_ros.core.capture.base import EndOfStream, FrameSource, SourceError, redact
+from nano_vision_ros.core.capture.rtsp import AuthenticationError
 from nano_vision_ros.core.errors import RuntimeMissingError
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,9 @@ class GstSubprocessSource(FrameSource):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 why = self._error_text() or ("timed out waiting for caps" if self._proc.poll() is None else f"exited with code {self._proc.returncode}")
                 self.close()
+                if "rtspsrc" in self.pipeline and "Unauthorized" in why:
+                    raise AuthenticationError("RTSP authentication failed (401 Unauthorized): wrong user or password "
+                                              "(or none) in the rtspsrc location")
                 raise SourceError(f"gstreamer pipeline did not start: {why}")
         fmt_w, fmt_h, fps = self._caps  # type: ignore[misc]
         self.width, self.height = fmt_w, fmt_h
