@@ -58,7 +58,7 @@ class MotionParams(BaseModel):
     width: int = Field(160, ge=16, description="width of the grey image motion is found in")
     sensitivity: int = Field(25, ge=1, le=255, description="grey-level change (0..255) that counts as motion")
     min_area: float = Field(0.0005, ge=0, lt=1, description="smallest motion region, share of the frame")
-    alpha: float = Field(0.05, gt=0, le=1, description="background learning rate per frame")
+    alpha: float = Field(0.2, gt=0, le=1, description="background learning rate per frame")
     keepalive_period: float = Field(1.0, gt=0, description="s: the model runs at least this often without motion")
     hold: float = Field(0.5, ge=0, description="s: the model keeps running this long after motion stops")
     masks: str = Field("", description="YAML list of polygons to ignore, source pixels: [[[x,y],[x,y],[x,y]], ...]")

@@ -26,7 +26,7 @@ class MotionConfig:
     width: int = 160                 # the grey image is this wide (aspect kept)
     sensitivity: int = 25            # grey-level difference (0..255) that counts as a moving pixel
     min_area: float = 0.0005         # smallest motion box, share of the frame area
-    alpha: float = 0.05              # background learning rate per frame
+    alpha: float = 0.2               # background learning rate per frame (a stopped object fades in ~0.6 s at 10 fps)
     keepalive_period: float = 1.0    # s: the model runs at least this often without motion
     hold: float = 0.5                # s: keep running the model this long after the last motion
     global_change: float = 0.6       # moving share above this resets the background (lights, shake)
