@@ -144,9 +144,11 @@ def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int
     var = tmp / "var"
     mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
     site["params_file"] = str(tmp / "site_params.yaml")
-    for key in ("fastdds_profile", "fastdds_image_profile", "fastdds_small_profile"):
+    from nano_vision_ros.site.config import resolve_relative
+
+    for key in ("fastdds_profile", "fastdds_small_profile"):
         if isinstance(site.get(key), str) and site[key]:
-            site[key] = str(REPO / "config" / site[key])
+            site[key] = str(resolve_relative(site[key], REPO / "config" / "site.yaml"))
     site["services"]["mosquitto"]["port"] = mqtt_port
     site["services"]["nginx_rtmp"]["port"] = rtmp_port
     site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
@@ -294,7 +296,9 @@ def main() -> int:
     counter = None
     try:
         counter = DetectionCounter(cams)
-        time.sleep(a.warmup)
+        end = time.monotonic() + a.warmup
+        while time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.5)
         if proc.poll() is not None:
             log.seek(0)
             print(log.read()[-4000:])
