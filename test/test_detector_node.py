@@ -219,3 +219,35 @@ def test_static_scene_runs_the_model_only_at_keepalive(start_node, ros_node, sam
     assert all(ids(m, "bicycle") for m in last), "a gated frame lost the bicycle"
     assert len(set.union(*(ids(m, "bicycle") for m in last))) == 1, "track id changed on a gated frame"
     assert frames.count >= 60
+
+
+def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
+    """input_topics: one model, each camera's newest frame, outputs in each camera's namespace
+    with its own tracks (the dog photo on one camera never shows up on the other)."""
+    det = start_node("detector_node", "-p", "input_topics:=['/mc_a/image_raw', '/mc_b/image_raw']",
+                     "-p", "annotate:=false", "-p", "score_threshold:=0.3", name="detector_multi")
+    node = ros_node("det_multi_client")
+    got: dict[str, list[Detection2DArray]] = {"a": [], "b": []}
+    labels: dict[str, list[LabelInfo]] = {"a": [], "b": []}
+    for k in got:
+        node.create_subscription(Detection2DArray, f"/mc_{k}/detections", got[k].append, qos.RELIABLE)
+        node.create_subscription(LabelInfo, f"/mc_{k}/detections/labels", labels[k].append, qos.LATCHED)
+    diags: list[dict] = []
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
+        dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name.endswith("/detector_node")
+        and any(kv.key == "mc_a.frames" for kv in s.values)), 10)
+    _Frames(node, "/mc_a/image_raw", cv2.imread(str(samples / "dog.jpg")))
+    _Frames(node, "/mc_b/image_raw", cv2.imread(str(samples / "person.jpg")))
+
+    def labels_of(m):
+        return {d.results[0].hypothesis.class_id for d in m.detections}
+
+    wait_for(lambda: any("dog" in labels_of(m) for m in got["a"]), 90, what="the dog on camera a")
+    wait_for(lambda: any("horse" in labels_of(m) for m in got["b"]), 60, what="the horse on camera b")
+    # dog.jpg: dog, bicycle, truck; person.jpg: person, horse, dog
+    assert not any("bicycle" in labels_of(m) for m in got["b"]), "camera a's detections leaked into camera b"
+    assert not any("horse" in labels_of(m) for m in got["a"]), "camera b's detections leaked into camera a"
+    wait_for(lambda: labels["a"] and labels["b"], 10, what="a latched LabelInfo per camera")
+    wait_for(lambda: diags and int(diags[-1]["mc_a.frames"]) > 0 and int(diags[-1]["mc_b.frames"]) > 0, 20,
+             what="per-camera frame counts in diagnostics")
+    assert det.alive()

@@ -83,6 +83,8 @@ class DetectorConfig(BaseModel):
     score_threshold: float = Field(-1.0, le=1, description="minimum score; < 0 = the profile's")
     nms_threshold: float = Field(-1.0, le=1, description="NMS IoU threshold; < 0 = the profile's")
     input_topic: str = Field("image_raw", description="image topic (sensor_msgs/Image)")
+    input_topics: list[str] = Field(default_factory=list, description="several cameras, one model: image topics with "
+                                    "a namespace (/cam0/image_raw); outputs go to each one's namespace; [] = input_topic")
     detections_topic: str = Field("detections", description="Detection2DArray output topic")
     annotate: bool = Field(True, description="publish image_annotated (only computed while someone subscribes)")
     annotated_topic: str = Field("image_annotated", description="annotated image topic")
@@ -125,19 +127,47 @@ class _Ema:
         self.value = x if self.value == 0.0 else self.value + self.alpha * (x - self.value)
 
 
+class _Camera:
+    """One input's state: its publishers, tracker, motion gate and the last model run's detections."""
+
+    def __init__(self, topic: str, prefix: str) -> None:
+        self.topic, self.prefix = topic, prefix
+        self.det_pub: Any = None
+        self.label_pub: Any = None
+        self.ann_pub: Any = None
+        self.tracker: ByteTracker | None = None
+        self.gate: MotionGate | None = None
+        self.held: Detections | None = None  # re-sent on gated frames
+        self.worker: LatestWorker[Image] | None = None
+        self.frames = 0
+
+
+def _camera_prefixes(cfg: "DetectorConfig") -> list[tuple[str, str]]:
+    """(input topic, output prefix): one camera on input_topic with relative outputs, or one per input_topics."""
+    if not cfg.input_topics:
+        return [(cfg.input_topic, "")]
+    out = []
+    for t in cfg.input_topics:
+        ns = t.rstrip("/").rsplit("/", 1)[0] if "/" in t.strip("/") else ""
+        if not ns:
+            raise ConfigError(f"parameter 'input_topics': {t!r} has no camera namespace (e.g. /cam0/image_raw)",
+                              "input_topics")
+        out.append((t, ns + "/"))
+    if len({p for _, p in out}) != len(out):
+        raise ConfigError(f"parameter 'input_topics': two topics share a namespace: {cfg.input_topics}", "input_topics")
+    return out
+
+
 class DetectorNode(ModelLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("detector_node", **kwargs)
         self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
         self.detector: Any = None
-        self.tracker: ByteTracker | None = None
-        self.det_pub = self.label_pub = self.ann_pub = None
+        self.cameras: list[_Camera] = []
         self.state_text = "unconfigured"
         self.last_error = ""
         self._lock = threading.Lock()
         self._conv = converter()
-        self.gate: MotionGate | None = None
-        self._held: Detections | None = None  # the last model run's tracked detections, re-sent on gated frames
         self.frames = 0
         self._t_first = 0.0
         self._fps = _Ema()
@@ -153,6 +183,7 @@ class DetectorNode(ModelLifecycleNode):
         c = self.cfg
         t0 = time.monotonic()
         try:
+            prefixes = _camera_prefixes(c)
             profile = load_profile(c.task)
             det = build_detector(
                 profile, model=c.model or None, backend=c.backend or None, device=c.device or None,
@@ -175,14 +206,17 @@ class DetectorNode(ModelLifecycleNode):
         self.profile = profile
         self.last_error = ""
         tc = c.tracking
-        self.tracker = ByteTracker(TrackerConfig(
-            high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
-            match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
-        self.gate = MotionGate(c.motion.to_core())
-        self._held = None
-        self.det_pub = self.create_publisher(Detection2DArray, c.detections_topic, qos.RELIABLE)
-        self.label_pub = self.create_publisher(LabelInfo, c.detections_topic + "/labels", qos.LATCHED)
-        self.ann_pub = self.create_publisher(Image, c.annotated_topic, qos.sensor(1)) if c.annotate else None
+        self.cameras = []
+        for topic, prefix in prefixes:
+            cam = _Camera(topic, prefix)
+            cam.tracker = ByteTracker(TrackerConfig(
+                high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
+                match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
+            cam.gate = MotionGate(c.motion.to_core())
+            cam.det_pub = self.create_publisher(Detection2DArray, prefix + c.detections_topic, qos.RELIABLE)
+            cam.label_pub = self.create_publisher(LabelInfo, prefix + c.detections_topic + "/labels", qos.LATCHED)
+            cam.ann_pub = self.create_publisher(Image, prefix + c.annotated_topic, qos.sensor(1)) if c.annotate else None
+            self.cameras.append(cam)
         self._publish_labels()
         backend = getattr(getattr(det, "backend", None), "name", type(det).__name__)
         self.state_text = "inactive"
@@ -191,10 +225,15 @@ class DetectorNode(ModelLifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.worker = LatestWorker(self._handle, name="detector")
-        self.input_subs = [self.create_subscription(Image, self.cfg.input_topic, self.worker.submit, qos.SENSOR)]
+        # one newest-frame worker per camera; they share the model (its lock), so inferences run
+        # one after another (the shipped models have a fixed batch of 1: no batching across cameras)
+        self.input_subs = []
+        for cam in self.cameras:
+            cam.worker = LatestWorker(lambda msg, cam=cam: self._handle(cam, msg), name=f"detector{len(self.input_subs)}")
+            self.input_subs.append(self.create_subscription(Image, cam.topic, cam.worker.submit, qos.SENSOR))
+        self.worker = self.cameras[0].worker if self.cameras else None
         self.state_text = "active"
-        self.get_logger().info(f"detecting on {self.resolve_topic_name(self.cfg.input_topic)}")
+        self.get_logger().info("detecting on " + ", ".join(self.resolve_topic_name(c.topic) for c in self.cameras))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -215,10 +254,18 @@ class DetectorNode(ModelLifecycleNode):
                 except Exception as err:  # noqa: BLE001
                     self.get_logger().warning(f"closing the detector: {err}")
                 self.detector = None
-        for pub in (self.det_pub, self.label_pub, self.ann_pub):
-            if pub is not None:
-                self.destroy_publisher(pub)
-        self.det_pub = self.label_pub = self.ann_pub = None
+        for cam in self.cameras:
+            for pub in (cam.det_pub, cam.label_pub, cam.ann_pub):
+                if pub is not None:
+                    self.destroy_publisher(pub)
+        self.cameras = []
+
+    def _stop_input(self) -> None:
+        super()._stop_input()  # unsubscribes all inputs, stops the first camera's worker
+        for cam in self.cameras:
+            if cam.worker is not None:
+                cam.worker.stop()  # idempotent for the one already stopped
+                cam.worker = None
 
     def destroy_node(self) -> None:
         self._stop_input()
@@ -226,30 +273,30 @@ class DetectorNode(ModelLifecycleNode):
         super().destroy_node()
 
     # -- frames ------------------------------------------------------------------------------------
-    def _handle(self, msg: Image) -> None:
+    def _handle(self, cam: _Camera, msg: Image) -> None:
         t0 = time.perf_counter()
         img = to_bgr(msg)  # ImageError names a bad frame; the worker counts it and goes on
         with self._lock:
-            det, gate = self.detector, self.gate
-            if det is None:
+            det, gate = self.detector, cam.gate
+            if det is None or cam.det_pub is None:
                 return
             ran = gate is None or gate.should_run(img, time.monotonic())
             tm = time.perf_counter()
             if ran:
                 dets = det.detect(img)
                 t1 = time.perf_counter()
-                if self.tracker is not None:
-                    dets = self.tracker.update(dets)
-                self._held = dets
+                if cam.tracker is not None:
+                    dets = cam.tracker.update(dets)
+                cam.held = dets
             else:
                 # no motion: the scene is as the last model run saw it, so its tracked detections
                 # are sent again (events_node ends a track absent for end_after s; ids must survive)
                 t1 = time.perf_counter()
-                dets = self._held if self._held is not None else Detections.empty(list(det.labels))
+                dets = cam.held if cam.held is not None else Detections.empty(list(det.labels))
         t2 = time.perf_counter()
-        self.det_pub.publish(to_msg(dets, msg.header))
-        if self.ann_pub is not None and self.ann_pub.get_subscription_count() > 0:
-            self.ann_pub.publish(self._conv.to_msg(annotate(img, dets), "bgr8", msg.header))
+        cam.det_pub.publish(to_msg(dets, msg.header))
+        if cam.ann_pub is not None and cam.ann_pub.get_subscription_count() > 0:
+            cam.ann_pub.publish(self._conv.to_msg(annotate(img, dets), "bgr8", msg.header))
         t3 = time.perf_counter()
         self._stages["motion"].add((tm - t0) * 1e3)
         if ran:
@@ -265,14 +312,17 @@ class DetectorNode(ModelLifecycleNode):
             self._fps.add(1.0 / max(now - self._last_t, 1e-6))
         self._last_t = now
         self.frames += 1
+        cam.frames += 1
 
     def _publish_labels(self) -> None:
-        if self.label_pub is None or self.detector is None:
+        if self.detector is None:
             return
         thr = float(getattr(self.detector, "score_threshold", self.cfg.score_threshold))
         msg = label_info(list(self.detector.labels), thr)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.label_pub.publish(msg)
+        for cam in self.cameras:
+            if cam.label_pub is not None:
+                cam.label_pub.publish(msg)
 
     # -- thresholds: parameters and the command bus ------------------------------------------------
     def _apply_thresholds(self, score: float | None, nms: float | None) -> dict[str, float]:
@@ -287,8 +337,9 @@ class DetectorNode(ModelLifecycleNode):
                 det.score_threshold = float(score)
             if nms is not None:
                 det.nms_threshold = float(nms)
-            if self.gate is not None:
-                self.gate.force()  # the next frame shows the new thresholds, motion or not
+            for cam in self.cameras:
+                if cam.gate is not None:
+                    cam.gate.force()  # the next frame shows the new thresholds, motion or not
             result = {k: float(getattr(det, k)) for k in ("score_threshold", "nms_threshold") if hasattr(det, k)}
         self._publish_labels()
         return result
@@ -337,11 +388,18 @@ class DetectorNode(ModelLifecycleNode):
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         values: dict[str, object] = {"state": self.state_text, "task": self.cfg.task, "frames": self.frames,
                                      "fps": self._fps.value}
-        gate = self.gate
-        if gate is not None:
-            values.update(model_runs=gate.model_runs, gated_share=round(gate.gated_share, 4),
-                          motion_gating=gate.config.enabled,
-                          motion_share=round(gate.last_motion.share, 4) if gate.last_motion is not None else 0.0)
+        gates = [c.gate for c in self.cameras if c.gate is not None]
+        if gates:
+            runs, seen = sum(g.model_runs for g in gates), sum(g.frames for g in gates)
+            values.update(model_runs=runs, gated_share=round(1.0 - runs / seen, 4) if seen else 0.0,
+                          motion_gating=gates[0].config.enabled,
+                          motion_share=max((g.last_motion.share for g in gates if g.last_motion is not None), default=0.0))
+        if len(self.cameras) > 1:
+            for cam in self.cameras:
+                name = cam.prefix.strip("/").split("/")[-1]
+                values[f"{name}.frames"] = cam.frames
+                if cam.gate is not None:
+                    values[f"{name}.model_runs"] = cam.gate.model_runs
         for k, e in self._stages.items():
             values[f"{k}_ms"] = e.value
         w = self.worker
