@@ -226,3 +226,25 @@ def test_gstreamer_pipeline_source(start_node, ros_node):
     header, encoding, w, h, _step, arr = images.snapshot()[-1]
     assert (encoding, w, h, header.frame_id) == ("bgr8", 320, 240, "gst_cam") and arr.any()
     wait_for(lambda: "gstreamer videotestsrc" in (_diag_values(diags) or {}).get("source", ""), 30, what="diagnostics")
+
+
+def test_looping_file_replaced_on_disk_plays_the_new_file(start_node, ros_node, tmp_path):
+    """Issue 15: a file source replaced on disk (by rename) plays the new file at its loop point,
+    at the new size, without a restart of the node."""
+    path, staged = tmp_path / "cam.mp4", tmp_path / "next.mp4"
+    for out, size in ((path, "160x120"), (staged, "320x240")):
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=10",
+                        "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=60)
+    ns = "/cam_replaced"
+    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={path}", "-p", "fps:=20")
+    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    wait_for(lambda: len(images) >= 3, 60, what="frames of the first file")
+    pid = node.pid
+    staged.replace(path)
+    wait_for(lambda: sum(w == 320 for _h, _e, w, *_ in images.snapshot()[-5:]) == 5, 30, what="frames of the new file")
+    assert node.alive() and node.pid == pid
+    sizes = [(w, h) for _h, _e, w, h, *_ in images.snapshot()]
+    switch = sizes.index((320, 240))
+    assert set(sizes[:switch]) == {(160, 120)} and set(sizes[switch:]) == {(320, 240)}
+    wait_for(lambda: infos.snapshot()[-1].width == 320, 10, what="camera_info of the new size")
+    assert "the file changed on disk (replaced by another file)" in node.log()
