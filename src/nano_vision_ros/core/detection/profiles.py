@@ -165,7 +165,10 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
         opts.setdefault("preprocess", calibration_preprocess(profile, resolved))
     be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
     try:
-        decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options)
+        try:
+            decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options)
+        except ModelError as err:  # the file first: the diagnostics line is short
+            raise ModelError(f"model {resolved}: {err}") from None
         labels: list[str] = []
         if isinstance(profile.labels, list):
             labels = profile.labels
@@ -175,13 +178,19 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
             labels = labels_from_metadata(be.metadata) or []
         pre = profile.input.model_dump(exclude={"width", "height", "on_device"})
         size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
-        return SingleStageDetector(
-            be, decoder, labels, pre,
-            score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
-            nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
-            max_detections=profile.max_detections, classes=profile.classes, input_size=size,
-            device_preprocess=profile.input.on_device,
-        )
+        try:
+            return SingleStageDetector(
+                be, decoder, labels, pre,
+                score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
+                nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
+                max_detections=profile.max_detections, classes=profile.classes, input_size=size,
+                device_preprocess=profile.input.on_device,
+            )
+        except ModelError as err:
+            if "labels" in str(err):  # name both files: the labels and the model they do not fit
+                where = f"labels {resolve(profile.labels)}, " if isinstance(profile.labels, str) else ""
+                raise ModelError(f"{err} ({where}model {resolved})") from None
+            raise ModelError(f"model {resolved}: {err}") from None
     except Exception:
         be.close()
         raise
