@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up step: Debian packages (as root; otherwise prints the apt command),
 # .venv with the ROS 2 Kilted wheels from PyPI, the project (editable) and its Python
-# dependencies, and vision_msgs built into the venv. A second run with nothing changed only
+# dependencies, and the interface packages (vision_msgs, nano_vision_msgs) built into the venv. A second run with nothing changed only
 # checks stamps and takes seconds.
 #   scripts/setup.sh            # everything
 #   NANO_VISION_SKIP_APT=1 scripts/setup.sh
@@ -43,6 +43,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# --- vision_msgs ---------------------------------------------------------------------------------
-scripts/build_vision_msgs.sh "$venv"
+# --- interface packages: third_party/vision_msgs, nano_vision_msgs ---------------------------------
+scripts/build_vision_msgs.sh "$venv" "$root/third_party/vision_msgs" "$root/nano_vision_msgs"
 echo "setup: ready ($venv)"
