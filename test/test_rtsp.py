@@ -124,11 +124,12 @@ def _camera(start_node, ns: str, url: str, *params: str):
                       "-p", "reconnect_delay:=0.2", "-p", "reconnect_max_delay:=1.0", *params)
 
 
+@pytest.mark.parametrize("backend", ["opencv", "gstreamer"])
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
-def test_camera_reads_rtsp(start_node, ros_node, rtsp_server, transport):
+def test_camera_reads_rtsp(start_node, ros_node, rtsp_server, transport, backend):
     server = rtsp_server("--size", "640x480", "--fps", "15")
-    ns = f"/rtsp_{transport}"
-    node = _camera(start_node, ns, server.url(), "-p", f"transport:={transport}")
+    ns = f"/rtsp_{transport}_{backend}"
+    node = _camera(start_node, ns, server.url(), "-p", f"transport:={transport}", "-p", f"backend:={backend}")
     images, infos, _jpegs, diags = _subscribe(ros_node, ns)
     wait_for(lambda: len(images) >= 20, 90, what=f"20 frames over RTSP/{transport}")
     sent = server.sent()
