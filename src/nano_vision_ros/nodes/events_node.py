@@ -60,6 +60,7 @@ class EventsNodeConfig(BaseModel):
     tick_period: float = Field(0.5, gt=0.0, description="how often absent tracks are ended when no frames come (s)")
     queue_size: int = Field(200, ge=1, description="detections waiting for the rules thread; beyond: dropped, counted")
     commands: bool = Field(True, description="answer snapshot / reload_config on the command bus")
+    command_timeout: float = Field(4.0, gt=0, description="longest a command may run before it is answered 'timeout' (s)")
     diagnostics_period: float = Field(1.0, gt=0)
 
     @field_validator("detections_topics")
@@ -113,7 +114,7 @@ class EventsNode(Node):
         self._thread.start()
         self.timer = self.create_timer(self.cfg.tick_period, lambda: self._enqueue(("tick", None)))
         self.bus = CommandBus(self, {"snapshot": self._cmd_snapshot, "reload_config": self._cmd_reload},
-                              camera=self.camera) if self.cfg.commands else None
+                              camera=self.camera, timeout=self.cfg.command_timeout) if self.cfg.commands else None
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
         if not self.engine.rules:
             self.get_logger().warning("no rules configured (parameter 'rules'): no events will be raised")

@@ -9,6 +9,8 @@ Publishes ``faces`` (vision_msgs/Detection2DArray): per face ``results[0].class_
 or ``unknown``, ``score`` = cosine similarity, ``id`` = track id.
 Commands (``/nano_vision/commands``): ``enroll_face`` {name, image_b64 | image_path},
 ``delete_face`` {name}, ``list_faces`` {} (ROS only); replies on ``/nano_vision/command_replies``.
+Each command is bounded by ``command_timeout``; ``image_path`` is read with core.safe_files (a
+regular file inside ``allowed_image_dirs``, size-capped, opened without blocking).
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ import threading
 import time
 from typing import Any
 
-import cv2
 from pydantic import Field
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
@@ -25,6 +26,7 @@ from vision_msgs.msg import Detection2DArray
 
 from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.imageutil import decode_b64_image
+from nano_vision_ros.core.safe_files import read_image
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.commands import CommandBus
@@ -42,6 +44,10 @@ class FaceNodeConfig(FacesConfig):
     faces_topic: str = Field("faces", description="output Detection2DArray topic")
     commands: bool = Field(True, description="answer enroll_face / delete_face / list_faces on the command bus")
     max_image_bytes: int = Field(10_000_000, ge=1000, description="largest enrollment image accepted from a command")
+    allowed_image_dirs: list[str] = Field(default_factory=lambda: ["~/.local/share/nano_vision/enroll"],
+                                          description="enroll_face image_path must be a regular file inside one of these "
+                                                      "(symlinks resolved); [''] = image_path refused")
+    command_timeout: float = Field(4.0, gt=0, description="longest a command may run before it is answered 'timeout' (s)")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
@@ -58,7 +64,8 @@ class FaceNode(ModelLifecycleNode):
         self.last_ms = 0.0
         if self.cfg.commands:
             self.bus = CommandBus(self, {"enroll_face": self._cmd_enroll, "delete_face": self._cmd_delete,
-                                         "list_faces": self._cmd_list}, camera=self.get_namespace().strip("/"))
+                                         "list_faces": self._cmd_list}, camera=self.get_namespace().strip("/"),
+                                  timeout=self.cfg.command_timeout)
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -123,10 +130,8 @@ class FaceNode(ModelLifecycleNode):
             img = decode_b64_image(args["image_b64"], self.cfg.max_image_bytes)
             source = "image_b64"
         elif "image_path" in args:
-            path = str(args["image_path"])
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-            if img is None:
-                raise ValueError(f"image_path {path!r} is not a readable image")
+            path = args["image_path"]  # a FIFO, device or file outside allowed_image_dirs is refused, never waited on
+            img = read_image(path, self.cfg.allowed_image_dirs, self.cfg.max_image_bytes)
             source = path
         else:
             raise ValueError("enroll_face needs args.image_b64 or args.image_path")

@@ -5,9 +5,15 @@ on the broker's PUBACK (see core/mqtt/outbox.py for the bound policy). Topics un
 ``<topic_prefix>/<site_id>/<device_id>/``: ``events``, ``status`` (retained online, LWT offline),
 ``stats`` (periodic health), ``snapshot/<camera>`` (JPEG on request), ``cmd/<name>`` ->
 ``cmd/<name>/reply``; Home Assistant discovery under ``<ha_prefix>/``. See docs/nodes/mqtt_bridge_node.md.
+
+Commands: the MQTT thread only queues the raw message (bounded); one thread validates; a valid
+request goes to the lane of its (target, command), each lane a bounded queue served by its own
+thread (started on demand, gone when the lane is empty). A target that never answers fills only
+its own lane (``busy`` for it alone); every other target is still served.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
@@ -76,6 +82,8 @@ class MqttBridgeConfig(BaseModel):
     command_max_bytes: int = Field(1_000_000, ge=64, description="largest command payload accepted")
     command_timeout: float = Field(5.0, gt=0, description="wait for node replies on the command bus (s)")
     command_grace: float = Field(0.3, ge=0, description="after the first reply, wait this long for more nodes (s)")
+    command_queue_size: int = Field(8, ge=1, le=1000, description="commands waiting per (target, command) lane; beyond: busy")
+    command_max_lanes: int = Field(16, ge=1, le=256, description="(target, command) lanes with work at once; beyond: busy")
     snapshot_max_bytes: int = Field(2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>")
     ha_discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
@@ -157,7 +165,9 @@ class MqttBridgeNode(Node):
         self._lock = threading.Lock()
         self.health = HealthStats(c.disk_paths)
         self.cmd_client = CommandClient(self)
-        self._cmd_q: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=32)
+        self._cmd_q: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=64)
+        self._lanes: dict[tuple[str, str], collections.deque[dict[str, Any]]] = {}
+        self._lanes_lock = threading.Lock()
         self._cmd_thread = threading.Thread(target=self._command_loop, name="mqtt-commands", daemon=True)
         self._cmd_thread.start()
         self.link = MqttLink(settings, self.outbox, on_connected=self._on_connected, on_message=self._on_mqtt_message)
@@ -265,23 +275,31 @@ class MqttBridgeNode(Node):
         except queue.Full:
             self._reject(topic[len(prefix):], CommandRejected("busy", "too many commands queued; retry later"))
 
+    def _reply_topic(self, name: str) -> str:
+        """``cmd/<name>/reply``; for a name that cannot be a topic level there, ``cmd/_invalid/reply``."""
+        if 0 < len(name.encode("utf-8", "replace")) <= 256 and not any(c in name for c in "/+#\0"):
+            return f"{self.base}/cmd/{name}/reply"
+        return f"{self.base}/cmd/_invalid/reply"
+
     def _reject(self, name: str, err: CommandRejected) -> None:
-        self.commands_rejected += 1
-        self.get_logger().warning(f"command {name[:64]!r} rejected: {err.code}: {err}")
-        self.link.publish_now(f"{self.base}/cmd/{name}/reply", json.dumps(error_reply(name, err)), qos=1)
+        with self._lock:
+            self.commands_rejected += 1
+        self.get_logger().warning(f"command {name[:64]!r} rejected: {err.code}: {str(err)[:200]}", throttle_duration_sec=1.0)
+        self.link.publish_now(self._reply_topic(name), json.dumps(error_reply(name, err)), qos=1)
 
     def _command_loop(self) -> None:
+        """Validate and hand each request to its lane; never waits for a node."""
         while True:
             item = self._cmd_q.get()
             if item is None:
                 return
             name, payload = item
             try:
-                self._handle_command(name, payload)
+                self._dispatch(name, payload)
             except Exception as err:  # noqa: BLE001 - never let a command stop the thread
                 self._reject(name, CommandRejected("internal", f"{type(err).__name__}: {err}"[:300]))
 
-    def _handle_command(self, name: str, payload: bytes) -> None:
+    def _dispatch(self, name: str, payload: bytes) -> None:
         try:
             req = self.validator.parse(name, payload)
         except CommandRejected as err:
@@ -289,12 +307,48 @@ class MqttBridgeNode(Node):
             return
         if name == "snapshot" and req["target"] == "*" and req["args"].get("camera"):
             req["target"] = req["args"]["camera"]
+        key = (str(req["target"]), name)
+        busy, start = "", False
+        with self._lanes_lock:
+            lane = self._lanes.get(key)
+            if lane is None and len(self._lanes) >= self.cfg.command_max_lanes:
+                busy = f"{len(self._lanes)} targets have commands in progress (limit {self.cfg.command_max_lanes}); retry later"
+            elif lane is not None and len(lane) >= self.cfg.command_queue_size:
+                busy = (f"{len(lane)} {name} commands for target {key[0]!r} are waiting (limit {self.cfg.command_queue_size}); "
+                        "that target is slow or not answering, retry later")
+            else:
+                if lane is None:
+                    lane = self._lanes[key] = collections.deque()
+                    start = True
+                lane.append(req)
+        if busy:
+            self._reject(name, CommandRejected("busy", busy, req["request_id"]))
+        elif start:
+            threading.Thread(target=self._lane_loop, args=(key,), name=f"mqtt-cmd-{name}", daemon=True).start()
+
+    def _lane_loop(self, key: tuple[str, str]) -> None:
+        """Serve one (target, command) lane in order; the thread ends when the lane is empty."""
+        while True:
+            with self._lanes_lock:
+                lane = self._lanes[key]
+                if not lane:
+                    del self._lanes[key]
+                    return
+                req = lane.popleft()
+            try:
+                self._handle_command(req)
+            except Exception as err:  # noqa: BLE001 - never let a command stop the lane
+                self._reject(req["command"], CommandRejected("internal", f"{type(err).__name__}: {err}"[:300], req["request_id"]))
+
+    def _handle_command(self, req: dict[str, Any]) -> None:
+        name = req["command"]
         replies = self.cmd_client.send(req, self.cfg.command_timeout, self.cfg.command_grace)
         reply = aggregate_reply(req, replies, self.cfg.command_timeout)
-        if reply["ok"]:
-            self.commands_ok += 1
-        else:
-            self.commands_rejected += 1
+        with self._lock:
+            if reply["ok"]:
+                self.commands_ok += 1
+            else:
+                self.commands_rejected += 1
         self.get_logger().info(f"command {name} ({req['request_id']}): {'ok' if reply['ok'] else reply['error']['message']}")
         self.link.publish_now(f"{self.base}/cmd/{name}/reply", json.dumps(reply, default=str), qos=1)
         if name == "snapshot" and reply["ok"]:

@@ -23,6 +23,8 @@ import yaml
 from nano_vision_ros.core import paths
 from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
 
+MAX_IMAGE_BYTES = 50_000_000  # largest enrollment image file the CLI reads
+
 NODE = "face_node"
 
 
@@ -105,13 +107,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_faces_config(args)
         if args.action == "enroll":
-            import cv2
+            from nano_vision_ros.core.safe_files import read_image
 
             images = []
             for f in args.images:
-                img = cv2.imread(f, cv2.IMREAD_COLOR)
-                if img is None:
-                    print(f"refused: {f}: not a readable image", file=sys.stderr)
+                try:  # the operator's own paths: anywhere, but regular files only (a FIFO would hang the CLI)
+                    img = read_image(f, None, MAX_IMAGE_BYTES, what="image")
+                except ValueError as err:
+                    print(f"refused: {f}: not a readable image: {err}", file=sys.stderr)
                     return 1
                 images.append((f, img))
             rec = FaceRecognizer(cfg)

@@ -1,0 +1,402 @@
+"""Commands that would block, a target that never answers, and hostile MQTT topics/packets.
+
+Issue 15: an ``enroll_face`` whose ``image_path`` is a FIFO blocked face_node's commands for good
+and, through the bridge's one queue, every command of every node. Here: paths commands read are
+regular files inside ``allowed_image_dirs`` (opened without blocking); every handler is time-bounded
+(ros.commands.CommandBus); the bridge queues per (target, command), so a target that never answers
+gets ``busy`` alone. And: command topics with odd names and raw garbage sent to mosquitto leave the
+bridge connected, delivering events and answering commands. Real mosquitto, real nodes over DDS.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import free_port, wait_for
+
+from nano_vision_ros.site.mosquitto import Mosquitto
+
+SITE, DEVICE = "s15", "d15"
+BASE = f"nano_vision/{SITE}/{DEVICE}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    m.start()
+    yield m
+    m.stop()
+    log = m.workdir / "mosquitto.log"
+    if log.is_file():
+        print(f"----- mosquitto log -----\n{log.read_text(errors='replace')[-3000:]}")
+
+
+class Backend:
+    """The MQTT back end: publishes commands, records replies and events."""
+
+    def __init__(self, port: int, client_id: str = "backend") -> None:
+        self.port = port
+        self.msgs: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.online = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.c.on_message = self._on_message
+        self.c.on_connect = lambda cl, *a: cl.subscribe(f"{BASE}/#", qos=1)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.msgs.append((msg.topic, msg.payload))
+        if msg.topic == f"{BASE}/status" and msg.payload == b"online":
+            self.online.set()
+
+    def replies(self) -> list[dict]:
+        with self.lock:
+            got = [json.loads(p) for t, p in self.msgs if t.endswith("/reply")]
+        return [r for r in got if isinstance(r, dict) and "ok" in r]  # not what a test itself sent to a …/reply topic
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p in self.msgs if t == topic]
+
+    def send(self, name: str, args: dict | None = None, target: str = "cam0", rid: str | None = None) -> str:
+        rid = rid or f"{name[:20]}-{uuid.uuid4().hex[:12]}"
+        body = {"request_id": rid, "target": target, "args": args or {}}
+        self.c.publish(f"{BASE}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(10)
+        return rid
+
+    def reply(self, rid: str, timeout: float = 60.0) -> dict:
+        return wait_for(lambda: next((r for r in self.replies() if r.get("request_id") == rid), None), timeout,
+                        what=f"MQTT reply {rid}")
+
+    def call(self, name: str, args: dict | None = None, target: str = "cam0", timeout: float = 60.0) -> dict:
+        return self.reply(self.send(name, args, target), timeout)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def start_bridge(start_node, port: int, tmp_path: Path, *extra: str):
+    return start_node("mqtt_bridge_node", "-p", f"port:={port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
+                      "-p", "events_topics:=[/cam0/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+                      "-p", "reconnect_max:=1.0", "-p", "stats_period:=0.0", "-p", "ha_discovery:=false", *extra, name="bridge")
+
+
+def _in_thread(fn, timeout: float = 10.0):
+    """fn() on a thread; fails (instead of hanging the test) if it has not returned in `timeout`."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            out["error"] = err
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "the read blocked"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+# --- the safe reader (core, no ROS) --------------------------------------------------------------
+def test_safe_reader_refuses_what_could_block_or_escape(tmp_path: Path, samples: Path) -> None:
+    from nano_vision_ros.core.safe_files import UnsafePathError, read_image, read_regular_file
+
+    allowed = tmp_path / "enroll"
+    allowed.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    good = allowed / "astronaut.png"
+    shutil.copy(samples / "astronaut.png", good)
+    fifo = allowed / "fifo.png"
+    os.mkfifo(fifo)
+    (allowed / "to_fifo.png").symlink_to(fifo)
+    secret = outside / "secret.png"
+    shutil.copy(samples / "astronaut.png", secret)
+    (allowed / "escape.png").symlink_to(secret)
+    (allowed / "big.bin").write_bytes(b"\0" * 5000)
+    (allowed / "text.png").write_text("not an image")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(allowed / "sock"))
+    dirs = [str(allowed)]
+    try:
+        img = _in_thread(lambda: read_image(str(good), dirs, 10_000_000))
+        assert img.ndim == 3 and img.shape[2] == 3
+        cases = [
+            (str(fifo), "a FIFO, not a regular file"),
+            (str(allowed / "to_fifo.png"), "a FIFO, not a regular file"),  # the symlink is followed, the target checked
+            (str(allowed / "escape.png"), "outside the allowed directories"),
+            (str(secret), "outside the allowed directories"),
+            (f"{allowed}/../outside/secret.png", "outside the allowed directories"),
+            ("/dev/zero", "outside the allowed directories"),
+            ("enroll/astronaut.png", "must be an absolute path"),
+            (str(allowed), "a directory, not a regular file"),
+            (str(allowed / "missing.png"), "does not exist"),
+            (str(allowed / "sock"), "cannot be opened"),
+            (str(allowed / "big.bin"), "larger than the limit of 4000"),
+            (f"{good}\0.png", "NUL"),
+        ]
+        for path, why in cases:
+            with pytest.raises(UnsafePathError, match=why.replace("(", r"\(")):
+                _in_thread(lambda: read_regular_file(path, dirs, 4000))
+        with pytest.raises(ValueError, match="does not decode as an image"):
+            read_image(str(allowed / "text.png"), dirs, 4000)
+        # devices and FIFOs are refused even where every directory is allowed (the CLI's case)
+        with pytest.raises(UnsafePathError, match="a character device"):
+            _in_thread(lambda: read_regular_file("/dev/zero", None, 4000))
+        with pytest.raises(UnsafePathError, match="a FIFO"):
+            _in_thread(lambda: read_regular_file(str(fifo), None, 4000))
+        with pytest.raises(UnsafePathError, match="no directory is allowed"):
+            read_regular_file(str(good), [""], 4000)
+    finally:
+        sock.close()
+
+
+# --- the command bus: a handler that never returns ------------------------------------------------
+def test_bus_answers_timeout_for_a_stuck_handler_and_serves_the_next(ros_node) -> None:
+    from nano_vision_ros.ros.commands import CommandBus, CommandClient
+
+    release = threading.Event()
+    entered: list[str] = []
+
+    def hang(args):
+        entered.append("hang")
+        release.wait(120)
+        return {"late": True}
+
+    server = ros_node("stuck_server")
+    bus = CommandBus(server, {"hang": hang, "ping": lambda a: {"pong": a.get("n")}}, camera="camX", timeout=0.5, max_overrun=2)
+    client = CommandClient(ros_node("stuck_client"))
+    wait_for(lambda: client._pub.get_subscription_count() > 0 and client._sub.get_publisher_count() > 0, 30,
+             what="bus discovered")
+
+    def call(cmd: str, n: int = 0) -> dict:
+        got = client.send({"request_id": uuid.uuid4().hex, "command": cmd, "target": "camX", "args": {"n": n}}, timeout=30)
+        assert len(got) == 1, got
+        return got[0]
+
+    try:
+        assert call("ping", 1)["result"] == {"pong": 1}
+        r = call("hang")
+        assert r["ok"] is False and r["error"].startswith("timeout: hang did not finish within 0.5s"), r
+        r = call("ping", 2)  # served while the first hang still runs
+        assert r["ok"] is True and r["result"] == {"pong": 2}, r
+        r = call("hang")
+        assert r["ok"] is False and r["error"].startswith("timeout"), r
+        # two handlers overrunning: the bus says so at once instead of starting more threads
+        r = call("ping", 3)
+        assert r["ok"] is False and "busy: 2 earlier command(s) still running" in r["error"], r
+        assert entered == ["hang", "hang"] and bus.timed_out == 2
+        release.set()
+        wait_for(lambda: call("ping", 4)["ok"], 30, interval=0.2, what="bus serving again once the stuck handlers ended")
+    finally:
+        release.set()
+        bus.destroy()
+
+
+# --- the issue's scenario over MQTT ----------------------------------------------------------------
+def test_fifo_enroll_and_a_silent_target_do_not_starve_other_commands(start_node, broker, tmp_path: Path, samples: Path) -> None:
+    enroll_dir = tmp_path / "enroll"
+    enroll_dir.mkdir()
+    fifo = enroll_dir / "face.jpg"
+    os.mkfifo(fifo)
+    (enroll_dir / "link.jpg").symlink_to(fifo)
+    shutil.copy(samples / "astronaut.png", enroll_dir / "eileen.png")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.4, cooldown: 0}]")
+    face = start_node("face_node", "-r", "__ns:=/cam0", "-p", f"gallery:={tmp_path / 'faces.db'}", "-p", "detector.kind:=centerface",
+                      "-p", f"allowed_image_dirs:=[{enroll_dir}]", "-p", "command_timeout:=30.0", name="face")
+    events = start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", f"site_id:={SITE}",
+                        "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="events")
+    det = start_node("detector_node", "-r", "__ns:=/cam0", "-p", "task:=coco_objects", name="detector")
+    bridge = start_bridge(start_node, broker.port, tmp_path, "-p", "command_timeout:=40.0", "-p", "command_queue_size:=4")
+    be = Backend(broker.port)
+    try:
+        wait_for(be.online.is_set, 60, what="bridge online")
+        wait_for(lambda: "faces: centerface" in face.log(), 120, what="face_node configured")
+        wait_for(lambda: "loaded" in det.log(), 120, what="detector_node configured")
+        # the path that used to block face_node for good: answered at once, naming the problem
+        r = be.call("enroll_face", {"name": "Fifo", "image_path": str(fifo)}, timeout=60)
+        assert r["ok"] is False and "is a FIFO, not a regular file" in r["error"]["message"], r
+        r = be.call("enroll_face", {"name": "Link", "image_path": str(enroll_dir / "link.jpg")})
+        assert r["ok"] is False and "a FIFO" in r["error"]["message"], r
+        r = be.call("enroll_face", {"name": "Zero", "image_path": "/dev/zero"})
+        assert r["ok"] is False and "outside the allowed directories" in r["error"]["message"], r
+        r = be.call("enroll_face", {"name": "Eileen", "image_path": str(enroll_dir / "eileen.png")}, timeout=120)
+        assert r["ok"] is True and r["replies"][0]["result"]["name"] == "Eileen", r
+
+        # a target that never answers, flooded: 12 commands each wait the bridge's 40 s timeout
+        ghost = [be.send("reload_config", target="ghost") for _ in range(12)]
+        # valid commands for the other nodes are answered now, not after 12 x 40 s, and not 'busy'
+        r = be.call("delete_face", {"name": "Eileen"}, timeout=60)
+        assert r["ok"] is True and r["replies"][0]["node"] == "/cam0/face_node", r
+        r = be.call("reload_config", timeout=60)
+        assert r["ok"] is True and r["replies"][0]["result"]["rules"] == ["people"], r
+        r = be.call("set_threshold", {"score_threshold": 0.4}, timeout=60)
+        assert r["ok"] is True and r["replies"][0]["node"] == "/cam0/detector_node", r
+        # the silent target alone got 'busy': 1 in flight + 4 waiting, 7 refused, naming the target
+        busy = wait_for(lambda: [x for x in be.replies() if x.get("request_id") in ghost and x["error"]["code"] == "busy"]
+                        if len([x for x in be.replies() if x.get("request_id") in ghost]) >= 7 else None, 30,
+                        what="busy replies for the silent target")
+        assert 7 <= len(busy) <= 8 and all("target 'ghost'" in b["error"]["message"] for b in busy), busy
+        assert not any(x["error"] and x["error"]["code"] == "busy" for x in be.replies() if x.get("request_id") not in ghost)
+        assert bridge.alive() and face.alive() and events.alive() and det.alive()
+    finally:
+        be.close()
+
+
+# --- hostile topic names and raw packets -----------------------------------------------------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: bytes) -> bytes:
+    return len(s).to_bytes(2, "big") + s
+
+
+def _connect_packet(client_id: bytes) -> bytes:
+    body = _utf8(b"MQTT") + bytes([4, 0x02, 0, 30]) + _utf8(client_id)
+    return bytes([0x10]) + _varint(len(body)) + body
+
+
+def _publish_packet(topic: bytes, payload: bytes) -> bytes:
+    body = _utf8(topic) + payload
+    return bytes([0x30]) + _varint(len(body)) + body
+
+
+def _raw(port: int, data: bytes, read: bool = True) -> bytes:
+    """Send bytes on a fresh TCP connection to the broker; what came back before it closed (or 2 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            return b""
+        got = b""
+        s.settimeout(2)
+        try:
+            while read and len(got) < 1 << 16:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except OSError:
+            pass
+        return got
+
+
+def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_node, ros_node, broker, tmp_path: Path) -> None:
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from nano_vision_ros.ros.commands import CommandBus
+
+    node = ros_node("hostile_cam0")
+    bus = CommandBus(node, {"reload_config": lambda a: {"rules": ["r"]}}, camera="cam0")
+    ev_pub = node.create_publisher(String, "/cam0/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                                                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    bridge = start_bridge(start_node, broker.port, tmp_path, "-p", "command_timeout:=10.0", "-p", "stats_period:=1.0")
+    be = Backend(broker.port)
+    seq = iter(range(1, 10_000))
+
+    def still_serving(after: str) -> None:
+        eid = f"ev-{next(seq)}"
+        ev_pub.publish(String(data=json.dumps({"event_id": eid, "sequence": 0, "state": "new", "camera": "cam0",
+                                               "type": "intrusion"})))
+        wait_for(lambda: any(json.loads(p).get("event_id") == eid for p in be.on(f"{BASE}/events")), 60,
+                 what=f"an event delivered after {after}")
+        r = be.call("reload_config", timeout=60)
+        assert r["ok"] is True and r["replies"][0]["result"] == {"rules": ["r"]}, (after, r)
+        assert bridge.alive(), after
+
+    try:
+        wait_for(be.online.is_set, 60, what="bridge online")
+        still_serving("start")
+        # wildcards in a topic name: paho refuses to publish them at all
+        for bad in (f"{BASE}/cmd/+", f"{BASE}/cmd/#", f"{BASE}/cmd/re+load", f"{BASE}/cmd/a#"):
+            with pytest.raises(ValueError):
+                be.c.publish(bad, b"{}", qos=1)
+        # sent raw anyway, a wildcard, NUL, control character or bad UTF-8 in a PUBLISH topic: mosquitto drops that client
+        for topic in (f"{BASE}/cmd/+".encode(), f"{BASE}/cmd/#".encode(), f"{BASE}/cmd/re\0load".encode(), f"{BASE}/cmd/reload_config\t".encode(),
+                      f"{BASE}/cmd/\xff\xfe".encode("latin-1")):
+            got = _raw(broker.port, _connect_packet(b"evil-" + uuid.uuid4().hex[:8].encode()) + _publish_packet(topic, b"{}"))
+            assert got[:1] == b"\x20", got  # CONNACK, then the broker closed the connection
+        still_serving("wildcard/NUL/invalid UTF-8 topics")
+        # names the bridge receives (one topic level under cmd/) but refuses, each with an error reply
+        n0 = len(be.replies())
+        odd = ["x" * 65_000, " ", "reload config", "ünïcode", "$SYS", "..", "reload_config~", "%00", "'; DROP TABLE"]
+        for name in odd:
+            be.c.publish(f"{BASE}/cmd/{name}", b"{}", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(be.replies()) >= n0 + len(odd), 60, what="a reply to every odd name")
+        bad = be.replies()[n0:]
+        assert all(r["ok"] is False and r["error"]["code"] == "bad_name" for r in bad), bad
+        assert be.on(f"{BASE}/cmd/_invalid/reply"), "the 65000-character name is answered on cmd/_invalid/reply"
+        # multi-level names are not commands: no reply, nothing executed
+        for name in ("reload_config/x", "a/b/c/d", "reload_config/reply", "/", "//reload_config"):
+            be.c.publish(f"{BASE}/cmd/{name}", b"{}", qos=1).wait_for_publish(10)
+        still_serving("odd and multi-level names")
+        assert len(be.replies()) == n0 + len(odd) + 1  # only still_serving's own reply came since
+        # garbage and malformed packets straight on the broker's socket
+        rnd = __import__("random").Random(15)
+        garbage = [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 2000))) for _ in range(20)]
+        garbage += [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x10\xff\xff\xff\xff\x7f", b"\x10\x05\x00\x04MQ",
+                    b"\x10\x0c\x00\x04MQTT\x63\x02\x00\x1e\x00\x00",  # unknown protocol level
+                    _connect_packet(b"") + b"\x30\xff\xff\xff\x7f" + b"A" * 1000,  # PUBLISH claiming 256 MB
+                    _connect_packet(b"evil-dup") + b"\x10" + _varint(3) + b"abc",  # a second CONNECT
+                    b"\xf0\x00", b"\x00" * 4096]
+        for data in garbage:
+            _raw(broker.port, data, read=False)
+        idle = [socket.create_connection(("127.0.0.1", broker.port), timeout=5) for _ in range(20)]  # half-open, silent
+        try:
+            still_serving("garbage packets and silent connections")
+        finally:
+            for s in idle:
+                s.close()
+        # the bridge never lost its MQTT connection through all of it
+        n_stats = len(be.on(f"{BASE}/stats"))
+        wait_for(lambda: len(be.on(f"{BASE}/stats")) > n_stats, 30, what="a fresh stats message")
+        stats = json.loads(be.on(f"{BASE}/stats")[-1])["bridge"]
+        assert stats["connected"] is True and stats["connects"] == 1 and stats["disconnects"] == 0, stats
+    finally:
+        bus.destroy()
+        be.close()
+
+
+def test_enroll_image_path_refused_when_no_directory_is_allowed(start_node, ros_node, tmp_path: Path, samples: Path) -> None:
+    """Over DDS, with ``allowed_image_dirs:=['']``: image_path is refused, image_b64 still works."""
+    from nano_vision_ros.ros.commands import CommandClient
+
+    img = tmp_path / "a.png"
+    shutil.copy(samples / "astronaut.png", img)
+    face = start_node("face_node", "-r", "__ns:=/gate9", "-p", f"gallery:={tmp_path / 'faces.db'}", "-p", "detector.kind:=centerface",
+                      "-p", "allowed_image_dirs:=['']", "-p", "command_timeout:=30.0", name="face")
+    client = CommandClient(ros_node("enroll_client"))
+    wait_for(lambda: client._pub.get_subscription_count() > 0 and client._sub.get_publisher_count() > 0, 60,
+             what="face_node command bus")
+    wait_for(lambda: "faces: centerface" in face.log(), 120, what="face_node configured")
+
+    def call(args: dict) -> dict:
+        got = client.send({"request_id": uuid.uuid4().hex, "command": "enroll_face", "target": "gate9", "args": args},
+                          timeout=60)
+        assert len(got) == 1, got
+        return got[0]
+    r = call({"name": "A", "image_path": str(img)})
+    assert r["ok"] is False and "no directory is allowed" in r["error"], r
+    r = call({"name": "A", "image_b64": base64.b64encode(img.read_bytes()).decode()})
+    assert r["ok"] is True and r["result"]["name"] == "A", r
