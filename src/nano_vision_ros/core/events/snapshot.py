@@ -58,16 +58,20 @@ class SnapshotWriter:
             cv2.putText(img, f"{event['type']}:{label}"[:40], (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.5, (0, 0, 255), 1, cv2.LINE_AA)
         path = self.dir / f"{event['event_id']}.jpg"
+        tmp = path.with_suffix(".jpg.tmp")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 raise OSError("JPEG encoding failed")
-            tmp = path.with_suffix(".jpg.tmp")
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, path)
         except OSError as err:
             self.failed += 1
+            try:
+                tmp.unlink()  # a partial file on a full disk would keep it full
+            except OSError:
+                pass
             log.error("snapshot %s not written: %s", path, err)
             return None
         self.written += 1

@@ -132,8 +132,12 @@ class Outbox:
                         ids.append(int(cur.lastrowid))
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
                     self._seen_n, self._count = seen_n, count
+                    if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # keep the first error: it names the problem
                     raise
             except sqlite3.Error as err:
                 raise OutboxError(f"outbox {self.path}: {err}") from None
@@ -177,10 +181,11 @@ class Outbox:
                     n += cur.rowcount
                 self._db.execute("COMMIT")
             except sqlite3.Error as err:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise OutboxError(f"outbox {self.path}: {err}") from None
             self._count -= n
             return n

@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS embeddings_identity ON embeddings(identity_id);
 """
 
 
+class GalleryError(RuntimeError):
+    """A write the gallery could not make (full disk, read-only file); names the file. The
+    transaction is rolled back: what was enrolled before stays as it was."""
+
+
 @dataclass
 class Identity:
     name: str
@@ -112,8 +117,10 @@ class Gallery:
                     [(ident, model, int(v.size), v.astype("<f4").tobytes(), now) for v in emb])
                 count = self._db.execute("SELECT COUNT(*) FROM embeddings WHERE identity_id = ?", (ident,)).fetchone()[0]
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise GalleryError(f"gallery {self.path}: cannot add {name!r}: {err}") from None
                 raise
             self._changed()
         return int(count)
@@ -129,12 +136,25 @@ class Gallery:
                 self._db.execute("DELETE FROM embeddings WHERE identity_id = ?", (row[0],))
                 self._db.execute("DELETE FROM identities WHERE id = ?", (row[0],))
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise GalleryError(f"gallery {self.path}: cannot delete {name!r}: {err}") from None
                 raise
-            self._db.execute("VACUUM")
+            try:
+                self._db.execute("VACUUM")
+            except sqlite3.Error as err:  # deleted already; the space is reclaimed on a later VACUUM
+                log.warning("gallery %s: VACUUM after deleting %r failed: %s", self.path, name, err)
             self._changed()
         return True
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open (SQLite ends it by itself on a full disk)."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def _changed(self) -> None:
         self._cache.clear()

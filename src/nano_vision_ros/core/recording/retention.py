@@ -40,6 +40,13 @@ class Retention:
         clips = self._clips()
         total = sum(size for _, size, _ in clips)
         removed: list[Path] = []
+        deletable = sum(size for _, size, path in clips if path not in keep)
+        if extra_needed > deletable:
+            # something else fills the disk: deleting every clip would still not make room, so
+            # delete none for it (recorded evidence is not thrown away for nothing)
+            log.warning("retention: %d bytes needed but all clips in %s hold %d; none deleted for space",
+                        extra_needed, self.folder, deletable)
+            extra_needed = 0
         for mtime, size, path in clips:
             too_old = self.max_age > 0 and now - mtime > self.max_age
             too_big = (self.max_bytes > 0 and total > self.max_bytes) or extra_needed > 0
