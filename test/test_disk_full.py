@@ -154,3 +154,66 @@ def test_recorder_skips_clips_on_full_disk_keeps_finished_ones_and_recovers(smal
     rec.flush()
     assert len(clips) == 2 and clips[1]["event_ids"] == ["c"], errors
     assert sha256_file(clips[1]["path"]) == clips[1]["sha256"]
+
+
+# --- a real node process: mqtt_bridge_node with its outbox on the small disk ----------------------
+def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, start_node, ros_node, tmp_path):
+    """Broker down, 20 events queue in the outbox; the disk fills, 20 more come (refused, named in the
+    log, the node stays up); the broker returns: the 20 accepted are delivered; space returns: new
+    events are stored and delivered again."""
+    from test_mqtt_bridge import BASE, DEVICE, RULES, SITE, Feeder, Subscriber, burst, mqtt_keys
+
+    from conftest import free_port, wait_for
+    from nano_vision_ros.site.mosquitto import Mosquitto
+
+    disk = small_disk("2m")
+    broker = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    broker.start()
+    try:
+        rules_file = tmp_path / "rules.yaml"
+        rules_file.write_text(RULES)
+        start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules_file}", "-p", f"site_id:={SITE}",
+                   "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", "-p", "tick_period:=0.1",
+                   name="events")
+        outbox = disk / "outbox.sqlite"
+        bridge = start_node("mqtt_bridge_node", "-p", f"port:={broker.port}", "-p", f"site_id:={SITE}",
+                            "-p", f"device_id:={DEVICE}", "-p", "events_topics:=[/cam0/events]",
+                            "-p", f"outbox_path:={outbox}", "-p", "reconnect_max:=1.0", "-p", "stats_period:=1.0",
+                            name="bridge")
+        sub = Subscriber(broker.port, client_id="disk-full-sub")
+        feeder = Feeder(ros_node)
+        feeder.wait_connected()
+        wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
+        broker.stop()
+        burst(feeder, 1000, 20, pace=0.05)  # 20 new + 20 end events, stored while the broker is down
+        wait_for(lambda: len(feeder.keys()) >= 40, 60, what="40 events published on ROS")
+        accepted = set(feeder.keys())
+        wait_for(lambda: _outbox_rows(outbox) >= 40, 30, what="40 events in the outbox")
+        filler = fill(disk)
+        burst(feeder, 2000, 20, pace=0.05)
+        wait_for(lambda: "disk is full" in bridge.log(), 60, what="the bridge naming the full disk")
+        assert bridge.alive(), "the bridge survives a full disk"
+        line = next(ln for ln in bridge.log().splitlines() if "disk is full" in ln)
+        assert str(outbox) in line, line
+        broker.start()
+        wait_for(lambda: accepted <= mqtt_keys(sub), 120, what="every event accepted before the disk filled")
+        filler.unlink()
+        before = set(feeder.keys())
+        burst(feeder, 3000, 10, pace=0.05)
+        wait_for(lambda: len(feeder.keys()) >= len(before) + 20, 60, what="20 more events on ROS")
+        after = set(feeder.keys()) - before
+        wait_for(lambda: after <= mqtt_keys(sub), 120, what="events after the space returned")
+        assert bridge.alive()
+        sub.close()
+    finally:
+        broker.stop()
+
+
+def _outbox_rows(path: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    except sqlite3.Error:
+        return 0
