@@ -17,6 +17,7 @@ NODES = [
     "uploader_node",
     "face_node",
     "plate_node",
+    "metrics_node",
 ]
 
 
@@ -49,16 +50,18 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "setuptools",
-        "numpy",
-        "pyyaml",
-        "pydantic>=2",
-        "jsonschema>=4",
-        "paho-mqtt>=2",
+        # minimums = requirements/oldest.txt, tested by scripts/test_oldest.sh (numpy 1.21/1.22:
+        # Python 3.10 only, not run here)
+        "numpy>=1.21",
+        "pyyaml>=5.4",
+        "pydantic>=2,<3",
+        "jsonschema>=4.18",
+        "paho-mqtt>=2,<3",
     ],
     extras_require={
         # pip's OpenCV; on Jetson prefer the system (JetPack) OpenCV and skip this extra.
-        "opencv": ["opencv-python-headless"],
-        "onnx": ["onnxruntime"],
+        "opencv": ["opencv-python-headless>=4.7"],
+        "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
         "test": ["pytest", "pytest-timeout"],
     },
     zip_safe=False,

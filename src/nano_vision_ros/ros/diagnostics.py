@@ -7,6 +7,7 @@ without the node's ``collect`` doing anything.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -115,6 +116,7 @@ class Diagnostics:
     def publish(self) -> None:
         level, message, values = self._collect()
         level, message, values = self._add_bad_frames(level, message, dict(values))
+        values.setdefault("pid", os.getpid())  # the metrics node reads CPU and memory of this process from /proc
         st = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,
                               name=self._name, message=message, hardware_id=self._hw)
         st.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
