@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"[site] {len(graph.nodes)} node(s) in {len(runner.procs)} process(es) running; Ctrl-C stops them", flush=True)
     try:
         code = runner.supervise(duration=args.duration)
+    except StartupError as err:
+        print(f"nano-vision site: start-up failed: {err}", file=sys.stderr)
+        code = 1
     finally:
         runner.stop()
         print("[site] stopped", flush=True)

@@ -24,6 +24,8 @@ from nano_vision_ros.site.graph import ProcessSpec, SiteGraph
 
 log = logging.getLogger("nano_vision.site")
 
+EXIT_CONFIG = 2  # nano_vision_ros.ros.runtime.EXIT_CONFIG (not imported: the runner needs no rclpy)
+
 
 class StartupError(RuntimeError):
     """A node (or service) failed while the site was starting."""
@@ -165,14 +167,20 @@ class SiteRunner:
         while time.monotonic() < deadline:
             for mp in self.procs:
                 if not mp.alive():
-                    mp.join_logs()
-                    code = mp.proc.returncode if mp.proc else None
-                    last = "\n    ".join(list(mp.tail)[-10:]) or "(no output)"
-                    raise StartupError(f"{mp.spec.label} exited with code {code} during start-up; its last lines:\n    {last}")
+                    raise self._startup_failure(mp)
             time.sleep(0.1)
 
+    @staticmethod
+    def _startup_failure(mp: ManagedProcess) -> StartupError:
+        mp.join_logs()
+        code = mp.proc.returncode if mp.proc else None
+        last = "\n    ".join(list(mp.tail)[-10:]) or "(no output)"
+        return StartupError(f"{mp.spec.label} exited with code {code} during start-up; its last lines:\n    {last}")
+
     def supervise(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> int:
-        """Block until stop() (signal) or `duration`; restart respawn nodes; returns exit code."""
+        """Block until stop() (signal) or `duration`; restart respawn nodes; returns exit code.
+
+        Raises StartupError when a process exits with the invalid-configuration code."""
         end = time.monotonic() + duration if duration else None
         reported: set[int] = set()
         while not self._stop.is_set():
@@ -182,6 +190,10 @@ class SiteRunner:
                 if mp.alive() or id(mp) in reported:
                     continue
                 code = mp.proc.returncode if mp.proc else None
+                if code == EXIT_CONFIG and not self._stop.is_set():
+                    # invalid configuration: nodes exit 2 only while they are being created, so this
+                    # is a failed start even when it came after startup_grace (a slow, loaded machine)
+                    raise self._startup_failure(mp)
                 if mp.spec.respawn and not self._stop.is_set():
                     self._say(f"{mp.spec.label} exited with code {code}; respawning in {mp.spec.respawn_delay:.1f}s")
                     time.sleep(mp.spec.respawn_delay)
