@@ -13,9 +13,10 @@ site tree (nodes, ffmpeg children, mosquitto, nginx, the clip receiver, the runn
 subscriber has received and clips the receiver has stored. It prints a table and, per process, a
 least-squares trend over the samples after --warmup-fraction of the run (RSS and PSS in MB/hour,
 fds and threads per hour) for every process alive through that window, and exits 1 if any RSS trend
-exceeds --max-rss-mb-per-hour or any
-fd/thread trend exceeds --max-fds-per-hour / --max-threads-per-hour (exit 2: the site did not
-run). Figures go to docs/performance/soak.md.
+exceeds --max-rss-mb-per-hour, any fd/thread trend exceeds --max-fds-per-hour /
+--max-threads-per-hour, or a long-lived process (a node container, a service) exited during the
+run (exit 2: the site did not run).
+Figures go to docs/performance/soak.md.
 """
 from __future__ import annotations
 
@@ -262,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             over.append(f"{name}: fds {t['fds']:.1f}/h > {args.max_fds_per_hour}")
         if t["threads"] > args.max_threads_per_hour:
             over.append(f"{name}: threads {t['threads']:.1f}/h > {args.max_threads_per_hour}")
+    # a long-lived process (node container, service, runner) seen during the run but gone at the
+    # end died: that is a failure whatever its memory did (a clip's ffmpeg is expected to come and go)
+    seen = {n for smp in samples for n in smp["procs"] if not n.startswith("ffmpeg#")}
+    exited = sorted(seen - set(last["procs"]))
+    for name in exited:
+        over.append(f"{name}: exited during the soak")
     total_rss = sum(p["rss"] for p in last["procs"].values())
     print(f"\nevents over MQTT: {last['events']}, clips received: {last['clips']}, "
           f"total RSS {total_rss:.0f} MB, {len(samples)} samples, runner exit {code}")
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
               "minutes": args.minutes, "site": args.site, "warmup_fraction": args.warmup_fraction,
               "bounds": {"rss_mb_per_hour": args.max_rss_mb_per_hour, "fds_per_hour": args.max_fds_per_hour,
                          "threads_per_hour": args.max_threads_per_hour},
-              "trends": tr, "events": last["events"], "clips": last["clips"], "runner_exit": code,
+              "trends": tr, "exited": exited, "events": last["events"], "clips": last["clips"], "runner_exit": code,
               "over": over, "samples": samples}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -110,7 +110,8 @@ def test_detector_node_bad_models_stay_up_and_report(start_node, ros_node, tmp_p
         "random": (["-p", f"model:={files['random']}"], str(files["random"]), "could not load"),
         "engine": (["-p", f"model:={files['engine']}"], "", "TensorRT"),
         "decoder": (["-p", f"model:={MASK}"], "dense_1", "nanodet decoder"),
-        "labels": (["-p", f"task:={_wrong_labels_profile(tmp_path)}"], "three.labels", "3 classes but the model outputs 80"),
+        "labels": (["-p", f"task:={_wrong_labels_profile(tmp_path)}"], "three.labels",
+                   "3 classes but the model outputs 80"),
     }
     procs = {k: start_node("detector_node", "-r", f"__ns:=/bm_{k}", *args, name=f"bm_{k}")
              for k, (args, _, _) in cases.items()}

@@ -5,7 +5,7 @@ Bounds (after the first half, the warm-up, is left out): every process alive thr
 half grows its RSS by less than 60 MB/hour (10 MB per 10 minutes; ONNX Runtime's arena and the
 Python heap still settle a few MB in the first minutes, a leak of a frame per second would be
 GB/hour), its fd and thread counts trend by less than 20 per hour and move by at most 4 over the
-window (fds/threads flat), and events and clips keep arriving. Slow by design (10 minutes)."""
+window (fds/threads flat), no node container or service exits, and events and clips keep arriving. Slow by design (10 minutes)."""
 from __future__ import annotations
 
 import json
@@ -34,6 +34,7 @@ def test_soak_no_growth(tmp_path):
     assert proc.returncode != 2, "the demo site did not run through the soak"
     result = json.loads(out.read_text())
     assert result["runner_exit"] == 0, "the runner stops cleanly at the end"
+    assert not result["exited"], f"processes died during the soak: {result['exited']}"
     nodes = [n for n in result["trends"] if n.startswith(("container", "cam0/", "detector", "events"))]
     assert nodes, f"no node process was sampled through the window: {sorted(result['trends'])}"
     for name, t in result["trends"].items():
