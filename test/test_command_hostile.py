@@ -333,8 +333,8 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
             with pytest.raises(ValueError):
                 be.c.publish(bad, b"{}", qos=1)
         # sent raw anyway, a wildcard, NUL, control character or bad UTF-8 in a PUBLISH topic: mosquitto drops that client
-        for topic in (f"{BASE}/cmd/+".encode(), f"{BASE}/cmd/#".encode(), f"{BASE}/cmd/re\0load".encode(), f"{BASE}/cmd/reload_config\t".encode(),
-                      f"{BASE}/cmd/\xff\xfe".encode("latin-1")):
+        for topic in (f"{BASE}/cmd/+".encode(), f"{BASE}/cmd/#".encode(), f"{BASE}/cmd/re\0load".encode(),
+                      f"{BASE}/cmd/reload_config\t".encode(), f"{BASE}/cmd/\xff\xfe".encode("latin-1")):
             got = _raw(broker.port, _connect_packet(b"evil-" + uuid.uuid4().hex[:8].encode()) + _publish_packet(topic, b"{}"))
             assert got[:1] == b"\x20", got  # CONNACK, then the broker closed the connection
         still_serving("wildcard/NUL/invalid UTF-8 topics")
