@@ -5,6 +5,7 @@ track, publish) beside raw ``backend.infer`` on the same tensor (the floor).
     .venv/bin/python bench/detector.py                 # CPU backends here
     .venv/bin/python bench/detector.py --gpu           # + CuPy / pycuda pre-processing, ORT CUDA if present
     .venv/bin/python bench/detector.py --cadence       # CPU cores at a camera cadence, ORT spinning on vs off
+    .venv/bin/python bench/detector.py --cameras 2     # throughput: one detector for 2 cameras vs one per camera
 
 Overhead = (pipeline - raw inference) / raw inference, at batch 1. Figures go to
 docs/performance/detector.md.
@@ -167,6 +168,55 @@ def bench_cadence(task: str, model: str | None, fps: float, seconds: float, roun
         d.close()
 
 
+def _camera_worker(cameras: int, threads: int, detectors: int, seconds: float, queue) -> None:
+    """One detector process serving `cameras` cameras back to back (each its own tracker)."""
+    from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+    from nano_vision_ros.core.tracking import ByteTracker
+
+    images = [cv2.imread(str(SAMPLE)), cv2.imread(str(SAMPLE.with_name("person.jpg")))]
+    det = build_detector(load_profile("coco_objects"), backend="onnxruntime", device="cpu", detectors=detectors,
+                         **({"threads": threads} if threads else {}))
+    det.warmup(3)
+    trackers = [ByteTracker() for _ in range(cameras)]
+    queue.put(("ready", 0, 0.0, 0))
+    while queue.get() != "go":  # the parent says go once every process is loaded
+        pass
+    n, c0, t0 = 0, _cpu_s(), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for i in range(cameras):
+            trackers[i].update(det.detect(images[i % 2]))
+            n += 1
+    queue.put(("done", n, _cpu_s() - c0, det.backend.threads))
+
+
+def bench_cameras(cameras: int, seconds: float) -> None:
+    """Frames/s over all cameras: one detector for all vs one per camera (auto threads shared out)
+    vs one per camera each with all cores (what an unset detectors_on_machine gives)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    setups = [("one detector, all cameras", 1, cameras, 0, 1),
+              ("one detector per camera, detectors_on_machine set", cameras, 1, 0, cameras),
+              ("one detector per camera, each all cores", cameras, 1, 0, 1)]
+    print(f"\n{cameras} cameras, NanoDet-m / onnxruntime CPU, frames back to back for {seconds:g} s, one process per detector")
+    print("| setup | processes | threads each | frames/s (all cameras) | CPU cores | CPU ms per frame |")
+    print("|---|---|---|---|---|---|")
+    for name, procs, cams, threads, detectors in setups:
+        qs = [ctx.Queue() for _ in range(procs)]
+        ps = [ctx.Process(target=_camera_worker, args=(cams, threads, detectors, seconds, q)) for q in qs]
+        for p in ps:
+            p.start()
+        for q in qs:
+            q.get(timeout=600)  # a loaded 2-core VM needs minutes to spawn and load
+        for q in qs:
+            q.put("go")
+        res = [q.get(timeout=seconds + 120) for q in qs]
+        for p in ps:
+            p.join()
+        frames, cpu = sum(r[1] for r in res), sum(r[2] for r in res)
+        print(f"| {name} | {procs} | {res[0][3]} | {frames / seconds:.1f} | {cpu / seconds:.2f} | {cpu / frames * 1e3:.1f} |")
+
+
 def gpu_preprocess(n: int, image: np.ndarray) -> None:
     """CPU Preprocessor vs the CUDA kernel via CuPy and via pycuda (upload + kernel + sync)."""
     cpu = Preprocessor(640, 640, resize="letterbox", channel_order="rgb")
@@ -249,6 +299,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="--cadence: seconds per window")
     ap.add_argument("--rounds", type=int, default=3, help="--cadence: windows per setting")
     ap.add_argument("--threads", type=int, default=0, help="--cadence: intra-op threads (0 = auto)")
+    ap.add_argument("--cameras", type=int, default=0, help="only: throughput for N cameras, shared vs per-camera detector")
     args = ap.parse_args()
     image = cv2.imread(str(SAMPLE))
     if image is None:
@@ -259,6 +310,9 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}; "
           f"onnxruntime {ort.__version__} {ort.get_available_providers()}; OpenCV {cv2.__version__}; input {SAMPLE.name} "
           f"{image.shape[1]}x{image.shape[0]}, median of {args.n} frames")
+    if args.cameras:
+        bench_cameras(args.cameras, args.seconds)
+        return 0
     if args.cadence:
         bench_cadence("coco_objects", None, args.fps, args.seconds, args.rounds, args.threads, image)
         return 0
