@@ -204,3 +204,37 @@ def test_port_in_use_is_a_named_config_error(start_node) -> None:
         wait_for(lambda: not node.alive(), 30, what="metrics_node exits on a busy port")
         assert node.proc.returncode == 2
         assert "port" in node.log() and str(port) in node.log()
+
+
+def test_container_hosts_metrics_node_beside_a_camera(tmp_path: Path, samples) -> None:
+    """metrics_node in a composition container with camera_node: both nodes, one pid."""
+    import json
+    import sys
+
+    from conftest import NodeProcess
+
+    port = free_port()
+    specs = [{"executable": "camera_node", "name": "camera_node", "namespace": "/cam9",
+              "args": ["--ros-args", "-r", "__node:=camera_node", "-r", "__ns:=/cam9",
+                       "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5.0"]},
+             {"executable": "metrics_node", "name": "metrics_node", "namespace": "/",
+              "args": ["--ros-args", "-r", "__node:=metrics_node", "-p", f"port:={port}"]}]
+    proc = NodeProcess([sys.executable, "-m", "nano_vision_ros.ros.container", *map(json.dumps, specs)],
+                       tmp_path / "container.log")
+    state: dict[str, list] = {}
+    try:
+        def ready() -> bool:
+            try:
+                state["s"] = _get(port)
+            except OSError:
+                return False
+            return (_value(state["s"], "nano_vision_node_fps", node="/cam9/camera_node") or 0) > 0
+
+        wait_for(ready, 90, interval=0.5, what="camera fps > 0 from metrics_node in the container")
+        s = state["s"]
+        pid = str(proc.pid)
+        assert _value(s, "process_cpu_seconds_total", node="/cam9/camera_node", pid=pid) > 0
+        assert _value(s, "process_cpu_seconds_total", node="/metrics_node", pid=pid) > 0
+    finally:
+        proc.stop()
+        sys.stderr.write(proc.log()[-3000:])
