@@ -114,7 +114,12 @@ class Diagnostics:
         self._timer = node.create_timer(period, self.publish)
 
     def publish(self) -> None:
-        level, message, values = self._collect()
+        try:
+            level, message, values = self._collect()
+        except Exception as err:  # noqa: BLE001 - a timer callback that raises would end the whole
+            # process (every node of a composed container with it); report the fault instead
+            log.warning("%s: collecting diagnostics failed: %s: %s", self._name, type(err).__name__, err)
+            level, message, values = ERROR, f"diagnostics failed: {type(err).__name__}: {err}"[:200], {}
         level, message, values = self._add_bad_frames(level, message, dict(values))
         values.setdefault("pid", os.getpid())  # the metrics node reads CPU and memory of this process from /proc
         st = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,

@@ -97,7 +97,7 @@ class RtmpStreamer:
 
     def stats(self) -> dict[str, object]:
         now = time.monotonic()
-        recent = [t for t in self._sent_times if now - t <= 2.0]
+        recent = [t for t in tuple(self._sent_times) if now - t <= 2.0]  # tuple(): the sender thread appends meanwhile
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 and recent[-1] > recent[0] else 0.0
         return {
             "state": self.state, "encoder": self.encoder_name, "url": self.opt.url,
