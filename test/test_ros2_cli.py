@@ -1,0 +1,98 @@
+"""The real `ros2` command line against the site started by `ros2 launch` from a colcon install
+space: topic echo of events and detections, param get/set of a detector threshold (it takes effect,
+a typo is refused with help), lifecycle deactivate/activate."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import free_port, wait_for
+from ros2_tools import VENV, demo_site, ros2, workspace
+
+# the first test of a change builds the colcon workspace (minutes on a loaded machine)
+pytestmark = pytest.mark.timeout(1500)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    env = workspace()
+    tmp = tmp_path_factory.mktemp("ros2_cli")
+    path = demo_site(tmp, free_port(), free_port(), free_port())
+    log = open(tmp / "launch.log", "w+")
+    launch = subprocess.Popen([str(VENV / "bin" / "ros2"), "launch", "nano_vision_ros", "site.launch.py",
+                               f"site_config:={path}"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp,
+                              start_new_session=True)
+
+    def detector_active():
+        assert launch.poll() is None, (tmp / "launch.log").read_text()[-4000:]
+        r = ros2("lifecycle", "get", "/cam0/detector_node", env=env, timeout=60)
+        return r.returncode == 0 and r.stdout.startswith("active")
+
+    try:
+        wait_for(detector_active, timeout=180, interval=2, what="/cam0/detector_node active")
+        yield env
+    finally:
+        os.killpg(launch.pid, signal.SIGINT)
+        try:
+            launch.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(launch.pid, signal.SIGKILL)
+        ros2("daemon", "stop", env=env, timeout=60)  # the CLI may have spawned one for this domain
+        log.close()
+
+
+def test_topic_echo_events_and_detections(site):
+    r = ros2("topic", "echo", "--once", "--qos-reliability", "reliable", "/cam0/detections",
+             "vision_msgs/msg/Detection2DArray", env=site, timeout=120)
+    assert r.returncode == 0, r.stderr
+    msg = yaml.safe_load(r.stdout.split("\n---")[0])
+    assert msg["header"]["frame_id"] and "detections" in msg
+    # events: std_msgs/String, transient local — the latest event is delivered to a late subscriber
+    r = ros2("topic", "echo", "--once", "--full-length", "--qos-durability", "transient_local",
+             "--qos-reliability", "reliable", "/cam0/events", "std_msgs/msg/String", env=site, timeout=180)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    event = json.loads(yaml.safe_load(r.stdout.split("\n---")[0])["data"])
+    assert event["camera"] == "cam0" and event["state"] in ("new", "update", "end")
+
+
+def test_param_set_threshold_takes_effect(site):
+    r = ros2("param", "set", "/cam0/detector_node", "score_threshold", "0.4", env=site)
+    assert r.returncode == 0 and "Set parameter successful" in r.stdout, r.stdout + r.stderr
+    r = ros2("param", "get", "/cam0/detector_node", "score_threshold", env=site)
+    assert "0.4" in r.stdout, r.stdout + r.stderr
+    # it takes effect: the latched class map carries the threshold in use
+    r = ros2("topic", "echo", "--once", "--qos-durability", "transient_local", "--qos-reliability", "reliable",
+             "/cam0/detections/labels", "vision_msgs/msg/LabelInfo", env=site, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert abs(yaml.safe_load(r.stdout.split("\n---")[0])["threshold"] - 0.4) < 1e-6, r.stdout
+    # a bad value is refused with the reason, a misspelled name with the closest names
+    r = ros2("param", "set", "/cam0/detector_node", "score_threshold", "7.0", env=site)
+    out = r.stdout + r.stderr
+    assert "Setting parameter failed: parameter 'score_threshold'" in out, out
+    r = ros2("param", "set", "/cam0/detector_node", "score_treshold", "0.3", env=site)
+    assert "node /cam0/detector_node: unknown parameter 'score_treshold' (did you mean 'score_threshold'" \
+        in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_lifecycle_deactivate_activate(site):
+    r = ros2("lifecycle", "set", "/cam0/detector_node", "deactivate", env=site)
+    assert r.returncode == 0 and "Transitioning successful" in r.stdout, r.stdout + r.stderr
+    assert ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("inactive")
+    r = ros2("lifecycle", "set", "/cam0/detector_node", "activate", env=site)
+    assert r.returncode == 0 and "Transitioning successful" in r.stdout, r.stdout + r.stderr
+    assert ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("active")
+    r = ros2("topic", "echo", "--once", "--qos-reliability", "reliable", "/cam0/detections",
+             "vision_msgs/msg/Detection2DArray", env=site, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_interface_show_event(site):
+    r = ros2("interface", "show", "nano_vision_msgs/msg/Event", env=site)
+    assert r.returncode == 0, r.stderr
+    assert "vision_msgs/BoundingBox2D[] boxes" in r.stdout and "ClipRef[] clips" in r.stdout
