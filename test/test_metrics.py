@@ -238,3 +238,17 @@ def test_container_hosts_metrics_node_beside_a_camera(tmp_path: Path, samples) -
     finally:
         proc.stop()
         sys.stderr.write(proc.log()[-3000:])
+
+
+def test_metrics_is_a_site_node_kind(tmp_path: Path) -> None:
+    from nano_vision_ros.site.config import load_site
+    from nano_vision_ros.site.graph import build_graph
+
+    site = tmp_path / "site.yaml"
+    site.write_text("cameras: [{name: cam0, nodes: [camera]}]\n"
+                    "site_nodes: [mqtt_bridge, {kind: metrics, params: {port: 9470, stale_after: 3.0}}]\n")
+    graph = build_graph(*load_site(site))
+    node = next(n for n in graph.nodes if n.kind == "metrics")
+    assert node.executable == "metrics_node" and node.namespace == "" and node.label == "metrics_node"
+    args = node.ros_args()
+    assert "port:=9470" in args and "stale_after:=3.0" in args

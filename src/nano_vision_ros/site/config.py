@@ -22,6 +22,7 @@ NODE_KINDS: dict[str, str] = {
     "plate": "plate_node",
     "mqtt_bridge": "mqtt_bridge_node",
     "uploader": "uploader_node",
+    "metrics": "metrics_node",  # Prometheus /metrics from /diagnostics (docs/METRICS.md); a site node
 }
 
 #: kinds whose nodes publish frames: their process gets the frame-sized shared-memory segment
