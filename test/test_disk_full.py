@@ -158,15 +158,15 @@ def test_recorder_skips_clips_on_full_disk_keeps_finished_ones_and_recovers(smal
 
 # --- a real node process: mqtt_bridge_node with its outbox on the small disk ----------------------
 def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, start_node, ros_node, tmp_path):
-    """Broker down, 20 events queue in the outbox; the disk fills, 20 more come (refused, named in the
-    log, the node stays up); the broker returns: the 20 accepted are delivered; space returns: new
-    events are stored and delivered again."""
+    """Broker down, 20 events queue in the outbox; the disk fills, 20 more come (refused by the
+    outbox, named in the log, held in memory; the node stays up); the broker returns: the 20 accepted
+    are delivered; space returns: the held ones are stored and delivered, and new events too."""
     from test_mqtt_bridge import BASE, DEVICE, RULES, SITE, Feeder, Subscriber, burst, mqtt_keys
 
     from conftest import free_port, wait_for
     from nano_vision_ros.site.mosquitto import Mosquitto
 
-    disk = small_disk("2m")
+    disk = small_disk("16m")  # room for the outbox WAL (it checkpoints at ~4 MB) once the filler goes
     broker = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
     broker.start()
     try:
@@ -197,7 +197,11 @@ def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, s
         assert str(outbox) in line, line
         broker.start()
         wait_for(lambda: accepted <= mqtt_keys(sub), 120, what="every event accepted before the disk filled")
+        wait_for(lambda: len(feeder.keys()) >= 80, 60, what="40 more events published while the disk is full")
+        refused = set(feeder.keys()) - accepted
+        assert refused and not (refused & mqtt_keys(sub)), "events refused by the full outbox wait in memory"
         filler.unlink()
+        wait_for(lambda: refused <= mqtt_keys(sub), 120, what="events received while the disk was full, once space returns")
         before = set(feeder.keys())
         burst(feeder, 3000, 10, pace=0.05)
         wait_for(lambda: len(feeder.keys()) >= len(before) + 20, 60, what="20 more events on ROS")

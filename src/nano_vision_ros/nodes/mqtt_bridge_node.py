@@ -41,6 +41,7 @@ from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+_HELD_MAX = 10_000  # events held in memory while the outbox refuses writes (disk full)
 HA_TYPES = ["no_hardhat", "no_vest", "no_mask", "smoke", "fire", "intrusion", "loitering"]
 
 
@@ -157,6 +158,8 @@ class MqttBridgeNode(Node):
                                 will_topic=self.t_status)
         self.received = 0
         self.duplicates = 0
+        self.events_lost = 0  # only beyond _HELD_MAX held events, or held at stop
+        self.store_error = ""
         self.bad_events = 0
         self.commands_ok = 0
         self.commands_rejected = 0
@@ -200,26 +203,50 @@ class MqttBridgeNode(Node):
         """Store events in batches: one transaction (one fsync) for all that arrived meanwhile.
 
         An event still in this queue when the process dies is not lost: the events node's topic
-        history delivers it again to the restarted bridge."""
-        while True:
-            item = self._ingest.get()
+        history delivers it again to the restarted bridge. When the outbox refuses a batch (disk
+        full, database locked), the batch is held in memory (at most `_HELD_MAX` events, oldest
+        dropped and counted in `events_lost` beyond that) and retried every second until it is
+        stored: an event received while the disk is full still reaches the backend."""
+        held: list[tuple[str, str, str, dict]] = []
+        stopping = False
+        while not stopping:
+            try:
+                item = self._ingest.get(timeout=1.0) if held else self._ingest.get()
+            except queue.Empty:
+                item = ()  # retry the held batch
             if item is None:
-                return
-            batch = [item]
-            while len(batch) < 500:
+                stopping = True
+            batch = held + ([item] if item else [])  # type: ignore[list-item]
+            while not stopping and len(batch) < 500 + len(held):
                 try:
                     nxt = self._ingest.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._ingest.put(None)
+                    stopping = True
                     break
                 batch.append(nxt)
+            if not batch:
+                continue
             try:
                 ids = self.outbox.put_many([(self.t_events, data, state, key) for data, state, key, _ in batch])
             except OutboxError as err:
-                self.get_logger().error(f"{len(batch)} events not stored: {err}", throttle_duration_sec=5.0)
+                over = len(batch) - _HELD_MAX
+                if over > 0:
+                    self.events_lost += over
+                    batch = batch[over:]
+                held = batch
+                self.store_error = str(err)
+                self.get_logger().error(f"{len(held)} events held in memory, not stored yet: {err}",
+                                        throttle_duration_sec=5.0)
+                if stopping:
+                    self.events_lost += len(held)
+                    self.get_logger().error(f"stopping with {len(held)} events the outbox never accepted: {err}")
                 continue
+            if held:
+                self.get_logger().info(f"outbox accepts events again; {len(held)} held events stored")
+            held = []
+            self.store_error = ""
             self.link.notify()
             for row, (_, _, _, ev) in zip(ids, batch):
                 if row is None:
@@ -387,6 +414,7 @@ class MqttBridgeNode(Node):
 
     def _bridge_stats(self) -> dict[str, Any]:
         s: dict[str, Any] = {"events_received": self.received, "duplicates": self.duplicates, "bad_events": self.bad_events,
+                             "events_lost": self.events_lost, "store_error": self.store_error,
                              "commands_ok": self.commands_ok, "commands_rejected": self.commands_rejected}
         s.update(self.outbox.stats())
         s.update(self.link.stats())
@@ -394,6 +422,8 @@ class MqttBridgeNode(Node):
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         s = self._bridge_stats()
+        if s["store_error"]:
+            return diagnostics.ERROR, f"outbox refuses events (held in memory, retried): {s['store_error']}"[:200], s
         if not s["connected"]:
             return diagnostics.WARN, f"not connected to {self.link.url}: {s['last_error'] or 'connecting'}", s
         return diagnostics.OK, f"connected, {s['outbox_pending']} pending", s
