@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import jsonschema
@@ -23,7 +24,7 @@ from conftest import REPO, free_port, wait_for
 NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
 
 
-def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) -> Path:
+def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int, metrics_port: int) -> Path:
     site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
     params = yaml.safe_load((REPO / "config" / "site_params.yaml").read_text())
     var = tmp_path / "var"
@@ -37,6 +38,7 @@ def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) 
     p["/cam0/rtmp_streamer_node"]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"
     p["/**/recorder_node"].update(output_dir=str(var / "clips"), pre_seconds=2.0, post_seconds=3.0)
     p["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
+    p.setdefault("metrics_node", {})["port"] = metrics_port
     p["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
     (tmp_path / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in p.items()}))
     path = tmp_path / "site.yaml"
@@ -45,8 +47,8 @@ def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) 
 
 
 def test_demo_site_end_to_end(tmp_path):
-    mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
-    site = _demo_files(tmp_path, mqtt_port, rtmp_port, recv_port)
+    mqtt_port, rtmp_port, recv_port, metrics_port = free_port(), free_port(), free_port(), free_port()
+    site = _demo_files(tmp_path, mqtt_port, rtmp_port, recv_port, metrics_port)
     schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
     log = open(tmp_path / "site.log", "w+")
     runner = subprocess.Popen([NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
@@ -94,6 +96,28 @@ def test_demo_site_end_to_end(tmp_path):
             assert hashlib.sha256(c.read_bytes()).hexdigest() == hashlib.sha256(local[c.name].read_bytes()).hexdigest()
         wait_for(lambda: any((e.get("clip") or {}).get("upload_state") == "done" for e in events), timeout=60,
                  what="an event update saying its clip is uploaded")
+
+        # Prometheus metrics of the running demo: every node up, the camera and detector at a rate
+        def scraped() -> dict[tuple[str, str], float]:
+            from prometheus_client.parser import text_string_to_metric_families
+
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return {}
+            return {(s.name, s.labels.get("node", "")): s.value
+                    for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+        def all_up() -> dict[tuple[str, str], float]:
+            m = scraped()
+            want = ["/cam0/camera_node", "/cam0/detector_node", "/cam0/events_node", "/cam0/rtmp_streamer_node",
+                    "/cam0/recorder_node", "/mqtt_bridge_node", "/uploader_node"]
+            ok = all(m.get(("nano_vision_node_up", n)) == 1 for n in want) and all(
+                m.get(("nano_vision_node_fps", n), 0) > 0 for n in want[:2])
+            return m if ok else {}
+
+        wait_for(all_up, timeout=60, interval=1.0, what="/metrics: every demo node up, camera and detector fps > 0")
     finally:
         client.loop_stop()
         runner.send_signal(signal.SIGINT)
