@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Build the package the way a ROS 2 user does (`colcon build`, ament_python) into a temporary
 # workspace and check what it installs: the ament index marker, package.xml, launch/config/models,
-# and one executable per node under lib/nano_vision_ros (what `ros2 run` looks for).
+# and one executable per node under lib/nano_vision_ros (what `ros2 run` looks for); and the
+# interface package nano_vision_msgs beside it. colcon does not look inside a package folder and the
+# repository root is the ament_python package, so nano_vision_msgs is a second base path:
+#   colcon build --base-paths src src/nano_vision_ros/nano_vision_msgs
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${NANO_VISION_VENV:-$root/.venv}"
 ws=$(mktemp -d)
 trap 'rm -rf "$ws"' EXIT
-mkdir -p "$ws/src"
-# a clean copy of the tracked tree (what a user clones into src/)
-git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$ws/src/") 2>/dev/null || cp -r "$root" "$ws/src/nano_vision_ros"
-export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv"
-(cd "$ws" && colcon --log-base log build --base-paths src --event-handlers console_direct- >"$ws/build.out" 2>&1) \
+mkdir -p "$ws/src/nano_vision_ros"
+# a clean copy of the tracked tree (what a user clones into src/nano_vision_ros)
+git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$ws/src/nano_vision_ros/") 2>/dev/null \
+  || cp -r "$root/." "$ws/src/nano_vision_ros"
+export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
+(cd "$ws" && colcon --log-base log build --base-paths src src/nano_vision_ros/nano_vision_msgs \
+    --event-handlers console_direct- --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF \
+    >"$ws/build.out" 2>&1) \
   || { cat "$ws/build.out"; echo "colcon build failed" >&2; exit 1; }
 prefix="$ws/install/nano_vision_ros"
 fail=0
@@ -21,6 +27,8 @@ need "$prefix/share/nano_vision_ros/package.xml"
 need "$prefix/share/nano_vision_ros/launch/site.launch.py"
 need "$prefix/share/nano_vision_ros/config/site.yaml"
 need "$prefix/share/nano_vision_ros/config/fastdds_shm.xml"
+need "$ws/install/nano_vision_msgs/share/nano_vision_msgs/msg/Event.msg"
+need "$ws/install/nano_vision_msgs/share/ament_index/resource_index/rosidl_interfaces/nano_vision_msgs"
 for n in camera_node detector_node events_node mqtt_bridge_node rtmp_streamer_node recorder_node uploader_node face_node plate_node; do
   need "$prefix/lib/nano_vision_ros/$n"
 done
