@@ -60,7 +60,7 @@ setup(
     ],
     extras_require={
         # pip's OpenCV; on Jetson prefer the system (JetPack) OpenCV and skip this extra.
-        "opencv": ["opencv-python-headless>=4.7"],
+        "opencv": ["opencv-python-headless>=4.9"],
         "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
         "test": ["pytest", "pytest-timeout"],
     },
