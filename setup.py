@@ -50,7 +50,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "setuptools",
-        # minimums = requirements/oldest.txt, tested by scripts/test_oldest.sh (numpy 1.21/1.22:
+        # minimums = requirements/oldest.pins, tested by scripts/test_oldest.sh (numpy 1.21-1.23:
         # Python 3.10 only, not run here)
         "numpy>=1.21",
         "pyyaml>=5.4",
