@@ -1,4 +1,4 @@
-"""ros2 launch nano_vision_ros site.launch.py [site_config:=PATH] [start_services:=true|false]
+"""ros2 launch nano_vision_ros site.launch.py [site_config:=PATH] [start_services:=true|false] [board:=NAME]
 
 The same node graph as `nano-vision site`: both come from nano_vision_ros.site.graph.build_graph
 reading config/site.yaml (cameras, the nodes of each, site-wide nodes, one params file), packed
@@ -19,22 +19,23 @@ def _nodes(context, *args, **kwargs):
     from nano_vision_ros.site.graph import build_graph
 
     site, path = load_site(LaunchConfiguration("site_config").perform(context))
-    graph = build_graph(site, path)
+    board = LaunchConfiguration("board").perform(context) or None
+    graph = build_graph(site, path, board)
     actions = [SetEnvironmentVariable(k, v) for k, v in graph.env.items()]
     start_services = LaunchConfiguration("start_services").perform(context).lower() in ("1", "true", "yes")
     if start_services:
-        if site.services.mosquitto.enabled:
+        if graph.runs_service("mosquitto"):
             actions.append(ExecuteProcess(
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "mosquitto",
                      "--host", site.services.mosquitto.host, "--port", str(site.services.mosquitto.port)],
                 name="mosquitto", output="screen"))
-        if site.services.nginx_rtmp.enabled:
+        if graph.runs_service("nginx_rtmp"):
             actions.append(ExecuteProcess(
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "nginx_rtmp",
                      "--host", site.services.nginx_rtmp.host, "--port", str(site.services.nginx_rtmp.port)],
                 name="nginx_rtmp", output="screen"))
         rx = site.services.clip_receiver
-        if rx.enabled:
+        if graph.runs_service("clip_receiver"):
             actions.append(ExecuteProcess(
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "clip_receiver", "--host", rx.host,
                      "--port", str(rx.port), "--dir", rx.dir, "--token-file", rx.token_file],
@@ -72,5 +73,7 @@ def generate_launch_description():
         DeclareLaunchArgument("site_config", default_value=default_site, description="site file"),
         DeclareLaunchArgument("start_services", default_value="true",
                               description="start the local mosquitto and nginx-rtmp named in the site file"),
+        DeclareLaunchArgument("board", default_value="",
+                              description="start only this board's part of a multi-board site (\"\" = all)"),
         OpaqueFunction(function=_nodes),
     ])

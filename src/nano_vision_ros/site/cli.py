@@ -16,6 +16,8 @@ from nano_vision_ros.site.runner import SiteRunner, StartupError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default="config/site.yaml", help="site file (default: config/site.yaml)")
+    p.add_argument("--board", default=None,
+                   help="start only this board's part of a multi-board site (its `boards:` entry)")
     p.add_argument("--dry-run", action="store_true", help="print the node commands and environment, start nothing")
     p.add_argument("--no-services", action="store_true", help="do not start the local mosquitto / nginx-rtmp")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (demos, smoke tests)")
@@ -25,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         site, path = load_site(args.config)
-        graph = build_graph(site, path)
+        graph = build_graph(site, path, args.board)
     except ConfigError as err:
         print(f"nano-vision site: {err}", file=sys.stderr)
         return 2

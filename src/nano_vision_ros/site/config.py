@@ -51,6 +51,7 @@ class NodeEntry(BaseModel):
     remappings: dict[str, str] = Field(default_factory=dict)
     respawn: bool = False
     respawn_delay: float = Field(2.0, ge=0)
+    board: str = ""  # the board (host) it runs on; "": its camera's board, else the first board
 
     @field_validator("kind")
     @classmethod
@@ -82,6 +83,7 @@ class CameraEntry(BaseModel):
     name: str
     nodes: list[NodeEntry] = Field(default_factory=list)
     processes: Packing | None = None  # None: the site's `processes`
+    board: str = ""  # the board that captures it (its frames stay there); "": the first board
 
     _norm = field_validator("nodes", mode="before")(lambda cls, v: _entries(v))
 
@@ -104,6 +106,7 @@ class ServiceEntry(BaseModel):
     enabled: bool = False
     port: int = Field(0, ge=0, le=65535)
     host: str = "127.0.0.1"
+    board: str = ""  # the board whose runner starts it; "": the first board
 
 
 class ReceiverEntry(ServiceEntry):
@@ -120,6 +123,31 @@ class Services(BaseModel):
     clip_receiver: ReceiverEntry = Field(default_factory=lambda: ReceiverEntry(port=9009))
 
 
+class BoardEntry(BaseModel):
+    """One host of a multi-board site and how its nodes find the other boards (docs/BOARDS.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    host: str = ""  # informational: the board's address on the site LAN
+    # unicast discovery where multicast is blocked: the other boards' addresses (ROS_STATIC_PEERS)
+    static_peers: list[str] = Field(default_factory=list)
+    # a Fast DDS discovery server, "IP:PORT[;IP:PORT]" (ROS_DISCOVERY_SERVER); "" = none
+    discovery_server: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        return _check_name(v, "board name")
+
+    @field_validator("static_peers")
+    @classmethod
+    def _peers(cls, v: list[str]) -> list[str]:
+        for peer in v:
+            if not peer or any(c in peer for c in "; \t"):
+                raise ValueError(f"static peer {peer!r}: give one address or host name per list item")
+        return v
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site_id: str = "site"
@@ -132,6 +160,7 @@ class SiteConfig(BaseModel):
     site_processes: Literal["per_node", "one"] = "per_node"  # site nodes: own processes, or the shared one
     discovery_range: Literal["default", "localhost", "subnet"] = "default"
     services: Services = Field(default_factory=Services)
+    boards: list[BoardEntry] = Field(default_factory=list)  # empty: one board runs everything
     cameras: list[CameraEntry] = Field(default_factory=list)
     site_nodes: list[NodeEntry] = Field(default_factory=list)
     startup_grace: float = Field(3.0, ge=0, description="seconds a node must stay up to count as started")
@@ -147,7 +176,41 @@ class SiteConfig(BaseModel):
             raise ValueError(f"camera names used twice: {', '.join(sorted(dup))}")
         if not self.cameras and not self.site_nodes:
             raise ValueError("the site has no cameras and no site_nodes: nothing to run")
+        boards = [b.name for b in self.boards]
+        dup = {n for n in boards if boards.count(n) > 1}
+        if dup:
+            raise ValueError(f"board names used twice: {', '.join(sorted(dup))}")
+        lonely = [b.name for b in self.boards if not (b.static_peers or b.discovery_server)]
+        if len(self.boards) > 1 and self.discovery_range == "localhost" and lonely:
+            raise ValueError(f"discovery_range: localhost keeps board(s) {', '.join(lonely)} to themselves; a site "
+                             "with boards needs `subnet` (multicast on the LAN), or static_peers / discovery_server "
+                             "on every board")
+        refs = [(f"camera {c.name}", c.board) for c in self.cameras]
+        refs += [(f"camera {c.name} node {n.node_name}", n.board) for c in self.cameras for n in c.nodes]
+        refs += [(f"site node {n.node_name}", n.board) for n in self.site_nodes]
+        refs += [(f"service {k}", getattr(self.services, k).board) for k in Services.model_fields]
+        for what, board in refs:
+            if board and board not in boards:
+                known = f"known: {', '.join(boards)}" if boards else "the site file has no `boards:`"
+                raise ValueError(f"{what}: unknown board {board!r} ({known})")
         return self
+
+    def board_names(self) -> list[str]:
+        return [b.name for b in self.boards]
+
+    def board_of(self, *choices: str) -> str:
+        """The board an entry runs on: the first non-empty choice, else the first board ("" without boards)."""
+        for c in choices:
+            if c:
+                return c
+        return self.boards[0].name if self.boards else ""
+
+    def board(self, name: str) -> BoardEntry:
+        for b in self.boards:
+            if b.name == name:
+                return b
+        known = ", ".join(self.board_names()) or "none (the site file has no `boards:`)"
+        raise ConfigError(f"unknown board {name!r}; boards of this site: {known}", "board")
 
 
 def load_site(path: str | Path) -> tuple[SiteConfig, Path]:

@@ -28,6 +28,7 @@ class NodeSpec:
     respawn_delay: float = 2.0
     camera: str = ""
     kind: str = ""
+    board: str = ""  # the board (host) it runs on; "" on a single-board site
 
     @property
     def label(self) -> str:
@@ -101,20 +102,35 @@ class SiteGraph:
     site: SiteConfig
     site_path: Path
     processes: list[ProcessSpec] = field(default_factory=list)
+    board: str = ""  # the board this graph is for; "" = every board (one machine runs the whole site)
+
+    def runs_service(self, name: str) -> bool:
+        """Whether this board's runner starts the service `name` (mosquitto, nginx_rtmp, clip_receiver)."""
+        entry = getattr(self.site.services, name)
+        return entry.enabled and (not self.board or self.site.board_of(entry.board) == self.board)
 
 
-def environment(site: SiteConfig, site_path: Path) -> dict[str, str]:
-    """Environment every node of the site gets (the Fast DDS shared-memory profile above all)."""
+def environment(site: SiteConfig, site_path: Path, board: str = "") -> dict[str, str]:
+    """Environment every node of the site (or of one board) gets: the Fast DDS profile, discovery."""
     env: dict[str, str] = {}
     if site.fastdds_profile:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = transport_profile(site.fastdds_profile, site_path, "fastdds_profile")
     if site.discovery_range != "default":
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = site.discovery_range.upper()
+    if board:
+        b = site.board(board)
+        if b.static_peers:
+            env["ROS_STATIC_PEERS"] = ";".join(b.static_peers)
+        if b.discovery_server:
+            env["ROS_DISCOVERY_SERVER"] = b.discovery_server
     env.setdefault("RMW_IMPLEMENTATION", os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"))
     return env
 
 
-def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
+def build_graph(site: SiteConfig, site_path: Path, board: str | None = None) -> SiteGraph:
+    """The site's nodes and processes; with `board`, only those that run on that board."""
+    if board is not None:
+        site.board(board)  # unknown board: ConfigError naming the known ones
     params_files: list[str] = []
     if site.params_file:
         pf = resolve_relative(site.params_file, site_path)
@@ -122,7 +138,7 @@ def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
             raise ConfigError(f"params_file not found: {site.params_file}", "params_file")
         params_files.append(str(pf))
 
-    def spec(entry: NodeEntry, namespace: str, camera: str) -> NodeSpec:
+    def spec(entry: NodeEntry, namespace: str, camera: str, board: str) -> NodeSpec:
         return NodeSpec(
             executable=entry.executable,
             name=entry.node_name,
@@ -134,13 +150,18 @@ def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
             respawn_delay=entry.respawn_delay,
             camera=camera,
             kind=entry.kind,
+            board=board,
         )
+
+    def here(n: NodeSpec) -> bool:
+        return board is None or n.board == board
 
     nodes: list[NodeSpec] = []
     processes: list[ProcessSpec] = []
     shared = ProcessSpec("site_container", [])  # every `one` camera and (site_processes: one) the site nodes
     for cam in site.cameras:
-        cam_nodes = [spec(entry, f"/{cam.name}", cam.name) for entry in cam.nodes]
+        cam_nodes = [spec(e, f"/{cam.name}", cam.name, site.board_of(e.board, cam.board)) for e in cam.nodes]
+        cam_nodes = [n for n in cam_nodes if here(n)]
         nodes += cam_nodes
         packing = cam.processes or site.processes
         if packing == "per_node":
@@ -149,7 +170,7 @@ def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
             processes.append(ProcessSpec(f"{cam.name}_container", cam_nodes))
         else:
             shared.nodes += cam_nodes
-    site_nodes = [spec(entry, "", "") for entry in site.site_nodes]
+    site_nodes = [n for n in (spec(e, "", "", site.board_of(e.board)) for e in site.site_nodes) if here(n)]
     nodes += site_nodes
     if site.site_processes == "one" or shared.nodes:
         shared.nodes += site_nodes
@@ -162,7 +183,8 @@ def build_graph(site: SiteConfig, site_path: Path) -> SiteGraph:
         for proc in processes:
             if not any(n.kind in IMAGE_KINDS for n in proc.nodes):
                 proc.env["FASTDDS_DEFAULT_PROFILES_FILE"] = small
-    return SiteGraph(nodes=nodes, env=environment(site, site_path), site=site, site_path=site_path, processes=processes)
+    return SiteGraph(nodes=nodes, env=environment(site, site_path, board or ""), site=site, site_path=site_path,
+                     processes=processes, board=board or "")
 
 
 def transport_profile(value: str, site_path: Path, key: str) -> str:

@@ -109,21 +109,21 @@ class SiteRunner:
     # -- services ----------------------------------------------------------------------------
     def _start_services(self, workdir: Path) -> None:
         svc = self.graph.site.services
-        if svc.mosquitto.enabled:
+        if self.graph.runs_service("mosquitto"):
             from nano_vision_ros.site.mosquitto import Mosquitto  # lazily: needs the mosquitto binary
 
             m = Mosquitto(port=svc.mosquitto.port, host=svc.mosquitto.host, workdir=workdir / "mosquitto")
             m.start()
             self.services.append(m)
             self._say(f"mosquitto listening on {svc.mosquitto.host}:{svc.mosquitto.port} (pid {m.pid})")
-        if svc.nginx_rtmp.enabled:
+        if self.graph.runs_service("nginx_rtmp"):
             from nano_vision_ros.site.nginx_rtmp import NginxRtmp
 
             n = NginxRtmp(port=svc.nginx_rtmp.port, host=svc.nginx_rtmp.host, workdir=workdir / "nginx")
             n.start()
             self.services.append(n)
             self._say(f"nginx-rtmp listening on rtmp://{svc.nginx_rtmp.host}:{svc.nginx_rtmp.port}/live (pid {n.pid})")
-        if svc.clip_receiver.enabled:
+        if self.graph.runs_service("clip_receiver"):
             from nano_vision_ros.site.services import ClipReceiver
 
             r = ClipReceiver(svc.clip_receiver.port, svc.clip_receiver.host, svc.clip_receiver.dir, svc.clip_receiver.token_file)
