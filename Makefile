@@ -12,6 +12,7 @@ demo: setup
 test: setup
 	scripts/install_ros2_tools.sh $(VENV)   # tests only: launch, launch_ros, ros2cli from ../shared/ros2-tools
 	$(PY) -m pytest test -ra $(PYTEST_ARGS)
+	scripts/test_oldest.sh                  # core + events node pair on the oldest declared dependency versions (.venv-oldest)
 
 colcon-check: setup
 	scripts/colcon_check.sh

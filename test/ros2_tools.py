@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO
 
@@ -105,23 +104,8 @@ def ros2(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cw
 
 
 def demo_site(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) -> Path:
-    """config/site.yaml + site_params.yaml as shipped, with free ports and folders under tmp_path."""
-    site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
-    params = yaml.safe_load((REPO / "config" / "site_params.yaml").read_text())
-    var = tmp_path / "var"
-    site["params_file"] = str(tmp_path / "site_params.yaml")
-    site["fastdds_profile"] = str(ws_path() / "install" / "nano_vision_ros" / "share" / "nano_vision_ros" / "config"
-                                  / "fastdds_shm.xml")
-    site["services"]["mosquitto"]["port"] = mqtt_port
-    site["services"]["nginx_rtmp"]["port"] = rtmp_port
-    site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
-    p = {k: v["ros__parameters"] for k, v in params.items()}
-    p["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
-    p["/cam0/rtmp_streamer_node"]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"
-    p["/**/recorder_node"].update(output_dir=str(var / "clips"), pre_seconds=2.0, post_seconds=3.0)
-    p["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
-    p["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
-    (tmp_path / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in p.items()}))
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site))
-    return path
+    """The demo site on free ports (conftest.demo_site_files), with the install space's DDS profile."""
+    from conftest import demo_site_files
+
+    return demo_site_files(tmp_path, mqtt_port, rtmp_port, recv_port, fastdds_profile=ws_path() / "install"
+                           / "nano_vision_ros" / "share" / "nano_vision_ros" / "config" / "fastdds_shm.xml")

@@ -17,38 +17,15 @@ from pathlib import Path
 
 import jsonschema
 import paho.mqtt.client as mqtt
-import yaml
 
-from conftest import REPO, free_port, wait_for
+from conftest import REPO, demo_site_files, free_port, wait_for
 
 NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
 
 
-def _demo_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int, metrics_port: int) -> Path:
-    site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
-    params = yaml.safe_load((REPO / "config" / "site_params.yaml").read_text())
-    var = tmp_path / "var"
-    site["params_file"] = str(tmp_path / "site_params.yaml")
-    site["fastdds_profile"] = str(REPO / "config" / "fastdds_shm.xml")
-    site["services"]["mosquitto"]["port"] = mqtt_port
-    site["services"]["nginx_rtmp"]["port"] = rtmp_port
-    site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
-    p = {k: v["ros__parameters"] for k, v in params.items()}
-    p["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
-    p["/cam0/rtmp_streamer_node"]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"
-    p["/**/recorder_node"].update(output_dir=str(var / "clips"), pre_seconds=2.0, post_seconds=3.0)
-    p["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
-    p.setdefault("metrics_node", {})["port"] = metrics_port
-    p["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
-    (tmp_path / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in p.items()}))
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site))
-    return path
-
-
 def test_demo_site_end_to_end(tmp_path):
     mqtt_port, rtmp_port, recv_port, metrics_port = free_port(), free_port(), free_port(), free_port()
-    site = _demo_files(tmp_path, mqtt_port, rtmp_port, recv_port, metrics_port)
+    site = demo_site_files(tmp_path, mqtt_port, rtmp_port, recv_port, metrics_port)
     schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
     log = open(tmp_path / "site.log", "w+")
     runner = subprocess.Popen([NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
