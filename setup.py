@@ -57,12 +57,13 @@ setup(
         "pydantic>=2,<3",
         "jsonschema>=4.18",
         "paho-mqtt>=2,<3",
+        "prometheus-client>=0.17",  # metrics_node
     ],
     extras_require={
         # pip's OpenCV; on Jetson prefer the system (JetPack) OpenCV and skip this extra.
         "opencv": ["opencv-python-headless>=4.9"],
         "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil"],
     },
     zip_safe=False,
     maintainer="nano_vision_ros maintainers",
