@@ -46,7 +46,9 @@ def feeder(ctl: Path) -> None:
 
     def on_frame(_msg: Image) -> None:  # proof that frames flow on board A while the link is measured
         frames[0] += 1
-        (ctl / "frames").write_text(str(frames[0]))
+        tmp = ctl / "frames.tmp"
+        tmp.write_text(str(frames[0]))
+        tmp.replace(ctl / "frames")  # atomic: the test never reads a half-written count
 
     node.create_subscription(Image, "/cam0/image_raw", on_frame, qos_profile_sensor_data)
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()

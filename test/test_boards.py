@@ -260,3 +260,44 @@ def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path
     finally:
         (ctl / "stop").touch()
         boards.close()
+
+
+def test_launch_file_board_argument_starts_that_boards_part(tmp_path):
+    """launch/site.launch.py `board:=NAME`: the same selection as `nano-vision site --board`."""
+    import importlib.util
+
+    from launch.actions import ExecuteProcess, SetEnvironmentVariable
+
+    from launch import LaunchContext
+
+    spec = importlib.util.spec_from_file_location("site_launch", REPO / "launch" / "site.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    site = write_site(tmp_path, TWO_BOARDS)
+
+    def actions(board: str) -> list:
+        ctx = LaunchContext()
+        ctx.launch_configurations.update({"site_config": str(site), "start_services": "true", "board": board})
+        return mod._nodes(ctx)
+
+    def names(acts: list) -> list[str]:  # the services (plain processes, not nodes)
+        from launch_ros.actions import Node
+
+        return sorted("".join(getattr(t, "text", "") for t in a.name) for a in acts
+                      if isinstance(a, ExecuteProcess) and not isinstance(a, Node) and a.name)
+
+    def env(acts: list) -> dict[str, str]:
+        out = {}
+        for a in acts:
+            if isinstance(a, SetEnvironmentVariable):
+                out[a.name[0].text] = a.value[0].text
+        return out
+
+    a, b, everything = actions("a"), actions("b"), actions("")
+    assert "mosquitto" in names(b) and "mosquitto" not in names(a) and "nginx_rtmp" in names(a)
+    assert env(a)["ROS_STATIC_PEERS"] == "10.213.77.2" and env(b)["ROS_STATIC_PEERS"] == "10.213.77.1"
+    assert "ROS_STATIC_PEERS" not in env(everything)
+    node_actions = [len([x for x in acts if not isinstance(x, SetEnvironmentVariable)]) for acts in (a, b, everything)]
+    assert node_actions[0] + node_actions[1] == node_actions[2]
+    with pytest.raises(ConfigError, match="unknown board 'zz'"):
+        actions("zz")
