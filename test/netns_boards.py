@@ -52,6 +52,8 @@ class TwoBoards:
                 _ip("-n", self.ns[board], "addr", "add", f"{addr}/30", "dev", self.dev[board])
                 _ip("-n", self.ns[board], "link", "set", "lo", "up")
                 _ip("-n", self.ns[board], "link", "set", self.dev[board], "multicast", "on", "up")
+                # no default route in a fresh namespace: multicast discovery needs a route of its own
+                _ip("-n", self.ns[board], "route", "add", "224.0.0.0/4", "dev", self.dev[board])
         except BaseException:
             self.close()
             raise

@@ -136,7 +136,7 @@ def _lines(path: Path) -> list[dict]:
     return out
 
 
-def _board_site(tmp: Path) -> Path:
+def _board_site(tmp: Path, static_peers: bool) -> Path:
     rules = tmp / "rules.yaml"
     rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.4, cooldown: 0}]\n")
     (tmp / "params.yaml").write_text(textwrap.dedent(f"""
@@ -150,6 +150,7 @@ def _board_site(tmp: Path) -> Path:
           ros__parameters: {{host: 127.0.0.1, port: {MQTT_PORT}, events_topics: [/cam0/events],
                              outbox_path: {tmp / 'outbox.sqlite'}, reconnect_max: 1.0, stats_period: 1.0}}
     """))
+    peers_a, peers_b = ("[10.213.77.2]", "[10.213.77.1]") if static_peers else ("[]", "[]")
     site = tmp / "site.yaml"
     site.write_text(textwrap.dedent(f"""
         site_id: {SITE}
@@ -159,8 +160,8 @@ def _board_site(tmp: Path) -> Path:
         fastdds_small_profile: {REPO / 'config' / 'fastdds_small.xml'}
         discovery_range: subnet
         boards:
-          - {{name: a, host: 10.213.77.1, static_peers: [10.213.77.2]}}
-          - {{name: b, host: 10.213.77.2, static_peers: [10.213.77.1]}}
+          - {{name: a, host: 10.213.77.1, static_peers: {peers_a}}}
+          - {{name: b, host: 10.213.77.2, static_peers: {peers_b}}}
         services:
           mosquitto: {{enabled: true, port: {MQTT_PORT}, board: b}}
           nginx_rtmp: {{enabled: false}}
@@ -173,7 +174,9 @@ def _board_site(tmp: Path) -> Path:
     return site
 
 
-def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path):
+@pytest.mark.parametrize("discovery", ["static_peers", "multicast"])
+def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path, discovery):
+    """Discovery by static peers (ROS_STATIC_PEERS), or by multicast alone (discovery_range: subnet)."""
     import os
     import time
 
@@ -183,7 +186,7 @@ def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path
     why = netns_unavailable()
     if why:
         pytest.skip(why)
-    site = _board_site(tmp_path)
+    site = _board_site(tmp_path, static_peers=discovery == "static_peers")
     ctl = tmp_path / "ctl"
     ctl.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS")}
