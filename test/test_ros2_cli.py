@@ -83,10 +83,13 @@ def test_param_set_threshold_takes_effect(site):
 def test_lifecycle_deactivate_activate(site):
     r = ros2("lifecycle", "set", "/cam0/detector_node", "deactivate", env=site)
     assert r.returncode == 0 and "Transitioning successful" in r.stdout, r.stdout + r.stderr
-    assert ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("inactive")
+    # `lifecycle get` itself may time out on a loaded machine: ask again until it answers
+    wait_for(lambda: ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("inactive"),
+             timeout=120, interval=2, what="/cam0/detector_node inactive")
     r = ros2("lifecycle", "set", "/cam0/detector_node", "activate", env=site)
     assert r.returncode == 0 and "Transitioning successful" in r.stdout, r.stdout + r.stderr
-    assert ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("active")
+    wait_for(lambda: ros2("lifecycle", "get", "/cam0/detector_node", env=site).stdout.startswith("active"),
+             timeout=120, interval=2, what="/cam0/detector_node active again")
     r = ros2("topic", "echo", "--once", "--qos-reliability", "reliable", "/cam0/detections",
              "vision_msgs/msg/Detection2DArray", env=site, timeout=120)
     assert r.returncode == 0, r.stderr
