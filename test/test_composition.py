@@ -95,7 +95,23 @@ def _observe(tmp_path: Path, processes: str, ros_node) -> dict:
         names = wait_for(lambda: (lambda n: n if expected <= n else None)(set(probe.get_node_names_and_namespaces())),
                          timeout=30, what="all four nodes in the graph")
         ours = {n for n in names if n[1] in ("/cam_a", "/cam_b")}
-        topics = {t for t, _ in probe.get_topic_names_and_types() if t.startswith(("/cam_a/", "/cam_b/"))}
+        def cam_topics() -> set[str]:
+            return {t for t, _ in probe.get_topic_names_and_types() if t.startswith(("/cam_a/", "/cam_b/"))}
+
+        # discovery of every endpoint takes a while on a loaded machine: wait until both events
+        # nodes' inputs are seen, then until the set stops changing
+        wait_for(lambda: {"/cam_a/clips", "/cam_b/clips", "/cam_a/plates", "/cam_b/plates"} <= cam_topics(),
+                 timeout=60, what=f"the events nodes' topics in the graph ({processes})")
+        seen: list[set[str]] = [set()]
+
+        def stable() -> bool:
+            now = cam_topics()
+            same = now == seen[0]
+            seen[0] = now
+            return same
+
+        wait_for(stable, timeout=30, interval=2.0, what="a stable topic list")
+        topics = seen[0]
         params = {ns: _get_params(probe, f"{ns}/camera_node", ["fps", "width", "source"]) for ns in ("/cam_a", "/cam_b")}
         params["events"] = _get_params(probe, "/cam_b/events_node", ["snapshot_dir"])
         kids = _children(runner.pid)
