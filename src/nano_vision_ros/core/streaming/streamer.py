@@ -142,6 +142,13 @@ class RtmpStreamer:
         return True
 
     def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        """Progress and error lines of the encoder; ends quietly when the pipe is closed at a stop."""
+        try:
+            self._read_stderr_lines(proc)
+        except (ValueError, OSError):  # _kill_encoder closed the pipe under a blocked readline
+            pass
+
+    def _read_stderr_lines(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
         for raw in iter(proc.stderr.readline, b""):
             line = raw.decode(errors="replace").strip()
