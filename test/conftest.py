@@ -165,6 +165,20 @@ def ros_node() -> Iterator[Callable[[str], object]]:
     rclpy.try_shutdown(context=context)
 
 
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real mosquitto on a free 127.0.0.1 port, stopped by PID; its log is printed at the end."""
+    from nano_vision_ros.site.mosquitto import Mosquitto
+
+    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    m.start()
+    yield m
+    m.stop()
+    log = m.workdir / "mosquitto.log"
+    if log.is_file():
+        print(f"----- mosquitto log -----\n{log.read_text(errors='replace')[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not SAMPLES.is_dir():

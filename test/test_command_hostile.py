@@ -20,23 +20,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import free_port, wait_for
+from conftest import wait_for
 
-from nano_vision_ros.site.mosquitto import Mosquitto
 
 SITE, DEVICE = "s15", "d15"
 BASE = f"nano_vision/{SITE}/{DEVICE}"
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
-    m.start()
-    yield m
-    m.stop()
-    log = m.workdir / "mosquitto.log"
-    if log.is_file():
-        print(f"----- mosquitto log -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
 class Backend:

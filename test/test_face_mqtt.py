@@ -9,20 +9,10 @@ from pathlib import Path
 
 import cv2
 import paho.mqtt.client as mqtt
-import pytest
 
-from conftest import free_port, wait_for
-from nano_vision_ros.site.mosquitto import Mosquitto
+from conftest import wait_for
 
 BASE = "nano_vision/s9/d9"
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
-    m.start()
-    yield m
-    m.stop()
 
 
 def test_enroll_and_delete_over_mqtt(start_node, broker, tmp_path: Path, samples: Path) -> None:

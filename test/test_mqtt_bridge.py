@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
-import pytest
 from conftest import free_port, wait_for
 
 from nano_vision_ros.core.events import validate_event
@@ -128,14 +127,6 @@ class Feeder:
     def keys(self) -> set:
         with self._lock:
             return {(e["event_id"], e["sequence"]) for e in self.ros_events}
-
-
-@pytest.fixture
-def broker(tmp_path):
-    m = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
-    m.start()
-    yield m
-    m.stop()
 
 
 def start_pipeline(start_node, port: int, tmp_path: Path, *bridge_extra: str, rules: str = RULES):
