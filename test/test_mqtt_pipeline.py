@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import cv2
 from conftest import wait_for
-from test_mqtt_bridge import BASE, DEVICE, SITE, Subscriber, broker  # noqa: F401 - fixture
+from test_mqtt_bridge import BASE, DEVICE, SITE, Subscriber
 
 from nano_vision_ros.core.events import validate_event
 
@@ -16,7 +16,7 @@ rules:
 """
 
 
-def test_sample_video_pipeline_events_over_mqtt(start_node, broker, tmp_path, samples):  # noqa: F811
+def test_sample_video_pipeline_events_over_mqtt(start_node, broker, tmp_path, samples):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     sub = Subscriber(broker.port)
