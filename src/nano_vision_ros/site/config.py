@@ -5,10 +5,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nano_vision_ros.core import paths
+from nano_vision_ros.core.config_yaml import ConfigProblems, load_yaml, validate_yaml
 from nano_vision_ros.core.errors import ConfigError
 
 #: node kind -> console script (one per node; see setup.py)
@@ -93,7 +93,7 @@ class CameraEntry(BaseModel):
         return _check_name(v, "camera name")
 
     @model_validator(mode="after")
-    def _unique(self) -> "CameraEntry":
+    def _unique(self) -> CameraEntry:
         names = [n.node_name for n in self.nodes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -169,7 +169,7 @@ class SiteConfig(BaseModel):
     _norm = field_validator("site_nodes", mode="before")(lambda cls, v: _entries(v))
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> "SiteConfig":
+    def _unique_cameras(self) -> SiteConfig:
         names = [c.name for c in self.cameras]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -218,20 +218,12 @@ def load_site(path: str | Path) -> tuple[SiteConfig, Path]:
     resolved = paths.resolve(path)
     if not resolved.is_file():
         raise ConfigError(f"site file not found: {path}", "site")
-    try:
-        data = yaml.safe_load(resolved.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"site file {resolved}: not valid YAML: {err}", "site") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"site file {resolved}: expected a mapping at the top level", "site")
-    try:
-        return SiteConfig.model_validate(data), resolved
-    except ValidationError as err:
-        msgs = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msgs.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"site file {resolved}: " + "; ".join(msgs), "site") from None
+    doc = load_yaml(resolved)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigProblems([f"{doc.where()}: expected a mapping at the top level (site_id, cameras, …)"], "site")
+    return validate_yaml(SiteConfig, doc, parameter="site"), resolved
 
 
 def resolve_relative(value: str, base: Path) -> Path:

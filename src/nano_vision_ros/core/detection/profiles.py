@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nano_vision_ros.core.config_yaml import ConfigProblems, load_yaml, validate_yaml
 from nano_vision_ros.core.detection.decoders import DECODERS, make_decoder
 from nano_vision_ros.core.detection.labels import labels_from_metadata, load_labels
 from nano_vision_ros.core.detection.pipeline import SingleStageDetector
@@ -96,18 +96,11 @@ def find_profile(task: str) -> Path:
 
 def load_profile(task: str) -> TaskProfile:
     p = find_profile(task)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"task profile {p}: not valid YAML: {err}", "task") from None
+    doc = load_yaml(p)
+    data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
-        raise ConfigError(f"task profile {p}: expected a mapping", "task")
-    data.setdefault("name", p.stem)
-    try:
-        return TaskProfile.model_validate(data)
-    except ValidationError as err:
-        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"task profile {p}: {msgs}", "task") from None
+        raise ConfigProblems([f"{doc.where()}: task profile: expected a mapping (model, decoder, labels, …)"], "task")
+    return validate_yaml(TaskProfile, doc, {"name": p.stem, **data}, parameter="task")
 
 
 def _import(spec: str) -> Any:
