@@ -41,7 +41,10 @@ def free_port() -> int:
 def demo_site_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int, metrics_port: int | None = None,
                     fastdds_profile: Path | None = None) -> Path:
     """config/site.yaml + site_params.yaml as shipped, rewritten onto the given ports with every
-    folder under tmp_path; returns the site file (the one way the tests run the demo site)."""
+    folder under tmp_path; returns the site file (the one way the tests run the demo site).
+
+    Ports and the token file change in the site file only: the nodes' client parameters follow from
+    its `services:` (nano_vision_ros.site.graph.derived_parameters)."""
     import yaml
 
     site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
@@ -54,10 +57,9 @@ def demo_site_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: i
     site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
     p = {k: v["ros__parameters"] for k, v in params.items()}
     p["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
-    p["/cam0/rtmp_streamer_node"]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"
     p["/**/recorder_node"].update(output_dir=str(var / "clips"), pre_seconds=2.0, post_seconds=3.0)
-    p["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
-    p["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
+    p["mqtt_bridge_node"].update(outbox_path=str(var / "outbox.sqlite"))
+    p["uploader_node"].update(queue_db=str(var / "queue.sqlite"))
     p.setdefault("metrics_node", {})["port"] = metrics_port or free_port()
     (tmp_path / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in p.items()}))
     path = tmp_path / "site.yaml"

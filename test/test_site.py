@@ -214,3 +214,29 @@ def test_service_module_runs_each_local_server_until_ctrl_c(tmp_path, service):
     assert proc.returncode == 0, out
     assert f"{service} running on 127.0.0.1:{port}" in out
     assert not listening(), f"{service} still listening after Ctrl-C"
+
+
+def test_ports_and_ids_come_from_the_site_file_once(tmp_path):
+    """The services' ports are written once (site file); their clients' parameters are derived."""
+    site = write_site(tmp_path, """
+        site_id: s9
+        params_file: params.yaml
+        services:
+          mosquitto: {enabled: true, port: 18831}
+          nginx_rtmp: {enabled: true, port: 19351}
+          clip_receiver: {enabled: true, port: 19009, token_file: var/tok}
+        cameras: [{name: gate, nodes: [camera, rtmp_streamer]}]
+        site_nodes: [mqtt_bridge, uploader, {kind: metrics, params: {port: 9470}}]
+    """)
+    graph = build_graph(*load_site(site))
+    by = {n.label: n.parameters for n in graph.nodes}
+    assert by["mqtt_bridge_node"] == {"site_id": "s9", "host": "127.0.0.1", "port": 18831}
+    assert by["gate/rtmp_streamer_node"] == {"site_id": "s9", "url": "rtmp://127.0.0.1:19351/live/{camera}"}
+    assert by["uploader_node"] == {"site_id": "s9", "host": "127.0.0.1", "port": 19009, "token_file": "var/tok"}
+    assert by["metrics_node"] == {"site_id": "s9", "port": 9470}  # an entry's own params: kept
+    # the shipped params file repeats none of them
+    import yaml
+
+    shipped = yaml.safe_load((REPO / "config" / "site_params.yaml").read_text())
+    for section in shipped.values():
+        assert not {"host", "port", "url", "token_file", "site_id", "device_id"} & set(section["ros__parameters"])

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from nano_vision_ros.core.errors import ConfigError
-from nano_vision_ros.site.config import IMAGE_KINDS, NodeEntry, SiteConfig, resolve_relative
+from nano_vision_ros.site.config import (
+    IMAGE_KINDS,
+    NodeEntry,
+    SiteConfig,
+    resolve_relative,
+)
 
 PACKAGE = "nano_vision_ros"
 
@@ -127,6 +132,45 @@ def environment(site: SiteConfig, site_path: Path, board: str = "") -> dict[str,
     return env
 
 
+#: the wildcard addresses a service may listen on; its clients then connect to the board's address
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
+
+
+def service_address(site: SiteConfig, name: str, client_board: str = "") -> str:
+    """Where a client on `client_board` reaches the service `name` of the site file."""
+    entry = getattr(site.services, name)
+    if entry.host not in _ANY_ADDRESS:
+        return entry.host
+    svc_board = site.board_of(entry.board)
+    if svc_board and svc_board != site.board_of(client_board):
+        host = site.board(svc_board).host
+        if host:
+            return host
+    return "127.0.0.1"
+
+
+def derived_parameters(site: SiteConfig, kind: str, board: str = "") -> dict[str, Any]:
+    """The parameters a node of `kind` takes from the site file, not from the params file.
+
+    The site file is the one place for what both sides of a connection must agree on: the port
+    (and address) of each service the site runs (`services:` with `enabled: true`), the upload
+    token file, and the site and device ids (when the site file sets them). Its clients get them here — mqtt_bridge `host`/`port`,
+    rtmp_streamer `url`, uploader `host`/`port`/`token_file` — so the params file does not repeat
+    them (a service the site does not run, e.g. a broker elsewhere: set the client's parameters in
+    the params file). A node entry's own `params:` still win.
+    """
+    svc = site.services
+    out: dict[str, Any] = {k: getattr(site, k) for k in ("site_id", "device_id") if k in site.model_fields_set}
+    if kind == "mqtt_bridge" and svc.mosquitto.enabled:
+        out.update(host=service_address(site, "mosquitto", board), port=svc.mosquitto.port)
+    elif kind == "rtmp_streamer" and svc.nginx_rtmp.enabled:
+        out["url"] = f"rtmp://{service_address(site, 'nginx_rtmp', board)}:{svc.nginx_rtmp.port}/live/{{camera}}"
+    elif kind == "uploader" and svc.clip_receiver.enabled:
+        out.update(host=service_address(site, "clip_receiver", board), port=svc.clip_receiver.port,
+                   token_file=svc.clip_receiver.token_file)
+    return out
+
+
 def build_graph(site: SiteConfig, site_path: Path, board: str | None = None) -> SiteGraph:
     """The site's nodes and processes; with `board`, only those that run on that board."""
     if board is not None:
@@ -144,7 +188,7 @@ def build_graph(site: SiteConfig, site_path: Path, board: str | None = None) -> 
             name=entry.node_name,
             namespace=namespace,
             params_files=list(params_files),
-            parameters=dict(entry.params),
+            parameters={**derived_parameters(site, entry.kind, board), **entry.params},
             remappings=dict(entry.remappings),
             respawn=entry.respawn,
             respawn_delay=entry.respawn_delay,
