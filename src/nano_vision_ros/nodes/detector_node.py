@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
@@ -26,6 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from nano_vision_ros.core import overlay
 from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate, parse_masks
 from nano_vision_ros.core.detection.profiles import build_detector, load_profile
 from nano_vision_ros.core.detection.types import Detections
@@ -97,26 +97,10 @@ class DetectorConfig(BaseModel):
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
-def _color(i: int) -> tuple[int, int, int]:
-    h = (i * 47) % 180
-    hsv = np.uint8([[[h, 200, 255]]])
-    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
-    return int(b), int(g), int(r)
-
-
 def annotate(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """Boxes, labels, scores and track ids drawn on a copy of the frame."""
-    out = image.copy()
-    for i in range(len(dets)):
-        x1, y1, x2, y2 = (int(round(v)) for v in dets.boxes[i])
-        col = _color(int(dets.class_ids[i]))
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
-        tid = int(dets.track_ids[i])
-        text = f"{dets.label_of(i)} {dets.scores[i]:.2f}" + (f" #{tid}" if tid >= 0 else "")
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        cv2.rectangle(out, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), col, -1)
-        cv2.putText(out, text, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
+    """Boxes, labels, scores and track ids drawn on a copy of the frame (core.overlay; the events
+    node draws the same with zones and violations)."""
+    return overlay.draw(image, overlay.scene(dets))
 
 
 class _Ema:

@@ -2,7 +2,8 @@
 
 Subscribes ``detections`` (one or more Detection2DArray topics), ``faces``, ``plates``, the camera
 image (sensor QoS; the newest frames are kept to cut JPEG snapshots from, matched by stamp),
-``clips`` (recorder) and ``clip_status`` (uploader). Publishes each event JSON (std_msgs/String,
+``clips`` (recorder) and ``clip_status`` (uploader). With ``annotated_topic`` set it also
+publishes the camera's annotated view (ros/annotated.py, core/overlay.py) while someone watches. Publishes each event JSON (std_msgs/String,
 reliable, transient local with ``history_depth`` so a restarted MQTT bridge gets what it missed)
 after validating it against ``schemas/event.schema.json``. Command bus: ``snapshot`` {camera?},
 ``reload_config`` {}.
@@ -23,10 +24,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_ros.core import overlay
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.events import EventEngine, EventSchemaError, parse_rules, validate_event
 from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.annotated import AnnotatedView
 from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import from_msg
 from nano_vision_ros.ros.image import ImageError, check_image, to_bgr
@@ -48,6 +51,8 @@ class EventsNodeConfig(BaseModel):
     plates_topic: str = Field("plates", description="plate reads (Detection2DArray, class_id = plate text)")
     image_topic: str = Field("image_raw", description="frames for snapshots (sensor_msgs/Image, sensor QoS)")
     snapshots: bool = Field(True, description="cut a JPEG snapshot for each new event (and answer `snapshot`)")
+    annotated_topic: str = Field("", description="publish the annotated view here (boxes, zones with counts, violators "
+                                 "in red with the rule, legend; drawn only while someone subscribes); '' = none")
     events_topic: str = Field("events", description="output event JSON (std_msgs/String)")
     clips_topic: str = Field("clips", description="recorder clip notices (JSON)")
     clip_status_topic: str = Field("clip_status", description="uploader clip states (JSON)")
@@ -108,7 +113,11 @@ class EventsNode(Node):
         self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results))
         self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
         self.subs.append(self.create_subscription(String, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), results))
-        if self.cfg.snapshots:
+        self.view = AnnotatedView(self, self.cfg.annotated_topic, self.frames, self.cfg.snapshot_tolerance) \
+            if self.cfg.annotated_topic else None
+        if self.view is not None:
+            self.view.zones = overlay.zones_of(self.engine.rules)
+        if self.cfg.snapshots or self.view is not None:
             self.subs.append(self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)))
         self._thread = threading.Thread(target=self._loop, name="events-rules", daemon=True)
         self._thread.start()
@@ -156,7 +165,8 @@ class EventsNode(Node):
                 if kind in ("detections", "faces", "plates"):
                     stamp = _stamp(msg.header)
                     self._clock_ref = (stamp, time.monotonic())
-                    events = self.engine.process(kind, from_msg(msg), stamp)
+                    dets = from_msg(msg)
+                    events = self.engine.process(kind, dets, stamp)
                     self.processed += 1
                 elif kind == "tick":
                     if self._clock_ref is None:
@@ -167,6 +177,8 @@ class EventsNode(Node):
                     events = self._on_notice(kind, msg.data)
                 for ev in events:
                     self._emit(ev)
+                if kind == "detections" and self.view is not None:
+                    self.view.submit(stamp, dets)  # after the events: violators are current
             except Exception as err:  # noqa: BLE001 - one bad message must not stop the node
                 self.get_logger().error(f"{kind}: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
             if kind != "tick":
@@ -197,6 +209,8 @@ class EventsNode(Node):
             return
         self.pub.publish(String(data=json.dumps(ev, separators=(",", ":"))))
         self.published += 1
+        if self.view is not None:
+            self.view.violations.update(ev["event_id"], ev["rule"], ev["state"], ev["track_ids"])
         if ev["state"] != "update":
             self.get_logger().info(ev.get("message") or ev["type"])
 
@@ -237,6 +251,8 @@ class EventsNode(Node):
         for ev in self.engine.flush(time.time()):
             self._emit(ev)
         self.engine = engine
+        if self.view is not None:
+            self.view.zones = overlay.zones_of(engine.rules)
         return {"camera": self.camera, "rules": [r.name for r in engine.rules]}
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
@@ -249,9 +265,13 @@ class EventsNode(Node):
                             "inputs_dropped": self.dropped, "invalid_events": self.invalid, "bad_notices": self.bad_notices,
                             "images_received": self.images_in, "images_buffered": self.images_buffered,
                             "snapshots_written": self.snapshots.written, "snapshots_failed": self.snapshots.failed,
-                            "latency_ms": self.last_ms, "queue": self._q.qsize()}
+                            "latency_ms": self.last_ms, "queue": self._q.qsize(),
+                            **({"annotated_published": self.view.published} if self.view is not None else {})}
 
     def destroy_node(self) -> None:
+        view = getattr(self, "view", None)
+        if view is not None:
+            view.stop()
         q = getattr(self, "_q", None)  # None when __init__ failed half-way (rclpy cleans up anyway)
         if q is not None:
             try:
