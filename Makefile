@@ -10,6 +10,7 @@ demo: setup
 	$(VENV)/bin/nano-vision site config/site.yaml
 
 test: setup
+	scripts/install_test_debs.sh             # tests only: Debian packages of requirements/test.debs (chromium)
 	scripts/install_ros2_tools.sh $(VENV)   # tests only: launch, launch_ros, ros2cli from ../shared/ros2-tools
 	$(PY) -m pytest test -ra $(PYTEST_ARGS)
 	scripts/test_oldest.sh                  # core + events node pair on the oldest declared dependency versions (.venv-oldest)

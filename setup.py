@@ -18,6 +18,7 @@ NODES = [
     "face_node",
     "plate_node",
     "metrics_node",
+    "webrtc_node",
 ]
 
 
@@ -63,7 +64,9 @@ setup(
         # pip's OpenCV; on Jetson prefer the system (JetPack) OpenCV and skip this extra.
         "opencv": ["opencv-python-headless>=4.9"],
         "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
-        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil"],
+        # webrtc_node (browser live view): software VP8/H.264 encode, only while someone watches
+        "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
+        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6"],
     },
     zip_safe=False,
     maintainer="nano_vision_ros maintainers",

@@ -22,6 +22,7 @@ NODE_KINDS: dict[str, str] = {
     "plate": "plate_node",
     "mqtt_bridge": "mqtt_bridge_node",
     "uploader": "uploader_node",
+    "webrtc": "webrtc_node",  # browser live view (WebRTC, docs/WEBRTC.md); per camera, needs the webrtc extra
     "metrics": "metrics_node",  # Prometheus /metrics from /diagnostics (docs/METRICS.md); a site node
 }
 

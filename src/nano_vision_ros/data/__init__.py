@@ -1,0 +1,1 @@
+"""Files the package ships (the WebRTC viewer page)."""
