@@ -220,3 +220,13 @@ def test_node_module_runs_as_python_m():
     res = subprocess.run([sys.executable, "-m", "nano_vision_ros.nodes.webrtc_node", "--ros-args", "-p", "codec:=mjpeg"],
                          check=False, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "parameter 'codec'" in res.stderr + res.stdout
+
+
+def test_token_file_is_read_and_a_missing_one_named(tmp_path):
+    from nano_vision_ros.core.errors import ConfigError
+    from nano_vision_ros.core.paths import read_token_file
+
+    (tmp_path / "t").write_text("  abc \n")
+    assert read_token_file(str(tmp_path / "t")) == "abc"
+    with pytest.raises(ConfigError, match=r"parameter 'token_file': cannot read .*nope"):
+        read_token_file(str(tmp_path / "nope"))

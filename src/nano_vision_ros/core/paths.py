@@ -24,7 +24,7 @@ def data_roots() -> list[Path]:
         from ament_index_python.packages import get_package_share_directory
 
         roots.append(Path(get_package_share_directory(PACKAGE)))
-    except Exception:  # not installed through ament (plain pip) or ament_index missing
+    except Exception:  # noqa: BLE001,S110 - not installed through ament (plain pip) or ament_index missing
         pass
     return roots
 
@@ -41,7 +41,7 @@ def resolve(path: str | os.PathLike[str]) -> Path:
                 from ament_index_python.packages import get_package_share_directory
 
                 return Path(get_package_share_directory(pkg)) / rel
-            except Exception:
+            except Exception:  # noqa: BLE001 - package unknown to ament: the path as given
                 return Path(text)
         text = rel
     p = Path(text).expanduser()
@@ -52,3 +52,15 @@ def resolve(path: str | os.PathLike[str]) -> Path:
         if cand.exists():
             return cand
     return p
+
+
+def read_token_file(path: str, parameter: str = "token_file") -> str:
+    """A secret kept in a file (``~`` expanded, surrounding whitespace dropped); ConfigError naming
+    the parameter when it cannot be read. The one way nodes read their tokens."""
+    from nano_vision_ros.core.errors import ConfigError
+
+    try:
+        return Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ConfigError(f"parameter '{parameter}': cannot read {path}: {reason}", parameter=parameter) from None

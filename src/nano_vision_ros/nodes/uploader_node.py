@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -26,8 +25,15 @@ from rclpy.subscription import Subscription
 from std_msgs.msg import String
 
 from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.paths import read_token_file
 from nano_vision_ros.core.recording.clip import sha256_file
-from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue, http_put, upload_file
+from nano_vision_ros.core.upload import (
+    ServerAddress,
+    Uploader,
+    UploadQueue,
+    http_put,
+    upload_file,
+)
 from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
 from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
 from nano_vision_ros.ros import diagnostics
@@ -65,7 +71,7 @@ class UploaderConfig(BaseModel):
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
     @model_validator(mode="after")
-    def _http_needs_url(self) -> "UploaderConfig":
+    def _http_needs_url(self) -> UploaderConfig:
         if self.transport == "http" and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must be an http:// or https:// URL when transport is http")
         return self
@@ -100,11 +106,7 @@ class UploaderNode(Node):
     @staticmethod
     def _token(c: UploaderConfig) -> str:
         if c.token_file:
-            try:
-                return Path(os.path.expanduser(c.token_file)).read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ConfigError(f"parameter 'token_file': cannot read {c.token_file}: {err.strerror or err}",
-                                  parameter="token_file") from None
+            return read_token_file(c.token_file)
         token = os.environ.get(TOKEN_ENV, "") or c.token
         if not token:
             raise ConfigError(f"parameter 'token': no upload token (set token_file, ${TOKEN_ENV} or token)", parameter="token")

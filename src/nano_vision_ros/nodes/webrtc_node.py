@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -19,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from nano_vision_ros.core.errors import ConfigError, RuntimeMissingError
+from nano_vision_ros.core.paths import read_token_file
 from nano_vision_ros.core.streaming.webrtc import WebRtcOptions, WebRtcServer
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
@@ -81,11 +81,7 @@ class WebRtcNode(Node):
     def _token(self) -> str:
         c = self.cfg
         if c.token_file:
-            try:
-                return Path(os.path.expanduser(c.token_file)).read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ConfigError(f"parameter 'token_file': cannot read {c.token_file}: {err.strerror or err}",
-                                  "token_file") from None
+            return read_token_file(c.token_file)
         return os.environ.get(TOKEN_ENV, "").strip()
 
     def _set_subscribed(self, on: bool) -> None:
