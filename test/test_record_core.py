@@ -1,4 +1,4 @@
-"""Recorder core: real ffmpeg MP4s from a simulated camera (frames carry their index as gray level)."""
+"""Recorder core: real ffmpeg H.264 and fragmented MP4s from a simulated camera (frames carry their index as gray level)."""
 from __future__ import annotations
 
 import json
@@ -16,11 +16,8 @@ T0 = 1_700_000_000.0
 FPS = 10.0
 
 
-def jpeg_for(index: int) -> bytes:
-    img = np.full((96, 128, 3), (index * 4) % 256, np.uint8)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return buf.tobytes()
+def image_for(index: int) -> np.ndarray:
+    return np.full((96, 128, 3), (index * 4) % 256, np.uint8)
 
 
 def probe(path: str) -> dict:
@@ -58,7 +55,7 @@ class Camera:
     def run_until(self, t_end: float, events: dict[int, list[dict]] | None = None) -> None:
         events = events or {}
         while self.t < t_end:
-            self.rec.add_frame(self.t, jpeg_for(self.i))
+            self.rec.add_frame(self.t, image_for(self.i))
             for ev in events.get(self.i, []):
                 self.rec.on_event(ev, now=self.t)
             self.i += 1
@@ -67,8 +64,9 @@ class Camera:
 def make(tmp_path: Path, **kw) -> tuple[Recorder, list[dict], list[str]]:
     clips: list[dict] = []
     errors: list[str] = []
+    kw = {"max_clip_seconds": 30.0, **kw}
     opt = RecorderOptions(output_dir=str(tmp_path / "clips"), camera="cam1", pre_seconds=3.0, post_seconds=4.0,
-                          fps=FPS, max_clip_seconds=30.0, **kw)
+                          fps=FPS, **kw)
     return Recorder(opt, on_clip=clips.append, on_error=errors.append), clips, errors
 
 
@@ -183,7 +181,7 @@ def test_unwritable_folder_is_reported_not_raised(tmp_path):
     errors: list[str] = []
     rec = Recorder(RecorderOptions(output_dir=str(blocker / "clips"), fps=FPS), on_error=errors.append)
     assert rec.writable is False and "not writable" in errors[0]
-    rec.add_frame(T0, jpeg_for(0))
+    rec.add_frame(T0, image_for(0))
     rec.on_event({"event_id": "x", "state": "new"}, now=T0)
     assert rec.clips_failed == 1 and rec.stats()["output_dir_writable"] is False
 
@@ -210,3 +208,62 @@ def test_parse_time():
     assert parse_time("2026-01-01T00:00:00Z") == pytest.approx(1767225600.0)
     assert parse_time(1767225600123) == pytest.approx(1767225600.123)
     assert parse_time("soon") is None and parse_time(None) is None
+
+
+def test_clip_starts_at_the_keyframe_before_the_asked_pre_roll(tmp_path):
+    """Clips are cut from the one encoded stream at keyframes (1 s apart): pre-roll never shorter than asked."""
+    rec, clips, errors = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 20, {105: [{"event_id": "k", "state": "new"}]})  # T0+10.5: asks for 7.5..14.5
+    rec.flush()
+    assert errors == [] and len(clips) == 1 and rec.gop == 10
+    c = clips[0]
+    assert c["start"] == pytest.approx(T0 + 7.0) and c["end"] == pytest.approx(T0 + 15.0)  # keyframes at whole seconds
+    assert c["frames"] == 80 and int(probe(c["path"])["nb_read_frames"]) == 80
+    levels = gray_levels(c["path"])
+    assert abs(levels[0] - (70 * 4) % 256) <= 6 and abs(levels[-1] - (149 * 4) % 256) <= 6
+    assert rec.stats()["encoder_starts"] == 1  # one encoder for the whole run, however many clips
+
+
+def test_a_long_event_continues_in_the_next_clip_without_footage_twice(tmp_path):
+    rec, clips, errors = make(tmp_path, max_clip_seconds=5.0)
+    cam = Camera(rec)
+    cam.run_until(T0 + 25, {100: [{"event_id": "long", "state": "new"}],  # 7..12 (5 s at most)
+                            155: [{"event_id": "long", "state": "update"}]})  # T0+15.5: asks 12.5.., after 12
+    rec.flush()
+    assert errors == [] and len(clips) == 2
+    assert clips[0]["start"] == pytest.approx(T0 + 7.0) and clips[0]["end"] == pytest.approx(T0 + 12.0)
+    assert clips[1]["start"] == pytest.approx(clips[0]["end"])  # starts at the keyframe where the first ended
+    first, second = gray_levels(clips[0]["path"]), gray_levels(clips[1]["path"])
+    assert abs(first[-1] - (119 * 4) % 256) <= 6 and abs(second[0] - (120 * 4) % 256) <= 6
+
+
+def _decode(path: Path) -> tuple[int, int]:
+    """(return code, frames decoded) of ffmpeg decoding `path` to nothing."""
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+                          "-f", "framemd5", "-"], capture_output=True, text=True)
+    return out.returncode, sum(1 for line in out.stdout.splitlines() if line and not line.startswith("#"))
+
+
+def test_half_a_clip_plays_up_to_where_it_ends(tmp_path):
+    """Clips are fragmented MP4 (a fragment per keyframe): a half-written or half-uploaded file plays."""
+    rec, clips, errors = make(tmp_path)
+    cam = Camera(rec)
+    cam.run_until(T0 + 20, {100: [{"event_id": "h", "state": "new"}]})
+    rec.flush()
+    path = Path(clips[0]["path"])
+    data = path.read_bytes()
+    assert b"moof" in data and b"mvex" in data  # fragmented: an empty moov, then moof+mdat pairs
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    code, frames = _decode(half)
+    assert code == 0 and 20 <= frames < 70, (code, frames)
+    levels = gray_levels(str(half))
+    assert abs(levels[0] - (70 * 4) % 256) <= 6 and len(levels) >= 20  # the right pictures, from the start
+    # The same footage as a plain MP4 (index written at the end, as ffmpeg writes while recording)
+    # cut in half does not play at all: this is what fragmenting buys.
+    plain = tmp_path / "plain.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-c", "copy", str(plain)], check=True)
+    cut = tmp_path / "plain_half.mp4"
+    cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    assert _decode(cut)[1] == 0

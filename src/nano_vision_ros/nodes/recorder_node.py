@@ -1,7 +1,7 @@
-"""recorder_node: a JPEG ring of the last seconds of video; an MP4 clip around each event burst.
+"""recorder_node: the last seconds of video encoded once into an H.264 ring; an MP4 clip around each event burst.
 
 Frames (raw ``Image`` or a camera's jpeg ``CompressedImage``) go through a ``LatestWorker`` to
-``core.recording.Recorder``; events (``events``, std_msgs/String JSON) go through a queue thread so
+``core.recording.Recorder`` (one continuous encoder; clips are cut from it by stream copy); events (``events``, std_msgs/String JSON) go through a queue thread so
 neither subscription waits on ffmpeg. Each finished clip is announced on ``clips`` (std_msgs/String
 JSON: event_ids, path, name, start, end, duration, frames, size, sha256), reliable and
 transient-local so an uploader started later still gets recent clips.
@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 
-import cv2
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -24,7 +23,7 @@ from std_msgs.msg import String
 
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.image import checked_jpeg, to_bgr
+from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -48,11 +47,11 @@ class RecorderConfig(BaseModel):
     post_seconds: float = Field(40.0, gt=0, le=600, description="seconds after the (last merged) event")
     max_clip_seconds: float = Field(180.0, gt=0, le=3600, description="longest clip; a longer event continues in the next")
     fps: float = Field(15.0, gt=0, le=60, description="clip frame rate (frames are resampled to it)")
-    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the ring buffer")
     buffer_max_mb: float = Field(96.0, gt=0, description="memory bound of the ring buffer in MiB")
-    codec: str = Field("libx264", description="ffmpeg video encoder of the clips")
+    codec: str = Field("libx264", description="ffmpeg H.264 encoder of the recording stream (encoded once; clips are cut by stream copy)")
     crf: int = Field(26, ge=0, le=51, description="x264 quality (lower = better, bigger)")
-    preset: str = Field("veryfast", description="x264 preset")
+    preset: str = Field("ultrafast", description="x264 preset (ultrafast: half the CPU of veryfast, ~1.5x the bytes)")
+    keyframe_seconds: float = Field(1.0, gt=0, le=10, description="keyframe interval: clips start up to this much before pre_seconds")
     max_total_mb: float = Field(5000.0, ge=0, description="disk quota of output_dir in MiB (oldest deleted); 0 = none")
     max_age_hours: float = Field(168.0, ge=0, description="clips older than this are deleted; 0 = keep")
     min_free_mb: float = Field(200.0, ge=0, description="skip (and report) a clip when less disk is free")
@@ -79,6 +78,7 @@ class RecorderNode(Node):
                 output_dir=os.path.expanduser(c.output_dir), camera=self.camera, pre_seconds=c.pre_seconds,
                 post_seconds=c.post_seconds, max_clip_seconds=c.max_clip_seconds, fps=c.fps,
                 buffer_max_bytes=int(c.buffer_max_mb * MB), codec=c.codec, crf=c.crf, preset=c.preset,
+                keyframe_seconds=c.keyframe_seconds,
                 max_total_bytes=int(c.max_total_mb * MB), max_age_seconds=c.max_age_hours * 3600.0,
                 min_free_bytes=int(c.min_free_mb * MB)),
             on_clip=self._publish_clip, on_error=lambda text: None)
@@ -108,18 +108,11 @@ class RecorderNode(Node):
     def _handle_frame(self, msg: Image | CompressedImage) -> None:
         t = self._stamp(msg)
         if t - self._last_t < 0.9 / self.cfg.fps:
-            return  # above the clip rate: not worth a JPEG encode
-        if isinstance(msg, CompressedImage) and any(k in msg.format.lower() for k in ("jpeg", "jpg")):
-            jpeg = checked_jpeg(msg)  # kept as it is, but a garbage jpeg must not reach a clip
-        else:
-            img = to_bgr(msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
-            if not ok:
-                raise ValueError("JPEG encoding failed")
-            jpeg = buf.tobytes()
+            return  # above the clip rate: not worth a conversion
+        img = to_bgr(msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
         self._last_t = t
         self.frames_recorded += 1
-        self.recorder.add_frame(t, jpeg)
+        self.recorder.add_frame(t, img)  # encoded once into the ring; clips are cut from it
 
     # -- events ------------------------------------------------------------------------------------
     def _on_event_msg(self, msg: String) -> None:

@@ -1,9 +1,9 @@
-"""Write one MP4 clip (H.264, ffmpeg subprocess) from timestamped JPEG frames at a constant rate.
+"""Write one clip by stream copy: H.264 access units in (from the ring, then live), fragmented MP4 out.
 
-Frames arrive with jitter and gaps; the writer resamples them to exactly ``fps``: output slot k
-(at ``start + k/fps``) shows the newest frame captured at or before it. So a clip from ``start``
-to ``end`` has ``round((end - start) * fps)`` frames and its duration is what was asked for.
-The file is written under a temporary name and renamed only when ffmpeg finished cleanly.
+Nothing is decoded or encoded here: ffmpeg only wraps the frames the recorder's encoder made.
+The MP4 is fragmented (an empty ``moov``, then a ``moof``+``mdat`` per keyframe), so a file cut
+anywhere (still being written, half uploaded) plays up to its last whole fragment. The file is
+written under a temporary name and renamed only when ffmpeg finished cleanly.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from nano_vision_ros.core.recording.ring import Frame
-
 log = logging.getLogger(__name__)
+
+#: Fragmented MP4: playable while written or partly transferred (one fragment per keyframe).
+FRAGMENTED = "+frag_keyframe+empty_moov+default_base_moof"
 
 
 class ClipError(RuntimeError):
@@ -32,74 +33,39 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 class ClipWriter:
-    def __init__(self, path: Path, start: float, end: float, fps: float, codec: str = "libx264",
-                 crf: int = 26, preset: str = "veryfast", ffmpeg: str | None = None) -> None:
+    def __init__(self, path: Path, fps: float, ffmpeg: str | None = None) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.part")
-        self.start = start
-        self.end = end
         self.fps = float(fps)
         self.frames_written = 0
-        self._slot = 0
-        self._cur: Frame | None = None
         exe = ffmpeg or shutil.which("ffmpeg")
         if exe is None:
             raise ClipError("ffmpeg is not installed (see requirements/streaming.apt)")
-        gop = max(1, int(round(self.fps * 2)))
-        enc = ["-c:v", codec]
-        if codec == "libx264":
-            enc += ["-preset", preset, "-crf", str(crf)]
         cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "image2pipe", "-c:v", "mjpeg", "-framerate", f"{self.fps:g}", "-i", "pipe:0",
-               *enc, "-g", str(gop), "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
-               "-movflags", "+faststart", "-f", "mp4", str(self.tmp)]
+               "-f", "h264", "-framerate", f"{self.fps:g}", "-i", "pipe:0",
+               "-c", "copy", "-movflags", FRAGMENTED, "-f", "mp4", str(self.tmp)]
         self._stderr_path = self.path.with_name(f".{self.path.name}.log")
         try:
-            self._stderr = open(self._stderr_path, "wb")
+            self._stderr = open(self._stderr_path, "wb")  # noqa: SIM115 - lives as long as the ffmpeg process
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                           start_new_session=True)
         except OSError as err:
             raise ClipError(f"cannot start ffmpeg for {self.path}: {err}") from err
 
-    @property
-    def slots(self) -> int:
-        """Frames the finished clip will have."""
-        return max(1, int(round((self.end - self.start) * self.fps)))
-
-    def _slot_time(self, k: int) -> float:
-        return self.start + k / self.fps
-
-    def _emit(self, frame: Frame) -> None:
+    def feed(self, data: bytes) -> None:
+        """Add the next access unit (the first one a keyframe)."""
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(frame.jpeg)
+            self._proc.stdin.write(data)
         except (BrokenPipeError, OSError) as err:
             raise ClipError(f"ffmpeg stopped while writing {self.path.name}: {self._error_text() or err}") from err
         self.frames_written += 1
-        self._slot += 1
-
-    def feed(self, frame: Frame) -> None:
-        """Add the next frame (in time order); emits every slot that falls before it."""
-        while self._slot < self.slots and self._slot_time(self._slot) < frame.t:
-            self._emit(self._cur or frame)
-        self._cur = frame
-
-    def truncate(self) -> None:
-        """End the clip just after the newest frame fed (shutdown, camera gone): no frozen tail."""
-        if self._cur is not None:
-            self.end = min(self.end, max(self._cur.t + 1.0 / self.fps, self._slot_time(self._slot)))
-
-    @property
-    def covered_until(self) -> float:
-        return self._slot_time(self._slot)
 
     def finish(self) -> tuple[Path, int, str, int]:
-        """Fill the remaining slots, close ffmpeg, rename; (path, size, sha256, frames)."""
+        """Close ffmpeg, rename; (path, size, sha256, frames)."""
         try:
-            if self._cur is None:
+            if self.frames_written == 0:
                 raise ClipError(f"no frame for clip {self.path.name}")
-            while self._slot < self.slots:
-                self._emit(self._cur)
             assert self._proc.stdin is not None
             try:
                 self._proc.stdin.close()

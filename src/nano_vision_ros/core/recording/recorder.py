@@ -1,13 +1,19 @@
-"""Event clips: pre-event frames from the ring, post-event frames as they come, one MP4 per event burst.
+"""Event clips cut from one continuous H.264 stream: pre-event footage from the ring, the rest as it comes.
 
-An event (``new`` or ``update``) at time t asks for footage from ``t - pre`` to ``t + post``. While a
-clip is open, any event whose window starts before the clip's end extends that clip instead of
-opening another (overlapping events merge; the clip lists every event_id). ``end`` only extends an
-open clip. A clip never exceeds ``max_clip_seconds``; a longer event continues in the next clip,
-which starts where the last one ended (no footage twice). Updates with reason ``clip`` or
-``clip_status`` (the events node reporting on clips) are ignored. Finished clips are encoded on a separate
-thread and reported through ``on_clip``; failures (ffmpeg, full disk, unwritable folder) through
-``on_error`` and the counters, never as exceptions into the caller.
+Frames are resampled to exactly ``fps`` (slot k at ``origin + k/fps`` shows the newest frame
+captured at or before it; gaps up to ``max_gap`` seconds are filled by repeating) and encoded once
+by the recorder's encoder (``core.recording.h264``) with a keyframe every ``keyframe_seconds``.
+An event (``new`` or ``update``) at time t asks for footage from ``t - pre`` to ``t + post``; the
+clip begins at the newest keyframe at or before ``t - pre`` (so up to one keyframe interval more
+pre-roll than asked, never less) and ends at the first keyframe at or after its end, so the next
+clip starts exactly where it ended. While a clip is open, any event whose window starts before
+the clip's end extends that clip instead of opening another (overlapping events merge; the clip
+lists every event_id). ``end`` only extends an open clip. A clip never asks for more than
+``max_clip_seconds`` (it may run up to one keyframe interval longer); a longer event continues in
+the next clip (no footage twice). Updates with reason ``clip`` or ``clip_status`` (the events node
+reporting on clips) are ignored. Clips are written by stream copy on separate processes and
+reported through ``on_clip``; failures (ffmpeg, full disk, unwritable folder) through ``on_error``
+and the counters, never as exceptions into the caller.
 """
 from __future__ import annotations
 
@@ -17,11 +23,16 @@ import re
 import shutil
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 from nano_vision_ros.core.recording.clip import ClipError, ClipWriter
+from nano_vision_ros.core.recording.h264 import EncoderError, H264Encoder
 from nano_vision_ros.core.recording.retention import Retention
 from nano_vision_ros.core.recording.ring import Frame, FrameRing
 
@@ -43,7 +54,9 @@ class RecorderOptions:
     buffer_max_bytes: int = 64 * 1024 * 1024
     codec: str = "libx264"
     crf: int = 26
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
+    keyframe_seconds: float = 1.0  # a clip starts up to this much before the asked pre-roll
+    max_gap: float = 10.0  # frames missing longer than this are not filled (the stream restarts)
     max_total_bytes: int = 5 * 1024**3
     max_age_seconds: float = 7 * 86400.0
     min_free_bytes: int = 200 * 1024 * 1024
@@ -53,9 +66,12 @@ class RecorderOptions:
 @dataclass
 class _OpenClip:
     writer: ClipWriter
-    start: float
+    start: float  # asked for until the first frame is in, then the first frame's time
     end: float
     event_ids: list[str] = field(default_factory=list)
+    floor: float = float("-inf")  # the previous clip's end: no footage twice
+    started: bool = False
+    last_t: float = 0.0  # the newest frame in the clip
 
 
 def parse_time(value: Any) -> float | None:
@@ -67,11 +83,11 @@ def parse_time(value: Any) -> float | None:
         return v / 1000.0 if v > 1e11 else v
     if isinstance(value, str):
         try:
-            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: FURB162 - Python 3.10 (oldest) needs it
         except ValueError:
             return None
         if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.timezone.utc)
+            d = d.replace(tzinfo=dt.UTC)
         return d.timestamp()
     return None
 
@@ -95,12 +111,25 @@ class Recorder:
         self.on_clip = on_clip or (lambda info: None)
         self.on_error = on_error or (lambda text: None)
         self.clock = clock
-        self.ring = FrameRing(opt.pre_seconds + 2.0, opt.buffer_max_bytes)
+        self.gop = max(1, round(opt.keyframe_seconds * opt.fps))
+        self.ring = FrameRing(opt.pre_seconds + opt.keyframe_seconds + 2.0, opt.buffer_max_bytes)
         self.retention = Retention(Path(opt.output_dir), opt.max_total_bytes, opt.max_age_seconds)
-        self._lock = threading.RLock()
-        self._open: _OpenClip | None = None
+        self._lock = threading.RLock()  # clips and the ring (event thread, encoder reader thread)
+        self._feed_lock = threading.Lock()  # the resampler and the encoder's stdin (frame thread, tick)
+        self._clips: list[_OpenClip] = []  # open clips, oldest first; events merge into the newest
         self._last_end = 0.0
         self._finishers: list[threading.Thread] = []
+        # resampler -> encoder
+        self._encoder: H264Encoder | None = None
+        self._encoder_retry = 0.0
+        self._origin = 0.0
+        self._slot = 0
+        self._cur: np.ndarray | None = None
+        self._cur_t = 0.0
+        self._slot_times: deque[float] = deque()  # slots written to the encoder, not yet out of it
+        self.frames_in = 0
+        self.frames_encoded = 0
+        self.encoder_starts = 0
         self.clips_written = 0
         self.clips_failed = 0
         self.events_seen = 0
@@ -129,27 +158,118 @@ class Recorder:
         log.error("%s", text)
         try:
             self.on_error(text)
-        except Exception:  # noqa: BLE001 - reporting must not break recording
+        except Exception:
             log.exception("on_error callback")
 
-    # -- input -------------------------------------------------------------------------------------
-    def add_frame(self, t: float, jpeg: bytes) -> None:
-        frame = Frame(t, jpeg)
-        self.ring.add(frame)
-        with self._lock:
-            clip = self._open
-            if clip is None:
-                return
-            if frame.t < clip.start:
-                return
-            try:
-                clip.writer.feed(frame)
-            except ClipError as err:
-                self._fail_open(str(err))
-                return
-            if frame.t >= clip.end:
-                self._close_open()
+    # -- frames -> one encoder ---------------------------------------------------------------------
+    def _slot_time(self, k: int) -> float:
+        return self._origin + k / self.opt.fps
 
+    def add_frame(self, t: float, image: np.ndarray) -> None:
+        """The next camera frame (BGR uint8, in time order); encoded once, into as many slots as it covers."""
+        self.frames_in += 1
+        with self._feed_lock:
+            if self._cur is not None and t < self._cur_t:
+                return  # out of order (clock step back)
+            restart = self._encoder is not None and (
+                image.shape[:2] != (self._encoder.height, self._encoder.width) or t - self._slot_time(self._slot) > self.opt.max_gap)
+            if restart:
+                self._emit_pending()
+                self._stop_encoder()
+            if self._encoder is None:
+                if not self._start_encoder(image, t):
+                    return
+            else:
+                while self._slot_time(self._slot) < t:
+                    self._emit(self._cur if self._cur is not None else image)
+            self._cur, self._cur_t = image, t
+
+    def _start_encoder(self, image: np.ndarray, t: float) -> bool:
+        now = time.monotonic()
+        if now < self._encoder_retry:
+            return False
+        h, w = image.shape[:2]
+        try:
+            if w % 2 or h % 2:
+                raise EncoderError(f"frame size {w}x{h} is odd; H.264 4:2:0 needs even sizes")
+            self._encoder = H264Encoder(w, h, self.opt.fps, self.gop, self._on_packet, self.opt.codec,
+                                        self.opt.preset, self.opt.crf)
+        except EncoderError as err:
+            self._encoder_retry = now + 5.0
+            self._error(f"recorder encoder: {err}")
+            return False
+        self.encoder_starts += 1
+        self._origin, self._slot, self._cur = t, 0, None
+        self._slot_times.clear()
+        return True
+
+    def _emit(self, image: np.ndarray) -> None:
+        enc = self._encoder
+        assert enc is not None
+        self._slot_times.append(self._slot_time(self._slot))
+        self._slot += 1
+        try:
+            enc.write(image)
+        except EncoderError as err:
+            self._error(f"recorder encoder: {err}")
+            self._stop_encoder()
+            return
+        self.frames_encoded += 1
+
+    def _emit_pending(self) -> None:
+        """The newest frame into its slot now (it would wait for the next frame)."""
+        if self._encoder is not None and self._cur is not None and self._slot_time(self._slot) <= self._cur_t:
+            self._emit(self._cur)
+
+    def _stop_encoder(self) -> None:
+        enc, self._encoder = self._encoder, None
+        self._cur = None
+        if enc is not None:
+            enc.close()  # every frame written is in the ring (and an open clip) after this
+
+    def _on_packet(self, data: bytes, key: bool) -> None:
+        t = self._slot_times.popleft() if self._slot_times else self.clock()
+        frame = Frame(t, data, key)
+        with self._lock:  # with the ring: a clip starting from the ring on another thread gets each frame once
+            self.ring.add(frame)
+            for clip in list(self._clips):
+                self._clip_frame(clip, frame)
+
+    def _clip_frame(self, clip: _OpenClip, frame: Frame) -> None:
+        """One new frame for a clip: begin it from the ring, add to it, or end it at a keyframe."""
+        if not clip.started:
+            if frame.t >= clip.start:
+                self._start_clip(clip)
+            return
+        if frame.key and frame.t >= clip.end:
+            self._close(clip, end=frame.t)
+            return
+        self._feed(clip, frame)
+
+    def _start_clip(self, clip: _OpenClip) -> None:
+        frames = self.ring.from_keyframe(clip.start, clip.floor)
+        if not frames:
+            return  # wait for a keyframe
+        clip.started = True
+        clip.start = frames[0].t
+        clip.end = min(clip.end, clip.start + self.opt.max_clip_seconds)
+        for f in frames:
+            if f.key and f.t >= clip.end:
+                self._close(clip, end=f.t)
+                return
+            if not self._feed(clip, f):
+                return
+
+    def _feed(self, clip: _OpenClip, frame: Frame) -> bool:
+        try:
+            clip.writer.feed(frame.data)
+        except ClipError as err:
+            self._fail(clip, str(err))
+            return False
+        clip.last_t = frame.t
+        return True
+
+    # -- events ------------------------------------------------------------------------------------
     def on_event(self, event: dict[str, Any], now: float | None = None) -> None:
         now = self.clock() if now is None else now
         if event.get("reason") in IGNORED_REASONS:
@@ -160,10 +280,10 @@ class Recorder:
         eid = str(event.get("event_id", ""))
         t = event_time(event, now, self.opt.pre_seconds + self.opt.post_seconds)
         with self._lock:
-            clip = self._open
+            clip = self._clips[-1] if self._clips else None
             if clip is not None and t - self.opt.pre_seconds <= clip.end:
-                new_end = min(max(clip.end, t + self.opt.post_seconds), clip.start + self.opt.max_clip_seconds)
-                clip.end = clip.writer.end = new_end
+                limit = clip.start + self.opt.max_clip_seconds
+                clip.end = min(max(clip.end, t + self.opt.post_seconds), limit)
                 if eid and eid not in clip.event_ids:
                     clip.event_ids.append(eid)
                     self.events_merged += 1
@@ -173,12 +293,21 @@ class Recorder:
             self._open_clip(eid, t)
 
     def tick(self, now: float | None = None) -> None:
-        """Finish an open clip whose frames stopped coming (camera gone) after its end."""
+        """Finish open clips whose frames stopped coming (camera gone) after their end."""
         now = self.clock() if now is None else now
+        if not any(now > c.end + self.opt.frame_timeout for c in self._clips):
+            return
+        with self._feed_lock:
+            self._emit_pending()  # the last frame seen belongs in the clip
+        self._drain(1.0)
         with self._lock:
-            clip = self._open
-            if clip is not None and now > clip.end + self.opt.frame_timeout:
-                self._close_open(truncate=True)
+            for clip in [c for c in self._clips if now > c.end + self.opt.frame_timeout]:
+                self._close(clip, truncate=True)
+
+    def _drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._slot_times and self._encoder is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     # -- clips -------------------------------------------------------------------------------------
     def _open_clip(self, eid: str, t: float) -> None:
@@ -198,54 +327,62 @@ class Recorder:
                 self.clips_failed += 1
                 self._error(f"disk full: {free} bytes free in {self.opt.output_dir} (< min_free_bytes {self.opt.min_free_bytes}); clip for event {eid} skipped")
                 return
-        start = max(t - self.opt.pre_seconds, self._last_end)
-        oldest = self.ring.oldest
-        if oldest is not None:
-            start = max(start, oldest)
-        end = min(t + self.opt.post_seconds, start + self.opt.max_clip_seconds)
-        stamp = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        floor = self._clips[-1].end if self._clips else self._last_end
+        start = max(t - self.opt.pre_seconds, floor)
+        end = t + self.opt.post_seconds
+        stamp = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%dT%H%M%S")
         name = f"{_SAFE.sub('_', self.opt.camera)}_{stamp}_{_SAFE.sub('_', eid)[:40] or 'event'}.mp4"
         path = Path(self.opt.output_dir) / name
         try:
-            writer = ClipWriter(path, start, end, self.opt.fps, self.opt.codec, self.opt.crf, self.opt.preset)
+            writer = ClipWriter(path, self.opt.fps)
         except ClipError as err:
             self.clips_failed += 1
             self._error(str(err))
             return
-        self._open = _OpenClip(writer, start, end, [eid] if eid else [])
-        try:
-            for frame in self.ring.since(start):
-                writer.feed(frame)
-        except ClipError as err:
-            self._fail_open(str(err))
+        clip = _OpenClip(writer, start, min(end, start + self.opt.max_clip_seconds), [eid] if eid else [], floor=floor)
+        self._clips.append(clip)
+        newest = self.ring.newest
+        if newest is not None and newest >= start:
+            self._start_clip(clip)  # the asked start is in the ring already
 
-    def _fail_open(self, text: str) -> None:
-        clip, self._open = self._open, None
-        if clip is not None:
-            clip.writer.abort()
-            self._last_end = clip.end
+    def _fail(self, clip: _OpenClip, text: str) -> None:
+        if clip in self._clips:
+            self._clips.remove(clip)
+        clip.writer.abort()
+        self._last_end = max(self._last_end, clip.end)
         self.clips_failed += 1
         self._error(text)
 
-    def _close_open(self, truncate: bool = False) -> None:
-        clip, self._open = self._open, None
-        if clip is None:
+    def _close(self, clip: _OpenClip, end: float | None = None, truncate: bool = False) -> None:
+        if clip not in self._clips:
             return
-        if truncate:
-            clip.writer.truncate()
-            clip.end = clip.writer.end
-        self._last_end = clip.end
-        th = threading.Thread(target=self._finish, args=(clip,), name="clip-finish", daemon=True)
+        self._clips.remove(clip)
+        if end is not None:
+            clip.end = end
+        elif truncate:
+            clip.end = min(clip.end, clip.last_t + 1.0 / self.opt.fps) if clip.started else clip.start
+        self._last_end = max(self._last_end, clip.end)
+        if not clip.started:
+            clip.writer.abort()
+            self.clips_failed += 1
+            self._error(f"no frame for clip {clip.writer.path.name}")
+            return
+        before = self._finishers[-1] if self._finishers else None
+        th = threading.Thread(target=self._finish, args=(clip, before), name="clip-finish", daemon=True)
         self._finishers = [f for f in self._finishers if f.is_alive()] + [th]
         th.start()
 
-    def _finish(self, clip: _OpenClip) -> None:
+    def _finish(self, clip: _OpenClip, before: threading.Thread | None) -> None:
         try:
             path, size, digest, frames = clip.writer.finish()
         except (ClipError, OSError) as err:
+            if before is not None:
+                before.join()
             self.clips_failed += 1
             self._error(f"clip {clip.writer.path.name} failed: {err}")
             return
+        if before is not None:
+            before.join()  # clips are announced in the order they were recorded
         self.clips_written += 1
         self.last_clip = str(path)
         info = {
@@ -260,27 +397,33 @@ class Recorder:
             self._error(f"retention: {err}")
         try:
             self.on_clip(info)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("on_clip callback")
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Close an open clip now (ending at its newest frame) and wait for every clip being encoded."""
+        """Stop the encoder (every frame in), close an open clip at its newest frame, wait for every clip."""
+        with self._feed_lock:
+            self._emit_pending()
+            self._stop_encoder()
         with self._lock:
-            if self._open is not None:
-                self._close_open(truncate=True)
+            for clip in list(self._clips):
+                self._close(clip, truncate=True)
         for th in list(self._finishers):
             th.join(timeout)
 
     @property
     def recording(self) -> bool:
-        return self._open is not None
+        return bool(self._clips)
 
     def stats(self) -> dict[str, object]:
-        clip = self._open
+        clip = self._clips[-1] if self._clips else None
+        enc = self._encoder
         return {
             "recording": clip is not None, "open_clip_events": ",".join(clip.event_ids) if clip else "",
             "buffer_frames": len(self.ring), "buffer_bytes": self.ring.nbytes,
             "buffer_evicted_for_memory": self.ring.evicted_for_memory,
+            "frames_in": self.frames_in, "frames_encoded": self.frames_encoded, "encoder_starts": self.encoder_starts,
+            "encoder_bytes": enc.bytes_out if enc else 0, "keyframe_interval_frames": self.gop,
             "clips_written": self.clips_written, "clips_failed": self.clips_failed,
             "events_seen": self.events_seen, "events_merged": self.events_merged, "events_ignored": self.events_ignored,
             "disk_used_bytes": self.retention.used_bytes, "deleted_by_retention": self.retention.deleted,
@@ -289,7 +432,7 @@ class Recorder:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-__all__ = ["Recorder", "RecorderOptions", "parse_time", "event_time"]
+__all__ = ["Recorder", "RecorderOptions", "event_time", "parse_time"]

@@ -1,8 +1,9 @@
-"""A time- and memory-bounded ring of JPEG-compressed frames (the recorder's pre-event buffer).
+"""A time- and memory-bounded ring of encoded H.264 frames (the recorder's pre-event buffer).
 
-JPEG keeps memory small and bounded (a 1280x720 frame is ~116 KB at quality 80 against 2.7 MB raw;
-22 s at 15 fps is ~38 MB) and the clip writer feeds the bytes to ffmpeg's MJPEG decoder as they
-are, so nothing is decoded in Python.
+The recorder's one encoder turns every frame into an access unit once; the ring keeps them, and a
+clip is cut from them by stream copy (no decode, no second encode). The ring always begins with a
+keyframe, because a clip can only begin at one: whole groups of pictures leave it together.
+A 768x576 stream at 10 fps is ~1 Mbit/s, so 22 s is ~3 MB (a JPEG ring held ~16 MB).
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Frame:
-    t: float  # capture time, seconds since the epoch
-    jpeg: bytes
+    t: float  # slot time of the frame, seconds since the epoch
+    data: bytes  # one H.264 access unit (Annex-B)
+    key: bool = True  # an IDR frame with its SPS/PPS: a clip may begin here
 
 
 class FrameRing:
@@ -32,19 +34,40 @@ class FrameRing:
         with self._lock:
             if self._frames and frame.t < self._frames[-1].t:
                 return  # out of order (clock step back): keep the ring sorted
+            if not self._frames and not frame.key:
+                return  # nothing decodable before the first keyframe
             self._frames.append(frame)
-            self._bytes += len(frame.jpeg)
+            self._bytes += len(frame.data)
             horizon = frame.t - self.seconds
             while self._frames and self._frames[0].t < horizon:
-                self._bytes -= len(self._frames.popleft().jpeg)
+                self._pop()
             while self._bytes > self.max_bytes and len(self._frames) > 1:
-                self._bytes -= len(self._frames.popleft().jpeg)
+                self._pop()
                 self.evicted_for_memory += 1
+            while self._frames and not self._frames[0].key:  # the rest of a group whose keyframe left
+                self._pop()
+
+    def _pop(self) -> None:
+        self._bytes -= len(self._frames.popleft().data)
 
     def since(self, t0: float) -> list[Frame]:
         """Frames with t >= t0, oldest first."""
         with self._lock:
             return [f for f in self._frames if f.t >= t0]
+
+    def from_keyframe(self, t0: float, floor: float = float("-inf")) -> list[Frame]:
+        """Frames from the newest keyframe in [floor, t0], else from the first keyframe after floor; [] if none yet."""
+        with self._lock:
+            frames = list(self._frames)
+        start = None
+        for i, f in enumerate(frames):
+            if not f.key or f.t < floor:
+                continue
+            if f.t <= t0 or start is None:
+                start = i
+            if f.t > t0:
+                break
+        return frames[start:] if start is not None else []
 
     @property
     def nbytes(self) -> int:
