@@ -175,21 +175,27 @@ def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int
 
 
 class DetectionCounter:
-    """A probe node counting Detection2DArray messages per camera (no frames)."""
+    """A probe node counting Detection2DArray messages per camera (no frames), and the model runs
+    the detectors report in /diagnostics (with motion gating a gated frame still gets a message,
+    but no inference)."""
 
     def __init__(self, cams: list[str]) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from vision_msgs.msg import Detection2DArray
 
         from nano_vision_ros.ros import qos
 
-        rclpy.init(args=[])
+        if not rclpy.ok():
+            rclpy.init(args=[])
         self.node = rclpy.create_node("site_cost_probe")
         self.counts = {c: 0 for c in cams}
+        self.runs: dict[str, int] = {}  # detector status name -> model_runs
         self.lock = threading.Lock()
         for c in cams:
             self.node.create_subscription(Detection2DArray, f"/{c}/detections", lambda _m, c=c: self._hit(c), qos.RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 50)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -199,16 +205,26 @@ class DetectionCounter:
         with self.lock:
             self.counts[cam] += 1
 
+    def _diag(self, msg: object) -> None:  # diagnostic_msgs/DiagnosticArray
+        for st in msg.status:  # type: ignore[attr-defined]
+            if "detector" not in st.name:
+                continue
+            for kv in st.values:
+                if kv.key == "model_runs":
+                    with self.lock:
+                        self.runs[st.name] = int(float(kv.value))
+
     def snapshot(self) -> dict[str, int]:
         with self.lock:
             return dict(self.counts)
 
-    def close(self) -> None:
-        import rclpy
+    def model_runs(self) -> int | None:
+        with self.lock:
+            return sum(self.runs.values()) if self.runs else None
 
+    def close(self) -> None:
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def inference_floor(task: str, frames: int, image_path: Path) -> float:
@@ -221,7 +237,7 @@ def inference_floor(task: str, frames: int, image_path: Path) -> float:
     img = cv2.imread(str(image_path)) if image_path.suffix in (".jpg", ".png") else None
     if img is None:
         cap = cv2.VideoCapture(str(image_path))
-        ok, img = cap.read()
+        _ok, img = cap.read()
         cap.release()
     det.warmup(5)
     tensor, _ = det.preprocessor(img)
@@ -234,14 +250,18 @@ def inference_floor(task: str, frames: int, image_path: Path) -> float:
     return per
 
 
-def measure(runner_pid: int, duration: float, counter: DetectionCounter | None) -> tuple[list[Row], dict[str, int], float]:
+def measure(runner_pid: int, duration: float, counter: DetectionCounter | None
+            ) -> tuple[list[Row], dict[str, int], float, float | None]:
     pids = tree(runner_pid)
     t_start = {p: cpu_ticks(p) for p in pids}
     c0 = counter.snapshot() if counter else {}
+    r0 = counter.model_runs() if counter else None
     w0 = time.monotonic()
     time.sleep(duration)
     wall = time.monotonic() - w0
     c1 = counter.snapshot() if counter else {}
+    r1 = counter.model_runs() if counter else None
+    run_rate = (r1 - r0) / wall if r0 is not None and r1 is not None else None
     rows = []
     for p in tree(runner_pid):
         t0, t1 = t_start.get(p), cpu_ticks(p)
@@ -258,10 +278,19 @@ def measure(runner_pid: int, duration: float, counter: DetectionCounter | None) 
             pass
         rows.append(Row(p, parent, lab, group, cores, pss, rss))
     rates = {c: (c1.get(c, 0) - c0.get(c, 0)) / wall for c in c1}
-    return rows, rates, wall
+    return rows, rates, wall, run_rate
 
 
-def main() -> int:
+def still_source(tmp: Path, video: Path, fps: float) -> Path:
+    """A static scene: the first frame of `video` as a 10 s video of that one picture (looped by the camera)."""
+    png, out = tmp / "still.png", tmp / "still.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-frames:v", "1", str(png)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", f"{fps:g}", "-i", str(png), "-t", "10",
+                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--site", help="run this site file as it is (no generated site; no detection counts unless cams named)")
     ap.add_argument("--cameras", type=int, default=1)
@@ -272,28 +301,35 @@ def main() -> int:
     ap.add_argument("--processes", default="", choices=["", "per_node", "per_camera", "one"],
                     help="packing of each camera's nodes (default: the site file's)")
     ap.add_argument("--source", default="samples/vtest.mp4")
+    ap.add_argument("--static", action="store_true", help="a static scene: the source's first frame, looped")
+    ap.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                    help="side by side, ROUNDS times each: demo 1 camera, static scene 1 camera, 3 cameras")
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--task", default="coco_objects")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the site's processes")
-    a = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
+    """Start the site, measure one window, stop it; the figures as a dict (and the table printed)."""
     from nano_vision_ros.core import paths
 
-    floor_s = inference_floor(a.task, 30, paths.resolve(a.source))
     tmp = Path(tempfile.mkdtemp(prefix="site-cost-"))
+    source = str(still_source(tmp, paths.resolve(a.source), a.fps)) if a.static else a.source
     if a.site:
         site_path = Path(a.site).resolve()
         cams = [c["name"] for c in (yaml.safe_load(site_path.read_text()).get("cameras") or [])]
     else:
-        site_path = write_site(tmp, a.cameras, a.nodes.split(","), a.fps, a.width, a.height, a.processes, a.source)
+        site_path = write_site(tmp, a.cameras, a.nodes.split(","), a.fps, a.width, a.height, a.processes, source)
         cams = [f"cam{i}" for i in range(a.cameras)]
     env = {**os.environ, **dict(kv.split("=", 1) for kv in a.env)}
-    log = open(tmp / "site.log", "w+")
+    log = open(tmp / "site.log", "w+")  # noqa: SIM115 - the site's output, read at the end
     proc = subprocess.Popen([NANO_VISION, "site", str(site_path), "--workdir", str(tmp / "work")], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp, env=env)
     counter = None
+    load0 = os.getloadavg()[0]
     try:
         counter = DetectionCounter(cams)
         end = time.monotonic() + a.warmup
@@ -302,9 +338,8 @@ def main() -> int:
         if proc.poll() is not None:
             log.seek(0)
             print(log.read()[-4000:])
-            print("the site stopped during warm-up")
-            return 1
-        rows, rates, wall = measure(proc.pid, a.duration, counter)
+            raise RuntimeError("the site stopped during warm-up")
+        rows, rates, wall, run_rate = measure(proc.pid, a.duration, counter)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -313,6 +348,7 @@ def main() -> int:
             os.killpg(proc.pid, signal.SIGKILL)
         if counter:
             counter.close()
+    load1 = os.getloadavg()[0]
     log.seek(0)
     text = log.read()
     if "Traceback" in text:
@@ -321,9 +357,18 @@ def main() -> int:
     nodes = [r for r in rows if r.group == "node"]
     floor = floor_s * a.fps * len(cams)
     total_cpu = sum(r.cores for r in nodes)
-    print(f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
+    runs = run_rate if run_rate is not None else sum(rates.values())
+    done = floor_s * runs  # the inference the detectors actually ran in the window
+    out = {"rows": [r.__dict__ for r in rows], "rates": rates, "model_runs_per_s": runs, "floor_cores": floor,
+           "floor_at_rate_cores": done, "floor_ms": floor_s * 1e3, "nodes_cpu": total_cpu,
+           "outside_inference": total_cpu - done, "outside_per_camera": (total_cpu - done) / len(cams),
+           "nodes_pss": sum(r.pss for r in nodes), "load": (load0, load1), "cameras": len(cams), "static": a.static}
+    if quiet:
+        return out
+    print(f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, load {load0:.2f} -> {load1:.2f}; "
           f"window {wall:.1f}s after {a.warmup:.0f}s warm-up")
-    print(f"site: {len(cams)} camera(s) x [{a.nodes}] at {a.fps:g} fps, processes={a.processes or 'site file'}\n")
+    print(f"site: {len(cams)} camera(s) x [{a.nodes}] at {a.fps:g} fps, processes={a.processes or 'site file'}"
+          f"{', static scene' if a.static else ''}\n")
     print("| process | CPU (cores) | PSS MB | RSS MB |")
     print("|---|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: (r.group != "node", -r.cores)):
@@ -332,17 +377,62 @@ def main() -> int:
     print(f"| **nodes total** | **{total_cpu:.2f}** | **{sum(r.pss for r in nodes):.0f}** | {sum(r.rss for r in nodes):.0f} |")
     print(f"| all processes (+ services, runner) | {sum(r.cores for r in rows):.2f} | {sum(r.pss for r in rows):.0f} | "
           f"{sum(r.rss for r in rows):.0f} |")
-    done = floor_s * sum(rates.values())  # the inference the detectors actually ran in the window
     print(f"\nfloor: model inference {floor_s * 1e3:.1f} ms CPU per frame (alone, before the site ran) x {a.fps:g} fps x "
-          f"{len(cams)} camera(s) = {floor:.2f} cores; at the detection rate measured: {done:.2f} cores; everything else "
-          f"{total_cpu - done:.2f} cores ({(total_cpu - done) / len(cams):.2f} per camera)")
+          f"{len(cams)} camera(s) = {floor:.2f} cores; at the {runs:.2f} model runs/s measured: {done:.2f} cores; everything "
+          f"else {total_cpu - done:.2f} cores ({(total_cpu - done) / len(cams):.2f} per camera)")
     for c in cams:
         r = rates.get(c, 0.0)
         print(f"detections {c}: {r:.2f} /s (input {a.fps:g} fps){'  BELOW INPUT RATE' if r < a.fps * 0.95 else ''}")
+    return out
+
+
+def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
+    """The three rows of issue 9 side by side, interleaved (demo, static, 3 cameras, demo, …)."""
+    rows = [("demo, 1 camera", {}), ("static scene, 1 camera", {"static": True}), ("3 cameras", {"cameras": 3})]
+    results: list[tuple[str, dict]] = []
+    for rnd in range(a.compare):
+        for name, change in rows:
+            row = argparse.Namespace(**{**vars(a), **change})
+            res = run_row(row, floor_s, quiet=True)
+            results.append((name, res))
+            print(f"round {rnd + 1}: {name}: nodes {res['nodes_cpu']:.2f} cores, outside inference "
+                  f"{res['outside_per_camera']:.2f}/camera, PSS {res['nodes_pss']:.0f} MB, model runs "
+                  f"{res['model_runs_per_s']:.2f}/s, detections/s {' / '.join(f'{v:.2f}' for v in res['rates'].values())}, "
+                  f"load {res['load'][0]:.1f}->{res['load'][1]:.1f}", flush=True)
+    print(f"\n| row | nodes CPU (cores) | CPU outside inference per camera | nodes PSS MB | model runs/s | "
+          f"detections/s per camera (input {a.fps:g}) | load avg |")
+    print("|---|---:|---:|---:|---:|---|---|")
+    for name, _ in rows:
+        rs = [r for n, r in results if n == name]
+
+        def rng(key: str, fmt: str = ".2f", rs: list[dict] = rs) -> str:
+            vals = [r[key] for r in rs]
+            return f"{min(vals):{fmt}}–{max(vals):{fmt}}" if len(vals) > 1 else f"{vals[0]:{fmt}}"
+
+        det = " ; ".join(" / ".join(f"{v:.2f}" for v in r["rates"].values()) for r in rs)
+        loads = ", ".join(f"{r['load'][0]:.1f}–{r['load'][1]:.1f}" for r in rs)
+        print(f"| {name} | {rng('nodes_cpu')} | {rng('outside_per_camera')} | {rng('nodes_pss', '.0f')} | "
+              f"{rng('model_runs_per_s')} | {det} | {loads} |")
+    return results
+
+
+def main() -> int:
+    a = parse_args()
+    from nano_vision_ros.core import paths
+
+    floor_s = inference_floor(a.task, 30, paths.resolve(a.source))
+    if a.compare:
+        results = compare(a, floor_s)
+        if a.json:
+            Path(a.json).write_text(json.dumps([{"row": n, **r} for n, r in results], indent=1))
+        return 0
+    try:
+        out = run_row(a, floor_s)
+    except RuntimeError as err:
+        print(err)
+        return 1
     if a.json:
-        Path(a.json).write_text(json.dumps({
-            "rows": [r.__dict__ for r in rows], "rates": rates, "floor_cores": floor, "floor_at_rate_cores": done, "floor_ms": floor_s * 1e3,
-            "nodes_cpu": total_cpu, "nodes_pss": sum(r.pss for r in nodes), "args": vars(a)}, indent=1))
+        Path(a.json).write_text(json.dumps({**out, "args": vars(a)}, indent=1))
     return 0
 
 
