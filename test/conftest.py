@@ -78,6 +78,23 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def call_service(node, srv_type, name: str, timeout: float = 60.0, /, **fields):
+    """Call service `name` from an rclpy `node` (spun elsewhere, e.g. by ros_node) with the request
+    fields given; returns the response or fails the test naming the service."""
+    client = node.create_client(srv_type, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            pytest.fail(f"service {name} not offered within {timeout:.0f}s")
+        req = srv_type.Request()
+        for k, v in fields.items():
+            setattr(req, k, v)
+        fut = client.call_async(req)
+        wait_for(fut.done, timeout, interval=0.02, what=f"response of {name}")
+        return fut.result()
+    finally:
+        node.destroy_client(client)
+
+
 class NodeProcess:
     """A node (console script or python -m module) in its own process, logs to a file."""
 
@@ -151,8 +168,8 @@ def ros_node() -> Iterator[Callable[[str], object]]:
     executor = SingleThreadedExecutor(context=context)
     nodes = []
 
-    def _make(name: str):
-        node = rclpy.create_node(name, context=context)
+    def _make(name: str, namespace: str | None = None):
+        node = rclpy.create_node(name, context=context, namespace=namespace)
         nodes.append(node)
         executor.add_node(node)
         return node

@@ -1,9 +1,7 @@
 """detector_node end to end over DDS: frames -> detector_node (own process) -> subscribers here;
-command bus set_threshold; bad model / runtime leaves the lifecycle node up and unconfigured."""
+the set_threshold service; bad model / runtime leaves the lifecycle node up and unconfigured."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import cv2
@@ -17,10 +15,9 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from conftest import wait_for
+from conftest import call_service, wait_for
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.image import numpy_to_imgmsg
 
@@ -61,12 +58,9 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     got: list[Detection2DArray] = []
     labels: list[LabelInfo] = []
     annotated: list[Image] = []
-    replies: list[dict] = []
     node.create_subscription(Detection2DArray, f"{ns}/detections", got.append, qos.RELIABLE)
     node.create_subscription(LabelInfo, f"{ns}/detections/labels", labels.append, qos.LATCHED)
     node.create_subscription(Image, f"{ns}/image_annotated", annotated.append, qos.SENSOR)
-    node.create_subscription(String, "/nano_vision/command_replies", lambda m: replies.append(json.loads(m.data)), qos.RELIABLE)
-    cmd_pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
     diags: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics",
                              lambda m: diags.extend(s for s in m.status if s.name == f"{ns}/detector_node"), 10)
@@ -115,21 +109,17 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     assert values["state"] == "active" and values["backend"] == "onnxruntime"
     assert float(values["infer_ms"]) > 0 and float(values["fps"]) > 0 and "dropped" in values
 
-    # command bus: raise the score threshold, only the bicycle (.68) stays
-    cmd_pub.publish(String(data=json.dumps({"request_id": "r1", "command": "set_threshold", "target": ns.strip("/"),
-                                            "args": {"score_threshold": 0.6}})))
-    wait_for(lambda: any(r["request_id"] == "r1" for r in replies), 10, what="set_threshold reply")
-    r = next(r for r in replies if r["request_id"] == "r1")
-    assert r["ok"] and r["result"]["score_threshold"] == pytest.approx(0.6), r
+    # the set_threshold service: raise the score threshold, only the bicycle (.68) stays
+    from nano_vision_msgs.srv import SetThreshold
+
+    r = call_service(node, SetThreshold, f"{ns}/detector_node/set_threshold", 30, score_threshold=0.6)
+    assert r.success and r.score_threshold == pytest.approx(0.6), r
     n0 = len(got)
     wait_for(lambda: len(got) > n0 + 2, 20, what="detections after set_threshold")
     assert [d.results[0].hypothesis.class_id for d in got[-1].detections] == ["bicycle"]
     wait_for(lambda: labels and labels[-1].threshold == pytest.approx(0.6), 10, what="LabelInfo with new threshold")
-    cmd_pub.publish(String(data=json.dumps({"request_id": "r2", "command": "set_threshold", "target": "*",
-                                            "args": {"score_threshold": 7}})))
-    wait_for(lambda: any(r["request_id"] == "r2" for r in replies), 10, what="refusal reply")
-    r2 = next(r for r in replies if r["request_id"] == "r2")
-    assert not r2["ok"] and "0..1" in r2["error"]
+    r2 = call_service(node, SetThreshold, f"{ns}/detector_node/set_threshold", 30, score_threshold=7.0)
+    assert not r2.success and "parameter 'score_threshold'" in r2.message and "less than or equal to 1" in r2.message, r2
     assert det.alive()
 
 

@@ -1,5 +1,5 @@
 """Enroll and delete a face from an MQTT back end: paho -> a real mosquitto (started here, stopped
-by PID) -> mqtt_bridge_node -> command bus -> face_node -> replies back over MQTT."""
+by PID) -> mqtt_bridge_node -> face_node services (enroll_face, delete_face) -> replies back over MQTT."""
 from __future__ import annotations
 
 import base64

@@ -1,20 +1,16 @@
 """face_node end to end over DDS: the node in its own process, frames and commands from here."""
 from __future__ import annotations
 
-import base64
-import json
 import os
 import stat
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
-from conftest import wait_for
+from conftest import call_service, wait_for
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.image import numpy_to_imgmsg
 
@@ -35,21 +31,18 @@ class _Frames:
         self.pub.publish(msg)
 
 
-class _Commands:
-    def __init__(self, node) -> None:
-        self.pub = node.create_publisher(String, "/nano_vision/commands", qos.RELIABLE)
-        self.replies: list[dict] = []
-        self.sub = node.create_subscription(String, "/nano_vision/command_replies",
-                                            lambda m: self.replies.append(json.loads(m.data)), qos.RELIABLE)
+class _Services:
+    """face_node's services called from rclpy; replies in the MQTT reply's shape (ok, result, error)."""
 
-    def send(self, command: str, args: dict, target: str = "*", timeout: float = 60.0) -> dict:
-        rid = uuid.uuid4().hex
-        wait_for(lambda: self.pub.get_subscription_count() > 0, 30, what="face_node command subscription")
-        # and the reply path, or a fast reply is published before discovery matched it and is lost
-        wait_for(lambda: self.sub.get_publisher_count() > 0, 30, what="face_node reply publisher")
-        self.pub.publish(String(data=json.dumps({"request_id": rid, "command": command, "target": target, "args": args})))
-        return wait_for(lambda: next((r for r in self.replies if r["request_id"] == rid), None), timeout,
-                        what=f"reply to {command}")
+    def __init__(self, node, ns: str) -> None:
+        self.node, self.ns = node, ns
+
+    def send(self, command: str, timeout: float = 60.0, **fields) -> dict:
+        from nano_vision_msgs.srv import DeleteFace, EnrollFace, ListFaces
+
+        srv = {"enroll_face": EnrollFace, "delete_face": DeleteFace, "list_faces": ListFaces}[command]
+        r = call_service(self.node, srv, f"{self.ns}/face_node/{command}", timeout, **fields)
+        return {"ok": r.success, "error": r.message, "response": r}
 
 
 def _labels(msg: Detection2DArray) -> list[str]:
@@ -64,19 +57,19 @@ def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples:
     node = ros_node("face_test_client")
     got: list[Detection2DArray] = []
     node.create_subscription(Detection2DArray, f"{ns}/faces", got.append, qos.RELIABLE)
-    cmds = _Commands(node)
+    cmds = _Services(node, ns)
     astronaut = cv2.imread(str(samples / "astronaut.png"))
     messi = cv2.imread(str(samples / "messi5.jpg"))
 
-    # enroll over the command bus (what the MQTT bridge forwards), retried until the models are loaded
-    b64 = base64.b64encode(cv2.imencode(".jpg", astronaut)[1].tobytes()).decode()
+    # enroll over the service (what the MQTT bridge calls), retried until the models are loaded
+    jpg = cv2.imencode(".jpg", astronaut)[1].tobytes()
 
     def enrolled():
-        r = cmds.send("enroll_face", {"name": "Eileen", "image_b64": b64}, target=ns.strip("/"))
+        r = cmds.send("enroll_face", name="Eileen", image=jpg)
         return r if r["ok"] or "not configured" not in (r["error"] or "") else None
     reply = wait_for(enrolled, 90, interval=1.0, what="enroll_face accepted")
     assert reply["ok"], reply
-    assert reply["node"] == f"{ns}/face_node" and reply["result"]["name"] == "Eileen" and reply["result"]["total"] >= 1
+    assert reply["response"].name == "Eileen" and reply["response"].total >= 1
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
 
     frames = _Frames(node, f"{ns}/image_raw", astronaut)
@@ -92,16 +85,16 @@ def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples:
 
     # refusals come back as errors and leave the node running
     two = np.hstack([astronaut, cv2.flip(astronaut, 1)])
-    r = cmds.send("enroll_face", {"name": "Twins", "image_b64": base64.b64encode(cv2.imencode(".jpg", two)[1]).decode()})
+    r = cmds.send("enroll_face", name="Twins", image=cv2.imencode(".jpg", two)[1].tobytes())
     assert not r["ok"] and "2 faces" in r["error"]
-    r = cmds.send("enroll_face", {"name": "Broken", "image_b64": "bm90IGFuIGltYWdl"})
+    r = cmds.send("enroll_face", name="Broken", image=b"not an image")
     assert not r["ok"] and "does not decode" in r["error"]
-    r = cmds.send("list_faces", {})
-    assert r["ok"] and [i["name"] for i in r["result"]["identities"]] == ["Eileen"]
+    r = cmds.send("list_faces")
+    assert r["ok"] and [i.name for i in r["response"].identities] == ["Eileen"]
 
-    r = cmds.send("delete_face", {"name": "Eileen"}, target=f"{ns}/face_node")
+    r = cmds.send("delete_face", name="Eileen")
     assert r["ok"], r
-    r = cmds.send("delete_face", {"name": "Eileen"})
+    r = cmds.send("delete_face", name="Eileen")
     assert not r["ok"] and "no identity" in r["error"]
     frames.image = astronaut
     n = len(got)
@@ -118,9 +111,9 @@ def test_bad_parameter_exits_2_and_missing_model_stays_up(start_node, ros_node, 
     missing = start_node("face_node", "-r", "__ns:=/gate9", "-p", f"gallery:={tmp_path / 'g.db'}",
                          "-p", "embedding.kind:=onnx", "-p", f"embedding.model:={tmp_path / 'absent.onnx'}", name="missing")
     node = ros_node("face_missing_client")
-    cmds = _Commands(node)
+    cmds = _Services(node, "/gate9")
     wait_for(lambda: "cannot load face models" in missing.log(), 60, what="model error logged")
-    r = cmds.send("list_faces", {}, target="gate9")
+    r = cmds.send("list_faces")
     assert not r["ok"] and "not configured" in r["error"] and "absent.onnx" in r["error"]
     assert missing.alive()
 

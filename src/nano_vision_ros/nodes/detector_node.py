@@ -8,11 +8,11 @@ activate subscribes, deactivate unsubscribes, cleanup frees the model.
 Topics (relative, so they live in the camera namespace): subscribes ``image_raw`` (sensor QoS,
 newest frame only); publishes ``detections`` (vision_msgs/Detection2DArray: class_id = label,
 id = track id), ``detections/labels`` (LabelInfo, latched), ``image_annotated`` (optional),
-``/diagnostics``. Command bus: ``set_threshold`` on ``/nano_vision/commands``.
+``/diagnostics``. Service ``~/set_threshold`` (nano_vision_msgs/SetThreshold): sets the
+``score_threshold`` / ``nms_threshold`` parameters, so it and ``ros2 param set`` are one path.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
+from nano_vision_msgs.srv import SetThreshold
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from nano_vision_ros.core import overlay
@@ -35,13 +36,13 @@ from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import label_info, to_msg
 from nano_vision_ros.ros.image import converter, to_bgr
+from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.services import BoundedServices
 from nano_vision_ros.ros.worker import LatestWorker
 
 log = logging.getLogger(__name__)
-COMMANDS_TOPIC = "/nano_vision/commands"
-REPLIES_TOPIC = "/nano_vision/command_replies"
 
 
 class TrackingParams(BaseModel):
@@ -94,6 +95,8 @@ class DetectorConfig(BaseModel):
                                                            "auto threads divide the cores among them)")
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     motion: MotionParams = Field(default_factory=MotionParams)
+    command_timeout: float = Field(4.0, gt=0, description="longest a set_threshold call may take before it is "
+                                                          "answered 'timeout' (s)")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
@@ -157,9 +160,9 @@ class DetectorNode(ModelLifecycleNode):
         self._fps = _Ema()
         self._last_t = 0.0
         self._stages = {k: _Ema() for k in ("motion", "pre", "infer", "post", "track", "publish", "total")}
-        self.camera = self.get_namespace().strip("/").split("/")[-1] if self.get_namespace() != "/" else ""
-        self.cmd_reply_pub = self.create_publisher(String, REPLIES_TOPIC, qos.RELIABLE)
-        self.cmd_sub = self.create_subscription(String, COMMANDS_TOPIC, self._on_command, qos.RELIABLE)
+        self.camera = camera_name(self.get_namespace())
+        self.services_host = BoundedServices(self, self.cfg.command_timeout)
+        self.services_host.add(SetThreshold, "set_threshold", self._srv_set_threshold)
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -308,7 +311,7 @@ class DetectorNode(ModelLifecycleNode):
             if cam.label_pub is not None:
                 cam.label_pub.publish(msg)
 
-    # -- thresholds: parameters and the command bus ------------------------------------------------
+    # -- thresholds: parameters (ros2 param set and the set_threshold service) ---------------------
     def _apply_thresholds(self, score: float | None, nms: float | None) -> dict[str, float]:
         for name, v in (("score_threshold", score), ("nms_threshold", nms)):
             if v is not None and not (0.0 <= float(v) <= 1.0):
@@ -340,33 +343,20 @@ class DetectorNode(ModelLifecycleNode):
                                    new.nms_threshold if new.nms_threshold >= 0 else None)
         self.cfg = new
 
-    def _targets_me(self, target: str) -> bool:
-        return target in ("*", "", self.get_fully_qualified_name()) or (bool(self.camera) and target == self.camera)
-
-    def _on_command(self, msg: String) -> None:
-        try:
-            cmd = json.loads(msg.data)
-            if not isinstance(cmd, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as err:
-            self.get_logger().warning(f"ignored a malformed command: {err}")
-            return
-        if cmd.get("command") != "set_threshold" or not self._targets_me(str(cmd.get("target", "*"))):
-            return
-        reply: dict[str, Any] = {"request_id": cmd.get("request_id"), "command": "set_threshold",
-                                 "node": self.get_fully_qualified_name(), "ok": False, "result": None, "error": None}
-        args = cmd.get("args") or {}
-        try:
-            if not isinstance(args, dict):
-                raise ValueError("args must be an object")
-            score, nms = args.get("score_threshold"), args.get("nms_threshold")
-            if score is None and nms is None:
-                raise ValueError("give score_threshold and/or nms_threshold")
-            reply["result"] = self._apply_thresholds(score, nms)
-            reply["ok"] = True
-        except (ValueError, TypeError, RuntimeError) as err:
-            reply["error"] = str(err)
-        self.cmd_reply_pub.publish(String(data=json.dumps(reply)))
+    def _srv_set_threshold(self, req: SetThreshold.Request, resp: SetThreshold.Response) -> SetThreshold.Response:
+        """Set the parameters (validated and applied by the same callback as `ros2 param set`)."""
+        params = [Parameter(k, value=round(float(v), 6)) for k, v in (("score_threshold", req.score_threshold),
+                                                                       ("nms_threshold", req.nms_threshold)) if v >= 0]
+        if not params:
+            raise ValueError("give score_threshold and/or nms_threshold (0..1; negative = unchanged)")
+        result = self.set_parameters_atomically(params)
+        if not result.successful:
+            raise ValueError(result.reason)
+        det = self.detector
+        for k in ("score_threshold", "nms_threshold"):
+            setattr(resp, k, float(getattr(det, k, getattr(self.cfg, k)) if det is not None else getattr(self.cfg, k)))
+        resp.message = "" if det is not None else "not configured: applies at configure"
+        return resp
 
     # -- diagnostics -------------------------------------------------------------------------------
     def _collect(self) -> tuple[int, str, dict[str, object]]:

@@ -5,8 +5,9 @@ image (sensor QoS; the newest frames are kept to cut JPEG snapshots from, matche
 ``clips`` (recorder) and ``clip_status`` (uploader). With ``annotated_topic`` set it also
 publishes the camera's annotated view (ros/annotated.py, core/overlay.py) while someone watches. Publishes each event JSON (std_msgs/String,
 reliable, transient local with ``history_depth`` so a restarted MQTT bridge gets what it missed)
-after validating it against ``schemas/event.schema.json``. Command bus: ``snapshot`` {camera?},
-``reload_config`` {}.
+after validating it against ``schemas/event.schema.json``. Services (nano_vision_msgs/srv,
+time-bounded by ros.services.BoundedServices): ``~/snapshot`` (Snapshot), ``~/reload_config``
+(ReloadConfig).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from nano_vision_msgs.srv import ReloadConfig, Snapshot
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,11 +32,12 @@ from nano_vision_ros.core.events import EventEngine, EventSchemaError, parse_rul
 from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.annotated import AnnotatedView
-from nano_vision_ros.ros.commands import CommandBus
 from nano_vision_ros.ros.detections import from_msg
 from nano_vision_ros.ros.image import ImageError, check_image, to_bgr
+from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.services import BoundedServices, to_time
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ class EventsNodeConfig(BaseModel):
     snapshot_tolerance: float = Field(0.5, ge=0.0, description="largest stamp difference frame/detections (s)")
     tick_period: float = Field(0.5, gt=0.0, description="how often absent tracks are ended when no frames come (s)")
     queue_size: int = Field(200, ge=1, description="detections waiting for the rules thread; beyond: dropped, counted")
-    commands: bool = Field(True, description="answer snapshot / reload_config on the command bus")
-    command_timeout: float = Field(4.0, gt=0, description="longest a command may run before it is answered 'timeout' (s)")
+    commands: bool = Field(True, description="offer the snapshot / reload_config services")
+    command_timeout: float = Field(4.0, gt=0, description="longest a service call may run before it is answered 'timeout' (s)")
     diagnostics_period: float = Field(1.0, gt=0)
 
     @field_validator("detections_topics")
@@ -85,8 +88,7 @@ class EventsNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("events_node", **kwargs)
         self.cfg = load_config(self, EventsNodeConfig)
-        ns = self.get_namespace().strip("/")
-        self.camera = self.cfg.camera or (ns.split("/")[-1] if ns else "camera")
+        self.camera = self.cfg.camera or camera_name(self.get_namespace()) or "camera"
         self.engine = self._make_engine()
         self.bad_frames = diagnostics.BadFrames("events-frames")  # reported by Diagnostics itself
         self.images_in = 0
@@ -122,8 +124,11 @@ class EventsNode(Node):
         self._thread = threading.Thread(target=self._loop, name="events-rules", daemon=True)
         self._thread.start()
         self.timer = self.create_timer(self.cfg.tick_period, lambda: self._enqueue(("tick", None)))
-        self.bus = CommandBus(self, {"snapshot": self._cmd_snapshot, "reload_config": self._cmd_reload},
-                              camera=self.camera, timeout=self.cfg.command_timeout) if self.cfg.commands else None
+        self.services_host: BoundedServices | None = None
+        if self.cfg.commands:
+            self.services_host = BoundedServices(self, self.cfg.command_timeout)
+            self.services_host.add(Snapshot, "snapshot", self._srv_snapshot)
+            self.services_host.add(ReloadConfig, "reload_config", self._srv_reload)
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
         if not self.engine.rules:
             self.get_logger().warning("no rules configured (parameter 'rules'): no events will be raised")
@@ -228,9 +233,9 @@ class EventsNode(Node):
             return None
         return self.snapshots.write(ev, frame, found[0])
 
-    # -- commands ---------------------------------------------------------------------------------
-    def _cmd_snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        cam = args.get("camera")
+    # -- services ---------------------------------------------------------------------------------
+    def _srv_snapshot(self, req: Snapshot.Request, resp: Snapshot.Response) -> Snapshot.Response:
+        cam = req.camera
         if cam and cam != self.camera:
             raise ValueError(f"this events node serves camera {self.camera!r}, not {cam!r}")
         found = self.frames.nearest(time.time(), float("inf"))
@@ -241,9 +246,11 @@ class EventsNode(Node):
         snap = self.snapshots.write(ev, frame, found[0])
         if snap is None:
             raise ValueError("snapshot could not be written (see the node log)")
-        return {"camera": self.camera, **snap}
+        resp.camera, resp.path, resp.stamp = self.camera, snap["path"], to_time(found[0])
+        resp.width, resp.height = snap["width"], snap["height"]
+        return resp
 
-    def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _srv_reload(self, req: ReloadConfig.Request, resp: ReloadConfig.Response) -> ReloadConfig.Response:
         try:
             engine = self._make_engine()
         except ConfigError as err:
@@ -253,7 +260,8 @@ class EventsNode(Node):
         self.engine = engine
         if self.view is not None:
             self.view.zones = overlay.zones_of(engine.rules)
-        return {"camera": self.camera, "rules": [r.name for r in engine.rules]}
+        resp.rules = [r.name for r in engine.rules]
+        return resp
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         level = diagnostics.OK

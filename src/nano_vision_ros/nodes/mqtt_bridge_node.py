@@ -8,8 +8,10 @@ on the broker's PUBACK (see core/mqtt/outbox.py for the bound policy). Topics un
 
 Commands: the MQTT thread only queues the raw message (bounded); one thread validates; a valid
 request goes to the lane of its (target, command), each lane a bounded queue served by its own
-thread (started on demand, gone when the lane is empty). A target that never answers fills only
-its own lane (``busy`` for it alone); every other target is still served.
+thread (started on demand, gone when the lane is empty). A lane calls the nodes' services
+(ros.services.ServiceCommands: ``/cam0/face_node/enroll_face`` …, found in the ROS graph by
+target) asynchronously with ``command_timeout``. A target that never answers fills only its own
+lane (``busy`` for it alone); every other target is still served.
 """
 from __future__ import annotations
 
@@ -36,9 +38,9 @@ from nano_vision_ros.core.mqtt.commands import (KNOWN_COMMANDS, CommandRejected,
 from nano_vision_ros.core.mqtt.health import HealthStats
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
 from nano_vision_ros.ros import diagnostics
-from nano_vision_ros.ros.commands import CommandClient
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
+from nano_vision_ros.ros.services import ServiceCommands, UnknownTarget
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HELD_MAX = 10_000  # events held in memory while the outbox refuses writes (disk full)
@@ -81,8 +83,7 @@ class MqttBridgeConfig(BaseModel):
     commands: bool = Field(True, description="accept commands on …/cmd/<name>")
     allowed_commands: list[str] = Field(default_factory=lambda: list(KNOWN_COMMANDS), description="allow-list")
     command_max_bytes: int = Field(1_000_000, ge=64, description="largest command payload accepted")
-    command_timeout: float = Field(5.0, gt=0, description="wait for node replies on the command bus (s)")
-    command_grace: float = Field(0.3, ge=0, description="after the first reply, wait this long for more nodes (s)")
+    command_timeout: float = Field(5.0, gt=0, description="longest wait for the nodes' service responses (s)")
     command_queue_size: int = Field(8, ge=1, le=1000, description="commands waiting per (target, command) lane; beyond: busy")
     command_max_lanes: int = Field(16, ge=1, le=256, description="(target, command) lanes with work at once; beyond: busy")
     snapshot_max_bytes: int = Field(2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>")
@@ -167,7 +168,7 @@ class MqttBridgeNode(Node):
         self._nodes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.health = HealthStats(c.disk_paths)
-        self.cmd_client = CommandClient(self)
+        self.cmd_services = ServiceCommands(self)
         self._cmd_q: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=64)
         self._lanes: dict[tuple[str, str], collections.deque[dict[str, Any]]] = {}
         self._lanes_lock = threading.Lock()
@@ -369,7 +370,14 @@ class MqttBridgeNode(Node):
 
     def _handle_command(self, req: dict[str, Any]) -> None:
         name = req["command"]
-        replies = self.cmd_client.send(req, self.cfg.command_timeout, self.cfg.command_grace)
+        try:
+            replies = self.cmd_services.call(req, self.cfg.command_timeout)
+        except UnknownTarget as err:
+            self._reject(name, CommandRejected("unknown_target", str(err), req["request_id"]))
+            return
+        except ValueError as err:  # args the request cannot be built from
+            self._reject(name, CommandRejected("invalid", str(err)[:300], req["request_id"]))
+            return
         reply = aggregate_reply(req, replies, self.cfg.command_timeout)
         with self._lock:
             if reply["ok"]:

@@ -72,7 +72,10 @@ def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] |
                 return EXIT_CONFIG
         for node in nodes:
             _autostart(node)
-        executor = MultiThreadedExecutor(num_threads=threads or 4)
+        from nano_vision_ros.ros.services import extra_threads
+
+        # a bounded service call may hold a thread for its timeout: one more thread per service
+        executor = MultiThreadedExecutor(num_threads=(threads or 4) + extra_threads(nodes))
         for node in nodes:
             executor.add_node(node)
         try:

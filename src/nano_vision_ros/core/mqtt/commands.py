@@ -1,5 +1,6 @@
 """Remote commands from MQTT: size limit, allow-list, JSON Schema (``schemas/commands.schema.json``),
-then a command-bus request; and the error/result replies that go back on ``…/cmd/<name>/reply``.
+then a request ``{request_id, command, target, args}`` that the bridge turns into service calls
+(ros.services); and the error/result replies that go back on ``…/cmd/<name>/reply``.
 
 Nothing here raises on bad input except `CommandRejected`, whose message is safe to send back.
 """
@@ -41,7 +42,7 @@ class CommandValidator:
                       for name in KNOWN_COMMANDS}
 
     def parse(self, name: str, payload: bytes) -> dict[str, Any]:
-        """A command-bus request ``{request_id, command, target, args}`` or CommandRejected."""
+        """A request ``{request_id, command, target, args}`` or CommandRejected."""
         if not _NAME.match(name):
             raise CommandRejected("bad_name", "command name must be 1-64 letters, digits or '_'")
         if name not in self.allowed:
@@ -76,7 +77,7 @@ def error_reply(name: str, err: CommandRejected) -> dict[str, Any]:
 
 
 def aggregate_reply(request: dict[str, Any], replies: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
-    """One MQTT reply from the command-bus replies of every node that answered."""
+    """One MQTT reply from the per-node replies ``{node, ok, result, error}`` of every node that answered."""
     if not replies:
         return {"request_id": request["request_id"], "command": request["command"], "ok": False,
                 "error": {"code": "timeout", "message": f"no node answered within {timeout:g}s (target {request['target']!r})"},
