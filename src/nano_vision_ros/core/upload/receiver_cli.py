@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                                     "(default 30)")
     p.add_argument("--tls-cert", help="PEM certificate: serve over TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--status-port", type=int, default=None,
+                   help="serve upload progress (JSON, GET /status with the token as Bearer) on this port "
+                        "(default off; 0 = any free port)")
+    p.add_argument("--status-host", default=None, help="address of the status endpoint (default: --host)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -66,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
                                       header_timeout=args.header_timeout, max_pending=args.max_pending,
                                       max_per_address=args.max_per_address, min_rate=args.min_rate,
                                       rate_window=args.rate_window,
-                                      tls_cert=args.tls_cert, tls_key=args.tls_key))
+                                      tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                      status_port=args.status_port, status_host=args.status_host))
         rx.start()
     except (OSError, ValueError) as err:
         print(f"nano-vision receive: cannot start: {err}", file=sys.stderr)
         return 1
     print(f"receiving on {args.host}:{rx.port} into {rx.root}", flush=True)
+    if rx.status is not None:
+        print(f"upload progress: http://{args.status_host or args.host}:{rx.status.port}/status", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

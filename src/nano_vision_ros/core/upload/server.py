@@ -3,6 +3,8 @@
 Partial data lives in ``<root>/.partial/<sha256>.part`` (keyed by content, so a resumed upload
 continues the same bytes whatever the connection); the final file appears under its name only
 after the whole file's sha256 matched (fsync, then rename). The token is compared in constant time.
+Progress per clip (received / expected, rate) is kept in ``progress.UploadProgress`` and served as
+JSON on ``status_port`` (docs/UPLOAD_PROTOCOL.md, "Progress").
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nano_vision_ros.core.upload.progress import DONE, FAILED, PARTIAL, StatusServer, UploadProgress
 from nano_vision_ros.core.upload.protocol import PROTO, ProtocolError, check_header, recv_json, send_json
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class ReceiverOptions:
     rate_window: float = 30.0
     tls_cert: str | None = None
     tls_key: str | None = None
+    status_port: int | None = None  # HTTP GET /status (progress per clip, JSON); None = off, 0 = any free port
+    status_host: str | None = None  # default: `host`
 
     def check(self) -> None:
         """Refuse limits that would disable the protection (or every upload) with a named error."""
@@ -119,6 +124,8 @@ class Receiver:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
+        self.progress = UploadProgress(self.partial_dir)
+        self.status: StatusServer | None = None
         self._clean_partials()
 
     @property
@@ -133,6 +140,9 @@ class Receiver:
                     p.unlink()
             except OSError:
                 pass
+        for side in self.partial_dir.glob("*.json"):  # progress headers whose data is gone
+            if not side.with_suffix(".part").exists():
+                side.unlink(missing_ok=True)
 
     def start(self) -> None:
         self._server = _Server((self.opt.host, self.opt.port), socketserver.BaseRequestHandler)
@@ -142,6 +152,12 @@ class Receiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
         self._thread.start()
         log.info("receiving clips into %s on %s:%d (%s)", self.root, self.opt.host, self.port, PROTO)
+        if self.opt.status_port is not None:
+            host = self.opt.status_host or self.opt.host
+            self.status = StatusServer(self.progress, self.opt.token, host, self.opt.status_port,
+                                       totals=lambda: {"received": self.received, "refused": self.refused})
+            self.status.start()
+            log.info("upload progress: http://%s:%d/status", host, self.status.port)
 
     def serve_forever(self) -> None:
         self.start()
@@ -155,6 +171,8 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self.status is not None:
+            self.status.stop()
 
     # -- admission (accept thread and watchdog; all under self._lock) -------------------------------
     def _accepted(self, sock: socket.socket, client_address: tuple) -> None:
@@ -368,6 +386,15 @@ class Receiver:
             part.unlink()
             offset = 0
         send_json(sock, {"ok": True, "offset": offset})
+        self.progress.start(sha, name, size, offset, peer)
+        outcome = [PARTIAL, ""]  # what the status shows once this connection ends
+        try:
+            self._receive_body(sock, name, size, sha, final, peer, part, offset, outcome)
+        finally:
+            self.progress.finish(sha, *outcome)
+
+    def _receive_body(self, sock: socket.socket, name: str, size: int, sha: str, final: Path, peer: object,
+                      part: Path, offset: int, outcome: list[str]) -> None:
         got = offset
         idle, window, min_rate = self.opt.timeout, self.opt.rate_window, self.opt.min_rate
         cut = ""  # why this connection was ended early (its data is kept)
@@ -390,7 +417,9 @@ class Receiver:
                             break
                         if chunk:
                             f.write(chunk)
+                            f.flush()  # what the status says is received is in the partial file (it plays)
                             got += len(chunk)
+                            self.progress.advance(sha, len(chunk))
                             window_bytes += len(chunk)
                             last_data = time.monotonic()
                             if got >= size:
@@ -411,8 +440,10 @@ class Receiver:
                 log.info("%s: %s connection lost at %d/%d bytes; partial kept", peer, name, got, size)
                 return
             log.error("%s: writing %s failed: %s", peer, name, err)
+            outcome[1] = f"server cannot write: {err.strerror or err}"
             return self._refuse(sock, "io", f"server cannot write: {err.strerror or err}", peer)
         if cut:
+            outcome[1] = cut
             return self._refuse(sock, "timeout", f"{cut} at {got}/{size} bytes; partial kept, resume from {got}", peer)
         if got < size:
             log.info("%s: %s cut at %d/%d bytes; partial kept for resume", peer, name, got, size)
@@ -420,13 +451,16 @@ class Receiver:
         digest = _sha256(part)
         if digest != sha:
             part.unlink(missing_ok=True)
+            outcome[:] = [FAILED, "sha256 mismatch; partial data discarded"]
             return self._refuse(sock, "checksum", f"sha256 mismatch (got {digest}); partial data discarded", peer)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, final)
             _fsync_dir(final.parent)
         except OSError as err:
+            outcome[1] = f"server cannot store: {err.strerror or err}"
             return self._refuse(sock, "io", f"server cannot store {name}: {err.strerror or err}", peer)
+        outcome[0] = DONE
         self.received += 1
         log.info("received %s (%d bytes, resumed at %d) from %s", name, size, offset, peer)
         try:
