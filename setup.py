@@ -66,6 +66,7 @@ setup(
         "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
         # webrtc_node (browser live view): software VP8/H.264 encode, only while someone watches
         "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
+        "attributes": ["tqdm>=4.60"],  # nano-vision attributes: progress bar (optional)
         "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6"],
     },
     zip_safe=False,

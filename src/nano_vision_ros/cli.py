@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "site": ("nano_vision_ros.site.cli", "run a site's node graph (cameras and the nodes attached to each)"),
     "receive": ("nano_vision_ros.core.upload.receiver_cli", "receive uploaded clips (the uploader's server side)"),
     "faces": ("nano_vision_ros.core.recognition.faces_cli", "enroll, list, delete, export and import known faces"),
+    "attributes": ("nano_vision_ros.core.attributes.cli", "collect crops of people, train and evaluate attribute classifiers (PPE)"),
     "env": ("nano_vision_ros.site.env_cli", "print the environment variables the project's runners apply"),
 }
 
