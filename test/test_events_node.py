@@ -94,7 +94,7 @@ def test_bad_rules_exit_2_naming_the_parameter(start_node, tmp_path):
     p = start_node("events_node", "-p", f"rules:={bad}", name="bad")
     wait_for(lambda: not p.alive(), 30, what="events_node exit")
     assert p.proc.returncode == 2
-    assert "parameter 'rules'" in p.log() and "needs a zone" in p.log()
+    assert "parameter 'rules'" in p.log() and "key 'rules.0.zone' missing" in p.log()
 
 
 def test_example_params_file_loads(start_node, tmp_path):

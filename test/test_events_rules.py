@@ -10,7 +10,7 @@ import pytest
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.events import EventEngine, parse_rules, validate_event
-from nano_vision_ros.core.events.config import RuleConfig
+from nano_vision_ros.core.events.config import parse_rule
 from nano_vision_ros.core.events.schema import EventSchemaError
 
 
@@ -32,16 +32,22 @@ def dets(*items):
 
 
 def engine(*rules: dict) -> EventEngine:
-    return EventEngine([RuleConfig(**r) for r in rules], "site1", "dev1", "cam0", clock=lambda: 1_700_000_000.0)
+    return EventEngine([parse_rule(r) for r in rules], "site1", "dev1", "cam0", clock=lambda: 1_700_000_000.0)
+
+
+def js(events):
+    """The engine's events (models) as their MQTT JSON dicts, each validated against the schema."""
+    out = [ev.to_json() for ev in events]
+    for ev in out:
+        validate_event(ev)
+    return out
 
 
 def run(eng, frames, source="detections"):
-    """frames: list of (stamp, Detections); returns all events, each validated."""
+    """frames: list of (stamp, Detections); returns all events as JSON dicts, each validated."""
     out = []
     for stamp, d in frames:
-        for ev in eng.process(source, d, stamp):
-            validate_event(ev)
-            out.append(ev)
+        out += js(eng.process(source, d, stamp))
     return out
 
 
@@ -103,7 +109,7 @@ def test_vest_association_uses_torso_region():
 
 def test_cooldown_per_rule_and_track():
     eng = engine({"name": "mask", "type": "no_mask", "end_after": 0.2, "cooldown": 5.0})
-    nm = lambda tid: ("no_mask", (0, 0, 20, 20), tid)  # noqa: E731
+    nm = lambda tid: ("no_mask", (0, 0, 20, 20), tid)
     evs = run(eng, [(T0, dets(nm(1))), (T0 + 0.5, dets()),  # new + end at ~T0
                     (T0 + 1.0, dets(nm(1), nm(2))),            # track 1 in cooldown, track 2 new
                     (T0 + 1.5, dets()),
@@ -148,7 +154,7 @@ def test_loitering_after_dwell_with_dwell_time():
 
 def test_count_threshold_per_class():
     eng = engine({"name": "crowd", "type": "count", "thresholds": {"person": 3}, "end_after": 0.2})
-    p = lambda i: ("person", (i * 10, 0, i * 10 + 5, 20), i)  # noqa: E731
+    p = lambda i: ("person", (i * 10, 0, i * 10 + 5, 20), i)
     assert run(eng, [(T0, dets(p(1), p(2)))]) == []
     evs = run(eng, [(T0 + 0.1, dets(p(1), p(2), p(3), ("car", (0, 0, 5, 5), 9)))])
     assert evs[0]["count"] == 3 and evs[0]["threshold"] == 3 and sorted(evs[0]["track_ids"]) == [1, 2, 3]
@@ -181,11 +187,11 @@ def test_clip_and_upload_state_updates_after_end():
     eng = engine({"name": "fire", "type": "fire", "min_frames": 1, "end_after": 0.2})
     evs = run(eng, [(T0, dets(("fire", (0, 0, 5, 5), -1))), (T0 + 1, dets())])
     eid = evs[0]["event_id"]
-    ups = eng.on_clip({"event_ids": [eid, "someone-else"], "path": "/clips/a.mp4", "duration": 12.5, "size": 1000,
-                       "sha256": "ab" * 32})
+    ups = js(eng.on_clip({"event_ids": [eid, "someone-else"], "path": "/clips/a.mp4", "duration": 12.5, "size": 1000,
+                       "sha256": "ab" * 32}))
     assert len(ups) == 1 and ups[0]["reason"] == "clip" and ups[0]["clip"]["upload_state"] == "pending"
     assert ups[0]["state"] == "update" and ups[0]["end"] is not None and ups[0]["sequence"] == 2
-    done = eng.on_clip_status({"path": "/clips/a.mp4", "state": "done", "remote": "nv://server/a.mp4"})
+    done = js(eng.on_clip_status({"path": "/clips/a.mp4", "state": "done", "remote": "nv://server/a.mp4"}))
     assert done[0]["clip"]["upload_state"] == "done" and done[0]["clip"]["remote"] == "nv://server/a.mp4"
     assert done[0]["sequence"] == 3
     for e in ups + done:
@@ -201,7 +207,7 @@ def test_untracked_detections_share_one_key_and_tick_ends_them():
     evs = run(eng, [(T0, dets(("dog", (0, 0, 5, 5), -1), ("dog", (10, 0, 15, 5), -1)))])
     assert len(evs) == 1 and evs[0]["track_ids"] == [-1, -1]
     assert eng.tick(T0 + 0.5) == []
-    ends = eng.tick(T0 + 2.0)
+    ends = js(eng.tick(T0 + 2.0))
     assert [e["state"] for e in ends] == ["end"]
 
 
@@ -235,7 +241,7 @@ cameras:
     assert [r.name for r in parse_rules(str(f), "gate")] == ["pit"]
     assert parse_rules("", "cam0") == []
     for bad, msg in (("rules: [{name: a, type: teleport}]", "type"),
-                     ("rules: [{name: a, type: intrusion}]", "needs a zone"),
+                     ("rules: [{name: a, type: intrusion}]", "key 'rules.0.zone' missing"),
                      ("rules: [{name: a, type: loitering, zone: {name: z, polygon: [[0,0],[1,0],[1,1]]}}]", "dwell"),
                      ("rules: [{name: a, type: count}]", "thresholds"),
                      ("rules: [{name: a, type: smoke}, {name: a, type: fire}]", "used twice"),
@@ -249,6 +255,62 @@ def test_upload_status_that_overtakes_the_clip_notice_is_applied_after_it():
     eng = engine({"name": "fire", "type": "fire", "min_frames": 1})
     eid = run(eng, [(T0, dets(("fire", (0, 0, 5, 5), -1)))])[0]["event_id"]
     assert eng.on_clip_status({"path": "/clips/b.mp4", "state": "queued"}) == []
-    ups = eng.on_clip({"event_ids": [eid], "path": "/clips/b.mp4", "size": 5})
+    ups = js(eng.on_clip({"event_ids": [eid], "path": "/clips/b.mp4", "size": 5}))
     assert [(e["reason"], e["clip"]["upload_state"]) for e in ups] == [("clip", "pending"), ("clip_status", "queued")]
     assert [e["sequence"] for e in ups] == [1, 2]
+
+
+def test_unknown_rule_keys_are_refused_with_file_line_and_the_closest_name(tmp_path):
+    f = tmp_path / "rules.yaml"
+    f.write_text("rules:\n"
+                 "  - {name: hardhat, type: no_hardhat}\n"
+                 "  - name: pit\n"
+                 "    type: intrusion\n"
+                 "    dwel: 3\n"                       # line 5: not a key of intrusion (nor spelt right)
+                 "    zone: {name: pit, polgon: [[0,0],[10,0],[10,10]]}\n"
+                 "cameras:\n"
+                 "  gate:\n"
+                 "    rules:\n"
+                 "      - {name: g, type: plate, deny: [X1], dwell: 2}\n"   # line 10: loitering's key on a plate rule
+                 "      - {name: c, type: cuont}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_rules(str(f), "cam0")  # the whole file is checked, whichever camera asks
+    msg = str(err.value)
+    assert f"parameter 'rules': {f}:5: key 'dwel' in 'rules.1' unknown" in msg
+    assert f"{f}:6: key 'polgon' in 'rules.1.zone' unknown (did you mean 'polygon'?)" in msg
+    assert f"{f}:10: key 'dwell' in 'cameras.gate.rules.0' unknown" in msg
+    assert f"{f}:11: 'cameras.gate.rules.1.type': unknown value 'cuont' (did you mean 'count'?" in msg
+    # an inline rules string names its line
+    with pytest.raises(ConfigError, match=r"parameter 'rules':2: key 'min_scor' in 'rules.0' unknown \(did you mean 'min_score'\?\)"):
+        parse_rules("rules:\n  - {name: a, type: object, labels: [x], min_scor: 0.3}\n", "cam0")
+    with pytest.raises(ConfigError, match=r"key 'rulez' in 'cameras.gate' unknown \(did you mean 'rules'\?\)"):
+        parse_rules("cameras: {gate: {rulez: []}}", "gate")
+
+
+def test_each_rule_type_has_only_its_own_fields():
+    from nano_vision_ros.core.events.rules import (
+        RULE_TYPES,
+        RuleBase,
+        rule_class,
+        type_tag,
+    )
+
+    assert len({type_tag(c) for c in RULE_TYPES}) == len(RULE_TYPES)
+    assert rule_class("no_such") is None
+    common = set(RuleBase.model_fields)
+    own = {type_tag(c): set(c.model_fields) - common for c in RULE_TYPES}
+    assert own["plate"] == {"type", "allow", "deny", "report_unlisted"}
+    assert own["smoke"] == {"type", "labels"} and "dwell" in own["loitering"] and "dwell" not in own["intrusion"]
+    assert parse_rule({"name": "s", "type": "smoke"}).min_frames == 3  # per-type default
+    assert parse_rule({"name": "f", "type": "face"}).source == "faces"
+    # the event types the rules can raise are exactly the schema's (a new rule type updates both)
+    from nano_vision_ros.core.events import EVENT_TYPES, load_schema
+
+    assert sorted(EVENT_TYPES) == sorted(load_schema()["properties"]["type"]["enum"])
+
+
+def test_committed_schema_is_the_one_generated_from_the_event_model():
+    """Regenerate with `scripts/event_schema.py --write` after changing core/events/model.py."""
+    from nano_vision_ros.core.events.model import SCHEMA_PATH, schema_text
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "run scripts/event_schema.py --write"

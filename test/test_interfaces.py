@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO
 from ros2_tools import ros2, ws_path
 
@@ -15,9 +14,17 @@ pytestmark = pytest.mark.timeout(1500)
 
 
 def test_venv_imports_every_interface():
-    from nano_vision_msgs.msg import Clip, ClipRef, ClipStatus, Event, FaceIdentity
-    from nano_vision_msgs.srv import DeleteFace, EnrollFace, ListFaces, ReloadConfig, SetThreshold, Snapshot
     from vision_msgs.msg import BoundingBox2D
+
+    from nano_vision_msgs.msg import Clip, ClipRef, ClipStatus, Event, FaceIdentity
+    from nano_vision_msgs.srv import (
+        DeleteFace,
+        EnrollFace,
+        ListFaces,
+        ReloadConfig,
+        SetThreshold,
+        Snapshot,
+    )
 
     ev = Event(type=Event.TYPE_FIRE, state=Event.STATE_NEW, boxes=[BoundingBox2D()], clips=[ClipRef()])
     assert ev.dwell < 0 and ev.count < 0 and ev.clips[0].upload_state == ClipRef.UPLOAD_PENDING
@@ -29,29 +36,39 @@ def test_venv_imports_every_interface():
 
 
 def test_event_message_covers_the_json_schema():
-    """Every JSON event field has a typed counterpart (named the same, or as listed here)."""
-    from nano_vision_msgs.msg import ClipRef, Event
+    """Every JSON event field (of the event model the schema is generated from) has a typed
+    counterpart in the message (named the same, or as listed here)."""
+    from typing import get_args
 
-    schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
+    from nano_vision_msgs.msg import ClipRef, Event
+    from nano_vision_ros.core.events.model import (
+        ClipInfo,
+        FaceInfo,
+        PlateInfo,
+        SnapshotRef,
+    )
+    from nano_vision_ros.core.events.model import Event as EventModel
+
     fields = set(Event.get_fields_and_field_types())
     renamed = {"dwell_s": "dwell", "face": "face_identity", "plate": "plate_text", "snapshot": "snapshot_path",
                "clip": "clips"}
-    for name in schema["properties"]:
+    for name in EventModel.model_fields:
         assert renamed.get(name, name) in fields, name
-    for name in schema["properties"]["face"]["properties"]:
+    for name in FaceInfo.model_fields:
         assert f"face_{name}" in fields, name
-    for name in schema["properties"]["plate"]["properties"]:
+    for name in PlateInfo.model_fields:
         assert {"list": "plate_list"}.get(name, f"plate_{name}") in fields, name
-    for name in schema["properties"]["snapshot"]["properties"]:
+    for name in SnapshotRef.model_fields:
         assert f"snapshot_{name}" in fields, name
-    clip = set(ClipRef.get_fields_and_field_types())
-    assert set(schema["properties"]["clip"]["properties"]) <= clip
-    # the enums of the schema are constants of the message
+    assert set(ClipInfo.model_fields) <= set(ClipRef.get_fields_and_field_types())
+    # the enums of the model (and so of the schema) are constants of the message
+    schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
+    assert schema["properties"]["type"]["enum"] == list(get_args(EventModel.model_fields["type"].annotation))
     for t in schema["properties"]["type"]["enum"]:
         assert hasattr(Event, f"TYPE_{t.upper()}"), t
     for s in schema["properties"]["state"]["enum"]:
         assert hasattr(Event, f"STATE_{s.upper()}"), s
-    for s in schema["properties"]["clip"]["properties"]["upload_state"]["enum"]:
+    for s in get_args(ClipInfo.model_fields["upload_state"].annotation):
         assert hasattr(ClipRef, f"UPLOAD_{s.upper()}"), s
     assert Event.get_fields_and_field_types()["stamp"] == "builtin_interfaces/Time"
     assert Event.get_fields_and_field_types()["boxes"] == "sequence<vision_msgs/BoundingBox2D>"

@@ -186,6 +186,16 @@ def problems(err: ValidationError, doc: YamlDoc, model: type[BaseModel] | None =
             inside = doc.data_path(loc[:-1])
             at = f" in '{_dotted(inside)}'" if inside else ""
             out.append(f"{where}: key '{key}'{at} unknown{hint}")
+        elif e.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = e.get("ctx") or {}
+            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip(" '")]
+            name = _dotted(doc.data_path(loc) + (ctx.get("discriminator", "type").strip("'"),))
+            if e["type"] == "union_tag_not_found":
+                out.append(f"{where}: key '{name}' missing" + (f" (one of: {', '.join(tags)})" if tags else ""))
+            else:
+                close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=2, cutoff=0.6)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                out.append(f"{where}: '{name}': unknown value {ctx.get('tag')!r} ({hint}one of: {', '.join(tags)})")
         elif e.get("type") == "missing":
             out.append(f"{where}: key '{_dotted(doc.data_path(loc[:-1]) + loc[-1:])}' missing")
         elif e.get("loc"):

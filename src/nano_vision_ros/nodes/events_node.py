@@ -28,7 +28,15 @@ from vision_msgs.msg import Detection2DArray
 
 from nano_vision_ros.core import overlay
 from nano_vision_ros.core.errors import ConfigError
-from nano_vision_ros.core.events import EventEngine, EventSchemaError, parse_rules, validate_event
+from nano_vision_ros.core.events import (
+    EventEngine,
+    EventSchemaError,
+    parse_rules,
+    validate_event,
+)
+from nano_vision_ros.core.events.clips import ClipNotice, ClipStatusNotice
+from nano_vision_ros.core.events.model import Event, SnapshotRef
+from nano_vision_ros.core.events.schema import parse_iso
 from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.annotated import AnnotatedView
@@ -189,41 +197,41 @@ class EventsNode(Node):
             if kind != "tick":
                 self.last_ms = (time.perf_counter() - t0) * 1000.0
 
-    def _on_notice(self, kind: str, text: str) -> list[dict[str, Any]]:
+    def _on_notice(self, kind: str, text: str) -> list[Event]:
         try:
             info = json.loads(text)
             if not isinstance(info, dict):
                 raise ValueError("not a JSON object")
-            return self.engine.on_clip(info) if kind == "clip" else self.engine.on_clip_status(info)
+            model = ClipNotice if kind == "clip" else ClipStatusNotice
+            notice = model.model_validate({k: v for k, v in info.items() if k in model.model_fields})
+            return self.engine.on_clip(notice) if kind == "clip" else self.engine.on_clip_status(notice)
         except ValueError as err:
             self.bad_notices += 1
             self.get_logger().warning(f"{kind} notice ignored: {err}: {text[:200]!r}", throttle_duration_sec=5.0)
             return []
 
-    def _emit(self, ev: dict[str, Any]) -> None:
-        if ev["state"] == "new" and self.cfg.snapshots:
+    def _emit(self, ev: Event) -> None:
+        if ev.state == "new" and self.cfg.snapshots:
             snap = self._snapshot(ev)
             if snap is not None:
-                ev["snapshot"] = snap
-                self.engine.attach_snapshot(ev["event_id"], snap)
+                ev.snapshot = SnapshotRef(**snap)
+                self.engine.attach_snapshot(ev.event_id, ev.snapshot)
+        data = ev.to_json()
         try:
-            validate_event(ev)
+            validate_event(data)
         except EventSchemaError as err:
             self.invalid += 1
-            self.get_logger().error(f"event {ev.get('event_id')} not published, invalid: {err}")
+            self.get_logger().error(f"event {ev.event_id} not published, invalid: {err}")
             return
-        self.pub.publish(String(data=json.dumps(ev, separators=(",", ":"))))
+        self.pub.publish(String(data=json.dumps(data, separators=(",", ":"))))
         self.published += 1
         if self.view is not None:
-            self.view.violations.update(ev["event_id"], ev["rule"], ev["state"], ev["track_ids"])
-        if ev["state"] != "update":
-            self.get_logger().info(ev.get("message") or ev["type"])
+            self.view.violations.update(ev.event_id, ev.rule, ev.state, ev.track_ids)
+        if ev.state != "update":
+            self.get_logger().info(ev.message or ev.type)
 
-    def _snapshot(self, ev: dict[str, Any]) -> dict[str, Any] | None:
-        from nano_vision_ros.core.events.schema import parse_iso
-
-        stamp = parse_iso(ev["stamp"])
-        found = self.frames.nearest(stamp, self.cfg.snapshot_tolerance)
+    def _snapshot(self, ev: Event) -> dict[str, Any] | None:
+        found = self.frames.nearest(parse_iso(ev.stamp), self.cfg.snapshot_tolerance)
         if found is None:
             return None
         try:
@@ -231,7 +239,7 @@ class EventsNode(Node):
         except Exception as err:  # noqa: BLE001 - an undecodable frame: event without snapshot
             self.get_logger().warning(f"snapshot frame not usable: {err}", throttle_duration_sec=5.0)
             return None
-        return self.snapshots.write(ev, frame, found[0])
+        return self.snapshots.write(ev.to_json(), frame, found[0])
 
     # -- services ---------------------------------------------------------------------------------
     def _srv_snapshot(self, req: Snapshot.Request, resp: Snapshot.Response) -> Snapshot.Response:

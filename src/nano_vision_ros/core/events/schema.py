@@ -1,28 +1,28 @@
-"""The event JSON Schema (one file, ``schemas/event.schema.json``) and a cached validator."""
+"""The event JSON Schema (``schemas/event.schema.json``, generated from `model.Event`) and a cached validator."""
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-SCHEMA_VERSION = "1.0"
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
+from nano_vision_ros.core.events.model import SCHEMA_PATH, SCHEMA_VERSION
+
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "EventSchemaError", "iso", "load_schema", "parse_iso", "validate_event"]
 
 
 class EventSchemaError(ValueError):
     """An event does not validate against the event schema."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str = "event.schema.json") -> dict[str, Any]:
     return json.loads((SCHEMA_PATH.parent / name).read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(name: str = "event.schema.json") -> jsonschema.Draft202012Validator:
     schema = load_schema(name)
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -41,7 +41,7 @@ def iso(t: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with microseconds and a Z."""
     if t is None:
         return None
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(value: str) -> float:

@@ -1,0 +1,358 @@
+"""The rule types: one pydantic model per `type`, with only its own fields and its own `evaluate`.
+
+A rule turns one frame's detections into *hits* (keys whose condition holds now); the engine owns
+the lifecycle (debounce, end, cooldown) that is the same for every type. To add a rule type, write
+one class here (a `type: Literal[...]` tag, its fields, `event_types`, `evaluate`) and list it in
+`RULE_TYPES`; the rules file, its error messages and the engine pick it up from there.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nano_vision_ros.core.detection.types import Detections
+
+Source = Literal["detections", "faces", "plates"]
+
+_PLATE_NORM = re.compile(r"[\s\-·•.]+")
+
+
+def norm_plate(text: str) -> str:
+    """Plate text as compared and reported: upper case, no spaces, dashes or dots."""
+    return _PLATE_NORM.sub("", text).upper()
+
+
+@dataclass
+class Hit:
+    """A rule's condition holding for one key in one frame."""
+
+    key: str
+    type: str
+    idx: list[int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Hits:
+    """Hits of one evaluation by key; a second detection of a key joins the first hit."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, Hit] = {}
+
+    def add(self, key: str, typ: str, i: int, **extra: Any) -> Hit:
+        h = self.by_key.get(key)
+        if h is None:
+            h = self.by_key[key] = Hit(key, typ, [i], dict(extra))
+        else:
+            h.idx.append(i)
+        return h
+
+    def all(self) -> list[Hit]:
+        return list(self.by_key.values())
+
+
+def _key(dets: Detections, i: int, prefix: str = "t") -> str:
+    tid = int(dets.track_ids[i])
+    return f"{prefix}{tid}" if tid >= 0 else f"untracked:{dets.label_of(i)}"
+
+
+def _box_overlap(box: np.ndarray, region: np.ndarray) -> float:
+    """Share of `box`'s area inside `region` (both x1, y1, x2, y2)."""
+    ix = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
+    iy = max(0.0, min(box[3], region[3]) - max(box[1], region[1]))
+    area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
+    return float(ix * iy / area)
+
+
+class Zone(BaseModel):
+    """A polygon in image pixels; a detection is inside when its anchor point is."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    polygon: list[tuple[float, float]] = Field(min_length=3, max_length=256)
+    anchor: Literal["bottom_center", "center"] = "bottom_center"
+
+    @cached_property
+    def _poly(self) -> np.ndarray:
+        return np.asarray(self.polygon, np.float32).reshape(-1, 1, 2)
+
+    def inside(self, box: np.ndarray) -> bool:
+        x = float(box[0] + box[2]) / 2.0
+        y = float(box[3]) if self.anchor == "bottom_center" else float(box[1] + box[3]) / 2.0
+        return cv2.pointPolygonTest(self._poly, (x, y), False) >= 0
+
+
+class RuleBase(BaseModel):
+    """Fields every rule has. Times are in seconds of frame stamps (not wall clock)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: the event types this rule can raise (the event schema's `type` enum is their union)
+    event_types: ClassVar[tuple[str, ...]] = ()
+    name: str = Field(min_length=1, max_length=128)
+    source: Source = Field("detections", description="the input topic the rule is evaluated on")
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    min_duration: float = Field(0.0, ge=0.0, description="debounce: condition must hold this long before `new`")
+    min_frames: int = Field(1, ge=1, description="debounce: and be seen in this many frames")
+    end_after: float = Field(1.0, gt=0.0, description="condition absent this long -> `end`")
+    cooldown: float = Field(10.0, ge=0.0, description="after `end`, the same rule+track stays quiet this long")
+    update_interval: float = Field(0.0, ge=0.0, description="periodic `update` while active (0 = none)")
+
+    @property
+    def debounce(self) -> float:
+        """Seconds the condition must hold before `new`."""
+        return self.min_duration
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        """The hits of this rule on one frame's detections."""
+        raise NotImplementedError
+
+    def progress(self, first: float, last: float) -> dict[str, Any]:
+        """Event fields that follow the key's time in the condition (first/last frame stamp)."""
+        return {}
+
+    def _ok(self, dets: Detections) -> np.ndarray:
+        return dets.scores >= self.min_score
+
+    def _labelled(self, dets: Detections, labels: list[str]) -> list[int]:
+        """Indices of detections scoring >= min_score whose label is one of `labels`."""
+        ok = self._ok(dets)
+        wanted = set(labels)
+        return [i for i in range(len(dets)) if ok[i] and dets.label_of(i) in wanted]
+
+
+class _PpeRule(RuleBase):
+    """A person without the PPE in the right part of the box, or an explicit violation box."""
+
+    person_labels: list[str] = Field(default_factory=lambda: ["person"])
+    ppe_labels: list[str]
+    violation_labels: list[str]
+    region: tuple[float, float] = Field(description="top/bottom of the person box (fractions) where the PPE must be")
+    min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="share of the PPE box inside the region")
+    require_ppe: bool = Field(True, description="a person with no PPE box in the region is in violation")
+
+    @model_validator(mode="after")
+    def _region(self) -> _PpeRule:
+        top, bottom = self.region
+        if not 0.0 <= top < bottom <= 1.0:
+            raise ValueError(f"rule {self.name}: region must be 0 <= top < bottom <= 1")
+        return self
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        typ = self.event_types[0]
+        top, bottom = self.region
+        persons = self._labelled(dets, self.person_labels)
+        ppe = self._labelled(dets, self.ppe_labels)
+        bad = self._labelled(dets, self.violation_labels)
+        hits = _Hits()
+        used_bad: set[int] = set()
+        for p in persons:
+            b = dets.boxes[p]
+            h = b[3] - b[1]
+            region = np.array([b[0], b[1] + top * h, b[2], b[1] + bottom * h], np.float32)
+            has_ppe = any(_box_overlap(dets.boxes[j], region) >= self.min_overlap for j in ppe)
+            viol = [j for j in bad if _box_overlap(dets.boxes[j], region) >= self.min_overlap]
+            used_bad.update(viol)
+            if viol or (self.require_ppe and not has_ppe):
+                hits.add(_key(dets, p), typ, p).idx.extend(viol)
+        for j in bad:  # a bare head / no-vest box with no person around it is a violation on its own
+            if j not in used_bad:
+                hits.add(_key(dets, j, "v"), typ, j)
+        return hits.all()
+
+
+class NoHardhatRule(_PpeRule):
+    event_types: ClassVar[tuple[str, ...]] = ("no_hardhat",)
+    type: Literal["no_hardhat"]
+    ppe_labels: list[str] = Field(default_factory=lambda: ["helmet", "hardhat", "hard_hat", "hard-hat"])
+    violation_labels: list[str] = Field(
+        default_factory=lambda: ["head", "no_helmet", "no-helmet", "no_hardhat", "no-hardhat"])
+    region: tuple[float, float] = Field((0.0, 0.35), description="top/bottom of the person box (fractions): the head")
+
+
+class NoVestRule(_PpeRule):
+    event_types: ClassVar[tuple[str, ...]] = ("no_vest",)
+    type: Literal["no_vest"]
+    ppe_labels: list[str] = Field(default_factory=lambda: ["vest", "reflective_vest", "safety_vest"])
+    violation_labels: list[str] = Field(default_factory=lambda: ["no-vest", "no_vest", "no-safety-vest"])
+    region: tuple[float, float] = Field((0.15, 0.75), description="top/bottom of the person box (fractions): the torso")
+
+
+class _PresenceRule(RuleBase):
+    """Any `labels` box, one event per track."""
+
+    labels: list[str]
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        hits = _Hits()
+        for i in self._labelled(dets, self.labels):
+            hits.add(_key(dets, i), self.event_types[0], i)
+        return hits.all()
+
+
+class NoMaskRule(_PresenceRule):
+    event_types: ClassVar[tuple[str, ...]] = ("no_mask",)
+    type: Literal["no_mask"]
+    labels: list[str] = Field(default_factory=lambda: ["no_mask", "no-mask", "without_mask"])
+
+
+class ObjectRule(_PresenceRule):
+    event_types: ClassVar[tuple[str, ...]] = ("object",)
+    type: Literal["object"]
+    labels: list[str] = Field(min_length=1, description="the classes whose presence is an event")
+
+
+class _CameraWideRule(RuleBase):
+    """A `labels` box that persists, one event per label for the whole camera."""
+
+    labels: list[str]
+    min_frames: int = Field(3, ge=1, description="debounce: seen in this many frames")
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        hits = _Hits()
+        for i in self._labelled(dets, self.labels):
+            hits.add(f"label:{dets.label_of(i)}", self.event_types[0], i)
+        return hits.all()
+
+
+class SmokeRule(_CameraWideRule):
+    event_types: ClassVar[tuple[str, ...]] = ("smoke",)
+    type: Literal["smoke"]
+    labels: list[str] = Field(default_factory=lambda: ["smoke"])
+
+
+class FireRule(_CameraWideRule):
+    event_types: ClassVar[tuple[str, ...]] = ("fire",)
+    type: Literal["fire"]
+    labels: list[str] = Field(default_factory=lambda: ["fire", "flame"])
+
+
+class IntrusionRule(RuleBase):
+    """A `labels` box whose anchor point is inside the zone."""
+
+    event_types: ClassVar[tuple[str, ...]] = ("intrusion",)
+    type: Literal["intrusion"]
+    labels: list[str] = Field(default_factory=lambda: ["person"])
+    zone: Zone
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        hits = _Hits()
+        for i in self._labelled(dets, self.labels):
+            if self.zone.inside(dets.boxes[i]):
+                hits.add(_key(dets, i), self.event_types[0], i, zone=self.zone.name)
+        return hits.all()
+
+
+class LoiteringRule(IntrusionRule):
+    """As intrusion, for `dwell` seconds; the event reports the time in the zone."""
+
+    event_types: ClassVar[tuple[str, ...]] = ("loitering",)
+    type: Literal["loitering"]  # type: ignore[assignment]
+    dwell: float = Field(gt=0.0, description="seconds in the zone before the event")
+
+    @property
+    def debounce(self) -> float:
+        return max(self.min_duration, self.dwell)
+
+    def progress(self, first: float, last: float) -> dict[str, Any]:
+        return {"dwell_s": round(last - first, 3)}
+
+
+class CountRule(RuleBase):
+    """The number of boxes of a class (in `zone` if given) reaches its threshold."""
+
+    event_types: ClassVar[tuple[str, ...]] = ("count",)
+    type: Literal["count"]
+    thresholds: dict[str, Annotated[int, Field(ge=1)]] = Field(min_length=1, description="label -> minimum count")
+    zone: Zone | None = None
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        out = []
+        for label, threshold in self.thresholds.items():
+            idx = [i for i in self._labelled(dets, [label]) if self.zone is None or self.zone.inside(dets.boxes[i])]
+            if len(idx) >= threshold:
+                out.append(Hit(f"count:{label}", "count", idx, {"count": len(idx), "threshold": float(threshold),
+                                                                "zone": self.zone.name if self.zone else None}))
+        return out
+
+
+class FaceRule(RuleBase):
+    """Face identities (class_id = identity or `unknown`): watchlist, known, unknown."""
+
+    event_types: ClassVar[tuple[str, ...]] = ("face_known", "face_unknown", "face_watchlist")
+    type: Literal["face"]
+    source: Source = "faces"
+    watchlist: list[str] = Field(default_factory=list)
+    report_known: bool = True
+    report_unknown: bool = True
+    unknown_label: str = "unknown"
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        watch = set(self.watchlist)
+        ok = self._ok(dets)
+        hits = _Hits()
+        for i in range(len(dets)):
+            if not ok[i]:
+                continue
+            ident = dets.label_of(i) or self.unknown_label
+            known = ident != self.unknown_label
+            on_list = ident in watch
+            typ = "face_watchlist" if on_list else ("face_known" if known else "face_unknown")
+            if (typ == "face_known" and not self.report_known) or (typ == "face_unknown" and not self.report_unknown):
+                continue
+            key = _key(dets, i) if int(dets.track_ids[i]) >= 0 else f"id:{ident}"
+            hits.add(key, typ, i, face={"identity": ident, "known": known, "watchlist": on_list,
+                                        "score": float(dets.scores[i])})
+        return hits.all()
+
+
+class PlateRule(RuleBase):
+    """Plate reads (class_id = plate text) against allow / deny lists."""
+
+    event_types: ClassVar[tuple[str, ...]] = ("plate_read", "plate_allowed", "plate_denied")
+    type: Literal["plate"]
+    source: Source = "plates"
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    report_unlisted: bool = True
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        allow = {norm_plate(p) for p in self.allow}
+        deny = {norm_plate(p) for p in self.deny}
+        ok = self._ok(dets)
+        hits = _Hits()
+        for i in range(len(dets)):
+            text = norm_plate(dets.label_of(i))
+            if not ok[i] or not text:
+                continue
+            lst = "deny" if text in deny else ("allow" if text in allow else "none")
+            if lst == "none" and not self.report_unlisted:
+                continue
+            typ = {"deny": "plate_denied", "allow": "plate_allowed"}.get(lst, "plate_read")
+            hits.add(f"plate:{text}", typ, i, plate={"text": text[:32], "list": lst, "score": float(dets.scores[i])})
+        return hits.all()
+
+
+#: every rule type; a new one is a class above and an entry here
+RULE_TYPES: tuple[type[RuleBase], ...] = (NoHardhatRule, NoVestRule, NoMaskRule, SmokeRule, FireRule, IntrusionRule,
+                                          LoiteringRule, CountRule, FaceRule, PlateRule, ObjectRule)
+
+#: one rule of any type, chosen by its `type` field
+Rule = Annotated[Union[RULE_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a tuple of classes
+
+#: the event types all rules together can raise, in rule order
+EVENT_TYPES: tuple[str, ...] = tuple(t for cls in RULE_TYPES for t in cls.event_types)
+
+
+def type_tag(cls: type[RuleBase]) -> str:
+    """The `type` value that selects rule class `cls`."""
+    return str(get_args(cls.model_fields["type"].annotation)[0])
+
+
+def rule_class(type_name: str) -> type[RuleBase] | None:
+    """The rule class whose `type` tag is `type_name` (None: no such type)."""
+    return next((cls for cls in RULE_TYPES if type_tag(cls) == type_name), None)
