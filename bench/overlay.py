@@ -47,8 +47,8 @@ def main() -> None:
             break
         dets = tracker.update(det.detect(img))
         for ev in engine.process("detections", dets, n / 10.0):
-            views.update(ev["event_id"], ev["rule"], ev["state"], ev["track_ids"])
-            raised += ev["state"] == "new"
+            views.update(ev.event_id, ev.rule, ev.state, ev.track_ids)
+            raised += ev.state == "new"
         t0 = time.perf_counter()
         out = overlay.draw(img, overlay.scene(dets, zones, views.snapshot()))
         times.append((time.perf_counter() - t0) * 1e3)

@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-from nano_vision_msgs.srv import ReloadConfig, Snapshot
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -26,6 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_msgs.srv import ReloadConfig, Snapshot
 from nano_vision_ros.core import overlay
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.events import (
