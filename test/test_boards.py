@@ -280,7 +280,8 @@ def test_launch_file_board_argument_starts_that_boards_part(tmp_path):
 
     def actions(board: str) -> list:
         ctx = LaunchContext()
-        ctx.launch_configurations.update({"site_config": str(site), "start_services": "true", "board": board})
+        ctx.launch_configurations.update({"site_config": str(site), "start_services": "true", "board": board,
+                                          "check": "false"})  # the fixed ports of TWO_BOARDS may be taken here
         return mod._nodes(ctx)
 
     def names(acts: list) -> list[str]:  # the services (plain processes, not nodes)

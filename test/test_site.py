@@ -157,7 +157,9 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
             source: "test://pattern"
     """)
     t0 = time.monotonic()
-    res = subprocess.run([NANO_VISION, "site", str(site), "--no-services"], capture_output=True, text=True, timeout=60)
+    # --no-check: the runner's own start-up failure path (`nano-vision check` would refuse the site first)
+    res = subprocess.run([NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True,
+                         text=True, timeout=60)
     assert res.returncode == 1
     assert "broken/camera_node exited with code 2 during start-up" in res.stderr
     assert "source_kind" in res.stderr  # the node's own message names the bad parameter

@@ -123,6 +123,29 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Loc, doc: YamlDoc, off
             _walk(loader, item, (*path, i), doc, offset)
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: nested mappings as the dotted names ROS parameters use."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': 1} -> {'a': {'b': 1}}: dotted parameter names back into the nested model's shape."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        cur = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    return nested
+
+
 def _members(ann: Any) -> list[Any]:
     """The alternatives of a Union / Optional / Annotated annotation (itself otherwise)."""
     origin = typing.get_origin(ann)

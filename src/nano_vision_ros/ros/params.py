@@ -27,6 +27,7 @@ from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from nano_vision_ros.core.config_yaml import unflatten
 from nano_vision_ros.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,9 @@ def _flatten_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, Any
     return out
 
 
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        parts = key.split(".")
-        cur = nested
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = value
-    return nested
+def parameter_names(model: type[BaseModel]) -> list[str]:
+    """The ROS parameter names a node with this model declares (nested models: dotted names)."""
+    return list(_flatten_defaults(model))
 
 
 def _ros_value(default: Any) -> Any:
@@ -97,7 +92,7 @@ def validate_config(model: type[M], values: dict[str, Any], prefix: str = "") ->
     """Validate a flat {dotted name: value} mapping; ConfigError names each bad parameter."""
     clean = {k: v for k, v in values.items() if v is not None}
     try:
-        return model.model_validate(_unflatten(clean))
+        return model.model_validate(unflatten(clean))
     except ValidationError as err:
         first = err.errors()[0].get("loc", ("",))
         raise ConfigError(format_validation_error(err, prefix), parameter=str(first[0]) if first else None) from None

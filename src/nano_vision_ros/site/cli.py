@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 
 from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.site.check import check_in_child
 from nano_vision_ros.site.config import load_site
 from nano_vision_ros.site.graph import build_graph
 from nano_vision_ros.site.runner import SiteRunner, StartupError
+
+_NOT_PASSED = "the site does not pass `nano-vision check`, nothing started:\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start only this board's part of a multi-board site (its `boards:` entry)")
     p.add_argument("--dry-run", action="store_true", help="print the node commands and environment, start nothing")
     p.add_argument("--no-services", action="store_true", help="do not start the local mosquitto / nginx-rtmp")
+    p.add_argument("--no-check", action="store_true", help="start without `nano-vision check` first")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (demos, smoke tests)")
     p.add_argument("--workdir", default=None, help="folder for service configs and logs (default: a temp folder)")
 
@@ -29,8 +33,16 @@ def run(args: argparse.Namespace) -> int:
         site, path = load_site(args.config)
         graph = build_graph(site, path, args.board)
     except ConfigError as err:
-        print(f"nano-vision site: {err}", file=sys.stderr)
+        # the site file itself is wrong: name every problem of the site, not only the first
+        code, report = (0, "") if args.no_check else check_in_child(args.config, args.board, ports=False)
+        print(f"nano-vision site: {_NOT_PASSED}{report}" if code else f"nano-vision site: {err}", file=sys.stderr)
         return 2
+    if not args.dry_run and not args.no_check:
+        code, report = check_in_child(path, args.board, services=not args.no_services)
+        if code != 0:
+            print(f"nano-vision site: {_NOT_PASSED}{report}", file=sys.stderr)
+            return 1
+        print(f"[site] {report}", flush=True)
     if args.dry_run:
         for k, v in sorted(graph.env.items()):
             print(f"export {k}={v}")

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from nano_vision_ros.core import paths
+from nano_vision_ros.core.config_yaml import flatten, unflatten
 from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
 
 MAX_IMAGE_BYTES = 50_000_000  # largest enrollment image file the CLI reads
@@ -60,7 +61,7 @@ def load_faces_config(args: argparse.Namespace) -> Any:
     if cfg_path is not None and cfg_path.is_file():
         doc = yaml.safe_load(cfg_path.read_text()) or {}
         params = (doc.get(NODE) or next(iter(doc.values()), {}) or {}).get("ros__parameters", {})
-        raw = _unflatten({k: v for k, v in _flatten(params).items()})
+        raw = unflatten(flatten(params))
     elif args.config and args.config != "config/face.yaml":
         raise ConfigError(f"config file not found: {args.config}")
     faces = raw.get("faces", raw)
@@ -79,25 +80,6 @@ def load_faces_config(args: argparse.Namespace) -> Any:
         raise ConfigError(f"invalid face settings: {err}") from None
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        cur = nested
-        parts = key.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = value
-    return nested
 
 
 def run(args: argparse.Namespace) -> int:
