@@ -78,7 +78,7 @@ def render(text: str, colour: str, double: bool = False, height: int = 140, red:
     img = Image.fromarray(arr.astype(np.uint8), "RGB")
     d = ImageDraw.Draw(img)
     d.rounded_rectangle([2, 2, w - 3, height - 3], radius=max(2, int(8 * s)), outline=fg, width=max(1, int(4 * s)))
-    col = lambda ch: RED if ch in red else fg  # noqa: E731
+    col = lambda ch: RED if ch in red else fg
     cells = []
     if double:  # top: province + letter; bottom: the rest (5 cells)
         for i, ch in enumerate(text[:2]):
@@ -232,7 +232,7 @@ def _vehicle(img: np.ndarray, quad: np.ndarray, rng: random.Random) -> np.ndarra
     x1, x2 = cx - vw / 2, cx + vw / 2
     y1, y2 = cy - vh * 0.7, cy + vh * 0.3
     body = tuple(rng.randint(30, 230) for _ in range(3))
-    p = lambda a, b: (int(a), int(b))  # noqa: E731
+    p = lambda a, b: (int(a), int(b))
     cv2.rectangle(img, p(x1, y1), p(x2, y2), body, -1)
     cv2.rectangle(img, p(x1 + vw * 0.1, y1 + vh * 0.05), p(x2 - vw * 0.1, y1 + vh * 0.35), tuple(c // 3 for c in body), -1)
     for k in range(4):  # grille
@@ -320,7 +320,7 @@ def empty_frames(n: int, seed: int = 2) -> list[Frame]:
             cv2.rectangle(img, (x, y), (x + rng.randint(250, 500), y + rng.randint(120, 220)),
                           tuple(rng.randint(30, 230) for _ in range(3)), -1)
         img = _degrade(img, random_conditions(rng), rng)
-        ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 60)])
+        _, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 60)])
         out.append(Frame(jpg.tobytes(), "", "empty", None, None))
     return out
 

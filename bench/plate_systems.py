@@ -16,13 +16,13 @@ import sys
 import time
 
 try:  # one core: ONNX Runtime (ours: threads = usable cores), OpenCV, BLAS all see one CPU
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 except (AttributeError, OSError):
     pass
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 cv2.setNumThreads(1)
 
@@ -36,7 +36,7 @@ def _one_thread_ort() -> None:
     def session(path, sess_options=None, *a, **kw):
         so = sess_options or ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-        return real(path, sess_options=so, *a, **kw)
+        return real(path, so, *a, **kw)
 
     ort.InferenceSession = session
 
@@ -65,7 +65,10 @@ class Ours:
             return [{"text": r.text, "box": [float(v) for v in r.box], "score": float(r.confidence)} for r in rs], ""
         if group != self._group:  # a new pass: a new vehicle, forget the last one's votes
             self._group = group
-            from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
+            from nano_vision_ros.core.recognition.tracker import (
+                TrackVoter,
+                make_tracker,
+            )
 
             self.reader.tracker = make_tracker(0.2, 15)
             self.reader.voter = TrackVoter(self.reader.config.vote_window)
@@ -103,7 +106,8 @@ class AgentClpr:
 
 def main() -> int:
     system, manifest, out_path = sys.argv[1:4]
-    frames = json.load(open(manifest))["frames"]
+    with open(manifest, encoding="utf-8") as fh:
+        frames = json.load(fh)["frames"]
     make = {"ours": lambda: Ours(False), "ours_vehicles": lambda: Ours(True), "hyperlpr2": HyperLpr2,
             "agentclpr": AgentClpr}[system]
     run = make()
@@ -114,10 +118,11 @@ def main() -> int:
         try:
             readings, voted = run(img, f)
             err = ""
-        except Exception as exc:  # a peer crashing on one frame is a miss, not the end of the run
+        except Exception as exc:  # noqa: BLE001 - a peer crashing on one frame is a miss, not the end of the run
             readings, voted, err = [], "", f"{type(exc).__name__}: {exc}"
         results.append({"readings": readings, "voted": voted, "ms": (time.perf_counter() - t0) * 1000, "error": err})
-    json.dump({"system": system, "results": results}, open(out_path, "w"), ensure_ascii=False)
+    with open(out_path, "w", encoding="utf-8") as fh:
+        json.dump({"system": system, "results": results}, fh, ensure_ascii=False)
     return 0
 
 

@@ -2,7 +2,7 @@
 
     bench/platebench_venv.sh                 # once: the peers' own venv (.venv-platebench)
     .venv/bin/python bench/plates.py [--stills 240 --empty 100 --passes 12 --clean 24]
-                                     [--baseline REF] [--systems ours,ours_vehicles,hyperlpr2,agentclpr]
+                                     [--refs REF,...] [--systems ours,ours_vehicles,hyperlpr2,agentclpr]
 
 Renders SYNTHETIC gate-camera frames (bench/plate_scenes.py: 1280x720, plates 70-140 px wide, yaw
 +-25 deg, night gain, motion blur, dirt, JPEG 30-60; 25 % double-row yellow plates; special plates;
@@ -11,7 +11,8 @@ system in its own process pinned to one core (bench/plate_systems.py) over the s
 prints a markdown table: whole-plate exact per kind, found (some reading on the plate), wrong (a
 reading on the plate with the wrong text), false plates per 1,000 frames without plates, pass
 exact (the system's own vote for ours; a majority of the frame readings for the peers), ms per
-frame. ``--baseline REF`` adds this project at git REF (its src/ extracted with git archive).
+frame. ``--refs REF1,REF2`` runs this project at those git refs (src/ and models/ extracted with
+git archive) instead of the working tree, e.g. before and after a change, in one run.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import plate_scenes as ps  # noqa: E402
+import plate_scenes as ps
 
 PEERS = ("hyperlpr2", "agentclpr")
 
@@ -86,11 +87,10 @@ def clean_stills(n: int, seed: int) -> list[ps.Frame]:
     return out
 
 
-def run_system(name: str, frames: list[dict], tmp: Path, src: Path, peer_python: str) -> dict:
-    manifest = tmp / f"manifest_{name}.json"
+def run_system(system: str, run: int, frames: list[dict], tmp: Path, src: Path, peer_python: str) -> dict:
+    manifest = tmp / f"manifest_{run}.json"
     manifest.write_text(json.dumps({"frames": frames}))
-    out = tmp / f"out_{name}.json"
-    system = name.split("@")[0]
+    out = tmp / f"out_{run}.json"
     py = peer_python if system in PEERS else sys.executable
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
     t0 = time.monotonic()
@@ -150,7 +150,7 @@ def score(frames: list[dict], res: dict) -> dict:
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
-    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    pct = lambda v: f"{100 * v:.1f} %"
     head = ("| system | exact | blue | yellow | yellow 2-row | green | special | found | wrong | false / 1,000 frames "
             "| pass exact | clean | ms / frame (mean, p90) |")
     lines = [head, "|" + " --- |" * 13]
@@ -171,7 +171,8 @@ def main() -> int:
     ap.add_argument("--clean", type=int, default=24)
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--systems", default="ours,ours_vehicles,hyperlpr2,agentclpr")
-    ap.add_argument("--baseline", default="", help="git ref: also run this project's src at that ref")
+    ap.add_argument("--refs", default="", help="git refs, comma-separated: run this project's src/ and models/ at "
+                                               "each ref (git archive) instead of the working tree, side by side")
     ap.add_argument("--peer-python", default=str(ROOT / ".venv-platebench" / "bin" / "python"))
     ap.add_argument("--json", default="", help="write the scores here too")
     args = ap.parse_args()
@@ -184,17 +185,17 @@ def main() -> int:
         frames = render(args, tmp)
         print(f"rendered {len(frames)} frames in {time.monotonic() - t0:.0f} s", file=sys.stderr)
         runs: list[tuple[str, str, Path]] = []
-        if args.baseline:
-            bsrc = tmp / "baseline"
+        for k, ref in enumerate(r for r in args.refs.split(",") if r):
+            bsrc = tmp / f"ref{k}"
             bsrc.mkdir()
-            arch = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "src", "models"], check=True,
+            arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src", "models"], check=True,
                                   capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(bsrc)], input=arch, check=True)
-            runs += [(f"{s}@{args.baseline}", s, bsrc / "src") for s in systems if s.startswith("ours")]
-        runs += [(s, s, ROOT / "src") for s in systems]
+            runs += [(f"{s}@{ref}", s, bsrc / "src") for s in systems if s.startswith("ours")]
+        runs += [(s, s, ROOT / "src") for s in systems if not (args.refs and s.startswith("ours"))]
         rows = []
-        for label, system, src in runs:
-            res = run_system(label if "@" not in label else f"{system}@base", frames, tmp, src, args.peer_python)
+        for k, (label, system, src) in enumerate(runs):
+            res = run_system(system, k, frames, tmp, src, args.peer_python)
             s = score(frames, res)
             rows.append((label, s))
             print(f"{label}: {json.dumps(s)} ({res['wall_s']:.0f} s)", file=sys.stderr)

@@ -155,18 +155,27 @@ class PpOcrRecognizer:
         self.alphabet = ["<blank>"] + chars.splitlines() + [" "]
         self.max_width = int(max_width)
         self._in = self.backend.inputs[0].name
-        self._keep: np.ndarray | None = None
-        if charset:
+        self._model = model
+        self._keeps: dict[str, np.ndarray] = {}
+        self._keep: np.ndarray | None = self._keep_for(charset) if charset else None
+
+    def _keep_for(self, charset: str) -> np.ndarray:
+        """Class indexes (blank first) that decoding considers for `charset`."""
+        keep = self._keeps.get(charset)
+        if keep is None:
             index = {c: i for i, c in enumerate(self.alphabet)}
             missing = [c for c in charset if c not in index]
             if missing:
-                raise ModelError(f"{model}: dictionary lacks {''.join(missing)!r}")
-            self._keep = np.array([0] + sorted({index[c] for c in charset}), np.int64)
+                raise ModelError(f"{self._model}: dictionary lacks {''.join(missing)!r}")
+            keep = self._keeps[charset] = np.array([0] + sorted({index[c] for c in charset}), np.int64)
+        return keep
 
     def warmup(self) -> None:
         self.read([np.zeros((48, 160, 3), np.uint8)])
 
-    def read(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+    def read(self, crops: list[np.ndarray], charset: str = "") -> list[tuple[str, float]]:
+        """Greedy CTC text of each crop; `charset` restricts decoding for this call (a second
+        look at one character slot, e.g. provinces only)."""
         if not crops:
             return []
         ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
@@ -179,9 +188,9 @@ class PpOcrRecognizer:
             x = cv2.resize(c, (rw, 48)).astype(np.float32)
             batch[i, :, :, :rw] = ((x / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
         probs = self.backend.infer({self._in: batch})[0]
-        if self._keep is not None:
-            sub = ctc_greedy(probs[:, :, self._keep], [self.alphabet[i] for i in self._keep], blank=0)
-            return sub
+        keep = self._keep_for(charset) if charset else self._keep
+        if keep is not None:
+            return ctc_greedy(probs[:, :, keep], [self.alphabet[i] for i in keep], blank=0)
         return ctc_greedy(probs, self.alphabet, blank=0)
 
     def close(self) -> None:

