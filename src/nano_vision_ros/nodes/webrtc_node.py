@@ -88,7 +88,7 @@ class WebRtcNode(Node):
         """Called by the server when the first viewer arrives (True) and the last one leaves (False)."""
         with self._sub_lock:
             if on and self.sub is None:
-                self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.SENSOR)
+                self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.sensor(1))  # newest frame only: no backlog in the reader
             elif not on and self.sub is not None:
                 self.destroy_subscription(self.sub)
                 self.sub = None

@@ -93,6 +93,7 @@ class LiveEncoder:
         self._ctx = ctx
         self._t0: float | None = None
         self._last_pts = -1
+        self._last_sent = -1
         self.frames = 0
 
     def encode(self, bgr: np.ndarray, keyframe: bool = False) -> list[Any]:
@@ -109,10 +110,14 @@ class LiveEncoder:
         frame.time_base = fractions.Fraction(1, CLOCK)
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         packets = list(self._ctx.encode(frame))
+        # RTP time = when the frame leaves the encoder, not when it was pushed: the browser sizes
+        # its jitter buffer by how irregularly frames arrive against their RTP times, and a
+        # software encode on a busy board varies by tens of ms from frame to frame.
+        sent = max(int((time.monotonic() - self._t0) * CLOCK), self._last_sent + 1)
+        self._last_sent = sent
         for p in packets:
             p.time_base = fractions.Fraction(1, CLOCK)
-            if p.pts is None:
-                p.pts = pts
+            p.pts = p.dts = sent
         self.frames += 1
         return packets
 
@@ -138,6 +143,7 @@ def _track_class() -> type:
             self.need_keyframe = True
             self.sent = 0
             self.skipped = 0
+            self.queue_max = 0  # deepest this viewer's queue has been (packets): sender lag
 
         def offer(self, packet: Any, keyframe: bool) -> None:
             """Called on the loop for every encoded packet."""
@@ -154,6 +160,7 @@ def _track_class() -> type:
                 return
             self.need_keyframe = False
             self._queue.append(packet)
+            self.queue_max = max(self.queue_max, len(self._queue))
             self._ready.set()
 
         async def recv(self) -> Any:
@@ -191,10 +198,11 @@ class WebRtcServer:
         self._encoder: LiveEncoder | None = None
         self._keyframe = False
         self._active = False
-        self._last_push = 0.0
+        self._next_due = 0.0
         self.stats: dict[str, int] = {"viewers_total": 0, "bad_offers": 0, "refused_full": 0, "unauthorized": 0,
                                       "frames_in": 0, "frames_encoded": 0, "frames_skipped_fps": 0, "encode_errors": 0}
         self.last_error = ""
+        self.encode_ms = 0.0  # moving average of conversion + encode per frame
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -399,10 +407,11 @@ class WebRtcServer:
         if not self._viewers:
             return False
         now = time.monotonic()
-        if now - self._last_push < 0.9 / self.opts.fps:
+        period = 1.0 / self.opts.fps
+        if now < self._next_due - period / 2:  # ahead of the rate; a late frame earns no burst beyond one period
             self.stats["frames_skipped_fps"] += 1
             return False
-        self._last_push = now
+        self._next_due = max(self._next_due, now - period) + period
         with self._lock:
             if self._encoder is None:
                 h, w = bgr.shape[:2]
@@ -411,8 +420,11 @@ class WebRtcServer:
                 self._encoder = LiveEncoder(self.opts.codec, ow, oh, self.opts.fps, self.opts.bitrate_kbps, self.opts.gop)
                 self._keyframe = True
             key, self._keyframe = self._keyframe, False
+            t0 = time.perf_counter()
             try:
                 packets = self._encoder.encode(bgr, keyframe=key)
+                ms = (time.perf_counter() - t0) * 1000
+                self.encode_ms = ms if not self.encode_ms else 0.9 * self.encode_ms + 0.1 * ms
             except Exception as err:
                 self.stats["encode_errors"] += 1
                 self.last_error = f"encode: {type(err).__name__}: {err}"
@@ -429,7 +441,9 @@ class WebRtcServer:
         return {"viewers": len(tracks), "active": self._active, "codec": self.opts.codec,
                 "url": f"http://{self.opts.host}:{self.opts.port}/", **self.stats,
                 "viewer_packets_sent": sum(t.sent for t in tracks),
-                "viewer_packets_skipped": sum(t.skipped for t in tracks)}
+                "viewer_packets_skipped": sum(t.skipped for t in tracks),
+                "viewer_queue_max": max((t.queue_max for t in tracks), default=0),
+                "encode_ms": round(self.encode_ms, 1)}
 
     def close(self) -> None:
         """Close every viewer and the HTTP server; joins the loop thread."""
