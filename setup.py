@@ -59,11 +59,12 @@ setup(
         "jsonschema>=4.18",
         "paho-mqtt>=2,<3",
         "prometheus-client>=0.17",  # metrics_node
+        "scipy>=1.10",  # the tracker (core.tracking: Hungarian assignment), used by every detector
     ],
     extras_require={
         # pip's OpenCV; on Jetson prefer the system (JetPack) OpenCV and skip this extra.
         "opencv": ["opencv-python-headless>=4.9"],
-        "onnx": ["onnxruntime>=1.15", "onnx>=1.15", "scipy>=1.10"],
+        "onnx": ["onnxruntime>=1.15", "onnx>=1.15"],
         # webrtc_node (browser live view): software VP8/H.264 encode, only while someone watches
         "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
         "attributes": ["tqdm>=4.60"],  # nano-vision attributes: progress bar (optional)

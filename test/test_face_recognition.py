@@ -17,7 +17,7 @@ from nano_vision_ros.core.recognition.embedding import ARCFACE_TEMPLATE_112, sim
 from nano_vision_ros.core.recognition.face_detect import CenterFaceDetector, MtcnnDetector
 from nano_vision_ros.core.recognition.faces import EnrollmentRefused, FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.gallery import Gallery
-from nano_vision_ros.core.recognition.tracker import IouTracker, TrackVoter
+from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_tracks_vote(recognizer: FaceRecognizer, astronaut: np.ndarray) -> None:
     for lbl in ["a", "a", None, "a", "b"]:
         v.add(1, lbl, 0.9)
     assert v.result(1)[0] == "a"
-    t = IouTracker()
+    t = make_tracker()
     a = t.update(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32))
     b = t.update(np.array([[51, 50, 61, 60], [1, 0, 11, 10]], np.float32))
     assert list(b) == [a[1], a[0]]

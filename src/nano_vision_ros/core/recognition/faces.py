@@ -268,11 +268,3 @@ class FaceRecognizer:
         if self.embedder is not None:
             self.embedder.close()
         self.gallery.close()
-
-
-def decode_image(data: bytes, source: str = "image") -> np.ndarray:
-    """Encoded image bytes -> BGR, or EnrollmentRefused."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise EnrollmentRefused(f"{source}: could not decode the image ({len(data)} bytes)")
-    return img
