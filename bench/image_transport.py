@@ -73,7 +73,7 @@ def main() -> int:
     if args.no_malloc_tuning:
         os.environ["NANO_VISION_MALLOC_TUNING"] = "0"  # the node process inherits it
     else:
-        from nano_vision_ros.core.capture.memory import tune_malloc_for_frames
+        from nano_vision_ros.core.memory import tune_malloc_for_frames
 
         tune_malloc_for_frames()  # as every node does at start (ros.runtime.run_node)
 

@@ -53,7 +53,7 @@ def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] |
     valid, in the order they were created, and rclpy shuts down last.
     """
     setup_python_logging()
-    from nano_vision_ros.core.capture.memory import tune_malloc_for_frames
+    from nano_vision_ros.core.memory import tune_malloc_for_frames
 
     tune_malloc_for_frames()  # frame-sized buffers reused, not page-faulted in per message (~3x less CPU per 1080p frame)
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)

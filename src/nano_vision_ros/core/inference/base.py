@@ -16,6 +16,36 @@ class TensorInfo:
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
 
 
+@dataclass(frozen=True)
+class Transform:
+    """Source -> model input: ``x_in = x_src * scale_x + pad_x`` (same for y)."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    src_w: int
+    src_h: int
+
+    def to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """Map (N, 4) x1, y1, x2, y2 boxes from model-input pixels to source pixels, clipped."""
+        out = np.empty_like(boxes, dtype=np.float32)
+        out[:, 0::2] = (boxes[:, 0::2] - self.pad_x) / self.scale_x
+        out[:, 1::2] = (boxes[:, 1::2] - self.pad_y) / self.scale_y
+        np.clip(out[:, 0::2], 0, self.src_w, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, self.src_h, out=out[:, 1::2])
+        return out
+
+
+def letterbox_transform(src_w: int, src_h: int, dst_w: int, dst_h: int, letterbox: bool) -> Transform:
+    """Scale (and centre padding, for letterbox) that fits a src image into the model input."""
+    if not letterbox:
+        return Transform(dst_w / src_w, dst_h / src_h, 0.0, 0.0, src_w, src_h)
+    r = min(dst_w / src_w, dst_h / src_h)
+    new_w, new_h = int(round(src_w * r)), int(round(src_h * r))
+    return Transform(new_w / src_w, new_h / src_h, (dst_w - new_w) // 2, (dst_h - new_h) // 2, src_w, src_h)
+
+
 class InferenceBackend(ABC):
     """Runs one model. Created by ``create_backend``; loads at construction, frees in ``close``."""
 

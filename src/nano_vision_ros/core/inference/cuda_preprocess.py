@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nano_vision_ros.core.detection.preprocess import Transform, letterbox_transform
+from nano_vision_ros.core.inference.base import Transform, letterbox_transform
 from nano_vision_ros.core.errors import RuntimeMissingError
 
 KERNEL = r"""
