@@ -70,3 +70,12 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
     assert info["codec_name"] == "h264" and abs(int(info["nb_read_frames"]) - expected) <= 2
     assert abs(float(info["duration"]) - expected / 10) <= 0.2
     assert node.alive()
+
+
+@pytest.mark.timeout(60)
+def test_recorder_camera_is_the_namespaces_last_part(start_node, tmp_path):
+    """Clip file names and notices use ros.naming.camera_name: /t_site/cam7 records as cam7 (like /cam7)."""
+    node = start_node("recorder_node", "-r", "__ns:=/t_site/cam7", "-p", f"output_dir:={tmp_path}")
+    wait_for(lambda: "as camera" in node.log(), 30, what="the recorder's start line")
+    assert f"to {tmp_path} as camera cam7" in node.log()
+    assert node.alive()

@@ -219,14 +219,16 @@ def test_bad_frame_does_not_stop_the_writer():
 
 
 @pytest.mark.timeout(120)
-def test_url_names_the_camera_namespace(nginx, start_node, ros_node):
-    """The default url template streams /<ns>/image_raw to rtmp://…/live/<ns>."""
-    node = start_node("rtmp_streamer_node", "-r", "__ns:=/t_cam_ns", "-p", "image_topic:=image_raw",
+@pytest.mark.parametrize("namespace,camera", [("/t_cam_ns", "t_cam_ns"), ("/t_site/t_cam_nested", "t_cam_nested")])
+def test_url_names_the_camera_namespace(nginx, start_node, ros_node, namespace, camera):
+    """The default url template streams /<ns>/image_raw to rtmp://…/live/<camera>; the camera is the
+    namespace's last part (ros.naming.camera_name), so /site/cam0 streams as cam0 like /cam0."""
+    node = start_node("rtmp_streamer_node", "-r", f"__ns:={namespace}", "-p", "image_topic:=image_raw",
                       "-p", f"url:={nginx.url}/{{camera}}", "-p", "fps:=10", "-p", "gop:=10", "-p", "width:=160",
                       "-p", "height:=120", "-p", "encoder:=ffmpeg", "-p", "ffmpeg_codec:=libx264")
-    pub = Publisher(ros_node("ns_test"), "/t_cam_ns/image_raw")
+    pub = Publisher(ros_node("ns_test"), f"{namespace}/image_raw")
     try:
-        info = wait_for(lambda: probe(f"{nginx.url}/t_cam_ns", timeout=15), 60, interval=0.5, what="stream at live/t_cam_ns")
+        info = wait_for(lambda: probe(f"{nginx.url}/{camera}", timeout=15), 60, interval=0.5, what=f"stream at live/{camera}")
         assert (info["width"], info["height"]) == (160, 120)
         assert node.alive()
     finally:

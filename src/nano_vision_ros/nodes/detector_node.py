@@ -370,7 +370,7 @@ class DetectorNode(ModelLifecycleNode):
                           motion_share=max((g.last_motion.share for g in gates if g.last_motion is not None), default=0.0))
         if len(self.cameras) > 1:
             for cam in self.cameras:
-                name = cam.prefix.strip("/").split("/")[-1]
+                name = camera_name(cam.prefix)
                 values[f"{name}.frames"] = cam.frames
                 if cam.gate is not None:
                     values[f"{name}.model_runs"] = cam.gate.model_runs

@@ -24,6 +24,7 @@ from std_msgs.msg import String
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
+from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -69,7 +70,7 @@ class RecorderNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("recorder_node", **kwargs)
         self.cfg = c = load_config(self, RecorderConfig)
-        self.camera = c.camera or self.get_namespace().strip("/").replace("/", "_") or "camera"
+        self.camera = c.camera or camera_name(self.get_namespace()) or "camera"
         self._last_t = 0.0
         self.frames_recorded = 0
         self.bad_events = 0
@@ -94,7 +95,7 @@ class RecorderNode(Node):
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.get_logger().info(
             f"recording {self.resolve_topic_name(c.image_topic)} ({c.pre_seconds:g}s pre / {c.post_seconds:g}s post) "
-            f"to {self.recorder.opt.output_dir}")
+            f"to {self.recorder.opt.output_dir} as camera {self.camera}")
 
     # -- frames ------------------------------------------------------------------------------------
     def _stamp(self, msg: Image | CompressedImage) -> float:

@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
+from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -60,7 +61,7 @@ class RtmpStreamerNode(Node):
         super().__init__("rtmp_streamer_node", **kwargs)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
-        camera = self.get_namespace().strip("/").replace("/", "_") or "camera"
+        camera = camera_name(self.get_namespace()) or "camera"
         self.url = c.url.replace("{camera}", camera)
         self.streamer = RtmpStreamer(StreamerOptions(
             url=self.url, width=c.width, height=c.height, fps=c.fps, bitrate_kbps=c.bitrate_kbps, gop=c.gop,

@@ -22,6 +22,7 @@ from nano_vision_ros.core.paths import read_token_file
 from nano_vision_ros.core.streaming.webrtc import WebRtcOptions, WebRtcServer
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
+from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -59,7 +60,7 @@ class WebRtcNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("webrtc_node", **kwargs)
         self.cfg = c = load_config(self, WebRtcConfig)
-        camera = self.get_namespace().strip("/").replace("/", "_") or "camera"
+        camera = camera_name(self.get_namespace()) or "camera"
         self._sub_lock = threading.Lock()
         self.sub = None
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="webrtc-encode")
