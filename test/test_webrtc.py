@@ -230,3 +230,70 @@ def test_token_file_is_read_and_a_missing_one_named(tmp_path):
     assert read_token_file(str(tmp_path / "t")) == "abc"
     with pytest.raises(ConfigError, match=r"parameter 'token_file': cannot read .*nope"):
         read_token_file(str(tmp_path / "nope"))
+
+
+@pytest.mark.timeout(120)
+def test_site_kind_in_a_camera_container_serves_an_aiortc_client(tmp_path, monkeypatch):
+    """`webrtc` in a site file, packed with the camera in one container by the runner; a WHEP client
+    built on aiortc (a second real WebRTC stack) receives and decodes frames of the camera's size."""
+    import asyncio
+    import os
+    import signal
+    import textwrap
+    from pathlib import Path
+
+    import aioice.ice
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    # this client, like the node, keeps ICE on loopback (aioice leaves 127.0.0.1 out by default)
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    port = free_port()
+    (tmp_path / "params.yaml").write_text(textwrap.dedent("""
+        /**/camera_node:
+          ros__parameters: {source: "test://pattern", width: 320, height: 240, fps: 10.0}
+        /cam0/webrtc_node:
+          ros__parameters: {image_topic: image_raw, port: PORT}
+    """).replace("PORT", str(port)))
+    (tmp_path / "site.yaml").write_text(textwrap.dedent("""
+        params_file: params.yaml
+        discovery_range: localhost
+        processes: per_camera
+        cameras:
+          - name: cam0
+            nodes: [camera, webrtc]
+    """))
+    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read back at the end
+    runner = subprocess.Popen([str(Path(sys.executable).parent / "nano-vision"), "site", str(tmp_path / "site.yaml"),
+                               "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    async def watch() -> list[tuple[int, int]]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        got: list[tuple[int, int]] = []
+        track_ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        pc.on("track", lambda track: track_ready.done() or track_ready.set_result(track))
+        await pc.setLocalDescription(await pc.createOffer())
+        code, answer = await asyncio.to_thread(http, "POST", f"http://127.0.0.1:{port}/whep", pc.localDescription.sdp.encode(),
+                                               {"Content-Type": "application/sdp"})
+        assert code == 201, answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        track = await asyncio.wait_for(track_ready, 20)
+        for _ in range(5):
+            frame = await asyncio.wait_for(track.recv(), 20)
+            got.append((frame.width, frame.height))
+        await pc.close()
+        return got
+
+    try:
+        wait_http(port)
+        frames = asyncio.run(watch())
+        assert frames == [(320, 240)] * 5
+        wait_for(lambda: status(port)["viewers"] == 0, 30, interval=0.5, what="the aiortc viewer to be dropped")
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(30) == 0
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+        log.seek(0)
+        text = log.read()
+    assert "cam0/webrtc_node" in text and "live view of /cam0/image_raw" in text, text[-3000:]

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CLOCK = 90000  # RTP video clock (Hz); packet timestamps are in 1/CLOCK s
 MAX_OFFER_BYTES = 64 * 1024
 VIEWER_QUEUE = 8  # packets a slow viewer may lag before it skips to the next keyframe
+CONNECT_TIMEOUT = 15.0  # s an answered viewer may take to connect before its slot is freed
 
 
 def _import_webrtc() -> tuple[Any, Any, Any]:
@@ -338,7 +339,7 @@ class WebRtcServer:
             if pc.connectionState in ("failed", "closed"):
                 await self._drop(viewer_id)
 
-        self._loop.call_later(30.0, lambda: self._loop.create_task(self._drop_if_unconnected(viewer_id)))
+        self._loop.call_later(CONNECT_TIMEOUT, lambda: self._loop.create_task(self._drop_if_unconnected(viewer_id)))
         self._set_active()
         self.request_keyframe()
         log.info("viewer %s joined (%d watching)", viewer_id[:8], len(self._viewers))
