@@ -19,6 +19,7 @@ NODES = [
     "plate_node",
     "metrics_node",
     "webrtc_node",
+    "foxglove_node",
 ]
 
 
@@ -68,7 +69,8 @@ setup(
         # webrtc_node (browser live view): software VP8/H.264 encode, only while someone watches
         "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
         "attributes": ["tqdm>=4.60"],  # nano-vision attributes: progress bar (optional)
-        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6"],
+        "foxglove": ["foxglove-sdk>=0.30,<0.31"],  # foxglove_node: Foxglove WebSocket live view (docs/FOXGLOVE.md)
+        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6", "websockets>=12"],
     },
     zip_safe=False,
     maintainer="nano_vision_ros maintainers",

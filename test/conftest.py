@@ -203,3 +203,60 @@ def samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.fail(f"sample folder missing: {SAMPLES} (CI keeps ../shared beside the clone)")
     return SAMPLES
+
+
+def sample_frame() -> object:
+    """The first frame of samples/vtest.mp4 (768x576 BGR): a real picture for drawing tests."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(REPO / "samples/vtest.mp4"))
+    ok, img = cap.read()
+    cap.release()
+    assert ok, "samples/vtest.mp4 unreadable"
+    return img
+
+
+class FrameFeeder:
+    """Publishes a frame on <ns>/image_raw and detections with the same stamp on <ns>/detections
+    at ~10 Hz from a thread, the way camera and detector do (frame first, detections ~30 ms later)."""
+
+    def __init__(self, node: object, ns: str, frame: object, dets: object) -> None:
+        import threading
+
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray
+
+        from nano_vision_ros.ros import qos
+
+        self.node, self.frame, self.dets = node, frame, dets
+        self.img_pub = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
+        self.det_pub = node.create_publisher(Detection2DArray, f"{ns}/detections",
+                                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def subscribed(self) -> bool:
+        return self.img_pub.get_subscription_count() > 0 and self.det_pub.get_subscription_count() > 0
+
+    def _run(self) -> None:
+        from std_msgs.msg import Header
+
+        from nano_vision_ros.ros.detections import to_msg
+        from nano_vision_ros.ros.image import numpy_to_imgmsg
+
+        while not self._stop.is_set():
+            h = Header(frame_id="cam0")
+            h.stamp = self.node.get_clock().now().to_msg()
+            self.img_pub.publish(numpy_to_imgmsg(self.frame, "bgr8", h))
+            time.sleep(0.03)
+            self.det_pub.publish(to_msg(self.dets, h))
+            time.sleep(0.07)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)

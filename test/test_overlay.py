@@ -2,13 +2,8 @@
 (zones with counts, the violator red with the rule name) only while someone subscribes."""
 from __future__ import annotations
 
-import threading
-import time
-
-import cv2
 import numpy as np
-import pytest
-from conftest import REPO, wait_for
+from conftest import FrameFeeder, sample_frame, wait_for
 
 from nano_vision_ros.core import overlay
 from nano_vision_ros.core.detection.types import Detections
@@ -27,14 +22,6 @@ PERSON = (200.0, 250.0, 300.0, 500.0)  # bottom centre (250, 500) is inside the 
 WALKER = (600.0, 100.0, 660.0, 250.0)  # outside
 
 
-def _frame() -> np.ndarray:
-    cap = cv2.VideoCapture(str(REPO / "samples/vtest.mp4"))
-    ok, img = cap.read()
-    cap.release()
-    assert ok, "samples/vtest.mp4 unreadable"
-    return img
-
-
 def _dets() -> Detections:
     return Detections(np.array([PERSON, WALKER]), np.array([0.9, 0.8]), np.array([0, 0]), ["person"], np.array([7, 8]))
 
@@ -46,7 +33,7 @@ def _red_share(img: np.ndarray, box: tuple[float, float, float, float]) -> float
     return float(np.mean((edge[:, 2] > 200) & (edge[:, 1] < 60) & (edge[:, 0] < 60)))
 
 
-def test_scene_and_drawing_on_a_real_frame():
+def test_scene_and_drawing_on_a_realsample_frame():
     rules = parse_rules(RULES, "cam0")
     zones = overlay.zones_of(rules)
     assert [z.name for z in zones] == ["pit"]
@@ -62,7 +49,7 @@ def test_scene_and_drawing_on_a_real_frame():
     assert not walker.violation and walker.color != overlay.RED
     assert sc.polygons[0].text == "pit: person 1"
     assert any("smoke" in t.text for t in sc.legend)
-    img = _frame()
+    img = sample_frame()
     out = overlay.draw(img, sc)
     assert out.shape == img.shape and not np.array_equal(out, img)
     assert _red_share(out, PERSON) > 0.9 and _red_share(out, WALKER) < 0.1
@@ -76,43 +63,24 @@ def test_scene_and_drawing_on_a_real_frame():
 
 def test_events_node_draws_zones_and_violations_while_watched(start_node, ros_node, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-    from vision_msgs.msg import Detection2DArray
 
     from nano_vision_ros.ros import qos
-    from nano_vision_ros.ros.detections import to_msg
-    from nano_vision_ros.ros.image import numpy_to_imgmsg, to_bgr
+    from nano_vision_ros.ros.image import to_bgr
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", "snapshots:=false",
                "-p", "annotated_topic:=image_annotated", "-p", "diagnostics_period:=0.2", name="events")
     n = ros_node("overlay_tester")
-    img_pub = n.create_publisher(Image, "/cam0/image_raw", qos.SENSOR)
-    det_pub = n.create_publisher(Detection2DArray, "/cam0/detections",
-                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     published: list[int] = []
     n.create_subscription(DiagnosticArray, "/diagnostics", lambda m: published.extend(
         int(kv.value) for st in m.status if "events_node" in st.name for kv in st.values
         if kv.key == "annotated_published"), 10)
-    wait_for(lambda: det_pub.get_subscription_count() and img_pub.get_subscription_count(), 30,
-             what="events_node subscribed to image_raw and detections")
-    frame, dets = _frame(), _dets()
-    stop = threading.Event()
-
-    def feed() -> None:
-        while not stop.is_set():
-            h = Header(frame_id="cam0")
-            h.stamp = n.get_clock().now().to_msg()
-            img_pub.publish(numpy_to_imgmsg(frame, "bgr8", h))
-            time.sleep(0.03)
-            det_pub.publish(to_msg(dets, h))
-            time.sleep(0.07)
-
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
+    frame = sample_frame()
+    feeder = FrameFeeder(n, "/cam0", frame, _dets())
+    wait_for(feeder.subscribed, 30, what="events_node subscribed to image_raw and detections")
+    feeder.start()
     try:
         wait_for(lambda: len(published) >= 5, 20, what="events_node diagnostics")
         assert set(published) == {0}, "nothing drawn while nobody watches"
@@ -120,7 +88,7 @@ def test_events_node_draws_zones_and_violations_while_watched(start_node, ros_no
         n.create_subscription(Image, "/cam0/image_annotated", got.append, qos.SENSOR)
 
         def red_frame():
-            for m in list(got):
+            for m in got.copy():  # appended to by the executor thread
                 out = to_bgr(m)
                 if _red_share(out, PERSON) > 0.9:
                     return [out]
@@ -128,8 +96,7 @@ def test_events_node_draws_zones_and_violations_while_watched(start_node, ros_no
 
         out = wait_for(red_frame, 20, what="an annotated frame with the intruder in red")[0]
     finally:
-        stop.set()
-        t.join(2)
+        feeder.stop()
     assert out.shape == frame.shape
     assert _red_share(out, WALKER) < 0.1
     assert (out[300, 320:480] == 255).all(), "the pit zone is drawn"

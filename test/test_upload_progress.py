@@ -39,7 +39,7 @@ def _frames(path: Path) -> int:
     """Frames ffmpeg decodes from `path` (errors at a cut end are expected and ignored)."""
     out = subprocess.run(["ffprobe", "-v", "quiet", "-count_frames", "-select_streams", "v:0",
                           "-show_entries", "stream=nb_read_frames,width,height", "-of", "json", str(path)],
-                         capture_output=True, text=True, timeout=60)
+                         check=False, capture_output=True, text=True, timeout=60)  # a cut file may end in an error
     streams = json.loads(out.stdout or "{}").get("streams") or [{}]
     s = streams[0]
     assert not s or (s.get("width"), s.get("height")) == (320, 240), s
@@ -55,10 +55,12 @@ def _status(port: int, token: str = TOKEN, query: str = "") -> dict:
 @pytest.fixture
 def receiver(tmp_path):
     procs: list[subprocess.Popen] = []
+    logs: list = []
 
     def _start(port: int, status_port: int) -> subprocess.Popen:
         exe = Path(sys.executable).parent / "nano-vision"
-        log = open(tmp_path / f"receiver-{port}.log", "ab")
+        log = open(tmp_path / f"receiver-{port}.log", "ab")  # noqa: SIM115 - closed at teardown
+        logs.append(log)
         p = subprocess.Popen([str(exe), "receive", "--dir", str(tmp_path / "received"), "--port", str(port),
                               "--status-port", str(status_port)],
                              env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN}, stdout=log, stderr=subprocess.STDOUT,
@@ -81,6 +83,8 @@ def receiver(tmp_path):
         if p.poll() is None:
             os.kill(p.pid, signal.SIGTERM)
             p.wait(10)
+    for log in logs:
+        log.close()
 
 
 def test_half_uploaded_fragmented_clip_plays_and_shows_progress(receiver, tmp_path):

@@ -24,6 +24,7 @@ NODE_KINDS: dict[str, str] = {
     "uploader": "uploader_node",
     "webrtc": "webrtc_node",  # browser live view (WebRTC, docs/WEBRTC.md); per camera, needs the webrtc extra
     "metrics": "metrics_node",  # Prometheus /metrics from /diagnostics (docs/METRICS.md); a site node
+    "foxglove": "foxglove_node",  # Foxglove WebSocket live view without ROS (docs/FOXGLOVE.md); a site node
 }
 
 #: kinds whose nodes publish frames: their process gets the frame-sized shared-memory segment

@@ -1,0 +1,188 @@
+"""foxglove_node with a real Foxglove WebSocket client (the `websockets` package speaking the Foxglove
+WebSocket protocol: foxglove-sdk 0.30 names it `foxglove.sdk.v1`, the same messages as `foxglove.websocket.v1`):
+advertise -> subscribe -> JPEG images (decoded, right size, capped rate) and ImageAnnotations
+(boxes, the zone, the violator red with the rule; decoded with the advertised protobuf schema)
+and the event log, from an events node fed real frames and detections over DDS. The ROS image is
+subscribed only while a Foxglove client subscribes it."""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+import time
+
+import cv2
+import numpy as np
+from conftest import REPO, FrameFeeder, free_port, sample_frame, wait_for
+
+from nano_vision_ros.core.detection.types import Detections
+
+RULES = """
+rules:
+  - name: pit
+    type: intrusion
+    labels: [person]
+    zone: {name: pit, polygon: [[100, 300], [500, 300], [500, 560], [100, 560]]}
+    cooldown: 0
+"""
+PERSON = (200.0, 250.0, 300.0, 500.0)  # bottom centre inside the pit
+MAX_FPS = 4.0
+
+
+class FoxgloveClient:
+    """The client side of the protocol: channels from `advertise`, binary messageData by subscription."""
+
+    def __init__(self, port: int) -> None:
+        from websockets.sync.client import connect
+
+        def attempt():
+            try:
+                return [connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"],
+                                max_size=None, open_timeout=5)]
+            except OSError:
+                return None
+
+        self.ws = wait_for(attempt, 30, interval=0.3, what="foxglove_node accepting WebSocket clients")[0]
+        assert self.ws.subprotocol == "foxglove.sdk.v1"
+        self.channels: dict[str, dict] = {}
+        self.server_info: dict = {}
+        self.messages: dict[int, list[tuple[int, bytes]]] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            for frame in self.ws:
+                if isinstance(frame, str):
+                    msg = json.loads(frame)
+                    if msg["op"] == "serverInfo":
+                        self.server_info = msg
+                    elif msg["op"] == "advertise":
+                        with self._lock:
+                            self.channels.update({c["topic"]: c for c in msg["channels"]})
+                elif frame[0] == 0x01:  # messageData: u8 op, u32 subscription, u64 log time, payload
+                    sub, t = struct.unpack_from("<IQ", frame, 1)
+                    with self._lock:
+                        self.messages.setdefault(sub, []).append((t, bytes(frame[13:])))
+        except ConnectionClosed:
+            pass
+
+    def subscribe(self, sub_id: int, topic: str) -> None:
+        ch = wait_for(lambda: self.channels.get(topic), 20, what=f"advertised channel {topic}")
+        self.ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": sub_id, "channelId": ch["id"]}]}))
+
+    def unsubscribe(self, sub_id: int) -> None:
+        self.ws.send(json.dumps({"op": "unsubscribe", "subscriptionIds": [sub_id]}))
+
+    def got(self, sub_id: int) -> list[tuple[int, bytes]]:
+        with self._lock:
+            return list(self.messages.get(sub_id, []))
+
+    def decoder(self, topic: str):
+        """The protobuf class of a channel, built from the schema the server advertised."""
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        ch = self.channels[topic]
+        assert (ch["encoding"], ch["schemaEncoding"]) == ("protobuf", "protobuf"), ch
+        pool = descriptor_pool.DescriptorPool()
+        for f in descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(ch["schema"])).file:
+            pool.Add(f)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(ch["schemaName"]))
+
+    def close(self) -> None:
+        self.ws.close()
+        self._thread.join(5)
+
+
+def _layout_topics() -> set[str]:
+    found: set[str] = set()
+
+    def walk(x: object) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("imageTopic", "topicToRender"):
+                    found.add(v)
+                elif k == "annotations":
+                    found.update(v)
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(json.loads((REPO / "config/foxglove_layout.json").read_text()))
+    assert {"/cam0/image_raw", "/cam0/annotations", "/events_log"} <= found, found
+    return found
+
+
+def test_foxglove_client_gets_images_annotations_and_events(start_node, ros_node, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    port = free_port()
+    start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", "snapshots:=false",
+               "-p", "annotated_topic:=image_annotated", name="events")
+    start_node("foxglove_node", "-p", f"port:={port}", "-p", f"max_fps:={MAX_FPS}", "-p", "zones_period:=1.0",
+               name="foxglove")
+    n = ros_node("foxglove_tester")
+    frame = sample_frame()
+    feeder = FrameFeeder(n, "/cam0", frame,
+                         Detections(np.array([PERSON]), np.array([0.9]), np.array([0]), ["person"], np.array([7])))
+    client = FoxgloveClient(port)
+    try:
+        wait_for(lambda: {"/cam0/image_annotated", "/cam0/image_raw", "/cam0/annotations", "/cam0/events", "/events_log",
+                          "/diagnostics"} <= set(client.channels), 30, what="channels advertised (camera found)")
+        assert client.channels["/cam0/image_annotated"]["schemaName"] == "foxglove.CompressedImage"
+        assert client.channels["/cam0/annotations"]["schemaName"] == "foxglove.ImageAnnotations"
+        assert _layout_topics() <= set(client.channels), "config/foxglove_layout.json names only served topics"
+        client.subscribe(3, "/events_log")  # live: only events after the subscription
+        wait_for(feeder.subscribed, 30, what="events_node subscribed to image_raw and detections")
+        feeder.start()
+        time.sleep(1.0)
+        assert n.count_subscribers("/cam0/image_annotated") == 0, "no Foxglove subscriber: no ROS subscription"
+        client.subscribe(1, "/cam0/image_annotated")
+        client.subscribe(2, "/cam0/annotations")
+        t0 = time.monotonic()
+        wait_for(lambda: n.count_subscribers("/cam0/image_annotated") == 1, 10, what="ROS subscription after subscribe")
+        Jpeg, Annotations, Log = (client.decoder(x) for x in ("/cam0/image_annotated", "/cam0/annotations", "/events_log"))
+
+        def red_image():
+            for _, payload in client.got(1):
+                m = Jpeg.FromString(payload)
+                img = cv2.imdecode(np.frombuffer(m.data, np.uint8), cv2.IMREAD_COLOR)
+                x1, y1, _, y2 = (int(v) for v in PERSON)
+                edge = img[y1 + 20:y2 - 5, x1 - 1:x1 + 2].reshape(-1, 3).astype(int)
+                if np.mean((edge[:, 2] > 180) & (edge[:, 1] < 80) & (edge[:, 0] < 80)) > 0.8:
+                    return [(m, img)]
+            return None
+
+        m, img = wait_for(red_image, 30, what="a JPEG with the intruder drawn red")[0]
+        assert m.format == "jpeg" and m.frame_id == "cam0" and img.shape == frame.shape
+
+        def violation_annotation():
+            for _, payload in client.got(2):
+                a = Annotations.FromString(payload)
+                texts = [x.text for x in a.texts]
+                if any(x.endswith("#7 pit") for x in texts) and any(x.startswith("pit: person 1") for x in texts):
+                    return [a]
+            return None
+
+        a = wait_for(violation_annotation, 30, what="annotations with the zone and the violator")[0]
+        red = [p for p in a.points if (p.outline_color.r, p.outline_color.g, p.outline_color.b) == (1.0, 0.0, 0.0)]
+        assert len(red) == 1 and [(q.x, q.y) for q in red[0].points] == [(200, 250), (300, 250), (300, 500), (200, 500)]
+        assert len(a.points) == 2  # the box and the zone polygon
+        logs = wait_for(lambda: [Log.FromString(p) for _, p in client.got(3)], 20, what="event log lines")
+        assert any("intrusion" in x.message and "(pit)" in x.message and x.name == "cam0" for x in logs), logs
+        time.sleep(2.0)
+        elapsed = time.monotonic() - t0
+        images = client.got(1)
+        assert len(images) <= elapsed * MAX_FPS + 3, (len(images), elapsed)
+        stamps = [ts for ts, _ in images]
+        assert stamps == sorted(stamps) and all(ts > 0 for ts in stamps)
+        client.unsubscribe(1)
+        wait_for(lambda: n.count_subscribers("/cam0/image_annotated") == 0, 10, what="ROS subscription dropped")
+    finally:
+        feeder.stop()
+        client.close()
