@@ -183,6 +183,29 @@ def test_foxglove_client_gets_images_annotations_and_events(start_node, ros_node
         assert stamps == sorted(stamps) and all(ts > 0 for ts in stamps)
         client.unsubscribe(1)
         wait_for(lambda: n.count_subscribers("/cam0/image_annotated") == 0, 10, what="ROS subscription dropped")
+        assert n.count_subscribers("/cam0/detections") == 2  # the events node's and foxglove_node's
+        client.close()  # a client gone without unsubscribing: its channels are released too
+        wait_for(lambda: n.count_subscribers("/cam0/detections") == 1, 10, what="detections released at disconnect")
     finally:
         feeder.stop()
         client.close()
+
+
+def test_params_file_site_kind_and_a_port_in_use(start_node, tmp_path):
+    import socket
+
+    import yaml
+
+    from nano_vision_ros.nodes.foxglove_node import FoxgloveConfig
+    from nano_vision_ros.site.config import NODE_KINDS
+
+    params = yaml.safe_load((REPO / "config/foxglove.yaml").read_text())["foxglove_node"]["ros__parameters"]
+    assert set(params) == set(FoxgloveConfig.model_fields)
+    FoxgloveConfig.model_validate(params)
+    assert NODE_KINDS["foxglove"] == "foxglove_node"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        node = start_node("foxglove_node", "-p", f"port:={held.getsockname()[1]}", name="busy")
+        node.proc.wait(30)
+    assert node.proc.returncode == 2 and "parameter 'port'" in node.log(), node.log()
