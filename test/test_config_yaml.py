@@ -98,3 +98,21 @@ def test_yaml_inside_a_params_string_points_into_the_outer_file(model):
     assert any(p.startswith("site_params.yaml:22: key 'treshold' in 'rules.0' unknown") for p in probs), probs
     assert any(p.startswith("site_params.yaml:24: key 'lables' in 'rules.1' unknown (did you mean 'labels'?)")
                for p in probs), probs
+
+
+def test_profile_option_keys_are_typed(tmp_path):
+    """decoder_options / backend_options are models: a misspelled option is named, not defaulted."""
+    prof = _write(tmp_path, "opts.yaml", """
+        model: m.onnx
+        decoder: yolov5
+        decoder_options: {anchor: [[1, 2]]}
+        backend: onnxruntime
+        backend_options: {thread: 2, precision: fp8}
+    """)
+    with pytest.raises(ConfigProblems) as err:
+        load_profile(str(prof))
+    probs = err.value.problems
+    assert probs[0] == f"{prof}:3: key 'anchor' in 'decoder_options' unknown (did you mean 'anchors'?)"
+    assert f"{prof}:5: key 'thread' in 'backend_options' unknown (did you mean 'threads'?)" in probs
+    assert any(p.startswith(f"{prof}:5: 'backend_options.precision': Input should be 'fp32', 'fp16' or 'int8'")
+               for p in probs), probs

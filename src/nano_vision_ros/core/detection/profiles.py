@@ -40,15 +40,51 @@ class InputSpec(BaseModel):
     height: int | None = Field(None, gt=0)
 
 
+class DecoderOptions(BaseModel):
+    """Decoder settings a profile may give (unset: the decoder's default); an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+    anchors: list[list[float]] | None = Field(None, description="yolov5 raw heads: anchors per output (w, h pairs)")
+    box_format: Literal["xyxy", "yxyx", "cxcywh"] | None = Field(None, description="yolov3: box layout")
+    normalized: bool | None = Field(None, description="yolov3 / end2end: boxes are 0..1")
+    strides: list[int] | None = Field(None, description="nanodet: head strides")
+    reg_max: int | None = Field(None, ge=1, description="nanodet: distribution bins - 1")
+    center_offset: float | None = Field(None, description="nanodet: anchor centre offset")
+    layout: Literal["xyxy_score_class", "batch_xyxy_class_score", "efficient_nms"] | None = Field(
+        None, description="end2end: output layout")
+
+
+class BackendOptions(BaseModel):
+    """Backend settings a profile may give (each backend takes the ones it knows); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    threads: int | None = Field(None, ge=0, description="onnxruntime: intra-op threads (the node's threads > 0 wins)")
+    precision: Literal["fp32", "fp16", "int8"] | None = Field(None, description="tensorrt / onnxruntime-trt precision")
+    workspace_mb: int | None = Field(None, gt=0, description="tensorrt: builder workspace")
+    cache_dir: str | None = Field(None, description="where built engines are cached")
+    calibration_images: str | None = Field(None, description="tensorrt int8: folder of calibration images")
+    calibration_cache: str | None = Field(None, description="tensorrt int8: calibration cache file")
+    input_shape: list[int] | None = Field(None, description="tensorrt: input shape of a dynamic model")
+    dla_core: int | None = Field(None, ge=0, description="tensorrt: DLA core (Jetson Xavier/Orin)")
+    spinning: bool | None = Field(None, description="onnxruntime: let idle threads spin")
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options that are set, as keyword arguments of create_backend."""
+        out = self.model_dump(exclude_none=True)
+        if "input_shape" in out:
+            out["input_shape"] = tuple(out["input_shape"])
+        return out
+
+
 class TaskProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
     model: str | None = None
-    backend: str = "auto"
+    backend: Literal["auto", "onnxruntime", "tensorrt", "opencv"] = "auto"
     device: str = "auto"
-    decoder: str = "auto"
-    decoder_options: dict[str, Any] = Field(default_factory=dict)
+    decoder: str = "auto"  # a name of the DECODERS registry (checked below: the registry can grow)
+    decoder_options: DecoderOptions = Field(default_factory=DecoderOptions)
     labels: str | list[str] | None = None
     input: InputSpec = Field(default_factory=InputSpec)
     score_threshold: float = Field(0.35, ge=0.0, le=1.0)
@@ -57,7 +93,7 @@ class TaskProfile(BaseModel):
     classes: list[str] | None = None
     pipeline: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    backend_options: dict[str, Any] = Field(default_factory=dict)
+    backend_options: BackendOptions = Field(default_factory=BackendOptions)
 
     @field_validator("decoder")
     @classmethod
@@ -153,13 +189,13 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
     if not model_path:
         raise ConfigError(f"task {profile.name!r} names no model; set 'model'", "model")
     resolved = str(resolve(model_path))
-    opts = {**profile.backend_options, **backend_options}
+    opts = {**profile.backend_options.kwargs(), **backend_options}
     if (backend or profile.backend) == "tensorrt" and resolved.lower().endswith(".onnx") and opts.get("precision") == "int8":
         opts.setdefault("preprocess", calibration_preprocess(profile, resolved))
     be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
     try:
         try:
-            decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options)
+            decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options.model_dump(exclude_none=True))
         except ModelError as err:  # the file first: the diagnostics line is short
             raise ModelError(f"model {resolved}: {err}") from None
         labels: list[str] = []
