@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from nano_vision_ros.core.detection.types import Detections
 
@@ -337,9 +337,96 @@ class PlateRule(RuleBase):
         return hits.all()
 
 
+class GateRule(RuleBase):
+    """A vehicle passing a site gate, by its plate (source `plates`: class_id = the voted plate text,
+    the plate node's track per vehicle). The gate is a `line` crossed in `direction` or a `zone`
+    held `dwell` seconds. The plate on `allow` -> `gate_open` (a gate controller acts on it, over
+    ROS and MQTT), on `deny` or on no list -> `gate_alarm`, or nothing (`on_deny` / `on_unknown`:
+    alarm | ignore). One event per passage: the key is the plate's track; the event stays active
+    while the vehicle is seen and ends `end_after` seconds after it has gone.
+
+    Line direction: `entry` is a crossing from the left of the line (looking from its first point
+    to its second) to its right; drawn left to right across the image, that is moving down the
+    image, towards a camera that watches vehicles come in. `exit` is the other way, `any` both.
+    """
+
+    event_types: ClassVar[tuple[str, ...]] = ("gate_open", "gate_alarm")
+    type: Literal["gate"]
+    source: Source = "plates"
+    gate: str = Field(min_length=1, max_length=128, description="the gate's name (the event's zone field)")
+    line: tuple[tuple[float, float], tuple[float, float]] | None = Field(None, description="two points in pixels")
+    zone: Zone | None = None
+    direction: Literal["entry", "exit", "any"] = "entry"
+    dwell: float = Field(0.0, ge=0.0, description="zone: seconds at the gate before the event")
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    on_deny: Literal["alarm", "ignore"] = "alarm"
+    on_unknown: Literal["alarm", "ignore"] = "alarm"
+    end_after: float = Field(2.0, gt=0.0, description="vehicle unseen this long -> `end` of its passage")
+    _side: dict[str, float] = PrivateAttr(default_factory=dict)  # key -> last side of the line
+    _passed: dict[str, str] = PrivateAttr(default_factory=dict)  # key -> direction it crossed in
+
+    @model_validator(mode="after")
+    def _one_gate(self) -> GateRule:
+        if (self.line is None) == (self.zone is None):
+            raise ValueError(f"rule {self.name}: give the gate a line or a zone (exactly one)")
+        if self.line is not None and self.line[0] == self.line[1]:
+            raise ValueError(f"rule {self.name}: the line's two points are the same")
+        return self
+
+    @property
+    def debounce(self) -> float:
+        return max(self.min_duration, self.dwell if self.zone is not None else 0.0)
+
+    def progress(self, first: float, last: float) -> dict[str, Any]:
+        return {"dwell_s": round(last - first, 3)}
+
+    def _crossed(self, key: str, box: np.ndarray) -> bool:
+        """Whether the track `key` has crossed the line in the wanted direction (now or before)."""
+        if key in self._passed:
+            return True
+        (x1, y1), (x2, y2) = self.line  # type: ignore[misc]
+        px, py = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+        side = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+        prev = self._side.pop(key, None)
+        self._side[key] = side  # most recent last: the oldest go first when too many
+        while len(self._side) > 4096:
+            self._side.pop(next(iter(self._side)))
+        if prev is None or (prev < 0) == (side < 0):
+            return False
+        way = "entry" if prev < 0 <= side else "exit"
+        if self.direction not in (way, "any"):
+            return False
+        self._passed[key] = way
+        while len(self._passed) > 4096:
+            self._passed.pop(next(iter(self._passed)))
+        return True
+
+    def evaluate(self, dets: Detections) -> list[Hit]:
+        allow = {norm_plate(p) for p in self.allow}
+        deny = {norm_plate(p) for p in self.deny}
+        ok = self._ok(dets)
+        hits = _Hits()
+        for i in range(len(dets)):
+            text = norm_plate(dets.label_of(i))
+            if not ok[i] or not text:
+                continue
+            key = _key(dets, i, "gate") if int(dets.track_ids[i]) >= 0 else f"plate:{text}"
+            at_gate = self.zone.inside(dets.boxes[i]) if self.zone is not None else self._crossed(key, dets.boxes[i])
+            if not at_gate:
+                continue
+            lst = "deny" if text in deny else ("allow" if text in allow else "none")
+            if (lst == "deny" and self.on_deny == "ignore") or (lst == "none" and self.on_unknown == "ignore"):
+                continue
+            typ = "gate_open" if lst == "allow" else "gate_alarm"
+            hits.add(key, typ, i, zone=self.gate,
+                     plate={"text": text[:32], "list": lst, "score": float(dets.scores[i])})
+        return hits.all()
+
+
 #: every rule type; a new one is a class above and an entry here
 RULE_TYPES: tuple[type[RuleBase], ...] = (NoHardhatRule, NoVestRule, NoMaskRule, SmokeRule, FireRule, IntrusionRule,
-                                          LoiteringRule, CountRule, FaceRule, PlateRule, ObjectRule)
+                                          LoiteringRule, CountRule, FaceRule, PlateRule, ObjectRule, GateRule)
 
 #: one rule of any type, chosen by its `type` field
 Rule = Annotated[Union[RULE_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a tuple of classes
