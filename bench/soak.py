@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             over.append(f"{name}: threads {t['threads']:.1f}/h > {args.max_threads_per_hour}")
     # a long-lived process (node container, service, runner) seen during the run but gone at the
     # end died: that is a failure whatever its memory did (a clip's ffmpeg is expected to come and go)
-    seen = {n for smp in samples for n in smp["procs"] if not n.startswith("ffmpeg#")}
+    # a "pid N" label is a child caught between fork and exec (no command line yet): transient too
+    seen = {n for smp in samples for n in smp["procs"] if not n.startswith(("ffmpeg#", "pid "))}
     exited = sorted(seen - set(last["procs"]))
     for name in exited:
         over.append(f"{name}: exited during the soak")
