@@ -19,10 +19,8 @@ import collections
 import json
 import os
 import queue
-import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -32,9 +30,15 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import String
 
 from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.mqtt import homeassistant as ha
 from nano_vision_ros.core.mqtt.client import LinkSettings, MqttLink, read_secret
-from nano_vision_ros.core.mqtt.commands import (KNOWN_COMMANDS, CommandRejected, CommandValidator, aggregate_reply,
-                                                error_reply)
+from nano_vision_ros.core.mqtt.commands import (
+    KNOWN_COMMANDS,
+    CommandRejected,
+    CommandValidator,
+    aggregate_reply,
+    error_reply,
+)
 from nano_vision_ros.core.mqtt.health import HealthStats
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
 from nano_vision_ros.ros import diagnostics
@@ -42,9 +46,7 @@ from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.services import ServiceCommands, UnknownTarget
 
-_TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HELD_MAX = 10_000  # events held in memory while the outbox refuses writes (disk full)
-HA_TYPES = ["no_hardhat", "no_vest", "no_mask", "smoke", "fire", "intrusion", "loitering"]
 
 
 def _default_outbox() -> str:
@@ -89,13 +91,13 @@ class MqttBridgeConfig(BaseModel):
     snapshot_max_bytes: int = Field(2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>")
     ha_discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
-    ha_event_types: list[str] = Field(default_factory=lambda: list(HA_TYPES), description="binary sensors per camera")
+    ha_event_types: list[str] = Field(default_factory=lambda: list(ha.DEFAULT_TYPES), description="binary sensors per camera")
     diagnostics_period: float = Field(1.0, gt=0)
 
     @field_validator("site_id", "device_id")
     @classmethod
     def _level(cls, v: str) -> str:
-        if not _TOPIC_PART.match(v):
+        if not ha.TOPIC_PART.match(v):
             raise ValueError("must be letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
         return v
 
@@ -164,7 +166,7 @@ class MqttBridgeNode(Node):
         self.bad_events = 0
         self.commands_ok = 0
         self.commands_rejected = 0
-        self._active: dict[tuple[str, str], set[str]] = {}
+        self._active = ha.ActiveEvents()
         self._nodes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.health = HealthStats(c.disk_paths)
@@ -256,42 +258,27 @@ class MqttBridgeNode(Node):
                 self.received += 1
                 self._ha_state(ev)
 
-    # -- Home Assistant ---------------------------------------------------------------------------
-    def _ha_state_topic(self, camera: str, typ: str) -> str:
-        return f"{self.base}/{camera}/{typ}/state"
-
+    # -- Home Assistant (core.mqtt.homeassistant) -------------------------------------------------
     def _ha_state(self, ev: dict[str, Any]) -> None:
         if not self.cfg.ha_discovery:
             return
-        cam, typ = str(ev.get("camera", "")), str(ev.get("type", ""))
-        if not (_TOPIC_PART.match(cam) and _TOPIC_PART.match(typ)):
-            return
         with self._lock:
-            active = self._active.setdefault((cam, typ), set())
-            (active.discard if ev.get("state") == "end" else active.add)(str(ev["event_id"]))
-            on = bool(active)
-        self.link.publish_now(self._ha_state_topic(cam, typ), "ON" if on else "OFF", qos=1, retain=True)
-        self.link.publish_now(f"{self.base}/{cam}/last_event", json.dumps(ev), qos=0, retain=True)
+            state = self._active.update(ev)
+        if state is None:
+            return
+        cam, typ, on = state
+        self.link.publish_now(ha.state_topic(self.base, cam, typ), "ON" if on else "OFF", qos=1, retain=True)
+        self.link.publish_now(ha.last_event_topic(self.base, cam), json.dumps(ev), qos=0, retain=True)
 
     def _on_connected(self, link: MqttLink) -> None:
         if self.cfg.commands:
-            link.client.subscribe(f"{self.base}/cmd/+", qos=1)
+            link.subscribe(f"{self.base}/cmd/+", qos=1)
         if not self.cfg.ha_discovery:
             return
-        node_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"nv_{self.cfg.site_id}_{self.cfg.device_id}")
-        device = {"identifiers": [node_id], "name": f"nano_vision {self.cfg.site_id}/{self.cfg.device_id}",
-                  "manufacturer": "nano_vision_ros", "model": "edge video analytics"}
-        avail = {"availability_topic": self.t_status, "payload_available": "online", "payload_not_available": "offline"}
-        for cam in self.cameras:
-            for typ in self.cfg.ha_event_types:
-                cfg = {"name": f"{cam} {typ.replace('_', ' ')}", "unique_id": f"{node_id}_{cam}_{typ}",
-                       "state_topic": self._ha_state_topic(cam, typ), "payload_on": "ON", "payload_off": "OFF",
-                       "device_class": "safety" if typ not in ("smoke", "fire") else "smoke", "device": device, **avail}
-                link.client.publish(f"{self.cfg.ha_prefix}/binary_sensor/{node_id}/{cam}_{typ}/config", json.dumps(cfg), qos=1, retain=True)
-            cfg = {"name": f"{cam} last event", "unique_id": f"{node_id}_{cam}_last_event",
-                   "state_topic": f"{self.base}/{cam}/last_event", "value_template": "{{ value_json.type }}",
-                   "json_attributes_topic": f"{self.base}/{cam}/last_event", "device": device, **avail}
-            link.client.publish(f"{self.cfg.ha_prefix}/sensor/{node_id}/{cam}_last_event/config", json.dumps(cfg), qos=1, retain=True)
+        for topic, payload in ha.discovery_configs(base=self.base, prefix=self.cfg.ha_prefix, site_id=self.cfg.site_id,
+                                                   device_id=self.cfg.device_id, status_topic=self.t_status,
+                                                   cameras=self.cameras, types=self.cfg.ha_event_types):
+            link.publish_now(topic, payload, qos=1, retain=True)
 
     # -- commands ---------------------------------------------------------------------------------
     def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
@@ -391,18 +378,13 @@ class MqttBridgeNode(Node):
                 self._publish_snapshot(r.get("result"))
 
     def _publish_snapshot(self, result: Any) -> None:
-        if not isinstance(result, dict) or not isinstance(result.get("path"), str):
-            return
-        cam = str(result.get("camera", "camera"))
-        path = Path(result["path"])
         try:
-            # only JPEG snapshots: a reply must not make the bridge publish any file it can read
-            if (not _TOPIC_PART.match(cam) or path.suffix.lower() not in (".jpg", ".jpeg")
-                    or path.stat().st_size > self.cfg.snapshot_max_bytes):
-                return
-            self.link.publish_now(f"{self.base}/snapshot/{cam}", path.read_bytes(), qos=1)
+            snap = ha.snapshot_to_publish(result, self.cfg.snapshot_max_bytes)  # the file policy
         except OSError as err:
-            self.get_logger().warning(f"snapshot {path} not published: {err}")
+            self.get_logger().warning(f"snapshot {result.get('path')} not published: {err}")
+            return
+        if snap is not None:
+            self.link.publish_now(f"{self.base}/snapshot/{snap[0]}", snap[1], qos=1)
 
     # -- stats ------------------------------------------------------------------------------------
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:

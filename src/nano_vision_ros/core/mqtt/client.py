@@ -282,6 +282,10 @@ class MqttLink:
                     self._wake.set()
 
     # -- direct publishing (status, stats, replies: not stored) ---------------------------------------
+    def subscribe(self, topic: str, qos: int = 0) -> bool:
+        """Subscribe on the current connection (call from `on_connected`: a reconnect needs it again)."""
+        return self.client.subscribe(topic, qos=qos)[0] == mqtt.MQTT_ERR_SUCCESS
+
     def publish_now(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
         if not self.connected.is_set():
             return False
