@@ -167,6 +167,7 @@ def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int
     params["/**/recorder_node"]["output_dir"] = str(var / "clips")
     params["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"),
                                       events_topics=[f"/{c}/events" for c in cams])
+    params.setdefault("metrics_node", {})["port"] = free_port()  # the demo's 9469 may be taken
     params["uploader_node"].update(port=recv_port, token_file=str(var / "token"), queue_db=str(var / "queue.sqlite"))
     (tmp / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in params.items()}))
     path = tmp / "site.yaml"
@@ -417,6 +418,18 @@ def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
 
 
 def main() -> int:
+    try:
+        return _main()
+    finally:
+        try:
+            import rclpy
+
+            rclpy.try_shutdown()  # the probe's context, once for all rows
+        except ImportError:
+            pass
+
+
+def _main() -> int:
     a = parse_args()
     from nano_vision_ros.core import paths
 

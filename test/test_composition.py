@@ -184,3 +184,14 @@ def test_container_names_a_bad_node_argument(arg, needle):
     res = subprocess.run([sys.executable, "-m", "nano_vision_ros.ros.container", arg], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and needle in res.stderr, res.stderr
+
+
+def test_executor_choice_is_checked(monkeypatch):
+    """NANO_VISION_EXECUTOR picks the executor (default `multi`); a wrong name is a clear error."""
+    from nano_vision_ros.core.errors import ConfigError
+    from nano_vision_ros.ros.runtime import EXECUTORS, make_executor
+
+    monkeypatch.setenv("NANO_VISION_EXECUTOR", "fastest")
+    with pytest.raises(ConfigError, match="must be one of multi, single, events.*'fastest'"):
+        make_executor()
+    assert EXECUTORS == ("multi", "single", "events")

@@ -91,7 +91,7 @@ class RecorderNode(Node):
         self._event_thread = threading.Thread(target=self._event_loop, name="recorder-events", daemon=True)
         self._event_thread.start()
         self.ev_sub = self.create_subscription(String, c.events_topic, self._on_event_msg, qos.RELIABLE)
-        self.timer = self.create_timer(1.0, self.recorder.tick)
+        self.timer = self.create_timer(1.0, lambda: self.recorder.tick())  # no TimerInfo into tick(now)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.get_logger().info(
             f"recording {self.resolve_topic_name(c.image_topic)} ({c.pre_seconds:g}s pre / {c.post_seconds:g}s post) "

@@ -17,7 +17,12 @@ import threading
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    Executor,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -31,6 +36,36 @@ def setup_python_logging() -> None:
     level = os.environ.get("NANO_VISION_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="[%(levelname)s] [%(name)s]: %(message)s", stream=sys.stderr)
+
+
+#: NANO_VISION_EXECUTOR: which rclpy executor spins a process's nodes (see make_executor).
+EXECUTORS = ("multi", "single", "events")
+
+
+def make_executor(threads: int | None = None, default: str = "multi") -> Executor:
+    """The executor named by NANO_VISION_EXECUTOR, else `default` (``multi``).
+
+    ``multi`` (MultiThreadedExecutor) rebuilds its wait set in Python at every wake-up: in a
+    camera's container (5 nodes, ~100 entities, ~60 wake-ups/s) that loop held the GIL ~90 % of the
+    time it was held at all (py-spy --gil, docs/performance/site_cost.md). ``single`` saves the
+    thread-pool hand-off; ``events`` (rclpy's EventsExecutor, C++, no wait-set rebuild) saves the
+    loop itself: 0.15-0.17 vs 0.26 cores outside inference for the demo camera (bench/site_cost.py).
+    Why ``multi`` stays the default: a bounded service (ros.services) holds an executor thread
+    for up to its timeout while its handler runs, and on a one-thread executor that would hold
+    every node of the process (frames, parameters, lifecycle) for as long. ``events``/``single``
+    are for sites whose commands are rare and quick; the rest of the nodes' callbacks only hand
+    work to worker threads.
+    """
+    kind = os.environ.get("NANO_VISION_EXECUTOR", "").strip().lower() or default
+    if kind not in EXECUTORS:
+        raise ConfigError(f"NANO_VISION_EXECUTOR must be one of {', '.join(EXECUTORS)} (got {kind!r})")
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    if kind == "single":
+        return SingleThreadedExecutor()
+    return MultiThreadedExecutor(num_threads=threads or 4)
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads: int | None = None) -> int:
@@ -61,7 +96,7 @@ def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] |
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     nodes: list[Node] = []
-    executor: MultiThreadedExecutor | None = None
+    executor: Executor | None = None
     try:
         for label, factory in factories:
             try:
@@ -74,8 +109,12 @@ def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] |
             _autostart(node)
         from nano_vision_ros.ros.services import extra_threads
 
-        # a bounded service call may hold a thread for its timeout: one more thread per service
-        executor = MultiThreadedExecutor(num_threads=(threads or 4) + extra_threads(nodes))
+        try:
+            # a bounded service call may hold a thread for its timeout: one more thread per service
+            executor = make_executor((threads or 4) + extra_threads(nodes))
+        except ConfigError as err:
+            rclpy.logging.get_logger("nano_vision_ros").error(f"invalid configuration: {err}")
+            return EXIT_CONFIG
         for node in nodes:
             executor.add_node(node)
         try:
