@@ -67,17 +67,14 @@ def write_site(tmp: Path, site_file: Path) -> tuple[Path, int, Path]:
                                                      token_file=str(var / "token"))
     if "/**/events_node" in params:
         params["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
-    for key in list(params):
-        if key.endswith("/rtmp_streamer_node"):
-            cam = key.strip("/").split("/")[0]
-            params[key]["url"] = f"rtmp://127.0.0.1:{rtmp_port}/live/{cam}"
+    # ports and the token file live in the site file's services only; the nodes' client parameters
+    # are derived from them (nano_vision_ros.site.graph), so they are not written here
     if "/**/recorder_node" in params:
         params["/**/recorder_node"]["output_dir"] = str(var / "clips")
     if "mqtt_bridge_node" in params:
-        params["mqtt_bridge_node"].update(port=mqtt_port, outbox_path=str(var / "outbox.sqlite"))
+        params["mqtt_bridge_node"]["outbox_path"] = str(var / "outbox.sqlite")
     if "uploader_node" in params:
-        params["uploader_node"].update(port=recv_port, token_file=str(var / "token"),
-                                       queue_db=str(var / "queue.sqlite"))
+        params["uploader_node"]["queue_db"] = str(var / "queue.sqlite")
     (tmp / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in params.items()}))
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
