@@ -61,6 +61,19 @@ def test_scene_and_drawing_on_a_realsample_frame():
     assert not plain.polygons and not plain.legend and len(plain.boxes) == 2
 
 
+def test_a_gate_line_is_drawn_with_its_counted_direction():
+    rules = parse_rules("rules: [{name: gate, type: gate, gate: main, line: [[100, 200], [600, 200]], direction: entry}]",
+                        "cam0")
+    lines = overlay.lines_of(rules)
+    assert [(ln.name, ln.p1, ln.p2, ln.direction) for ln in lines] == [("main", (100.0, 200.0), (600.0, 200.0), "entry")]
+    # entry = from the line's left to its right (p1 -> p2 left to right: moving down the image)
+    assert lines[0].arrows() == [((350.0, 200.0), (350.0, 230.0))]
+    sc = overlay.scene(_dets(), [], ({}, []), lines)
+    assert sc.lines[0].text == "main (entry)" and any("lines:" in t.text for t in sc.legend)
+    out = overlay.draw(sample_frame(), sc)
+    assert (out[200, 400:590] == 255).all() and (out[215, 349:352] == 255).any(), "line and arrow drawn white"
+
+
 def test_events_node_draws_zones_and_violations_while_watched(start_node, ros_node, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image

@@ -64,6 +64,37 @@ def zones_of(rules: Iterable[Any]) -> list[ZoneShape]:
     return list(out.values())
 
 
+@dataclass(frozen=True)
+class LineShape:
+    """A rule's line (a gate): two points in source pixels, crossed from its left to its right = `entry`."""
+
+    name: str
+    p1: tuple[float, float]
+    p2: tuple[float, float]
+    direction: str = "any"  # entry | exit | any
+
+    def arrows(self, length: float = 30.0) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+        """From the midpoint towards the side a counted crossing goes to (both sides for `any`)."""
+        (x1, y1), (x2, y2) = self.p1, self.p2
+        d = max(1e-6, float(np.hypot(x2 - x1, y2 - y1)))
+        nx, ny = -(y2 - y1) / d, (x2 - x1) / d  # the right of p1 -> p2 in image coordinates (y down)
+        mx, my = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        signs = {"entry": (1.0,), "exit": (-1.0,)}.get(self.direction, (1.0, -1.0))
+        return [((mx, my), (mx + s * length * nx, my + s * length * ny)) for s in signs]
+
+
+def lines_of(rules: Iterable[Any]) -> list[LineShape]:
+    """The lines of a camera's rules (a gate rule's `line`), named by the gate."""
+    out: list[LineShape] = []
+    for r in rules:
+        line = getattr(r, "line", None)
+        if line is not None:
+            (x1, y1), (x2, y2) = line
+            out.append(LineShape(str(getattr(r, "gate", "") or r.name), (float(x1), float(y1)), (float(x2), float(y2)),
+                                 str(getattr(r, "direction", "any"))))
+    return out
+
+
 def zone_counts(dets: Detections, zones: list[ZoneShape]) -> dict[str, dict[str, int]]:
     """zone name -> label -> how many detections have their anchor inside."""
     counts: dict[str, dict[str, int]] = {z.name: {} for z in zones}
@@ -130,6 +161,14 @@ class Polygon:
 
 
 @dataclass
+class Line:
+    points: tuple[tuple[float, float], tuple[float, float]]
+    arrows: list[tuple[tuple[float, float], tuple[float, float]]]
+    color: tuple[int, int, int]
+    text: str
+
+
+@dataclass
 class Text:
     position: tuple[float, float]  # top left
     text: str
@@ -142,13 +181,16 @@ class Scene:
 
     boxes: list[Box] = field(default_factory=list)
     polygons: list[Polygon] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
     legend: list[Text] = field(default_factory=list)
 
 
 def scene(dets: Detections, zones: list[ZoneShape] | None = None,
-          violations: tuple[dict[int, list[str]], list[str]] | None = None) -> Scene:
-    """The shapes for one frame: class-coloured boxes, violators red with their rules, zones with counts."""
-    zones = zones or []
+          violations: tuple[dict[int, list[str]], list[str]] | None = None,
+          lines: list[LineShape] | None = None) -> Scene:
+    """The shapes for one frame: class-coloured boxes, violators red with their rules, zones with
+    counts, lines with the direction they count."""
+    zones, lines = zones or [], lines or []
     by_track, untracked = violations or ({}, [])
     out = Scene()
     for i in range(len(dets)):
@@ -165,10 +207,14 @@ def scene(dets: Detections, zones: list[ZoneShape] | None = None,
             c = counts[z.name]
             n = ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "empty"
             out.polygons.append(Polygon(z.polygon, ZONE, f"{z.name}: {n}"))
-    if zones or violations is not None:  # the detector's boxes-only view has no legend
+    for ln in lines:
+        out.lines.append(Line((ln.p1, ln.p2), ln.arrows(), ZONE, f"{ln.name} ({ln.direction})"))
+    if zones or lines or violations is not None:  # the detector's boxes-only view has no legend
         rows = [("boxes: class colour, #track id", WHITE)]
         if zones:
             rows.append(("zones: white, objects inside", ZONE))
+        if lines:
+            rows.append(("lines: white, arrow = counted crossing", ZONE))
         n_viol = sum(1 for b in out.boxes if b.violation)
         rows.append((f"red: in violation ({n_viol})", RED))
         if untracked:
@@ -191,6 +237,12 @@ def draw(image: np.ndarray, sc: Scene) -> np.ndarray:
         cv2.polylines(out, [pts], True, p.color, 2, cv2.LINE_AA)
         x, y = pts[:, 0, 0].min(), pts[:, 0, 1].min()
         _label(out, p.text, int(x) + 2, int(y) + 18, p.color, BLACK)
+    for ln in sc.lines:
+        (ax, ay), (bx, by) = ((round(x), round(y)) for x, y in ln.points)
+        cv2.line(out, (ax, ay), (bx, by), ln.color, 2, cv2.LINE_AA)
+        for (sx, sy), (ex, ey) in ln.arrows:
+            cv2.arrowedLine(out, (round(sx), round(sy)), (round(ex), round(ey)), ln.color, 2, cv2.LINE_AA, tipLength=0.35)
+        _label(out, ln.text, min(ax, bx) + 2, min(ay, by) - 4 if min(ay, by) > 20 else max(ay, by) + 18, ln.color, BLACK)
     for b in sc.boxes:
         x1, y1, x2, y2 = (round(v) for v in b.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), b.color, 3 if b.violation else 2)

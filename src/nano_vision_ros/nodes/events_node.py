@@ -126,7 +126,7 @@ class EventsNode(Node):
         self.view = AnnotatedView(self, self.cfg.annotated_topic, self.frames, self.cfg.snapshot_tolerance) \
             if self.cfg.annotated_topic else None
         if self.view is not None:
-            self.view.zones = overlay.zones_of(self.engine.rules)
+            self.view.zones, self.view.lines = overlay.zones_of(self.engine.rules), overlay.lines_of(self.engine.rules)
         if self.cfg.snapshots or self.view is not None:
             self.subs.append(self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)))
         self._thread = threading.Thread(target=self._loop, name="events-rules", daemon=True)
@@ -267,7 +267,7 @@ class EventsNode(Node):
             self._emit(ev)
         self.engine = engine
         if self.view is not None:
-            self.view.zones = overlay.zones_of(engine.rules)
+            self.view.zones, self.view.lines = overlay.zones_of(engine.rules), overlay.lines_of(engine.rules)
         resp.rules = [r.name for r in engine.rules]
         return resp
 

@@ -113,6 +113,15 @@ def annotations(sc: overlay.Scene, stamp_ns: int) -> Any:
         x, y = min(q[0] for q in p.points), min(q[1] for q in p.points)
         texts.append(TextAnnotation(timestamp=ts, position=Point2(x=x + 2, y=y + 16), text=p.text, font_size=13.0,
                                     text_color=black, background_color=color(p.color, 0.85)))
+    for ln in sc.lines:
+        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineStrip, thickness=2.0,
+                                       points=[Point2(x=x, y=y) for x, y in ln.points], outline_color=color(ln.color)))
+        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineList, thickness=2.0,
+                                       points=[Point2(x=x, y=y) for a in ln.arrows for x, y in a],
+                                       outline_color=color(ln.color)))
+        (ax, ay), (bx, by) = ln.points
+        texts.append(TextAnnotation(timestamp=ts, position=Point2(x=min(ax, bx) + 2, y=min(ay, by) - 4), text=ln.text,
+                                    font_size=12.0, text_color=black, background_color=color(ln.color, 0.85)))
     for b in sc.boxes:
         x1, y1, x2, y2 = b.box
         points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineLoop, thickness=3.0 if b.violation else 2.0,
@@ -181,6 +190,7 @@ class _Camera:
     def __init__(self, name: str) -> None:
         self.name = name
         self.zones: list[overlay.ZoneShape] = []
+        self.lines: list[overlay.LineShape] = []
         self.violations = overlay.Violations()
         self.feeds: list[_Feed] = []
         self.events_channel: Any = None
@@ -268,7 +278,8 @@ class FoxgloveNode(Node):
             values = fut.result().values
             rules_text = values[0].string_value if values else ""
             camera = (values[1].string_value if len(values) > 1 else "") or cam.name.split("/")[-1]
-            cam.zones = overlay.zones_of(parse_rules(rules_text, camera))
+            rules = parse_rules(rules_text, camera)
+            cam.zones, cam.lines = overlay.zones_of(rules), overlay.lines_of(rules)
             cam.zones_error = ""
         except Exception as err:  # noqa: BLE001 - a bad or unreadable rules parameter: boxes without zones
             if str(err) != cam.zones_error:
@@ -298,7 +309,7 @@ class FoxgloveNode(Node):
 
     def _send_annotations(self, cam: _Camera, channel: Any, msg: Detection2DArray) -> None:
         ns = _ns(msg.header.stamp)
-        sc = overlay.scene(from_msg(msg), cam.zones, cam.violations.snapshot())
+        sc = overlay.scene(from_msg(msg), cam.zones, cam.violations.snapshot(), cam.lines)
         channel.log(annotations(sc, ns), log_time=ns)
 
     def _send_diagnostics(self, channel: Any, msg: DiagnosticArray) -> None:

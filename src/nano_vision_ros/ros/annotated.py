@@ -29,6 +29,7 @@ class AnnotatedView:
         self.pub = node.create_publisher(Image, topic, qos.sensor(1))
         self.frames, self.tolerance = frames, tolerance
         self.zones: list[overlay.ZoneShape] = []
+        self.lines: list[overlay.LineShape] = []
         self.violations = overlay.Violations()
         self.published = 0
         self.no_frame = 0  # detections whose frame was not (or no longer) in the buffer
@@ -50,7 +51,7 @@ class AnnotatedView:
             return
         msg = found[1]
         img = to_bgr(msg)  # ImageError: counted by the worker as a bad frame
-        out = overlay.draw(img, overlay.scene(dets, self.zones, self.violations.snapshot()))
+        out = overlay.draw(img, overlay.scene(dets, self.zones, self.violations.snapshot(), self.lines))
         self.pub.publish(self._conv.to_msg(out, "bgr8", msg.header))
         self.published += 1
 
