@@ -29,9 +29,10 @@ need "$prefix/share/nano_vision_ros/config/site.yaml"
 need "$prefix/share/nano_vision_ros/config/fastdds_shm.xml"
 need "$ws/install/nano_vision_msgs/share/nano_vision_msgs/msg/Event.msg"
 need "$ws/install/nano_vision_msgs/share/ament_index/resource_index/rosidl_interfaces/nano_vision_msgs"
-for n in camera_node detector_node events_node mqtt_bridge_node rtmp_streamer_node recorder_node uploader_node face_node plate_node; do
+for n in camera_node detector_node events_node mqtt_bridge_node rtmp_streamer_node recorder_node uploader_node face_node plate_node metrics_node webrtc_node; do
   need "$prefix/lib/nano_vision_ros/$n"
 done
+need "$(ls -d "$prefix"/lib/python3*/site-packages)/nano_vision_ros/data/webrtc_view.html"   # the live view page (package data)
 # the package imports from the install space, and finds its data through the ament index
 AMENT_PREFIX_PATH="$prefix:$venv" PYTHONPATH="$(ls -d "$prefix"/lib/python3*/site-packages)" \
   NANO_VISION_NO_CHECKOUT=1 "$venv/bin/python" -c '
