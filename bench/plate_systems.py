@@ -65,13 +65,10 @@ class Ours:
             return [{"text": r.text, "box": [float(v) for v in r.box], "score": float(r.confidence)} for r in rs], ""
         if group != self._group:  # a new pass: a new vehicle, forget the last one's votes
             self._group = group
-            from nano_vision_ros.core.recognition.tracker import (
-                TrackVoter,
-                make_tracker,
-            )
+            from nano_vision_ros.core.recognition.tracker import make_tracker
 
             self.reader.tracker = make_tracker(0.2, 15)
-            self.reader.voter = TrackVoter(self.reader.config.vote_window)
+            self.reader.voter = type(self.reader.voter)(self.reader.config.vote_window)
         d = self.reader.process(img, self._dets(frame))
         out = [{"text": a.get("frame_text", d.label_of(i)), "box": [float(v) for v in d.boxes[i]],
                 "score": float(a.get("confidence", d.scores[i]))} for i, a in enumerate(d.attributes)]

@@ -205,3 +205,20 @@ def test_plate_detector_from_a_task_profile(tmp_path, samples) -> None:
         r.close()
     with pytest.raises(Exception, match="not found"):
         PlateReader(PlatesConfig(finder={"mode": "detector", "task": str(tmp_path / "no_such_task.yaml")}))
+
+
+def test_plate_voter_per_character_over_a_pass() -> None:
+    """Each reading of the pass has one character wrong, each in another place: the whole-plate
+    majority has no winner, the per-character vote recovers the plate; the best crop is kept."""
+    from nano_vision_ros.core.recognition.plates import PlateVoter
+
+    v = PlateVoter(10)
+    reads = ["京A1Z345", "京A12B45", "京A12345", "京H12345", "京A12S45", "沪A12345"]
+    for i, t in enumerate(reads):
+        text, conf, n = v.add(7, t, 0.9, crop=f"crop{i}")
+    assert (text, n) == ("京A12345", 6) and 0.4 < conf < 0.9
+    assert v.best_crop(7) == "crop2"  # the one reading that was the voted plate
+    w = PlateVoter(10)
+    assert w.add(1, "京A12345", 0.9)[0] == "京A12345" and w.add(1, "京A1234", 0.95)[0] == "京A12345"  # length vote
+    v.forget([7])
+    assert v.best_crop(7) is None

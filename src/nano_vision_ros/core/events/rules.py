@@ -310,26 +310,36 @@ class FaceRule(RuleBase):
         return hits.all()
 
 
-class PlateRule(RuleBase):
+class _PlateListRule(RuleBase):
+    """Plate reads (class_id = plate text) looked up in allow / deny lists."""
+
+    source: Source = "plates"
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    def _plates(self, dets: Detections) -> list[tuple[int, str, str]]:
+        """(index, normalised text, allow | deny | none) of the reads scoring >= min_score."""
+        allow = {norm_plate(p) for p in self.allow}
+        deny = {norm_plate(p) for p in self.deny}
+        ok = self._ok(dets)
+        out = []
+        for i in range(len(dets)):
+            text = norm_plate(dets.label_of(i))
+            if ok[i] and text:
+                out.append((i, text, "deny" if text in deny else ("allow" if text in allow else "none")))
+        return out
+
+
+class PlateRule(_PlateListRule):
     """Plate reads (class_id = plate text) against allow / deny lists."""
 
     event_types: ClassVar[tuple[str, ...]] = ("plate_read", "plate_allowed", "plate_denied")
     type: Literal["plate"]
-    source: Source = "plates"
-    allow: list[str] = Field(default_factory=list)
-    deny: list[str] = Field(default_factory=list)
     report_unlisted: bool = True
 
     def evaluate(self, dets: Detections) -> list[Hit]:
-        allow = {norm_plate(p) for p in self.allow}
-        deny = {norm_plate(p) for p in self.deny}
-        ok = self._ok(dets)
         hits = _Hits()
-        for i in range(len(dets)):
-            text = norm_plate(dets.label_of(i))
-            if not ok[i] or not text:
-                continue
-            lst = "deny" if text in deny else ("allow" if text in allow else "none")
+        for i, text, lst in self._plates(dets):
             if lst == "none" and not self.report_unlisted:
                 continue
             typ = {"deny": "plate_denied", "allow": "plate_allowed"}.get(lst, "plate_read")
@@ -337,7 +347,7 @@ class PlateRule(RuleBase):
         return hits.all()
 
 
-class GateRule(RuleBase):
+class GateRule(_PlateListRule):
     """A vehicle passing a site gate, by its plate (source `plates`: class_id = the voted plate text,
     the plate node's track per vehicle). The gate is a `line` crossed in `direction` or a `zone`
     held `dwell` seconds. The plate on `allow` -> `gate_open` (a gate controller acts on it, over
@@ -352,14 +362,11 @@ class GateRule(RuleBase):
 
     event_types: ClassVar[tuple[str, ...]] = ("gate_open", "gate_alarm")
     type: Literal["gate"]
-    source: Source = "plates"
     gate: str = Field(min_length=1, max_length=128, description="the gate's name (the event's zone field)")
     line: tuple[tuple[float, float], tuple[float, float]] | None = Field(None, description="two points in pixels")
     zone: Zone | None = None
     direction: Literal["entry", "exit", "any"] = "entry"
     dwell: float = Field(0.0, ge=0.0, description="zone: seconds at the gate before the event")
-    allow: list[str] = Field(default_factory=list)
-    deny: list[str] = Field(default_factory=list)
     on_deny: Literal["alarm", "ignore"] = "alarm"
     on_unknown: Literal["alarm", "ignore"] = "alarm"
     end_after: float = Field(2.0, gt=0.0, description="vehicle unseen this long -> `end` of its passage")
@@ -403,19 +410,12 @@ class GateRule(RuleBase):
         return True
 
     def evaluate(self, dets: Detections) -> list[Hit]:
-        allow = {norm_plate(p) for p in self.allow}
-        deny = {norm_plate(p) for p in self.deny}
-        ok = self._ok(dets)
         hits = _Hits()
-        for i in range(len(dets)):
-            text = norm_plate(dets.label_of(i))
-            if not ok[i] or not text:
-                continue
+        for i, text, lst in self._plates(dets):
             key = _key(dets, i, "gate") if int(dets.track_ids[i]) >= 0 else f"plate:{text}"
             at_gate = self.zone.inside(dets.boxes[i]) if self.zone is not None else self._crossed(key, dets.boxes[i])
             if not at_gate:
                 continue
-            lst = "deny" if text in deny else ("allow" if text in allow else "none")
             if (lst == "deny" and self.on_deny == "ignore") or (lst == "none" and self.on_unknown == "ignore"):
                 continue
             typ = "gate_open" if lst == "allow" else "gate_alarm"

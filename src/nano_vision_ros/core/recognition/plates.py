@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from nano_vision_ros.core.recognition.plate_rules import (
     plate_type,
     special_kind,
 )
-from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
+from nano_vision_ros.core.recognition.tracker import make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class PlatesConfig(BaseModel):
     finder: FinderConfig = Field(default_factory=FinderConfig)
     reader: ReaderConfig = Field(default_factory=ReaderConfig)
     valid_only: bool = Field(True, description="publish only readings that match the Chinese plate format")
-    vote_window: int = Field(5, ge=1, description="readings per track in the majority vote")
+    vote_window: int = Field(10, ge=1, description="readings per track voted (per character) into its plate")
     allow_list: list[str] = Field(default_factory=list, description="plates marked listed=allow")
     deny_list: list[str] = Field(default_factory=list, description="plates marked listed=deny")
 
@@ -167,6 +168,70 @@ def _load_pipeline(spec: str, options_yaml: str) -> Any:
     if not isinstance(opts, dict):
         raise ConfigError("finder.pipeline_options must be a YAML mapping", "finder.pipeline_options")
     return klass(**opts)
+
+
+class PlateVoter:
+    """A vehicle's readings over its pass -> one plate with a confidence.
+
+    Why per character: at 70 px a plate is read with one or two characters wrong in a different
+    place each frame; the whole-plate majority then splits, while each position still has a clear
+    winner. Readings of the most common length (weighted by confidence) vote per position; the
+    voted text is kept when it is a valid plate, else the whole-plate majority. Confidence = the
+    weakest position's agreement (its winner's share of the weight) x the mean reading
+    confidence. The best crop of the pass (most confident reading of the voted text) is kept for
+    the passage's snapshot.
+    """
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = int(window)
+        self._reads: dict[int, deque[tuple[str, float]]] = {}
+        self._best: dict[int, tuple[float, str, Any]] = {}
+
+    def add(self, key: int, text: str, confidence: float, crop: Any = None) -> tuple[str, float, int]:
+        dq = self._reads.setdefault(int(key), deque(maxlen=self.window))
+        while len(self._reads) > 1000:  # tracks whose end nobody reported (a vehicle's own track id)
+            self.forget([next(iter(self._reads))])
+        dq.append((text, float(confidence)))
+        voted, conf = self.vote(dq)
+        best = self._best.get(int(key))
+        if crop is not None and text == voted and (best is None or best[1] != voted or confidence > best[0]):
+            self._best[int(key)] = (float(confidence), voted, crop)
+        return voted, conf, len(dq)
+
+    @staticmethod
+    def vote(reads) -> tuple[str, float]:
+        reads = [r for r in reads if is_valid(r[0])] or list(reads)  # valid readings decide when there are any
+        by_len: dict[int, float] = {}
+        for t, c in reads:
+            by_len[len(t)] = by_len.get(len(t), 0.0) + c
+        n = max(by_len, key=by_len.get)
+        same = [(t, c) for t, c in reads if len(t) == n]
+        chars, agree = [], []
+        for i in range(n):
+            w: dict[str, float] = {}
+            for t, c in same:
+                w[t[i]] = w.get(t[i], 0.0) + c
+            ch = max(w, key=w.get)
+            chars.append(ch)
+            agree.append(w[ch] / max(sum(w.values()), 1e-9))
+        text = "".join(chars)
+        if not is_valid(text):  # the whole-plate majority instead
+            totals: dict[str, list[float]] = {}
+            for t, c in reads:
+                totals.setdefault(t, []).append(c)
+            text = max(totals, key=lambda k: (len(totals[k]), sum(totals[k])))
+            return text, float(np.mean(totals[text])) * len(totals[text]) / len(reads)
+        mean = float(np.mean([c for t, c in same]))
+        return text, min(agree) * mean
+
+    def best_crop(self, key: int) -> Any:
+        b = self._best.get(int(key))
+        return None if b is None else b[2]
+
+    def forget(self, keys) -> None:
+        for k in keys:
+            self._reads.pop(int(k), None)
+            self._best.pop(int(k), None)
 
 
 def _warp(img: np.ndarray, quad: np.ndarray, w: int, h: int, margin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -234,7 +299,7 @@ class PlateReader:
             self.recognizer = LprNetRecognizer(r.model, input_width=r.input_width, input_height=r.input_height,
                                                alphabet=r.alphabet, blank=r.blank, device=r.device)
         self.tracker = make_tracker(0.2, 15)
-        self.voter = TrackVoter(config.vote_window)
+        self.voter = PlateVoter(config.vote_window)
         self._allow, self._deny = set(config.allow_list), set(config.deny_list)
 
     def warmup(self) -> None:
@@ -432,7 +497,7 @@ class PlateReader:
             key = int(tids[i])
             if r.vehicle >= 0 and vehicles is not None and vehicles.track_ids[r.vehicle] >= 0:
                 key = 1_000_000_000 + int(vehicles.track_ids[r.vehicle])
-            text, vscore, votes = self.voter.add(key, r.text, r.confidence)
+            text, vscore, votes = self.voter.add(key, r.text, r.confidence, r.crop)
             text = text or r.text
             if text not in labels:
                 labels.append(text)
