@@ -292,8 +292,12 @@ def test_site_kind_in_a_camera_container_serves_an_aiortc_client(tmp_path, monke
         runner.send_signal(signal.SIGINT)
         assert runner.wait(30) == 0
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
+        if runner.poll() is None:  # a failure above: the runner stops its node processes (own sessions) first
+            runner.send_signal(signal.SIGINT)
+            try:
+                runner.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(runner.pid, signal.SIGKILL)
         log.seek(0)
         text = log.read()
     assert "cam0/webrtc_node" in text and "live view of /cam0/image_raw" in text, text[-3000:]
