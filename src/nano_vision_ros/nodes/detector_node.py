@@ -81,8 +81,8 @@ class DetectorConfig(BaseModel):
     model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
     backend: str = Field("", description="auto | onnxruntime | tensorrt | opencv ('' = the profile's)")
     device: str = Field("", description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt) ('' = profile's)")
-    score_threshold: float = Field(-1.0, le=1, description="minimum score; < 0 = the profile's")
-    nms_threshold: float = Field(-1.0, le=1, description="NMS IoU threshold; < 0 = the profile's")
+    score_threshold: float | None = Field(None, ge=0, le=1, description="minimum score; not set = the profile's")
+    nms_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold; not set = the profile's")
     input_topic: str = Field("image_raw", description="image topic (sensor_msgs/Image)")
     input_topics: list[str] = Field(default_factory=list, description="several cameras, one model: image topics with "
                                     "a namespace (/cam0/image_raw); outputs go to each one's namespace; [] = input_topic")
@@ -174,8 +174,7 @@ class DetectorNode(ModelLifecycleNode):
             profile = load_profile(c.task)
             det = build_detector(
                 profile, model=c.model or None, backend=c.backend or None, device=c.device or None,
-                score_threshold=c.score_threshold if c.score_threshold >= 0 else None,
-                nms_threshold=c.nms_threshold if c.nms_threshold >= 0 else None,
+                score_threshold=c.score_threshold, nms_threshold=c.nms_threshold,
                 detectors=c.detectors_on_machine, **({"threads": c.threads} if c.threads else {}))
             if hasattr(det, "warmup") and c.warmup_runs:
                 det.warmup(c.warmup_runs)
@@ -304,7 +303,7 @@ class DetectorNode(ModelLifecycleNode):
     def _publish_labels(self) -> None:
         if self.detector is None:
             return
-        thr = float(getattr(self.detector, "score_threshold", self.cfg.score_threshold))
+        thr = float(getattr(self.detector, "score_threshold", self.cfg.score_threshold or 0.0))
         msg = label_info(list(self.detector.labels), thr)
         msg.header.stamp = self.get_clock().now().to_msg()
         for cam in self.cameras:
@@ -339,8 +338,7 @@ class DetectorNode(ModelLifecycleNode):
             self.cfg = new  # the rest applies at the next configure (cleanup + configure)
             return
         if self.detector is not None:
-            self._apply_thresholds(new.score_threshold if new.score_threshold >= 0 else None,
-                                   new.nms_threshold if new.nms_threshold >= 0 else None)
+            self._apply_thresholds(new.score_threshold, new.nms_threshold)
         self.cfg = new
 
     def _srv_set_threshold(self, req: SetThreshold.Request, resp: SetThreshold.Response) -> SetThreshold.Response:

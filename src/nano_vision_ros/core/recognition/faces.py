@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import ConfigError
@@ -29,18 +29,11 @@ UNKNOWN = "unknown"
 
 class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field("mtcnn", description="face detector: mtcnn (seed, 5 landmarks) or centerface (faster)")
+    kind: Literal["mtcnn", "centerface"] = Field("mtcnn", description="face detector: mtcnn (seed, 5 landmarks) or centerface (faster)")
     min_face_size: int = Field(40, ge=12, description="MTCNN: smallest face (pixels) searched for")
     score_threshold: float = Field(0.5, gt=0, lt=1, description="CenterFace: heatmap score threshold")
     input_width: int = Field(640, ge=0, description="CenterFace: frame width fed to the net (0 = frame size)")
     device: str = Field("cpu", description="onnxruntime device for the detector: cpu, cuda, tensorrt, auto")
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in ("mtcnn", "centerface"):
-            raise ValueError("must be mtcnn or centerface")
-        return v
 
     def options(self) -> dict[str, Any]:
         if self.kind == "mtcnn":
@@ -50,28 +43,14 @@ class DetectorConfig(BaseModel):
 
 class EmbeddingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field("dlib", description="dlib (ResNet 128-d, ships working) or onnx (your FaceNet/ArcFace model)")
+    kind: Literal["dlib", "onnx"] = Field("dlib", description="dlib (ResNet 128-d, ships working) or onnx (your FaceNet/ArcFace model)")
     model: str = Field("", description="onnx: model file (.onnx or TensorRT .engine)")
     input_size: int = Field(112, ge=16, description="onnx: square input size of the model")
     mean: float = Field(127.5, description="onnx: subtracted from each pixel")
     std: float = Field(128.0, gt=0, description="onnx: pixels divided by this after the mean")
     rgb: bool = Field(True, description="onnx: feed RGB (false: BGR)")
-    layout: str = Field("nchw", description="onnx: nchw or nhwc")
+    layout: Literal["nchw", "nhwc"] = Field("nchw", description="onnx: nchw or nhwc")
     device: str = Field("auto", description="onnx: inference device")
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in ("dlib", "onnx"):
-            raise ValueError("must be dlib or onnx")
-        return v
-
-    @field_validator("layout")
-    @classmethod
-    def _layout(cls, v: str) -> str:
-        if v not in ("nchw", "nhwc"):
-            raise ValueError("must be nchw or nhwc")
-        return v
 
     def options(self) -> dict[str, Any]:
         if self.kind == "dlib":
@@ -82,17 +61,10 @@ class EmbeddingConfig(BaseModel):
 
 class MatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metric: str = Field("l2", description="l2 (distance <= threshold) or cosine (similarity >= threshold)")
+    metric: Literal["l2", "cosine"] = Field("l2", description="l2 (distance <= threshold) or cosine (similarity >= threshold)")
     threshold: float = Field(0.6, gt=0, description="match threshold (dlib: L2 0.6, its documented value; ArcFace: cosine ~0.4)")
     vote_window: int = Field(7, ge=1, description="readings per track taken into the majority vote")
     reembed_interval: int = Field(5, ge=1, description="a track is embedded again every N frames (1 = every frame); in between its vote stands")
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, v: str) -> str:
-        if v not in ("cosine", "l2"):
-            raise ValueError("must be cosine or l2")
-        return v
 
 
 class EnrollConfig(BaseModel):
