@@ -54,11 +54,11 @@ def order_quad(pts: np.ndarray) -> np.ndarray:
 def warp_quad(image: np.ndarray, quad: np.ndarray, height: int | None = None) -> np.ndarray:
     """Rectify a quadrilateral region to an upright rectangle."""
     q = order_quad(quad)
-    w = int(round(max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3]))))
-    h = int(round(max(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))))
+    w = round(max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3])))
+    h = round(max(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1])))
     w, h = max(w, 2), max(h, 2)
     if height:
-        w, h = max(2, int(round(w * height / h))), height
+        w, h = max(2, round(w * height / h)), height
     dst = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     m = cv2.getPerspectiveTransform(q, dst)
     return cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -87,7 +87,7 @@ class TextDetector:
         img = image_bgr if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
         h, w = img.shape[:2]
         r = min(1.0, self.limit_side / max(h, w))
-        rh, rw = max(32, int(round(h * r / 32)) * 32), max(32, int(round(w * r / 32)) * 32)
+        rh, rw = max(32, round(h * r / 32) * 32), max(32, round(w * r / 32) * 32)
         x = cv2.resize(img, (rw, rh)).astype(np.float32)
         x = (x / 255.0 - 0.5) / 0.5
         prob = self.backend.infer({self._in: np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0, 0]

@@ -41,9 +41,10 @@ _STRIP = " ·.-_:·•，,。'\"|()[]"
 
 def plate_type(text: str) -> str | None:
     """'ordinary', 'new_energy', 'embassy', 'emergency' or None if `text` is not a valid plate
-    (ordinary includes the special last characters 挂学警领港澳: see `special_kind`)."""
+    (ordinary includes the special last characters 挂学警领港澳: see `special_kind`; Hong Kong and
+    Macau plates are 粤Z only)."""
     if ORDINARY_RE.match(text):
-        return "ordinary"
+        return "ordinary" if text[-1] not in "港澳" or text.startswith("粤Z") else None
     if NEW_ENERGY_RE.match(text):
         return "new_energy"
     if EMBASSY_RE.match(text):
@@ -85,6 +86,8 @@ def fix_confusions(text: str) -> str:
         return "使" + "".join(_TO_DIGIT.get(c, c) for c in text[1:])
     if text.endswith("应急") and len(text) == 8 and text[0] in PROVINCES:
         return text[0] + _TO_LETTER.get(text[1], text[1]) + "".join(_TO_ALNUM.get(c, c) for c in text[2:6]) + "应急"
+    if len(text) == 7 and text[1:2] == "Z" and text[-1] in "港澳" and text[0] in PROVINCES + "使":
+        text = "粤" + text[1:]  # a constraint, not a guess: Hong Kong / Macau plates are issued as 粤Z only
     if len(text) not in (7, 8) or text[0] not in PROVINCES:
         return text
     chars = list(text)

@@ -259,10 +259,13 @@ def _inside(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _province_tail(text: str) -> str:
-    """The part after the province slot when only that slot is wrong: 'A12345' (missed) or
-    'XA12345' (misread) -> 'A12345'; '' when the rest is not a plate either."""
+    """The part after the first slot when only that slot is wrong: 'A12345' (missed) or
+    'XA12345' (misread) -> 'A12345'; six digits (an embassy plate's red 使 missed) -> them;
+    '' when the rest is not a plate either."""
     for tail in (text, text[1:]):
-        if len(tail) in (6, 7) and tail[:1] in LETTERS_SET and is_valid(PROVINCES[0] + tail):
+        if len(tail) in (6, 7, 8) and tail[:1] in LETTERS_SET and is_valid(PROVINCES[0] + tail):
+            return tail
+        if len(tail) == 6 and tail.isdigit():
             return tail
     return ""
 
@@ -459,7 +462,7 @@ class PlateReader:
                                     plate_colour(plate)[0], c.vehicle, layout, c.source, plate))
         if second:
             looks = self.recognizer.read([cv2.copyMakeBorder(s, 4, 4, 8, 8, cv2.BORDER_REPLICATE) for _, _, s in second],
-                                         charset=PROVINCES)
+                                         charset=PROVINCES + "使")
             for (i, tail, _), (prov, pconf) in zip(second, looks):
                 prov = prov[:1]
                 if prov and pconf >= 0.5 and is_valid(prov + tail):
