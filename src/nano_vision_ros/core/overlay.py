@@ -197,6 +197,8 @@ def scene(dets: Detections, zones: list[ZoneShape] | None = None,
         tid = int(dets.track_ids[i])
         rules = by_track.get(tid, []) if tid >= 0 else []
         text = f"{dets.label_of(i)} {dets.scores[i]:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        attrs = dets.attributes[i].get("attributes") or {}
+        text += "".join(f" {v['value']}" for v in attrs.values() if v.get("value"))  # voted attributes (PPE)
         if rules:
             text += " " + ",".join(rules)
         x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])

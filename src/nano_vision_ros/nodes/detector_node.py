@@ -27,6 +27,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from nano_vision_ros.core import overlay
+from nano_vision_ros.core.attributes.classifier import AttributeClassifier, AttributeStage, VoteConfig
 from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate, parse_masks
 from nano_vision_ros.core.detection.profiles import build_detector, load_profile
 from nano_vision_ros.core.detection.types import Detections
@@ -76,6 +77,25 @@ class MotionParams(BaseModel):
                             hold=self.hold, masks=parse_masks(self.masks))
 
 
+class AttributeParams(BaseModel):
+    """Attribute classifiers on person tracks (PPE: hard hat, vest; docs/PPE.md)."""
+
+    models: list[str] = Field(default_factory=list, description="classifier ONNX files from `nano-vision attributes "
+                              "train` (backbone + head, one each); [] = no attribute stage")
+    person_labels: list[str] = Field(default_factory=lambda: ["person"], description="labels whose tracks are classified")
+    min_attempts: int = Field(3, ge=1, description="vote: attempts before a class is assigned")
+    agreement: float = Field(0.6, gt=0, le=1, description="vote: share of the window's attempts the class must have")
+    min_score: float = Field(0.8, ge=0, le=1, description="vote: mean score of those attempts")
+    window: int = Field(7, ge=1, description="vote: last attempts considered")
+    period: float = Field(1.0, gt=0, description="s between attempts on a track while undecided")
+    recheck: float = Field(5.0, gt=0, description="s between attempts on a track once assigned")
+    min_height: int = Field(32, ge=8, description="person box height (px) below which no crop is classified")
+
+    def vote(self) -> VoteConfig:
+        return VoteConfig(self.min_attempts, self.agreement, self.min_score, self.window, self.period, self.recheck,
+                          forget=max(10.0, 3 * self.recheck))
+
+
 class DetectorConfig(BaseModel):
     task: str = Field("coco_objects", description="task profile name in config/tasks, or a path to a profile YAML")
     model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
@@ -95,6 +115,7 @@ class DetectorConfig(BaseModel):
                                                            "auto threads divide the cores among them)")
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     motion: MotionParams = Field(default_factory=MotionParams)
+    attributes: AttributeParams = Field(default_factory=AttributeParams)
     command_timeout: float = Field(4.0, gt=0, description="longest a set_threshold call may take before it is "
                                                           "answered 'timeout' (s)")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
@@ -104,6 +125,10 @@ def annotate(image: np.ndarray, dets: Detections) -> np.ndarray:
     """Boxes, labels, scores and track ids drawn on a copy of the frame (core.overlay; the events
     node draws the same with zones and violations)."""
     return overlay.draw(image, overlay.scene(dets))
+
+
+def _stamp_s(header: Any) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 class _Ema:
@@ -125,6 +150,7 @@ class _Camera:
         self.tracker: ByteTracker | None = None
         self.gate: MotionGate | None = None
         self.held: Detections | None = None  # re-sent on gated frames
+        self.attributes: AttributeStage | None = None
         self.worker: LatestWorker[Image] | None = None
         self.frames = 0
 
@@ -178,6 +204,7 @@ class DetectorNode(ModelLifecycleNode):
                 detectors=c.detectors_on_machine, **({"threads": c.threads} if c.threads else {}))
             if hasattr(det, "warmup") and c.warmup_runs:
                 det.warmup(c.warmup_runs)
+            classifiers = [AttributeClassifier(m) for m in c.attributes.models]
         except (ConfigError, ModelError, RuntimeMissingError, NanoVisionError) as err:
             self.last_error = f"{type(err).__name__}: {err}"
             self.state_text = "unconfigured (configure failed)"
@@ -199,6 +226,9 @@ class DetectorNode(ModelLifecycleNode):
                 high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
                 match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
             cam.gate = MotionGate(c.motion.to_core())
+            if classifiers:  # one stage (votes per track id) per camera, sharing the loaded classifiers
+                cam.attributes = AttributeStage(classifiers, c.attributes.vote(), tuple(c.attributes.person_labels),
+                                                c.attributes.min_height)
             cam.det_pub = self.create_publisher(Detection2DArray, prefix + c.detections_topic, qos.RELIABLE)
             cam.label_pub = self.create_publisher(LabelInfo, prefix + c.detections_topic + "/labels", qos.LATCHED)
             cam.ann_pub = self.create_publisher(Image, prefix + c.annotated_topic, qos.sensor(1)) if c.annotate else None
@@ -273,6 +303,8 @@ class DetectorNode(ModelLifecycleNode):
                 t1 = time.perf_counter()
                 if cam.tracker is not None:
                     dets = cam.tracker.update(dets)
+                if cam.attributes is not None:  # only the tracks due a re-check are classified
+                    dets = cam.attributes.apply(img, dets, _stamp_s(msg.header))
                 cam.held = dets
             else:
                 # no motion: the scene is as the last model run saw it, so its tracked detections
@@ -374,6 +406,11 @@ class DetectorNode(ModelLifecycleNode):
                     values[f"{name}.model_runs"] = cam.gate.model_runs
         for k, e in self._stages.items():
             values[f"{k}_ms"] = e.value
+        stages = [c.attributes for c in self.cameras if c.attributes is not None]
+        if stages:
+            values["attribute_classifiers"] = ",".join(f"{a.name}:{a.version}" for a in stages[0].classifiers)
+            values["attribute_crops"] = sum(a.runs for a in stages)
+            values["attribute_ms"] = max(a.last_ms for a in stages)
         w = self.worker
         if w is not None:
             values.update(dropped=w.dropped, errors=w.errors, last_frame_error=w.last_error)
