@@ -157,3 +157,77 @@ def test_bad_attribute_models(tmp_path):
         AttributeClassifier(str(bad))
     with pytest.raises(ModelError, match="metadata"):
         AttributeClassifier("models/attr_backbone_mobilenetv2.onnx")  # a backbone, not a trained classifier
+
+
+def _person(tid: int, vote: dict | None, box=(100, 100, 140, 220)) -> Detections:
+    attrs = [{"attributes": {"vest": vote}} if vote else {}]
+    return Detections(np.array([box], np.float32), np.array([0.9]), np.array([0]), ["person"], np.array([tid]), attrs)
+
+
+def test_ppe_rule_acts_on_the_vote_in_zone_and_hours():
+    import datetime as dt
+
+    from nano_vision_ros.core.events.config import parse_rules
+    from nano_vision_ros.core.events.engine import EventEngine
+
+    rules = parse_rules("""
+rules:
+  - name: vest_road
+    type: no_vest
+    attribute: vest
+    zone: {name: road, polygon: [[0, 0], [300, 0], [300, 300], [0, 300]]}
+    schedule: [{days: [mon, tue, wed, thu, fri], start: "07:00", end: "18:00", timezone: UTC}]
+    cooldown: 30
+""", "cam0")
+    eng = EventEngine(rules, "site", "dev", "cam0")
+    t0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.timezone.utc).timestamp()  # a Wednesday, 09:00 UTC  # noqa: UP017 - Python 3.10
+    undecided = {"value": None, "leading": "no_vest", "score": 0.95, "votes": 2, "attempts": 2,
+                 "classifier": "vest", "version": "v1"}
+    voted = {**undecided, "value": "no_vest", "votes": 3, "attempts": 3}
+    assert eng.process("detections", _person(4, undecided), t0) == []  # one frame / no verdict: nothing
+    evs = eng.process("detections", _person(4, voted), t0 + 1)
+    assert len(evs) == 1 and evs[0].type == "no_vest" and evs[0].zone == "road" and evs[0].track_ids == [4]
+    e = evs[0].evidence
+    assert (e.source, e.classifier, e.version, e.value, e.votes, e.attempts) == ("attribute", "vest", "v1", "no_vest", 3, 3)
+    assert evs[0].to_json()["evidence"]["score"] == 0.95
+    ok = {**voted, "value": "vest"}
+    eng.process("detections", _person(5, ok, (150, 100, 190, 220)), t0 + 2)
+    c = rules[0].compliance()["road"]
+    assert c["people"] == 2 and c["violators"] == 1 and c["compliant_share"] == 0.5
+    # outside the zone: no PPE required; outside working hours: rule off
+    assert eng.process("detections", _person(6, voted, (400, 100, 440, 400)), t0 + 3) == []
+    night = dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.timezone.utc).timestamp()  # noqa: UP017 - Python 3.10
+    assert [ev for ev in eng.process("detections", _person(7, voted), night) if ev.state == "new"] == []
+    # boxes still count with an attribute rule: an explicit no-vest box is a violation without a vote
+    dets = Detections(np.array([[100, 100, 140, 220], [102, 130, 138, 180]], np.float32), np.array([0.9, 0.8]),
+                      np.array([0, 1]), ["person", "no_vest"], np.array([8, 9]))
+    evs = eng.process("detections", dets, t0 + 10)
+    assert any(ev.track_ids[0] == 8 and ev.evidence.source == "boxes" for ev in evs)
+
+
+def test_ppe_rule_config_errors():
+    from nano_vision_ros.core.errors import ConfigError
+    from nano_vision_ros.core.events.config import parse_rules
+
+    with pytest.raises(ConfigError, match="violation_values"):
+        parse_rules("rules: [{name: h, type: no_hardhat, attribute: helmet, violation_values: []}]", "cam0")
+    with pytest.raises(ConfigError, match="HH:MM"):
+        parse_rules("rules: [{name: h, type: no_hardhat, schedule: [{start: '7am'}]}]", "cam0")
+    with pytest.raises(ConfigError, match="timezone"):
+        parse_rules("rules: [{name: h, type: no_hardhat, schedule: [{timezone: Mars/Base}]}]", "cam0")
+
+
+def test_attribute_votes_cross_the_message():
+    from std_msgs.msg import Header
+
+    from nano_vision_ros.ros.detections import from_msg, to_msg
+
+    vote = {"value": "no_vest", "leading": "no_vest", "score": 0.9123, "votes": 4, "attempts": 5,
+            "classifier": "vest", "version": "20261202T2000Z"}
+    msg = to_msg(_person(3, vote), Header())
+    assert msg.detections[0].results[0].hypothesis.class_id == "person"  # readers of results[0] see no change
+    back = from_msg(msg)
+    assert back.labels == ["person"] and int(back.track_ids[0]) == 3
+    assert back.attributes[0]["attributes"]["vest"] == {**{k: v for k, v in vote.items() if k != "leading"},
+                                                         "score": pytest.approx(0.9123, abs=1e-4)}
+    assert from_msg(to_msg(_person(3, {**vote, "value": None}), Header())).attributes[0] == {}  # undecided: not sent

@@ -51,7 +51,7 @@ def test_event_message_covers_the_json_schema():
 
     fields = set(Event.get_fields_and_field_types())
     renamed = {"dwell_s": "dwell", "face": "face_identity", "plate": "plate_text", "snapshot": "snapshot_path",
-               "clip": "clips"}
+               "clip": "clips", "evidence": "extra"}  # PPE evidence: rule-specific key/values
     for name in EventModel.model_fields:
         assert renamed.get(name, name) in fields, name
     for name in FaceInfo.model_fields:

@@ -20,23 +20,32 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
-from nano_vision_msgs.srv import SetThreshold
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from nano_vision_msgs.srv import SetThreshold
 from nano_vision_ros.core import overlay
-from nano_vision_ros.core.attributes.classifier import AttributeClassifier, AttributeStage, VoteConfig
+from nano_vision_ros.core.attributes.classifier import (
+    AttributeClassifier,
+    AttributeStage,
+    VoteConfig,
+)
 from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate, parse_masks
 from nano_vision_ros.core.detection.profiles import build_detector, load_profile
 from nano_vision_ros.core.detection.types import Detections
-from nano_vision_ros.core.errors import ConfigError, ModelError, NanoVisionError, RuntimeMissingError
+from nano_vision_ros.core.errors import (
+    ConfigError,
+    ModelError,
+    NanoVisionError,
+    RuntimeMissingError,
+)
 from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import label_info, to_msg
 from nano_vision_ros.ros.image import converter, to_bgr
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node

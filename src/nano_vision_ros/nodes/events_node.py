@@ -239,7 +239,8 @@ class EventsNode(Node):
         except Exception as err:  # noqa: BLE001 - an undecodable frame: event without snapshot
             self.get_logger().warning(f"snapshot frame not usable: {err}", throttle_duration_sec=5.0)
             return None
-        return self.snapshots.write(ev.to_json(), frame, found[0])
+        # a PPE violation's snapshot is the person's crop (the evidence is about that person)
+        return self.snapshots.write(ev.to_json(), frame, found[0], crop=ev.evidence is not None)
 
     # -- services ---------------------------------------------------------------------------------
     def _srv_snapshot(self, req: Snapshot.Request, resp: Snapshot.Response) -> Snapshot.Response:
@@ -282,7 +283,18 @@ class EventsNode(Node):
                             "images_received": self.images_in, "images_buffered": self.images_buffered,
                             "snapshots_written": self.snapshots.written, "snapshots_failed": self.snapshots.failed,
                             "latency_ms": self.last_ms, "queue": self._q.qsize(),
-                            **({"annotated_published": self.view.published} if self.view is not None else {})}
+                            **({"annotated_published": self.view.published} if self.view is not None else {}),
+                            **self._compliance()}
+
+    def _compliance(self) -> dict[str, object]:
+        """PPE rules: people checked, violators and compliant share per rule and zone (in the bridge's stats)."""
+        out: dict[str, object] = {}
+        for rule in self.engine.rules:
+            if hasattr(rule, "compliance"):
+                for zone, c in rule.compliance().items():
+                    for k, v in c.items():
+                        out[f"compliance.{rule.name}.{zone}.{k}"] = v
+        return out
 
     def destroy_node(self) -> None:
         view = getattr(self, "view", None)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
 
 from nano_vision_ros.core.detection.types import Detections
 

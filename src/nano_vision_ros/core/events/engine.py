@@ -22,7 +22,7 @@ from typing import Any
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.events.clips import ClipBook, ClipNotice, ClipStatusNotice
-from nano_vision_ros.core.events.model import Event, FaceInfo, PlateInfo, SnapshotRef
+from nano_vision_ros.core.events.model import Event, Evidence, FaceInfo, PlateInfo, SnapshotRef
 from nano_vision_ros.core.events.rules import Hit, RuleBase
 from nano_vision_ros.core.events.schema import iso
 
@@ -40,7 +40,7 @@ class _State:
     last_pub: float = 0.0
 
 
-_EXTRA_MODELS = {"face": FaceInfo, "plate": PlateInfo}  # Hit.extra dicts -> their typed event fields
+_EXTRA_MODELS = {"face": FaceInfo, "plate": PlateInfo, "evidence": Evidence}  # Hit.extra dicts -> their typed event fields
 
 
 class EventEngine:
@@ -68,7 +68,7 @@ class EventEngine:
             for rule in self.rules:
                 if rule.source != source:
                     continue
-                hits = rule.evaluate(dets)
+                hits = rule.evaluate_at(dets, stamp)
                 seen = set()
                 for hit in hits:
                     seen.add(hit.key)

@@ -53,6 +53,18 @@ class PlateInfo(_Strict):
     score: float | None = None
 
 
+class Evidence(_Strict):
+    """Why a PPE rule (no_hardhat / no_vest) found a violation: the attribute vote or the PPE boxes."""
+
+    source: Literal["attribute", "boxes"]
+    classifier: str | None = Field(None, max_length=64, description="attribute classifier name (source attribute)")
+    version: str | None = Field(None, max_length=64, description="its version (the card's)")
+    value: str | None = Field(None, max_length=64, description="the voted class")
+    votes: int | None = Field(None, ge=0, description="attempts that voted for it")
+    attempts: int | None = Field(None, ge=0, description="attempts in the vote window")
+    score: float | None = Field(None, ge=0, le=1, description="mean score of its votes")
+
+
 class SnapshotRef(_Strict):
     """The JPEG of the event's frame with its boxes drawn."""
 
@@ -106,6 +118,7 @@ class Event(_Strict):
     threshold: float | None = Field(None, description="count events: the rule's threshold")
     face: FaceInfo | None = None
     plate: PlateInfo | None = None
+    evidence: Evidence | None = Field(None, description="no_hardhat / no_vest: what the verdict rests on")
     snapshot: SnapshotRef | None = None
     clip: ClipInfo | None = None
     track_ids: list[int] = Field(max_length=256, description="track -1 = untracked")

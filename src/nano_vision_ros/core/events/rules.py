@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from nano_vision_ros.core.attributes.compliance import ComplianceTally, Schedule
 from nano_vision_ros.core.detection.types import Detections
 
 Source = Literal["detections", "faces", "plates"]
@@ -111,6 +112,10 @@ class RuleBase(BaseModel):
         """The hits of this rule on one frame's detections."""
         raise NotImplementedError
 
+    def evaluate_at(self, dets: Detections, stamp: float) -> list[Hit]:
+        """`evaluate` for the frame at `stamp` (rules with a schedule override it)."""
+        return self.evaluate(dets)
+
     def progress(self, first: float, last: float) -> dict[str, Any]:
         """Event fields that follow the key's time in the condition (first/last frame stamp)."""
         return {}
@@ -126,42 +131,88 @@ class RuleBase(BaseModel):
 
 
 class _PpeRule(RuleBase):
-    """A person without the PPE in the right part of the box, or an explicit violation box."""
+    """A person without the PPE: by PPE-detector boxes (none in the right part of the box, or an
+    explicit violation box), or by an attribute classifier's per-track vote (core/attributes).
+
+    With `attribute` set, the vote decides (a verdict needs the vote, never one frame) and PPE
+    boxes still count: an explicit violation box is a violation, a missing PPE box is not. `zone`:
+    the PPE is required only there; `schedule`: only in these hours. People checked and the
+    compliant share per zone are tallied (`compliance()`, the events node's stats)."""
 
     person_labels: list[str] = Field(default_factory=lambda: ["person"])
     ppe_labels: list[str]
     violation_labels: list[str]
     region: tuple[float, float] = Field(description="top/bottom of the person box (fractions) where the PPE must be")
     min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="share of the PPE box inside the region")
-    require_ppe: bool = Field(True, description="a person with no PPE box in the region is in violation")
+    require_ppe: bool = Field(True, description="boxes: a person with no PPE box in the region is in violation")
+    attribute: str | None = Field(None, min_length=1, max_length=64,
+                                  description="attribute classifier name (`nano-vision attributes train --name`)")
+    violation_values: list[str] = Field(description="attribute classes that are a violation")
+    zone: Zone | None = Field(None, description="PPE required only for people inside this zone")
+    schedule: list[Schedule] = Field(default_factory=list, description="active only in these hours; [] = always")
+    _tally: ComplianceTally = PrivateAttr(default_factory=ComplianceTally)
 
     @model_validator(mode="after")
     def _region(self) -> _PpeRule:
         top, bottom = self.region
         if not 0.0 <= top < bottom <= 1.0:
             raise ValueError(f"rule {self.name}: region must be 0 <= top < bottom <= 1")
+        if self.attribute and not self.violation_values:
+            raise ValueError(f"rule {self.name}: attribute {self.attribute!r} needs violation_values (its classes "
+                             "that are a violation)")
         return self
+
+    def evaluate_at(self, dets: Detections, stamp: float) -> list[Hit]:
+        if self.schedule and not any(s.active(stamp) for s in self.schedule):
+            return []
+        return self.evaluate(dets)
+
+    def compliance(self) -> dict[str, dict[str, float]]:
+        """zone (or `all`) -> people checked, violators, compliant share."""
+        return self._tally.summary()
 
     def evaluate(self, dets: Detections) -> list[Hit]:
         typ = self.event_types[0]
         top, bottom = self.region
-        persons = self._labelled(dets, self.person_labels)
+        zname = self.zone.name if self.zone is not None else "all"
+        persons = [p for p in self._labelled(dets, self.person_labels)
+                   if self.zone is None or self.zone.inside(dets.boxes[p])]
         ppe = self._labelled(dets, self.ppe_labels)
         bad = self._labelled(dets, self.violation_labels)
+        bad = [j for j in bad if self.zone is None or self.zone.inside(dets.boxes[j])]
         hits = _Hits()
         used_bad: set[int] = set()
         for p in persons:
             b = dets.boxes[p]
             h = b[3] - b[1]
             region = np.array([b[0], b[1] + top * h, b[2], b[1] + bottom * h], np.float32)
-            has_ppe = any(_box_overlap(dets.boxes[j], region) >= self.min_overlap for j in ppe)
             viol = [j for j in bad if _box_overlap(dets.boxes[j], region) >= self.min_overlap]
             used_bad.update(viol)
-            if viol or (self.require_ppe and not has_ppe):
-                hits.add(_key(dets, p), typ, p).idx.extend(viol)
+            evidence: dict[str, Any] | None = None
+            if self.attribute:
+                vote = (dets.attributes[p].get("attributes") or {}).get(self.attribute)
+                judged = bool(vote and vote.get("value")) or bool(viol)
+                if vote and vote.get("value") in self.violation_values:
+                    evidence = {"source": "attribute", **{k: vote.get(k) for k in (
+                        "classifier", "version", "value", "votes", "attempts", "score")}}
+            else:
+                judged = True
+                has_ppe = any(_box_overlap(dets.boxes[j], region) >= self.min_overlap for j in ppe)
+                if not viol and self.require_ppe and not has_ppe:
+                    evidence = {"source": "boxes"}
+            if viol and evidence is None:
+                evidence = {"source": "boxes"}
+            if judged:
+                self._tally.see(zname, int(dets.track_ids[p]), evidence is not None)
+            if evidence is not None:
+                extra: dict[str, Any] = {"evidence": evidence}
+                if self.zone is not None:
+                    extra["zone"] = self.zone.name
+                hits.add(_key(dets, p), typ, p, **extra).idx.extend(viol)
         for j in bad:  # a bare head / no-vest box with no person around it is a violation on its own
             if j not in used_bad:
-                hits.add(_key(dets, j, "v"), typ, j)
+                hits.add(_key(dets, j, "v"), typ, j, evidence={"source": "boxes"},
+                         **({"zone": self.zone.name} if self.zone is not None else {}))
         return hits.all()
 
 
@@ -172,6 +223,8 @@ class NoHardhatRule(_PpeRule):
     violation_labels: list[str] = Field(
         default_factory=lambda: ["head", "no_helmet", "no-helmet", "no_hardhat", "no-hardhat"])
     region: tuple[float, float] = Field((0.0, 0.35), description="top/bottom of the person box (fractions): the head")
+    violation_values: list[str] = Field(default_factory=lambda: ["no_helmet", "no_hardhat", "head", "bare_head"],
+                                        description="attribute classes that are a violation")
 
 
 class NoVestRule(_PpeRule):
@@ -180,6 +233,8 @@ class NoVestRule(_PpeRule):
     ppe_labels: list[str] = Field(default_factory=lambda: ["vest", "reflective_vest", "safety_vest"])
     violation_labels: list[str] = Field(default_factory=lambda: ["no-vest", "no_vest", "no-safety-vest"])
     region: tuple[float, float] = Field((0.15, 0.75), description="top/bottom of the person box (fractions): the torso")
+    violation_values: list[str] = Field(default_factory=lambda: ["no_vest", "no-vest"],
+                                        description="attribute classes that are a violation")
 
 
 class _PresenceRule(RuleBase):

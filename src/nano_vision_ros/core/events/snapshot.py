@@ -49,8 +49,19 @@ class SnapshotWriter:
         self.failed = 0
         self._files: deque[Path] = deque()
 
-    def write(self, event: dict[str, Any], frame: np.ndarray, frame_stamp: float) -> dict[str, Any] | None:
+    def write(self, event: dict[str, Any], frame: np.ndarray, frame_stamp: float,
+              crop: bool = False) -> dict[str, Any] | None:
+        """`crop`: only the first box, padded (a PPE violation's snapshot is the person)."""
         img = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if crop and event.get("boxes"):
+            x1, y1, x2, y2 = event["boxes"][0]
+            pad = 0.25 * max(x2 - x1, y2 - y1)
+            H, W = img.shape[:2]
+            cx1, cy1 = max(0, int(x1 - pad)), max(0, int(y1 - pad))
+            cx2, cy2 = min(W, int(x2 + pad) + 1), min(H, int(y2 + pad) + 1)
+            if cx2 - cx1 >= 8 and cy2 - cy1 >= 8:
+                img = img[cy1:cy2, cx1:cx2].copy()
+                event = {**event, "boxes": [[v - o for v, o in zip(b, (cx1, cy1, cx1, cy1))] for b in event["boxes"]]}
         h, w = img.shape[:2]
         for box, label in zip(event.get("boxes", []), event.get("labels", [])):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
