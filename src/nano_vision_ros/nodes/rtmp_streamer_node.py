@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
@@ -63,10 +64,7 @@ class RtmpStreamerNode(Node):
         c = self.cfg
         camera = camera_name(self.get_namespace()) or "camera"
         self.url = c.url.replace("{camera}", camera)
-        self.streamer = RtmpStreamer(StreamerOptions(
-            url=self.url, width=c.width, height=c.height, fps=c.fps, bitrate_kbps=c.bitrate_kbps, gop=c.gop,
-            preset=c.preset, encoder=c.encoder, ffmpeg_codec=c.ffmpeg_codec, backoff_min=c.backoff_min,
-            backoff_max=c.backoff_max, stall_timeout=c.stall_timeout))
+        self.streamer = RtmpStreamer(options_from(StreamerOptions, c, url=self.url))
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="streamer-convert")
         self.sub = self.create_subscription(Image, c.image_topic, self.worker.submit, qos.SENSOR)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)

@@ -19,6 +19,7 @@ from sensor_msgs.msg import Image
 
 from nano_vision_ros.core.errors import ConfigError, RuntimeMissingError
 from nano_vision_ros.core.paths import read_token_file
+from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.streaming.webrtc import WebRtcOptions, WebRtcServer
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
@@ -64,9 +65,8 @@ class WebRtcNode(Node):
         self._sub_lock = threading.Lock()
         self.sub = None
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="webrtc-encode")
-        opts = WebRtcOptions(host=c.host, port=c.port, codec=c.codec, width=c.width, height=c.height, fps=c.fps,
-                             bitrate_kbps=c.bitrate_kbps, gop=c.gop, max_viewers=c.max_viewers, token=self._token(),
-                             ice_addresses=tuple(c.ice_addresses), title=c.title or f"live view {camera}")
+        opts = options_from(WebRtcOptions, c, token=self._token(), ice_addresses=tuple(c.ice_addresses),
+                            title=c.title or f"live view {camera}")
         try:
             self.server = WebRtcServer(opts, self._set_subscribed)
         except RuntimeMissingError as err:
