@@ -46,9 +46,10 @@ CONFIG_MODELS: dict[str, str] = {
     "uploader": "nano_vision_ros.nodes.uploader_node:UploaderConfig",
     "webrtc": "nano_vision_ros.nodes.webrtc_node:WebRtcConfig",
     "metrics": "nano_vision_ros.nodes.metrics_node:MetricsConfig",
+    "foxglove": "nano_vision_ros.nodes.foxglove_node:FoxgloveConfig",
 }
 #: node kinds that are servers themselves (`host` + `port` parameters): their ports are checked too
-SERVER_KINDS = frozenset({"metrics", "webrtc"})
+SERVER_KINDS = frozenset({"metrics", "webrtc", "foxglove"})
 
 # parameter names by what they hold (checked when not empty)
 _READ_FILES = ("password_file", "ca_file", "cert_file", "key_file", "tls_ca", "token_file", "gallery_db")
@@ -515,10 +516,11 @@ class SiteCheck:
             cfg: Any = node.config
             if node.entry.kind in SERVER_KINDS and cfg is not None:
                 where = self._where_of(node, "port")
-                if cfg.port in used:
+                if cfg.port and cfg.port in used:  # 0: any free port
                     self._add(where, f"{node.fqn}: port {cfg.port} is also {used[cfg.port]}", "give each server its own port")
-                used[cfg.port] = node.fqn
-                if self.check_ports and not _port_free(cfg.host, cfg.port):
+                if cfg.port:
+                    used[cfg.port] = node.fqn
+                if self.check_ports and cfg.port and not _port_free(cfg.host, cfg.port):
                     self._add(where, f"{node.fqn}: port {cfg.host}:{cfg.port} is already in use", "choose another `port`")
         rx = site.services.clip_receiver
         if rx.enabled and self._here(rx.board):
