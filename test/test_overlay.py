@@ -33,7 +33,7 @@ def _red_share(img: np.ndarray, box: tuple[float, float, float, float]) -> float
     return float(np.mean((edge[:, 2] > 200) & (edge[:, 1] < 60) & (edge[:, 0] < 60)))
 
 
-def test_scene_and_drawing_on_a_realsample_frame():
+def test_scene_and_drawing_on_a_real_frame():
     rules = parse_rules(RULES, "cam0")
     zones = overlay.zones_of(rules)
     assert [z.name for z in zones] == ["pit"]
@@ -56,6 +56,12 @@ def test_scene_and_drawing_on_a_realsample_frame():
     assert (out[300, 320:480] == 255).all(), "the zone's top edge is drawn white"
     v.update("e1", "pit", "end", [7])
     assert overlay.scene(dets, zones, v.snapshot()).boxes[0].color != overlay.RED
+    # two detectors of one camera: both boxes, counted together in the zone
+    helmet = Detections(np.array([[210.0, 450.0, 240.0, 480.0]]), np.array([0.7]), np.array([0]), ["helmet"],
+                        np.array([3]))
+    both = overlay.scene([dets, helmet], zones, ({}, []))
+    assert [b.text.split()[0] for b in both.boxes] == ["person", "person", "helmet"]
+    assert both.polygons[0].text == "pit: helmet 1, person 1"
     # the detector's boxes-only view: same boxes, no zones, no legend
     plain = overlay.scene(dets)
     assert not plain.polygons and not plain.legend and len(plain.boxes) == 2

@@ -9,7 +9,8 @@ Everything is computed only while someone watches; a scene of ~20 objects draws 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ PANEL = (40, 40, 40)
 
 
 def class_color(i: int) -> tuple[int, int, int]:
-    """A stable colour per class id, BGR; hues 50..310 degrees: never red, which marks violations."""
+    """A stable colour per integer, BGR; hues 50..310 degrees: never red, which marks violations."""
     h = 25 + (i * 47) % 130
     b, g, r = cv2.cvtColor(np.uint8([[[h, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
@@ -185,26 +186,38 @@ class Scene:
     legend: list[Text] = field(default_factory=list)
 
 
-def scene(dets: Detections, zones: list[ZoneShape] | None = None,
+def label_color(label: str) -> tuple[int, int, int]:
+    """A stable colour per label name (the same across detectors and runs), BGR, never red."""
+    return class_color(zlib.crc32(label.encode()) % 1000)
+
+
+def scene(dets: Detections | Sequence[Detections], zones: list[ZoneShape] | None = None,
           violations: tuple[dict[int, list[str]], list[str]] | None = None,
           lines: list[LineShape] | None = None) -> Scene:
-    """The shapes for one frame: class-coloured boxes, violators red with their rules, zones with
-    counts, lines with the direction they count."""
+    """The shapes for one frame: label-coloured boxes (of one or several detectors), violators red
+    with their rules, zones with counts, lines with the direction they count."""
     zones, lines = zones or [], lines or []
+    groups = [dets] if isinstance(dets, Detections) else list(dets)
     by_track, untracked = violations or ({}, [])
     out = Scene()
-    for i in range(len(dets)):
-        tid = int(dets.track_ids[i])
-        rules = by_track.get(tid, []) if tid >= 0 else []
-        text = f"{dets.label_of(i)} {dets.scores[i]:.2f}" + (f" #{tid}" if tid >= 0 else "")
-        attrs = dets.attributes[i].get("attributes") or {}
-        text += "".join(f" {v['value']}" for v in attrs.values() if v.get("value"))  # voted attributes (PPE)
-        if rules:
-            text += " " + ",".join(rules)
-        x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
-        out.boxes.append(Box((x1, y1, x2, y2), RED if rules else class_color(int(dets.class_ids[i])), text, bool(rules)))
+    for g in groups:
+        for i in range(len(g)):
+            tid = int(g.track_ids[i])
+            rules = by_track.get(tid, []) if tid >= 0 else []
+            label = g.label_of(i)
+            text = f"{label} {g.scores[i]:.2f}" + (f" #{tid}" if tid >= 0 else "")
+            attrs = g.attributes[i].get("attributes") or {}
+            text += "".join(f" {v['value']}" for v in attrs.values() if v.get("value"))  # voted attributes (PPE)
+            if rules:
+                text += " " + ",".join(rules)
+            x1, y1, x2, y2 = (float(v) for v in g.boxes[i])
+            out.boxes.append(Box((x1, y1, x2, y2), RED if rules else label_color(label), text, bool(rules)))
     if zones:
-        counts = zone_counts(dets, zones)
+        counts: dict[str, dict[str, int]] = {z.name: {} for z in zones}
+        for g in groups:
+            for name, c in zone_counts(g, zones).items():
+                for label, k in c.items():
+                    counts[name][label] = counts[name].get(label, 0) + k
         for z in zones:
             c = counts[z.name]
             n = ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "empty"
@@ -212,7 +225,7 @@ def scene(dets: Detections, zones: list[ZoneShape] | None = None,
     for ln in lines:
         out.lines.append(Line((ln.p1, ln.p2), ln.arrows(), ZONE, f"{ln.name} ({ln.direction})"))
     if zones or lines or violations is not None:  # the detector's boxes-only view has no legend
-        rows = [("boxes: class colour, #track id", WHITE)]
+        rows = [("boxes: colour by label, #track id", WHITE)]
         if zones:
             rows.append(("zones: white, objects inside", ZONE))
         if lines:

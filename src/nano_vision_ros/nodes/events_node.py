@@ -117,8 +117,8 @@ class EventsNode(Node):
         # results must not be lost while this process is starved of CPU: reader history as deep as the queue
         results = QoSProfile(depth=self.cfg.queue_size, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, t=t: self._enqueue(("detections", m)), results)
-                     for t in self.cfg.detections_topics]
+        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, i=i: self._enqueue(("detections", m, i)), results)
+                     for i, t in enumerate(self.cfg.detections_topics)]
         self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results))
         self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results))
         self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
@@ -172,7 +172,7 @@ class EventsNode(Node):
             item = self._q.get()
             if item is None:
                 return
-            kind, msg = item
+            kind, msg = item[0], item[1]  # detections also carry their topic's index
             t0 = time.perf_counter()
             try:
                 if kind in ("detections", "faces", "plates"):
@@ -191,7 +191,7 @@ class EventsNode(Node):
                 for ev in events:
                     self._emit(ev)
                 if kind == "detections" and self.view is not None:
-                    self.view.submit(stamp, dets)  # after the events: violators are current
+                    self.view.submit(item[2], stamp, dets)  # after the events: violators are current
             except Exception as err:  # noqa: BLE001 - one bad message must not stop the node
                 self.get_logger().error(f"{kind}: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
             if kind != "tick":

@@ -32,18 +32,25 @@ class AnnotatedView:
         self.lines: list[overlay.LineShape] = []
         self.violations = overlay.Violations()
         self.published = 0
+        self._latest: dict[int, Detections] = {}  # detections topic index -> its newest message
         self.no_frame = 0  # detections whose frame was not (or no longer) in the buffer
         self._conv = converter()
-        self.worker: LatestWorker[tuple[float, Detections]] = LatestWorker(self._draw, name="events-annotated")
+        self.worker: LatestWorker[tuple[float, list[Detections]]] = LatestWorker(self._draw, name="events-annotated")
 
     def watching(self) -> bool:
         return self.pub.get_subscription_count() > 0
 
-    def submit(self, stamp: float, dets: Detections) -> None:
-        if self.watching():
-            self.worker.submit((stamp, dets))
+    def submit(self, source: int, stamp: float, dets: Detections) -> None:
+        """Detections of the camera's `source`-th detections topic. The first topic's messages are
+        drawn (on their frame), with the newest of every other topic (other detectors)."""
+        if not self.watching():
+            self._latest.clear()
+            return
+        self._latest[source] = dets
+        if source == 0:
+            self.worker.submit((stamp, [d for _, d in sorted(self._latest.items())]))
 
-    def _draw(self, item: tuple[float, Detections]) -> None:
+    def _draw(self, item: tuple[float, list[Detections]]) -> None:
         stamp, dets = item
         found = self.frames.nearest(stamp, self.tolerance)
         if found is None:
