@@ -35,7 +35,10 @@ class Schedule(BaseModel):
     end: str = "24:00"
     timezone: str = "local"
 
-    _check = field_validator("start", "end")(classmethod(lambda cls, v: _hhmm(v)))
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        return _hhmm(v)
 
     @field_validator("timezone")
     @classmethod
