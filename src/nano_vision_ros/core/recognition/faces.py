@@ -65,6 +65,10 @@ class MatchConfig(BaseModel):
     threshold: float = Field(0.6, gt=0, description="match threshold (dlib: L2 0.6, its documented value; ArcFace: cosine ~0.4)")
     vote_window: int = Field(7, ge=1, description="readings per track taken into the majority vote")
     reembed_interval: int = Field(5, ge=1, description="a track is embedded again every N frames (1 = every frame); in between its vote stands")
+    stable_interval: int = Field(30, ge=1, description="a settled track (its last 3+ readings agree) is embedded again only every "
+                                                       "N frames (at least reembed_interval): who it is is known")
+    max_embeds_per_frame: int = Field(2, ge=0, description="embeddings in one frame at most, new tracks first, then the longest "
+                                                           "waiting (0 = no limit): faces arriving together are spread over frames")
 
 
 class EnrollConfig(BaseModel):
@@ -129,6 +133,28 @@ class FaceRecognizer:
     def model_name(self) -> str:
         return self.embedder.name if self.embedder else ""
 
+    def _due(self, tids: np.ndarray) -> np.ndarray:
+        """Which faces to embed this frame. Why: the embedding is the cost (dlib 70-120 ms a face
+        on this CPU), so only what needs it is embedded: new tracks first, unsettled tracks every
+        `reembed_interval` frames, settled ones every `stable_interval`, at most
+        `max_embeds_per_frame` in one frame (the longest waiting first)."""
+        m = self.config.match
+        due: list[tuple[int, int, int]] = []  # (priority, -frames since the last embedding, index)
+        for i, t in enumerate(tids):
+            last = self._last_embed.get(int(t))
+            if last is None:
+                due.append((0, 0, i))
+                continue
+            every = max(m.reembed_interval, m.stable_interval) if self.voter.settled(int(t)) else m.reembed_interval
+            if self._frame - last >= every:
+                due.append((1, last - self._frame, i))
+        due.sort()
+        if m.max_embeds_per_frame:
+            due = due[:m.max_embeds_per_frame]
+        need = np.zeros(len(tids), bool)
+        need[[d[2] for d in due]] = True
+        return need
+
     def reset_tracks(self) -> None:
         """Forget tracks and votes (after a gallery change, so new names apply at once)."""
         self.tracker.reset()
@@ -163,8 +189,7 @@ class FaceRecognizer:
         self._frame += 1
         for t in self.tracker.ended:
             self._last_embed.pop(t, None)
-        every = self.config.match.reembed_interval
-        need = np.array([self._frame - self._last_embed.get(int(t), -every) >= every for t in tids], bool)
+        need = self._due(tids)
         raw: list[tuple[str | None, float, float] | None] = [None] * len(faces)
         if need.any():
             idx = np.flatnonzero(need)
@@ -185,7 +210,7 @@ class FaceRecognizer:
                 labels.append(label)
             scores.append(sim if voted == name else vscore)
             attrs.append({"class_id": label, "identity": label, "similarity": round(sim, 4),
-                          "distance": None if dist != dist else round(dist, 4), "votes": votes,
+                          "distance": None if np.isnan(dist) else round(dist, 4), "votes": votes,
                           "frame_identity": name or UNKNOWN, "embedded": r is not None,
                           "detector_score": round(float(faces.scores[i]), 4),
                           "landmarks": np.round(faces.landmarks[i], 1).tolist()})

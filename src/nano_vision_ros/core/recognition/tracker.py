@@ -70,6 +70,11 @@ class TrackVoter:
         best = max(counts, key=lambda k: (counts[k], sums[k]))
         return best, sums[best] / counts[best], counts[best]
 
+    def settled(self, track_id: int, n: int = 3) -> bool:
+        """Whether the track's last `n` or more readings all agree (its identity is known)."""
+        dq = self._votes.get(int(track_id))
+        return bool(dq) and len(dq) >= n and len({lbl for lbl, _ in dq}) == 1
+
     def forget(self, track_ids: list[int]) -> None:
         for t in track_ids:
             self._votes.pop(int(t), None)
