@@ -260,3 +260,31 @@ class FrameFeeder:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(2)
+
+
+@pytest.fixture
+def site_runner(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """site_runner(site_file, *args) runs `nano-vision site SITE_FILE --no-services *args`; at teardown
+    SIGINT (the runner stops its node processes, each in its own session), SIGKILL after 30 s, and
+    the runner's log is printed."""
+    runs: list[tuple[subprocess.Popen, object]] = []
+
+    def _start(site_file: Path, *args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"runner-{len(runs)}.log", "w+")  # noqa: SIM115 - read back at teardown
+        p = subprocess.Popen([str(Path(sys.executable).parent / "nano-vision"), "site", str(site_file), "--no-services",
+                              *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        runs.append((p, log))
+        return p
+
+    yield _start
+    for p, log in runs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        log.seek(0)  # type: ignore[attr-defined]
+        sys.stderr.write(f"\n----- nano-vision site log -----\n{log.read()[-4000:]}\n")  # type: ignore[attr-defined]
+        log.close()  # type: ignore[attr-defined]

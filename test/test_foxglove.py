@@ -139,3 +139,37 @@ def test_params_file_site_kind_and_a_port_in_use(start_node, tmp_path):
         node = start_node("foxglove_node", "-p", f"port:={held.getsockname()[1]}", name="busy")
         node.proc.wait(30)
     assert node.proc.returncode == 2 and "parameter 'port'" in node.log(), node.log()
+
+
+def test_site_option_serves_a_real_camera(site_runner, tmp_path):
+    """`foxglove` under site_nodes in a site file: the runner starts it beside a camera node; a
+    protocol client gets the camera's frames as JPEG of its size."""
+    import signal
+    import textwrap
+
+    port = free_port()
+    (tmp_path / "params.yaml").write_text(textwrap.dedent(f"""
+        /**/camera_node:
+          ros__parameters: {{source: "test://pattern", width: 320, height: 240, fps: 10.0}}
+        /foxglove_node:
+          ros__parameters: {{port: {port}, cameras: [cam0], image_topics: [image_raw]}}
+    """))
+    (tmp_path / "site.yaml").write_text(textwrap.dedent("""
+        params_file: params.yaml
+        discovery_range: localhost
+        cameras:
+          - {name: cam0, nodes: [camera]}
+        site_nodes: [foxglove]
+    """))
+    runner = site_runner(tmp_path / "site.yaml")
+    client = FoxgloveClient(port)
+    try:
+        client.subscribe(1, "/cam0/image_raw")
+        jpeg = client.decoder("/cam0/image_raw")
+        first = wait_for(lambda: client.got(1), 30, what="a JPEG from the site's camera")[0]
+        img = cv2.imdecode(np.frombuffer(jpeg.FromString(first[1]).data, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (240, 320, 3)
+    finally:
+        client.close()
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(30) == 0
