@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import paho.mqtt.client as mqtt
 
 from conftest import REPO, demo_site_files, free_port, wait_for
@@ -64,6 +65,15 @@ def test_demo_site_end_to_end(tmp_path):
             capture_output=True, text=True, timeout=60)
         stream = json.loads(probe.stdout or "{}").get("streams", [{}])[0]
         assert (stream.get("codec_name"), stream.get("width"), stream.get("height")) == ("h264", 768, 576), probe.stderr
+        # ... drawn by the events node: the walkway zone's top edge (y = 400, config/site_params.yaml) is a
+        # white line across the frame, and the legend panel sits top left (docs/VIEWS.md)
+        grab = subprocess.run(["ffmpeg", "-v", "error", "-rw_timeout", "15000000", "-i", f"rtmp://127.0.0.1:{rtmp_port}/live/cam0",
+                               "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"], check=True, capture_output=True,
+                              timeout=60)
+        frame = np.frombuffer(grab.stdout, np.uint8)[:768 * 576 * 3].reshape(576, 768, 3)
+        white = (frame[396:404, 20:740] > 170).all(axis=2).mean(axis=1).max()
+        assert white > 0.6, f"walkway zone edge not on the stream ({white:.2f} of the row white)"
+        assert frame[2:40, 2:150].mean() < frame[200:300, 2:150].mean(), "legend panel (dark) top left"
 
         # an event clip recorded, uploaded, stored intact
         received = tmp_path / "var" / "received"
