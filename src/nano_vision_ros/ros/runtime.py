@@ -46,8 +46,8 @@ def make_executor(threads: int | None = None, default: str = "multi") -> Executo
     """The executor named by NANO_VISION_EXECUTOR, else `default` (``multi``).
 
     ``multi`` (MultiThreadedExecutor) rebuilds its wait set in Python at every wake-up: in a
-    camera's container (5 nodes, ~100 entities, ~60 wake-ups/s) that loop held the GIL ~90 % of the
-    time it was held at all (py-spy --gil, docs/performance/site_cost.md). ``single`` saves the
+    camera's container (5 nodes, every entity walked at every wake-up) that loop was 89 % of the
+    samples holding the GIL (py-spy --gil, docs/performance/site_cost.md). ``single`` saves the
     thread-pool hand-off; ``events`` (rclpy's EventsExecutor, C++, no wait-set rebuild) saves the
     loop itself: 0.15-0.17 vs 0.26 cores outside inference for the demo camera (bench/site_cost.py).
     Why ``multi`` stays the default: a bounded service (ros.services) holds an executor thread
