@@ -83,7 +83,7 @@ def parse_time(value: Any) -> float | None:
         return v / 1000.0 if v > 1e11 else v
     if isinstance(value, str):
         try:
-            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: FURB162 - Python 3.10 (oldest) needs it
+            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))  # Python 3.10 (oldest) needs it
         except ValueError:
             return None
         if d.tzinfo is None:
@@ -122,6 +122,7 @@ class Recorder:
         # resampler -> encoder
         self._encoder: H264Encoder | None = None
         self._encoder_retry = 0.0
+        self._last_frame = 0.0  # monotonic time of the newest frame in
         self._origin = 0.0
         self._slot = 0
         self._cur: np.ndarray | None = None
@@ -168,6 +169,7 @@ class Recorder:
     def add_frame(self, t: float, image: np.ndarray) -> None:
         """The next camera frame (BGR uint8, in time order); encoded once, into as many slots as it covers."""
         self.frames_in += 1
+        self._last_frame = time.monotonic()
         with self._feed_lock:
             if self._cur is not None and t < self._cur_t:
                 return  # out of order (clock step back)
@@ -228,9 +230,10 @@ class Recorder:
             enc.close()  # every frame written is in the ring (and an open clip) after this
 
     def _on_packet(self, data: bytes, key: bool) -> None:
-        t = self._slot_times.popleft() if self._slot_times else self.clock()
-        frame = Frame(t, data, key)
         with self._lock:  # with the ring: a clip starting from the ring on another thread gets each frame once
+            # the slot time leaves the queue under the lock too: a frame is in the ring once it is counted out
+            t = self._slot_times.popleft() if self._slot_times else self.clock()
+            frame = Frame(t, data, key)
             self.ring.add(frame)
             for clip in list(self._clips):
                 self._clip_frame(clip, frame)
@@ -293,21 +296,22 @@ class Recorder:
             self._open_clip(eid, t)
 
     def tick(self, now: float | None = None) -> None:
-        """Finish open clips whose frames stopped coming (camera gone) after their end."""
+        """Camera gone: finish clips whose frames stopped coming after their end, stop an idle encoder.
+
+        The encoder is stopped (it starts again, with a keyframe, at the next frame) so the last
+        frame it holds comes out into the clip, and a camera that is away costs nothing.
+        """
         now = self.clock() if now is None else now
-        if not any(now > c.end + self.opt.frame_timeout for c in self._clips):
+        overdue = [c for c in self._clips if now > c.end + self.opt.frame_timeout]
+        idle = self._encoder is not None and time.monotonic() - self._last_frame > self.opt.frame_timeout
+        if not overdue and not idle:
             return
         with self._feed_lock:
             self._emit_pending()  # the last frame seen belongs in the clip
-        self._drain(1.0)
+            self._stop_encoder()
         with self._lock:
-            for clip in [c for c in self._clips if now > c.end + self.opt.frame_timeout]:
+            for clip in overdue:
                 self._close(clip, truncate=True)
-
-    def _drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self._slot_times and self._encoder is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
 
     # -- clips -------------------------------------------------------------------------------------
     def _open_clip(self, eid: str, t: float) -> None:
