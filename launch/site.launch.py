@@ -47,7 +47,8 @@ def _nodes(context, *args, **kwargs):
         if graph.runs_service("clip_receiver"):
             actions.append(ExecuteProcess(
                 cmd=[sys.executable, "-m", "nano_vision_ros.site.services", "clip_receiver", "--host", rx.host,
-                     "--port", str(rx.port), "--dir", rx.dir, "--token-file", rx.token_file],
+                     "--port", str(rx.port), "--dir", rx.dir, "--token-file", rx.token_file,
+                     "--status-port", str(rx.status_port)],
                 name="clip_receiver", output="screen"))
     for proc in graph.processes:
         if proc.is_container:

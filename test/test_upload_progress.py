@@ -150,3 +150,23 @@ def test_cut_upload_is_listed_as_partial_after_a_restart(receiver, tmp_path):
     receiver(port, status_port)
     ups = _status(status_port)["uploads"]
     assert [(u["name"], u["state"], u["received"], u["size"]) for u in ups] == [("c.mp4", "partial", third, len(data))]
+
+
+def test_site_clip_receiver_with_status_port_serves_progress(tmp_path):
+    """The site's clip receiver service (services.clip_receiver.status_port in the site file)."""
+    from nano_vision_ros.site.config import ReceiverEntry
+    from nano_vision_ros.site.services import ClipReceiver
+
+    entry = ReceiverEntry(enabled=True, port=free_port(), dir=str(tmp_path / "rx"), token_file=str(tmp_path / "token"),
+                          status_port=free_port())
+    with ClipReceiver(entry.port, entry.host, entry.dir, entry.token_file, entry.status_port):
+        token = (tmp_path / "token").read_text().strip()
+        body = wait_for(lambda: _try_status(entry.status_port, token), 20, what="the site receiver's /status")
+        assert body == {"uploads": [], "received": 0, "refused": 0}
+
+
+def _try_status(port: int, token: str) -> dict | None:
+    try:
+        return _status(port, token)
+    except OSError:
+        return None

@@ -116,6 +116,7 @@ class ReceiverEntry(ServiceEntry):
 
     dir: str = "var/received_clips"
     token_file: str = "var/upload_token"
+    status_port: int = Field(0, ge=0, le=65535)  # upload progress, GET /status (docs/UPLOAD_PROTOCOL.md); 0 = off
 
 
 class Services(BaseModel):

@@ -126,10 +126,12 @@ class SiteRunner:
         if self.graph.runs_service("clip_receiver"):
             from nano_vision_ros.site.services import ClipReceiver
 
-            r = ClipReceiver(svc.clip_receiver.port, svc.clip_receiver.host, svc.clip_receiver.dir, svc.clip_receiver.token_file)
+            rx = svc.clip_receiver
+            r = ClipReceiver(rx.port, rx.host, rx.dir, rx.token_file, rx.status_port)
             r.start()
             self.services.append(r)
-            self._say(f"clip receiver on {svc.clip_receiver.host}:{svc.clip_receiver.port} -> {svc.clip_receiver.dir} (pid {r.pid})")
+            self._say(f"clip receiver on {rx.host}:{rx.port} -> {rx.dir} (pid {r.pid})"
+                      + (f", progress http://{rx.host}:{rx.status_port}/status" if rx.status_port else ""))
 
     # -- nodes -------------------------------------------------------------------------------
     def _command(self, spec: ProcessSpec) -> list[str]:

@@ -23,10 +23,12 @@ class ClipReceiver(LocalServer):
 
     name = "clip receiver"
 
-    def __init__(self, port: int, host: str, directory: str | os.PathLike[str], token_file: str | os.PathLike[str]) -> None:
+    def __init__(self, port: int, host: str, directory: str | os.PathLike[str], token_file: str | os.PathLike[str],
+                 status_port: int = 0) -> None:
         super().__init__(port, host)
         self.directory = Path(directory)
         self.token_file = Path(token_file)
+        self.status_port = status_port  # > 0: upload progress on http://host:status_port/status
 
     def start(self, timeout: float = 10.0) -> None:
         self._check_port_free()
@@ -39,6 +41,8 @@ class ClipReceiver(LocalServer):
         exe = Path(sys.executable).parent / "nano-vision"
         cmd = [str(exe) if exe.exists() else "nano-vision", "receive", "--dir", str(self.directory),
                "--host", self.host, "--port", str(self.port), "--token-file", str(self.token_file)]
+        if self.status_port:
+            cmd += ["--status-port", str(self.status_port)]
         self._log = self.directory.parent / f"clip_receiver-{self.port}.log"
         self._spawn(cmd, self._log)
         self._wait_listening(timeout)
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--dir", default="var/received_clips", help="clip_receiver: where clips are stored")
     p.add_argument("--token-file", default="var/upload_token", help="clip_receiver: shared token (created if missing)")
+    p.add_argument("--status-port", type=int, default=0, help="clip_receiver: upload progress port (0 = off)")
     a = p.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix=f"nano-vision-{a.service}-"))
     if a.service == "mosquitto":
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         svc = NginxRtmp(port=a.port, host=a.host, workdir=workdir)
     else:
-        svc = ClipReceiver(a.port, a.host, a.dir, a.token_file)
+        svc = ClipReceiver(a.port, a.host, a.dir, a.token_file, a.status_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
