@@ -70,7 +70,8 @@ setup(
         "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
         "attributes": ["tqdm>=4.60"],  # nano-vision attributes: progress bar (optional)
         "foxglove": ["foxglove-sdk>=0.30,<0.31"],  # foxglove_node: Foxglove WebSocket live view (docs/FOXGLOVE.md)
-        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6", "websockets>=12"],
+        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6", "websockets>=12",
+                 "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML"],  # test_lint
     },
     zip_safe=False,
     maintainer="nano_vision_ros maintainers",

@@ -119,8 +119,9 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Loc, doc: YamlDoc, off
             _walk(loader, value_node, here, doc, offset)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            doc.lines[(*path, i)] = item.start_mark.line + 1 + offset
-            _walk(loader, item, (*path, i), doc, offset)
+            where = (*path, i)
+            doc.lines[where] = item.start_mark.line + 1 + offset
+            _walk(loader, item, where, doc, offset)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

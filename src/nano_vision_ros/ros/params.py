@@ -234,4 +234,4 @@ def refuse_undeclared_sets(node: Node) -> None:
         return params
 
     node.add_pre_set_parameters_callback(_pre_set)
-    node._nv_refuses_undeclared = True  # noqa: SLF001 - once per node even if load_config runs twice
+    node._nv_refuses_undeclared = True  # type: ignore[attr-defined]  # once per node even if load_config runs twice

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from nano_vision_ros.site.local_server import LocalServer
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status-port", type=int, default=0, help="clip_receiver: upload progress port (0 = off)")
     a = p.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix=f"nano-vision-{a.service}-"))
+    svc: Any  # each has start() / stop() / pid
     if a.service == "mosquitto":
         from nano_vision_ros.site.mosquitto import Mosquitto
 
