@@ -32,14 +32,14 @@ class CameraCalibration:
     def calibrated(self) -> bool:
         return self.k[0] != 0.0
 
-    def scaled(self, width: int, height: int) -> "CameraCalibration":
+    def scaled(self, width: int, height: int) -> CameraCalibration:
         """The same camera seen at another resolution (intrinsics scale with the image)."""
         if (width, height) == (self.width, self.height) or not self.width or not self.height:
             return replace(self, width=width, height=height)
         sx, sy = width / self.width, height / self.height
         k = list(self.k)
-        k[0] *= sx; k[1] *= sx; k[2] *= sx  # noqa: E702 - rows of K
-        k[3] *= sy; k[4] *= sy; k[5] *= sy  # noqa: E702
+        k[0] *= sx; k[1] *= sx; k[2] *= sx
+        k[3] *= sy; k[4] *= sy; k[5] *= sy
         p = list(self.p)
         for i in range(4):
             p[i] *= sx

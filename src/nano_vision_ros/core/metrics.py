@@ -17,13 +17,14 @@ turns it, at scrape time, into metrics with standard names and labels (docs/METR
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -77,7 +78,7 @@ def _num(v: object) -> float | None:
     except (TypeError, ValueError):
         s = str(v).strip().lower()
         return 1.0 if s == "true" else 0.0 if s == "false" else None
-    return f if f == f else None  # NaN carries nothing
+    return None if math.isnan(f) else f  # NaN carries nothing
 
 
 def proc_usage(pid: int) -> tuple[float, float] | None:

@@ -23,8 +23,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from nano_vision_ros.core.camera_info import CameraCalibration, load_calibration, uncalibrated
-from nano_vision_ros.core.capture import RECONNECTING, STREAMING, FINISHED, CaptureConfig, CaptureLoop, create_source
-from nano_vision_ros.core.capture import gst
+from nano_vision_ros.core.capture import (
+    FINISHED,
+    RECONNECTING,
+    STREAMING,
+    CaptureConfig,
+    CaptureLoop,
+    create_source,
+    gst,
+)
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics

@@ -164,7 +164,7 @@ class _Camera:
         self.frames = 0
 
 
-def _camera_prefixes(cfg: "DetectorConfig") -> list[tuple[str, str]]:
+def _camera_prefixes(cfg: DetectorConfig) -> list[tuple[str, str]]:
     """(input topic, output prefix): one camera on input_topic with relative outputs, or one per input_topics."""
     if not cfg.input_topics:
         return [(cfg.input_topic, "")]

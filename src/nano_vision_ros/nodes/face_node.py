@@ -19,21 +19,21 @@ import threading
 import time
 from typing import Any
 
-from nano_vision_msgs.msg import FaceIdentity
-from nano_vision_msgs.srv import DeleteFace, EnrollFace, ListFaces
 from pydantic import Field
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_msgs.msg import FaceIdentity
+from nano_vision_msgs.srv import DeleteFace, EnrollFace, ListFaces
 from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
 from nano_vision_ros.core.recognition.gallery import validate_name
 from nano_vision_ros.core.recognition.imageutil import decode_image_bytes
 from nano_vision_ros.core.safe_files import read_image
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import to_msg
 from nano_vision_ros.ros.image import to_bgr
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.services import BoundedServices, to_time

@@ -31,7 +31,7 @@ class MetricsConfig(BaseModel):
     diagnostics_period: float = Field(1.0, gt=0, description="period of this node's own diagnostics (s)")
 
     @model_validator(mode="after")
-    def _forget_after_stale(self) -> "MetricsConfig":
+    def _forget_after_stale(self) -> MetricsConfig:
         if self.forget_after < self.stale_after:
             raise ValueError("forget_after must be >= stale_after")
         return self

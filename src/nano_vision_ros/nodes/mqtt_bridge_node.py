@@ -116,7 +116,7 @@ class MqttBridgeConfig(BaseModel):
         return v.upper()
 
     @model_validator(mode="after")
-    def _check(self) -> "MqttBridgeConfig":
+    def _check(self) -> MqttBridgeConfig:
         unknown = [c for c in self.allowed_commands if c not in KNOWN_COMMANDS]
         if unknown:
             raise ValueError(f"allowed_commands: unknown {unknown}; known: {list(KNOWN_COMMANDS)}")

@@ -25,9 +25,9 @@ from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
 from nano_vision_ros.ros import diagnostics, qos
-from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.detections import from_msg, to_msg
 from nano_vision_ros.ros.image import to_bgr
+from nano_vision_ros.ros.lifecycle import ModelLifecycleNode
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker

@@ -60,7 +60,7 @@ class RecorderConfig(BaseModel):
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
     @model_validator(mode="after")
-    def _ring_holds_pre(self) -> "RecorderConfig":
+    def _ring_holds_pre(self) -> RecorderConfig:
         if self.max_clip_seconds < self.post_seconds:
             raise ValueError("max_clip_seconds must be >= post_seconds")
         return self

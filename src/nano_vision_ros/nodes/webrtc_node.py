@@ -18,8 +18,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from nano_vision_ros.core.errors import ConfigError, RuntimeMissingError
-from nano_vision_ros.core.paths import read_token_file
 from nano_vision_ros.core.options import options_from
+from nano_vision_ros.core.paths import read_token_file
 from nano_vision_ros.core.streaming.webrtc import WebRtcOptions, WebRtcServer
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr

@@ -15,7 +15,8 @@ import importlib
 import inspect
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rclpy.node import Node
 

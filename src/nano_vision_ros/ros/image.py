@@ -123,7 +123,7 @@ def _view(msg: Image, encoding: str, native: bool = True) -> np.ndarray:
 
 def default_encoding(arr: np.ndarray) -> str:
     if arr.dtype == np.uint8:
-        return {2: "mono8", 3: "bgr8"}.get(arr.ndim, "bgra8" if arr.shape[-1] == 4 else "8UC%d" % arr.shape[-1])
+        return {2: "mono8", 3: "bgr8"}.get(arr.ndim, "bgra8" if arr.shape[-1] == 4 else f"8UC{arr.shape[-1]}")
     for depth, t in _CV_DEPTHS.items():
         if arr.dtype == t:
             return f"{depth}C{1 if arr.ndim == 2 else arr.shape[2]}"
@@ -233,7 +233,7 @@ def converter() -> Any:
             if not np.array_equal(cand.to_numpy(cand.to_msg(probe, "bgr8")), probe):
                 raise RuntimeError("round trip mismatch")
             _converter = cand
-        except Exception as err:  # ROS 1's cv-bridge from PyPI, numpy 2 ABI breaks, or not installed
+        except Exception as err:  # noqa: BLE001 - ROS 1's cv-bridge from PyPI, numpy 2 ABI breaks, or not installed
             if choice == "cv_bridge":
                 log.warning("cv_bridge requested but unusable (%s); using own converter", err)
             else:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import difflib
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
@@ -164,7 +165,7 @@ def load_config(
             return SetParametersResult(successful=False, reason=str(err))
         try:
             on_change(new)
-        except Exception as err:  # the node refused the change; keep running on the old config
+        except Exception as err:  # noqa: BLE001 - the node refused the change; keep running on the old config
             return SetParametersResult(successful=False, reason=f"not applied: {err}")
         return SetParametersResult(successful=True)
 
@@ -185,7 +186,7 @@ def _tolerated(name: str) -> bool:
 
 def unknown_name_message(node: Node, names: list[str]) -> str:
     """"node /cam0/camera_node: unknown parameter 'sourse' (did you mean 'source'?)" for each name."""
-    declared = sorted(n for n in node._parameters if not _tolerated(n))  # noqa: SLF001 - rclpy keeps no public list
+    declared = sorted(n for n in node._parameters if not _tolerated(n))
     parts = []
     for name in names:
         close = difflib.get_close_matches(name, declared, n=3, cutoff=0.6)

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import (
@@ -143,7 +143,7 @@ def _autostart(node: Node) -> None:
         node.declare_parameter("autostart", True)
     if not node.get_parameter("autostart").value:
         return
-    from rclpy.lifecycle import TransitionCallbackReturn  # noqa: F401
+    from rclpy.lifecycle import TransitionCallbackReturn
 
     # rclpy's trigger_* return the callback's TransitionCallbackReturn, not the new state
     result = node.trigger_configure()

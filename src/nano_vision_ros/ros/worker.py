@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from nano_vision_ros.ros.diagnostics import BadFrames
 from nano_vision_ros.ros.image import ImageError
@@ -70,7 +71,7 @@ class LatestWorker(Generic[T]):
                 self.errors += 1
                 self.last_error = f"{type(err).__name__}: {err}"
                 self.bad.record(err, number)
-            except Exception as err:  # a failing handler must not kill the node
+            except Exception as err:  # noqa: BLE001 - a failing handler must not kill the node
                 self.errors += 1
                 self.last_error = f"{type(err).__name__}: {err}"
                 self._log_error()

@@ -93,7 +93,7 @@ class LocalServer:
         self.proc.wait(5)
         self.proc = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.start()  # type: ignore[attr-defined]
         return self
 

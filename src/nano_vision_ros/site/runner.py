@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from nano_vision_ros.site.graph import ProcessSpec, SiteGraph
 

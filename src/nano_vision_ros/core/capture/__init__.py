@@ -2,7 +2,15 @@
 pattern), the capture thread with pacing, throttling, resizing and reconnects, and the settings."""
 from nano_vision_ros.core.capture.base import EndOfStream, FrameSource, SourceError
 from nano_vision_ros.core.capture.config import CaptureConfig, create_source, infer_kind
-from nano_vision_ros.core.capture.loop import CONNECTING, FINISHED, RECONNECTING, STOPPED, STREAMING, CaptureLoop, output_size
+from nano_vision_ros.core.capture.loop import (
+    CONNECTING,
+    FINISHED,
+    RECONNECTING,
+    STOPPED,
+    STREAMING,
+    CaptureLoop,
+    output_size,
+)
 from nano_vision_ros.core.capture.pattern import TestPatternSource, decode_frame_index, render_test_pattern
 from nano_vision_ros.core.capture.rtsp import AuthenticationError
 

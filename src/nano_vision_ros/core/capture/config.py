@@ -40,7 +40,7 @@ def infer_kind(source: str) -> str:
         return "gstreamer"
     if s.lower().startswith(URL_SCHEMES):
         return "url"
-    if s.isdigit() or s.startswith("/dev/video") or s.startswith("/dev/v4l/"):
+    if s.isdigit() or s.startswith(("/dev/video", "/dev/v4l/")):
         return "v4l2"
     return "file"
 
@@ -138,7 +138,7 @@ def create_source(cfg: CaptureConfig, rgb: bool = False) -> FrameSource:
     from nano_vision_ros.core.capture.pattern import TestPatternSource
 
     kind = cfg.kind
-    common = dict(open_timeout=cfg.open_timeout, read_timeout=cfg.read_timeout)
+    common = {"open_timeout": cfg.open_timeout, "read_timeout": cfg.read_timeout}
     if kind == "test_pattern":
         w, h = (cfg.width, cfg.height) if cfg.width else DEFAULT_PATTERN_SIZE
         return TestPatternSource(w, h, cfg.fps or 30.0, rgb=rgb)

@@ -47,7 +47,7 @@ def has_element(name: str) -> bool:
     if shutil.which(GST_INSPECT) is None:
         return False
     try:
-        return subprocess.run([GST_INSPECT, "--exists", name], capture_output=True, timeout=30).returncode == 0
+        return subprocess.run([GST_INSPECT, "--exists", name], capture_output=True, timeout=30, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class CaptureLoop:
         self._out_buf: np.ndarray | None = None
 
     # -- control ----------------------------------------------------------------------------------
-    def start(self) -> "CaptureLoop":
+    def start(self) -> CaptureLoop:
         self._thread.start()
         return self
 

@@ -8,7 +8,8 @@ Each decoder also names the pre-processing its model family is usually trained w
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class Decoder:
     name = ""
     #: the pipeline runs class-aware NMS on the result (False for models with NMS inside)
     needs_nms = True
-    preset: dict[str, Any] = YOLO_PRESET
+    preset: ClassVar[dict[str, Any]] = YOLO_PRESET
     num_classes: int | None = None
 
     def __init__(self, **options: Any) -> None:
@@ -75,7 +76,7 @@ class YoloV5Decoder(Decoder):
     decoded here with the anchor grid (``anchors`` option, YOLOv5 P3-P5 defaults)."""
 
     name = "yolov5"
-    DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+    DEFAULT_ANCHORS: ClassVar[list[list[int]]] = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 
     def bind(self, inputs, outputs, input_w, input_h):
         super().bind(inputs, outputs, input_w, input_h)
@@ -237,7 +238,7 @@ class NanoDetDecoder(Decoder):
     ``center_offset`` (0.5: NanoDet-m's cell centres; 0 for NanoDet-Plus)."""
 
     name = "nanodet"
-    preset = {"resize": "resize", "channel_order": "bgr", "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395]}
+    preset: ClassVar[dict[str, Any]] = {"resize": "resize", "channel_order": "bgr", "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395]}
 
     def bind(self, inputs, outputs, input_w, input_h):
         super().bind(inputs, outputs, input_w, input_h)
@@ -351,7 +352,7 @@ class CenterNetDecoder(EndToEndDecoder):
     """The shared MobileNetV3 CenterNet: NHWC RGB 0..255, detections ``[1, 100, 6]`` in input pixels."""
 
     name = "centernet"
-    preset = {"resize": "resize", "channel_order": "rgb", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    preset: ClassVar[dict[str, Any]] = {"resize": "resize", "channel_order": "rgb", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
 
 
 DECODERS: dict[str, type[Decoder]] = {

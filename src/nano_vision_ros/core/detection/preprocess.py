@@ -6,7 +6,7 @@ per channel in the model's channel order (``mean=0, std=255`` gives YOLO's 0..1 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

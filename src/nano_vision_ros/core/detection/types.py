@@ -38,7 +38,7 @@ class Detections:
             raise ValueError("Detections fields have different lengths")
 
     @classmethod
-    def empty(cls, labels: list[str] | None = None) -> "Detections":
+    def empty(cls, labels: list[str] | None = None) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), labels or [])
 
     def __len__(self) -> int:
@@ -48,7 +48,7 @@ class Detections:
         c = int(self.class_ids[i])
         return self.labels[c] if 0 <= c < len(self.labels) else str(c)
 
-    def select(self, mask: np.ndarray) -> "Detections":
+    def select(self, mask: np.ndarray) -> Detections:
         idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
         return Detections(self.boxes[idx], self.scores[idx], self.class_ids[idx], self.labels,
                           self.track_ids[idx], [self.attributes[i] for i in idx])

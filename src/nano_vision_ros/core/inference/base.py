@@ -85,7 +85,7 @@ class InferenceBackend(ABC):
     def close(self) -> None:
         """Free the model and any device memory."""
 
-    def __enter__(self) -> "InferenceBackend":
+    def __enter__(self) -> InferenceBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

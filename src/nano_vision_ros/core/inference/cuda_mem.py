@@ -6,7 +6,7 @@ device's primary context is retained once and pushed/popped around every call (`
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

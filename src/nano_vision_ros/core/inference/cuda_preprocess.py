@@ -7,12 +7,13 @@ half-pixel convention so results match ``Preprocessor`` to within rounding.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from nano_vision_ros.core.inference.base import Transform, letterbox_transform
 from nano_vision_ros.core.errors import RuntimeMissingError
+from nano_vision_ros.core.inference.base import Transform, letterbox_transform
 
 KERNEL = r"""
 extern "C" __global__ void letterbox_normalise(

@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class _Heartbeat:
         while not self._stop.wait(self.period):
             log.info("%s: still building, %.0f s so far (a Nano takes minutes)", self.what, time.monotonic() - self._t0)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self._thread.start()
         return self
 
@@ -69,17 +70,17 @@ def _progress_monitor(trt: Any) -> Any | None:
             base.__init__(self)
             self._last = 0.0
 
-        def phase_start(self, phase_name, parent_phase, num_steps):  # noqa: ANN001
+        def phase_start(self, phase_name, parent_phase, num_steps):
             log.info("TensorRT build: %s (%d steps)", phase_name, num_steps)
 
-        def step_complete(self, phase_name, step):  # noqa: ANN001
+        def step_complete(self, phase_name, step):
             now = time.monotonic()
             if now - self._last > 5:
                 log.info("TensorRT build: %s step %d", phase_name, step)
                 self._last = now
             return True  # False would cancel the build
 
-        def phase_finish(self, phase_name):  # noqa: ANN001
+        def phase_finish(self, phase_name):
             pass
 
     return _Monitor()
@@ -105,7 +106,7 @@ def _make_calibrator(trt: Any, images: list[Path], preprocess: Callable[[np.ndar
         def get_batch_size(self) -> int:
             return 1
 
-        def get_batch(self, names):  # noqa: ANN001
+        def get_batch(self, names):
             while self.index < len(self.images):
                 img = cv2.imread(str(self.images[self.index]))
                 self.index += 1
@@ -120,7 +121,7 @@ def _make_calibrator(trt: Any, images: list[Path], preprocess: Callable[[np.ndar
         def read_calibration_cache(self):
             return cache_file.read_bytes() if cache_file.is_file() else None
 
-        def write_calibration_cache(self, cache):  # noqa: ANN001
+        def write_calibration_cache(self, cache):
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             cache_file.write_bytes(bytes(cache))
 

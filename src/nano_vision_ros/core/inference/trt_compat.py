@@ -12,8 +12,9 @@ with small stand-ins of each API generation without TensorRT installed.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

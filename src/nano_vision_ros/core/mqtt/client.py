@@ -19,9 +19,8 @@ import logging
 import os
 import ssl
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -69,7 +68,7 @@ class MqttLink:
     """Connection + outbox sender. Callbacks run on the network thread: keep them short."""
 
     def __init__(self, settings: LinkSettings, outbox: Outbox,
-                 on_connected: Callable[["MqttLink"], None] | None = None,
+                 on_connected: Callable[[MqttLink], None] | None = None,
                  on_message: Callable[[str, bytes], None] | None = None) -> None:
         self.s = settings
         self.outbox = outbox
@@ -141,7 +140,7 @@ class MqttLink:
         self._wake.set()
         try:
             self.client.disconnect()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
+        except Exception:  # noqa: BLE001, S110 - best effort at shutdown
             pass
         for t in self._threads:
             t.join(timeout)
@@ -177,7 +176,7 @@ class MqttLink:
             self.connected.clear()
             try:
                 self.client.disconnect()
-            except Exception:  # noqa: BLE001 - the old client is dropped anyway
+            except Exception:  # noqa: BLE001, S110 - the old client is dropped anyway
                 pass
             self.client.loop_stop()
             if not self._stop.is_set():
@@ -189,7 +188,7 @@ class MqttLink:
             log.error("%s", text)
         self.last_error = text
 
-    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             hint = " (check username/password)" if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower() else ""
             self._fail(f"broker {self.url} refused the connection: {reason_code}{hint}")
@@ -208,7 +207,7 @@ class MqttLink:
                 log.error("on_connected hook: %s", err)
         self._wake.set()
 
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set() and not self._stop.is_set():
             self.disconnects += 1
             log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
@@ -219,7 +218,7 @@ class MqttLink:
         self._acks.append((gen, mid))
         self._wake.set()
 
-    def _handle_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+    def _handle_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:
             try:
                 self._on_message(msg.topic, msg.payload)

@@ -159,5 +159,5 @@ class HealthStats:
         if self._jtop is not None:
             try:
                 self._jtop.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - closing jtop is best effort
                 pass

@@ -80,7 +80,7 @@ class DlibEmbedder:
 
     def __init__(self, jitter: int = 0, **_: Any) -> None:
         try:
-            import dlib  # noqa: F401  (optional runtime, imported lazily)
+            import dlib
         except ImportError as err:
             raise RuntimeMissingError(
                 "the dlib face embedder needs dlib: pip install dlib-bin face_recognition_models "
@@ -91,7 +91,7 @@ class DlibEmbedder:
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeMissingError(
                 "the dlib face embedder needs its weights: pip install face_recognition_models")
-        models = os.path.join(list(spec.submodule_search_locations)[0], "models")
+        models = os.path.join(next(iter(spec.submodule_search_locations)), "models")
         sp_file = os.path.join(models, "shape_predictor_5_face_landmarks.dat")
         net_file = os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
         import dlib

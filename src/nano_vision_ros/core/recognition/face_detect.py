@@ -33,13 +33,13 @@ class FaceBoxes:
     landmarks: np.ndarray
 
     @classmethod
-    def empty(cls) -> "FaceBoxes":
+    def empty(cls) -> FaceBoxes:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def select(self, idx: np.ndarray) -> "FaceBoxes":
+    def select(self, idx: np.ndarray) -> FaceBoxes:
         return FaceBoxes(self.boxes[idx], self.scores[idx], self.landmarks[idx])
 
 

@@ -76,7 +76,7 @@ def load_faces_config(args: argparse.Namespace) -> Any:
         faces.setdefault("embedding", {})["model"] = args.embedding_model
     try:
         return FacesConfig.model_validate(faces)
-    except Exception as err:  # pydantic ValidationError -> one readable line
+    except Exception as err:  # noqa: BLE001 - pydantic ValidationError -> one readable line
         raise ConfigError(f"invalid face settings: {err}") from None
 
 

@@ -259,7 +259,7 @@ class Gallery:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Gallery:
         return self
 
     def __exit__(self, *exc: object) -> None:

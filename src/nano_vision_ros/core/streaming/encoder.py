@@ -38,7 +38,7 @@ def _gst_launch() -> str | None:
     return shutil.which("gst-launch-1.0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_encoder_works(codec: str) -> bool:
     """True when ffmpeg can encode one small frame with `codec` here (hardware present and usable)."""
     exe = _ffmpeg()
@@ -47,18 +47,19 @@ def ffmpeg_encoder_works(codec: str) -> bool:
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=gray:s=256x144:r=10",
            "-frames:v", "2", "-c:v", codec, "-pix_fmt", "yuv420p", "-f", "null", "-"]
     try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15).returncode == 0
+        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gst_element_exists(element: str) -> bool:
     exe = shutil.which("gst-inspect-1.0")
     if exe is None:
         return False
     try:
-        return subprocess.run([exe, element], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15).returncode == 0
+        return subprocess.run([exe, element], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15,
+                              check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -232,7 +232,7 @@ class RtmpStreamer:
             last_sent = now
             try:
                 self._send(frame, now)
-            except Exception as err:  # a bad frame (or a bug) must not end the writer thread
+            except Exception as err:  # noqa: BLE001 - a bad frame (or a bug) must not end the writer thread
                 last = None  # and is not repeated
                 self.errors += 1
                 text = f"{type(err).__name__}: {err}"[:500]
@@ -304,10 +304,10 @@ class RtmpStreamer:
                 continue
             if proc.poll() is None and self.state == STARTING and now - self._proc_started >= 1.0 and self.frames_sent:
                 self.state = STREAMING
-            if proc.poll() is None and now - self._proc_started >= self.opt.stable_after:
-                if self._backoff != self.opt.backoff_min:
-                    self._backoff = self.opt.backoff_min
-                    log.info("stream %s resumed", self.opt.url)
+            if (proc.poll() is None and now - self._proc_started >= self.opt.stable_after
+                    and self._backoff != self.opt.backoff_min):
+                self._backoff = self.opt.backoff_min
+                log.info("stream %s resumed", self.opt.url)
 
     def close(self) -> None:
         self._stop.set()
@@ -325,7 +325,7 @@ class RtmpStreamer:
         self._monitor.join(3)
         self.state = STOPPED
 
-    def __enter__(self) -> "RtmpStreamer":
+    def __enter__(self) -> RtmpStreamer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -343,4 +343,4 @@ def _grow_pipe(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-__all__ = ["RtmpStreamer", "StreamerOptions", "EncoderSettings"]
+__all__ = ["EncoderSettings", "RtmpStreamer", "StreamerOptions"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from nano_vision_ros.core.upload.protocol import PERMANENT_CODES, PROTO, ProtocolError, check_name, recv_json, send_json
 from nano_vision_ros.core.recording.clip import sha256_file
+from nano_vision_ros.core.upload.protocol import PERMANENT_CODES, PROTO, ProtocolError, check_name, recv_json, send_json
 
 
 class UploadError(RuntimeError):

@@ -10,8 +10,8 @@ import http.client
 import os
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nano_vision_ros.core.recording.clip import sha256_file
 from nano_vision_ros.core.upload.client import UploadError, UploadResult

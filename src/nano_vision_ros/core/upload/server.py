@@ -80,7 +80,7 @@ class _Conn:
 class _Server(socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 128  # a flood must not fill the listen backlog before accept() admits it
-    receiver: "Receiver"
+    receiver: Receiver
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         self.receiver._accepted(request, client_address)
@@ -305,7 +305,7 @@ class Receiver:
     def _run(self, conn: _Conn) -> None:
         try:
             self._handle_one(conn)
-        except Exception:  # noqa: BLE001 - one connection's bug must not end the receiver
+        except Exception:
             log.exception("internal error serving %s", conn.peer)
         finally:
             with self._lock:
@@ -411,7 +411,7 @@ class Receiver:
                         sock.settimeout(wait)
                         try:
                             chunk = sock.recv(min(1 << 20, size - got))
-                        except socket.timeout:
+                        except TimeoutError:
                             chunk = None
                         if chunk == b"":
                             break

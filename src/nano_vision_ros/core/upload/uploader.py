@@ -5,8 +5,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nano_vision_ros.core.recording.clip import sha256_file
 from nano_vision_ros.core.upload.client import ServerAddress, UploadError, upload_file
@@ -54,7 +55,7 @@ class Uploader:
             return
         try:
             self.on_status({**item.status(), **extra})
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("on_status callback")
 
     def _run(self) -> None:
@@ -89,7 +90,7 @@ class Uploader:
                 log.warning("upload of %s failed (attempt %d): %s; retry in %.0fs", item.name, attempts, err, delay)
                 self._report(self.queue.update(item.path, state=QUEUED, error=str(err), next_try=time.time() + delay),
                              retry_in=round(delay, 1))
-        except Exception as err:  # noqa: BLE001 - a bug must not end the uploader
+        except Exception as err:
             self.failures += 1
             self.last_error = f"{type(err).__name__}: {err}"
             log.exception("upload of %s", item.name)
