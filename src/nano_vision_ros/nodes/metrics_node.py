@@ -7,6 +7,7 @@ thread, which blocks on its socket between scrapes (the node idles).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from prometheus_client import start_http_server
@@ -47,7 +48,7 @@ def status_of(st: object) -> Status:
 
 
 class MetricsNode(Node):
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("metrics_node", **kwargs)
         self.cfg = c = load_config(self, MetricsConfig)
         self.store = MetricsStore(c.stale_after, c.forget_after)

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
@@ -67,7 +68,7 @@ class RecorderConfig(BaseModel):
 
 
 class RecorderNode(Node):
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder_node", **kwargs)
         self.cfg = c = load_config(self, RecorderConfig)
         self.camera = c.camera or camera_name(self.get_namespace()) or "camera"

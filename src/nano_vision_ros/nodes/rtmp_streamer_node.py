@@ -7,7 +7,7 @@ encoder subprocess. Neither blocks the subscription: late frames are dropped and
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
@@ -58,7 +58,7 @@ class StreamerConfig(BaseModel):
 
 
 class RtmpStreamerNode(Node):
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("rtmp_streamer_node", **kwargs)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg

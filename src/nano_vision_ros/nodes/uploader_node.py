@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
@@ -78,7 +78,7 @@ class UploaderConfig(BaseModel):
 
 
 class UploaderNode(Node):
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("uploader_node", **kwargs)
         self.cfg = c = load_config(self, UploaderConfig)
         token = self._token(c)

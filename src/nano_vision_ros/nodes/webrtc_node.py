@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
@@ -58,7 +58,7 @@ class WebRtcConfig(BaseModel):
 
 
 class WebRtcNode(Node):
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("webrtc_node", **kwargs)
         self.cfg = c = load_config(self, WebRtcConfig)
         camera = camera_name(self.get_namespace()) or "camera"

@@ -28,7 +28,7 @@ from nano_vision_ros.core.events.model import (
 )
 from nano_vision_ros.ros.services import from_time, to_time
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
 _STATES = ("new", "update", "end")
 _PLATE_LISTS = ("none", "allow", "deny")

@@ -293,7 +293,7 @@ def train(folder: str | Path, name: str, out_dir: str | Path, *, region: str = "
     t_feat = time.monotonic() - t0
     cv = cross_validate(x, ds.y, ds.groups, len(ds.classes), folds, l2)
     head = fit_head(x, ds.y, len(ds.classes), l2)
-    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     version = version or now.strftime("%Y%m%dT%H%M%SZ")
     counts = {c: int((ds.y == k).sum()) for k, c in enumerate(ds.classes)}
     info = {

@@ -138,7 +138,7 @@ def create_source(cfg: CaptureConfig, rgb: bool = False) -> FrameSource:
     from nano_vision_ros.core.capture.pattern import TestPatternSource
 
     kind = cfg.kind
-    common = {"open_timeout": cfg.open_timeout, "read_timeout": cfg.read_timeout}
+    common: dict[str, Any] = {"open_timeout": cfg.open_timeout, "read_timeout": cfg.read_timeout}
     if kind == "test_pattern":
         w, h = (cfg.width, cfg.height) if cfg.width else DEFAULT_PATTERN_SIZE
         return TestPatternSource(w, h, cfg.fps or 30.0, rgb=rgb)

@@ -41,7 +41,7 @@ def iso(t: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with microseconds and a Z."""
     if t is None:
         return None
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(value: str) -> float:

@@ -87,7 +87,7 @@ def parse_time(value: Any) -> float | None:
         except ValueError:
             return None
         if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.UTC)
+            d = d.replace(tzinfo=dt.timezone.utc)
         return d.timestamp()
     return None
 
@@ -334,7 +334,7 @@ class Recorder:
         floor = self._clips[-1].end if self._clips else self._last_end
         start = max(t - self.opt.pre_seconds, floor)
         end = t + self.opt.post_seconds
-        stamp = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"{_SAFE.sub('_', self.opt.camera)}_{stamp}_{_SAFE.sub('_', eid)[:40] or 'event'}.mp4"
         path = Path(self.opt.output_dir) / name
         try:
@@ -436,7 +436,7 @@ class Recorder:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 __all__ = ["Recorder", "RecorderOptions", "event_time", "parse_time"]
