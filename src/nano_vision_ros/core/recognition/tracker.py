@@ -73,7 +73,7 @@ class TrackVoter:
     def settled(self, track_id: int, n: int = 3) -> bool:
         """Whether the track's last `n` or more readings all agree (its identity is known)."""
         dq = self._votes.get(int(track_id))
-        return bool(dq) and len(dq) >= n and len({lbl for lbl, _ in dq}) == 1
+        return dq is not None and len(dq) >= max(n, 1) and len({lbl for lbl, _ in dq}) == 1
 
     def forget(self, track_ids: list[int]) -> None:
         for t in track_ids:
