@@ -18,7 +18,7 @@ flavour: vanilla
 services:
   mosquitto: {{enabled: true, port: {busy}}}
   nginx_rtmp: {{enabled: false}}
-  clip_receiver: {{enabled: false}}
+  clip_receiver: {{enabled: true, port: {busy}, status_port: {busy}, dir: {tmp}/rx, token_file: {tmp}/tok}}
 cameras:
   - name: cam0
     nodes:
@@ -77,7 +77,7 @@ def test_broken_site_shows_every_problem_with_file_and_line(tmp_path):
         task = tmp_path / "mytask.yaml"
         task.write_text(TASK)
         site = tmp_path / "site.yaml"
-        site.write_text(SITE.format(busy=port, task=task))
+        site.write_text(SITE.format(busy=port, task=task, tmp=tmp_path))
         params = tmp_path / "params.yaml"
         params.write_text(PARAMS.format(tmp=tmp_path))
         res = subprocess.run([NANO_VISION, "check", str(site)], capture_output=True, text=True, timeout=120,
@@ -89,6 +89,8 @@ def test_broken_site_shows_every_problem_with_file_and_line(tmp_path):
     expected = [
         f"{site}:3: key 'flavour' unknown",
         f"{site}:5: services.mosquitto: port 127.0.0.1:{port} is already in use",
+        f"{site}:7: services.clip_receiver: port {port} is also services.mosquitto",
+        f"{site}:7: services.clip_receiver.status_port {port} is also services.clip_receiver",
         f"{params}:6: /cam0/camera_node: unknown parameter 'fpss'; did you mean 'fps'?",
         f"{params}:9: /cam0/events_node: parameter 'snapshot_quality': Input should be less than or equal to 100",
         f"{params}:14: /cam0/events_node: rules: point [400, 100] of 'rules.0.zone.polygon' is outside the camera's 320x240 image",

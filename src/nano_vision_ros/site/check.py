@@ -512,6 +512,16 @@ class SiteCheck:
                 self._add(where, f"services.{name}: port {svc.host}:{svc.port} is already in use",
                           "another server holds it: change its port under `services:` (its clients follow), or set "
                           "`enabled: false` to use the running server (then set its clients' parameters in the params file)")
+            extra = getattr(svc, "status_port", 0)  # the clip receiver's progress page
+            if extra:
+                where = self._site_where("services", name, "status_port")
+                if extra in used:
+                    self._add(where, f"services.{name}.status_port {extra} is also {used[extra]}",
+                              "give each server its own port")
+                used[extra] = f"services.{name}.status_port"
+                if self.check_ports and not _port_free(svc.host, extra):
+                    self._add(where, f"services.{name}: status port {svc.host}:{extra} is already in use",
+                              "choose another `status_port` (0 = off)")
         for node in self.nodes:
             cfg: Any = node.config
             if node.entry.kind in SERVER_KINDS and cfg is not None:
