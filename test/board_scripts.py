@@ -29,11 +29,13 @@ def feeder(ctl: Path) -> None:
         qos_profile_sensor_data,
     )
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Header, String
+    from std_msgs.msg import Header
     from vision_msgs.msg import Detection2DArray
 
+    from nano_vision_msgs.msg import Event
     from nano_vision_ros.core.detection.types import Detections
     from nano_vision_ros.ros.detections import to_msg
+    from nano_vision_ros.ros.events import event_from_msg
 
     rclpy.init()
     node = rclpy.create_node("board_a_feeder")
@@ -41,7 +43,7 @@ def feeder(ctl: Path) -> None:
     log = open(ctl / "ros_events.jsonl", "a", buffering=1)  # noqa: SIM115
     tl = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(String, "/cam0/events", lambda m: log.write(m.data.replace("\n", " ") + "\n"), tl)
+    node.create_subscription(Event, "/cam0/events", lambda m: log.write(event_from_msg(m).to_json_text() + "\n"), tl)
     frames = [0]
 
     def on_frame(_msg: Image) -> None:  # proof that frames flow on board A while the link is measured

@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -93,6 +93,22 @@ def call_service(node, srv_type, name: str, timeout: float = 60.0, /, **fields):
         return fut.result()
     finally:
         node.destroy_client(client)
+
+
+def event_msg(camera: str = "cam0", event_type: str = "intrusion", event_id: str | None = None, sequence: int = 0):
+    """A valid nano_vision_msgs/Event (a `new` publication) for tests that feed events to a node,
+    made from the core's event model so it is what an events node would publish."""
+    import uuid
+
+    from nano_vision_ros.core.events.model import Event
+    from nano_vision_ros.core.events.schema import iso
+    from nano_vision_ros.ros.events import event_to_msg
+
+    now = iso(time.time())
+    return event_to_msg(Event(event_id=event_id or str(uuid.uuid4()), sequence=sequence, site_id="site",
+                              device_id="device", camera=camera, type=event_type, rule=event_type, state="new",
+                              stamp=now, start=now, end=None, track_ids=[], labels=[], scores=[], boxes=[],
+                              published=now))
 
 
 class NodeProcess:

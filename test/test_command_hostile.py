@@ -22,7 +22,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import call_service, wait_for
+from conftest import call_service, event_msg, wait_for
 
 SITE, DEVICE = "s15", "d15"
 BASE = f"nano_vision/{SITE}/{DEVICE}"
@@ -415,24 +415,23 @@ def _raw(port: int, data: bytes, read: bool = True) -> bytes:
 
 def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_node, ros_node, broker, tmp_path: Path) -> None:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import String
 
+    from nano_vision_msgs.msg import Event
     from nano_vision_msgs.srv import ReloadConfig
     from nano_vision_ros.ros.services import BoundedServices
 
     node = ros_node("hostile_events", "/cam0")
     host = BoundedServices(node)
     host.add(ReloadConfig, "reload_config", lambda req, resp: (setattr(resp, "rules", ["r"]), resp)[1])
-    ev_pub = node.create_publisher(String, "/cam0/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+    ev_pub = node.create_publisher(Event, "/cam0/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
     bridge = start_bridge(start_node, broker.port, tmp_path, "-p", "command_timeout:=10.0", "-p", "stats_period:=1.0")
     be = Backend(broker.port)
-    seq = iter(range(1, 10_000))
 
     def still_serving(after: str) -> None:
-        eid = f"ev-{next(seq)}"
-        ev_pub.publish(String(data=json.dumps({"event_id": eid, "sequence": 0, "state": "new", "camera": "cam0",
-                                               "type": "intrusion"})))
+        msg = event_msg("cam0", "intrusion")
+        eid = msg.event_id
+        ev_pub.publish(msg)
         wait_for(lambda: any(json.loads(p).get("event_id") == eid for p in be.on(f"{BASE}/events")), 60,
                  what=f"an event delivered after {after}")
         r = be.call("reload_config", timeout=60)

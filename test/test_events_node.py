@@ -2,7 +2,6 @@
 schema-valid `update` events; bad rules stop it with exit code 2 naming the parameter."""
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -19,11 +18,13 @@ rules:
 
 def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Header, String
+    from std_msgs.msg import Header
     from vision_msgs.msg import Detection2DArray
 
+    from nano_vision_msgs.msg import Clip, ClipStatus, Event
     from nano_vision_ros.core.detection.types import Detections
     from nano_vision_ros.ros.detections import to_msg
+    from nano_vision_ros.ros.events import event_from_msg
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
@@ -33,16 +34,16 @@ def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
     rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     faces = n.create_publisher(Detection2DArray, "/gate/faces", rel)
     plates = n.create_publisher(Detection2DArray, "/gate/plates", rel)
-    clips = n.create_publisher(String, "/gate/clips", rel)
-    status = n.create_publisher(String, "/gate/clip_status", rel)
+    clips = n.create_publisher(Clip, "/gate/clips", rel)
+    status = n.create_publisher(ClipStatus, "/gate/clip_status", rel)
     got: list[dict] = []
     lock = threading.Lock()
 
     def on_event(msg):
         with lock:
-            got.append(json.loads(msg.data))
+            got.append(event_from_msg(msg).to_json())
 
-    n.create_subscription(String, "/gate/events", on_event,
+    n.create_subscription(Event, "/gate/events", on_event,
                           QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     for p in (faces, plates, clips, status):
         wait_for(lambda p=p: p.get_subscription_count() > 0, 30, what=f"events_node subscribed to {p.topic_name}")
@@ -64,12 +65,11 @@ def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
     assert plate["plate"]["text"] == "沪B99999" and face["face"]["identity"] == "mallory"
     assert (face["site_id"], face["device_id"], face["camera"]) == ("yard", "jetson1", "gate")
     ids = [face["event_id"], plate["event_id"]]
-    clips.publish(String(data="not json"))
-    clips.publish(String(data=json.dumps({"event_ids": ids, "path": "/clips/g.mp4", "duration": 60.0, "size": 123456,
-                                          "sha256": "0" * 64, "start": 0, "end": 60})))
-    for state in ("queued", "uploading", "done"):
-        status.publish(String(data=json.dumps({"path": "/clips/g.mp4", "sha256": "0" * 64, "state": state,
-                                               "remote": "nv://backend/g.mp4" if state == "done" else None})))
+    clips.publish(Clip(path="/clips/bad.mp4", sha256="not hex", event_ids=ids))  # refused, counted, logged
+    clips.publish(Clip(event_ids=ids, path="/clips/g.mp4", duration=60.0, size=123456, sha256="0" * 64))
+    for state in (ClipStatus.STATE_QUEUED, ClipStatus.STATE_UPLOADING, ClipStatus.STATE_DONE):
+        status.publish(ClipStatus(path="/clips/g.mp4", sha256="0" * 64, state=state,
+                                  remote="nv://backend/g.mp4" if state == ClipStatus.STATE_DONE else ""))
     wait_for(lambda: sum(e.get("reason") == "clip_status" and e["clip"]["upload_state"] == "done" for e in got) == 2,
              20, what="clip upload done updates for both events")
     with lock:

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from conftest import free_port, wait_for
 
 from nano_vision_ros.core.events import validate_event
+from nano_vision_ros.ros.events import event_from_msg
 from nano_vision_ros.site.mosquitto import Mosquitto
 
 SITE, DEVICE = "s1", "d1"
@@ -89,8 +90,9 @@ class Feeder:
     def __init__(self, ros_node, image: np.ndarray | None = None) -> None:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
-        from std_msgs.msg import String
         from vision_msgs.msg import Detection2DArray
+
+        from nano_vision_msgs.msg import Event
 
         self.node = ros_node("feeder")
         self.det_pub = self.node.create_publisher(Detection2DArray, "/cam0/detections",
@@ -100,12 +102,12 @@ class Feeder:
         self._lock = threading.Lock()
         tl = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.node.create_subscription(String, "/cam0/events", self._on_event, tl)
+        self.node.create_subscription(Event, "/cam0/events", self._on_event, tl)
         self.image = image
 
     def _on_event(self, msg):
         with self._lock:
-            self.ros_events.append(json.loads(msg.data))
+            self.ros_events.append(event_from_msg(msg).to_json())
 
     def wait_connected(self):
         wait_for(lambda: self.det_pub.get_subscription_count() > 0, 60, what="events_node subscribed to detections")
@@ -288,7 +290,7 @@ class CuttableProxy:
         while not self.stop_ev.is_set():
             try:
                 c, _ = self.srv.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

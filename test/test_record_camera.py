@@ -1,22 +1,19 @@
 """camera_node (test pattern, jpeg image_raw/compressed) -> recorder_node (compressed input) -> clip."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
-
-from conftest import wait_for
+from conftest import event_msg, wait_for
 from test_record_core import probe
 
 
 @pytest.mark.timeout(120)
 def test_camera_to_recorder_compressed(start_node, ros_node, tmp_path):
-    from std_msgs.msg import String
-
-    from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+    from nano_vision_msgs.msg import Clip, Event
     from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.events import clip_from_msg
 
     out = tmp_path / "clips"
     start_node("camera_node", "-r", "__ns:=/t_camrec", "-p", "source_kind:=test_pattern", "-p", "source:=test://pattern",
@@ -25,11 +22,11 @@ def test_camera_to_recorder_compressed(start_node, ros_node, tmp_path):
                "-p", f"output_dir:={out}", "-p", "pre_seconds:=1.0", "-p", "post_seconds:=1.5", "-p", "fps:=10.0")
     me = ros_node("camrec_test")
     clips: list[dict] = []
-    me.create_subscription(String, "/t_camrec/clips", lambda m: clips.append(json.loads(m.data)), NOTICE_QOS)
-    ev = me.create_publisher(String, "/t_camrec/events", qos.RELIABLE)
+    me.create_subscription(Clip, "/t_camrec/clips", lambda m: clips.append(clip_from_msg(m).model_dump()), qos.NOTICES)
+    ev = me.create_publisher(Event, "/t_camrec/events", qos.RELIABLE)
     wait_for(lambda: ev.get_subscription_count() > 0, 30, what="recorder events subscription")
     time.sleep(3.0)  # camera up, pre-event buffer filled
-    ev.publish(String(data=json.dumps({"event_id": "cam-ev", "state": "new", "camera": "t_camrec"})))
+    ev.publish(event_msg("t_camrec"))
     wait_for(lambda: clips, 40, what="a clip from camera frames")
     c = clips[0]
     assert c["camera"] == "t_camrec" and Path(c["path"]).name.startswith("t_camrec_")

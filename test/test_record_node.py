@@ -1,26 +1,26 @@
-"""recorder_node in its own process: frames and events over DDS in, a playable MP4 and a `clips` notice out."""
+"""recorder_node in its own process: frames and typed events over DDS in, a playable MP4 and a typed
+`clips` notice out; an event's updates after its end (the clip / upload-state reports) ask no footage."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import wait_for
-from nano_vision_ros.core.recording import sha256_file
+from conftest import event_msg, wait_for
 from test_record_core import probe
+
+from nano_vision_ros.core.recording import sha256_file
 
 
 @pytest.mark.timeout(120)
 def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
     from sensor_msgs.msg import Image
-    from std_msgs.msg import String
 
-    from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+    from nano_vision_msgs.msg import Clip, Event
     from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.events import clip_from_msg, event_from_msg, event_to_msg
     from nano_vision_ros.ros.image import numpy_to_imgmsg
 
     out = tmp_path / "clips"
@@ -29,9 +29,10 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
                       "-p", "pre_seconds:=1.0", "-p", "post_seconds:=2.0", "-p", "fps:=10.0")
     me = ros_node("record_test")
     clips: list[dict] = []
-    me.create_subscription(String, "/t_rec/clips", lambda m: clips.append(json.loads(m.data)), NOTICE_QOS)
+    me.create_subscription(Clip, "/t_rec/clips", lambda m: clips.append(clip_from_msg(m).model_dump()), qos.NOTICES)
     img_pub = me.create_publisher(Image, "/t_rec/image_raw", qos.SENSOR)
-    ev_pub = me.create_publisher(String, "/t_rec/events", qos.RELIABLE)
+    ev_pub = me.create_publisher(Event, "/t_rec/events", qos.RELIABLE)
+    ev_a, ev_b = event_msg("cam1"), event_msg("cam1")
     stop = threading.Event()
 
     def camera():
@@ -49,16 +50,24 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
         wait_for(lambda: ev_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0, 30,
                  what="recorder subscriptions")
         time.sleep(2.0)  # fill the pre-event buffer
-        ev_pub.publish(String(data=json.dumps({"event_id": "ev-a", "state": "new", "camera": "cam1"})))
+        ev_pub.publish(ev_a)
         time.sleep(0.5)
-        ev_pub.publish(String(data=json.dumps({"event_id": "ev-b", "state": "new", "camera": "cam1"})))
-        ev_pub.publish(String(data="{not json"))  # ignored, counted, nothing breaks
+        ev_pub.publish(ev_b)
+        bad = event_msg("cam1")
+        bad.event_id = "not-a-uuid"
+        ev_pub.publish(bad)  # refused by the event model: ignored, counted, nothing breaks
         wait_for(lambda: clips, 40, what="a clips notice")
+        # the events node then reports the clip on the ended event: footage that exists, no new clip
+        ended = event_from_msg(ev_a).model_copy(update={"state": "update", "reason": "clip", "sequence": 2,
+                                                       "end": event_from_msg(ev_a).stamp})
+        ev_pub.publish(event_to_msg(ended))
+        time.sleep(3.5)  # longer than post_seconds: a clip it had opened would be announced by now
+        assert len(clips) == 1, clips
     finally:
         stop.set()
         th.join(2)
     c = clips[0]
-    assert c["event_ids"] == ["ev-a", "ev-b"] and c["camera"] == "cam1"
+    assert c["event_ids"] == [ev_a.event_id, ev_b.event_id] and c["camera"] == "cam1"
     path = Path(c["path"])
     assert path.parent == out and path.is_file()
     assert c["sha256"] == sha256_file(path) and c["size"] == path.stat().st_size

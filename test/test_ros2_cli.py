@@ -11,7 +11,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import free_port, wait_for
 from ros2_tools import VENV, demo_site, ros2, workspace
 
@@ -59,14 +58,13 @@ def test_topic_echo_events_and_detections(site):
     assert r.returncode == 0, r.stderr
     msg = yaml.safe_load(r.stdout.split("\n---")[0])
     assert msg["header"]["frame_id"] and "detections" in msg
-    # events: std_msgs/String, transient local — the latest event is delivered to a late subscriber
+    # events: typed nano_vision_msgs/Event, transient local — the latest event reaches a late subscriber
     r = ros2("topic", "echo", "--once", "--full-length", "--qos-durability", "transient_local",
-             "--qos-reliability", "reliable", "/cam0/events", "std_msgs/msg/String", env=site, timeout=180)
+             "--qos-reliability", "reliable", "/cam0/events", "nano_vision_msgs/msg/Event", env=site, timeout=180)
     assert r.returncode == 0, r.stderr
-    import json
-
-    event = json.loads(yaml.safe_load(r.stdout.split("\n---")[0])["data"])
-    assert event["camera"] == "cam0" and event["state"] in ("new", "update", "end")
+    event = yaml.safe_load(r.stdout.split("\n---")[0])
+    assert event["camera"] == "cam0" and event["state"] in (0, 1, 2) and event["schema_version"] == "1.0"
+    assert event["stamp"]["sec"] > 0 and isinstance(event["boxes"], list) and len(event["event_id"]) == 36
 
 
 def test_param_set_threshold_takes_effect(site):

@@ -8,10 +8,10 @@ import socket
 import subprocess
 
 import pytest
-
 from conftest import free_port, wait_for
-from nano_vision_ros.core.upload import UploadError, http_put
 from test_upload_protocol import make_clip, sha
+
+from nano_vision_ros.core.upload import UploadError, http_put
 
 TOKEN = "put-token"
 
@@ -102,11 +102,9 @@ def test_http_put_refusals(dav, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_uploader_node_http_transport(dav, start_node, ros_node, tmp_path):
-    import json
-
-    from std_msgs.msg import String
-
-    from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+    from nano_vision_msgs.msg import Clip, ClipStatus
+    from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.events import status_from_msg
 
     base, root = dav
     clip = tmp_path / "cam2_20260101T000000_h.mp4"
@@ -116,10 +114,11 @@ def test_uploader_node_http_transport(dav, start_node, ros_node, tmp_path):
                env={"NANO_VISION_UPLOAD_TOKEN": TOKEN})
     me = ros_node("http_test")
     statuses: list[dict] = []
-    me.create_subscription(String, "/t_http/clip_status", lambda m: statuses.append(json.loads(m.data)), NOTICE_QOS)
-    pub = me.create_publisher(String, "/t_http/clips", NOTICE_QOS)
+    me.create_subscription(ClipStatus, "/t_http/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()),
+                           qos.NOTICES)
+    pub = me.create_publisher(Clip, "/t_http/clips", qos.NOTICES)
     wait_for(lambda: pub.get_subscription_count() > 0, 30, what="uploader subscription")
-    pub.publish(String(data=json.dumps({"event_ids": ["h"], "camera": "cam2", "path": str(clip), "sha256": digest})))
+    pub.publish(Clip(event_ids=["h"], camera="cam2", path=str(clip), sha256=digest))
     done = wait_for(lambda: next((s for s in statuses if s["state"] == "done"), None), 30, what="clip_status done")
     assert done["remote"] == f"{base}/cam2/{clip.name}"
     assert sha(root / "cam2" / clip.name) == digest

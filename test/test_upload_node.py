@@ -2,19 +2,16 @@
 queue survives a restart of the node while the receiver is down."""
 from __future__ import annotations
 
-import json
-
 import pytest
-
 from conftest import free_port, wait_for
 from test_upload_protocol import TOKEN, make_clip, receiver, sha  # noqa: F401 - fixture
 
 
 @pytest.mark.timeout(180)
 def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tmp_path):  # noqa: F811
-    from std_msgs.msg import String
-
-    from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
+    from nano_vision_msgs.msg import Clip, ClipStatus
+    from nano_vision_ros.ros import qos
+    from nano_vision_ros.ros.events import status_from_msg
 
     port = free_port()
     clip = tmp_path / "cam1_20260101T000000_ev1.mp4"
@@ -24,15 +21,15 @@ def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tm
     env = {"NANO_VISION_UPLOAD_TOKEN": TOKEN}
     me = ros_node("upload_test")
     statuses: list[dict] = []
-    me.create_subscription(String, "/t_up/clip_status", lambda m: statuses.append(json.loads(m.data)), NOTICE_QOS)
-    clips_pub = me.create_publisher(String, "/t_up/clips", NOTICE_QOS)
+    me.create_subscription(ClipStatus, "/t_up/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()),
+                           qos.NOTICES)
+    clips_pub = me.create_publisher(Clip, "/t_up/clips", qos.NOTICES)
 
     # 1. No receiver yet: the clip is queued, tried, and stays queued with the error.
     node = start_node("uploader_node", *args, env=env)
     wait_for(lambda: clips_pub.get_subscription_count() > 0, 30, what="uploader subscription")
-    clips_pub.publish(String(data=json.dumps({"event_ids": ["ev1"], "camera": "cam1", "path": str(clip),
-                                              "size": clip.stat().st_size, "sha256": digest})))
-    clips_pub.publish(String(data=json.dumps({"path": str(tmp_path / "missing.mp4")})))  # refused, logged
+    clips_pub.publish(Clip(event_ids=["ev1"], camera="cam1", path=str(clip), size=clip.stat().st_size, sha256=digest))
+    clips_pub.publish(Clip(path=str(tmp_path / "missing.mp4")))  # refused, logged
     wait_for(lambda: any(s["state"] == "queued" and s["error"] for s in statuses), 30, what="a failed try, still queued")
     assert all(s["state"] != "done" for s in statuses)
     node.stop()

@@ -3,15 +3,16 @@
 Subscribes ``detections`` (one or more Detection2DArray topics), ``faces``, ``plates``, the camera
 image (sensor QoS; the newest frames are kept to cut JPEG snapshots from, matched by stamp),
 ``clips`` (recorder) and ``clip_status`` (uploader). With ``annotated_topic`` set it also
-publishes the camera's annotated view (ros/annotated.py, core/overlay.py) while someone watches. Publishes each event JSON (std_msgs/String,
-reliable, transient local with ``history_depth`` so a restarted MQTT bridge gets what it missed)
-after validating it against ``schemas/event.schema.json``. Services (nano_vision_msgs/srv,
+publishes the camera's annotated view (ros/annotated.py, core/overlay.py) while someone watches.
+Publishes each event as ``nano_vision_msgs/Event`` (reliable, transient local with
+``history_depth`` so a restarted MQTT bridge gets what it missed), made by ``ros/events.py`` from
+the engine's event model after checking its JSON against ``schemas/event.schema.json``. ``clips``
+are ``nano_vision_msgs/Clip``, ``clip_status`` ``nano_vision_msgs/ClipStatus``. Services (nano_vision_msgs/srv,
 time-bounded by ros.services.BoundedServices): ``~/snapshot`` (Snapshot), ``~/reload_config``
 (ReloadConfig).
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -22,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_msgs.msg import Clip, ClipStatus
+from nano_vision_msgs.msg import Event as EventMsg
 from nano_vision_msgs.srv import ReloadConfig, Snapshot
 from nano_vision_ros.core import overlay
 from nano_vision_ros.core.errors import ConfigError
@@ -34,13 +36,13 @@ from nano_vision_ros.core.events import (
     parse_rules,
     validate_event,
 )
-from nano_vision_ros.core.events.clips import ClipNotice, ClipStatusNotice
 from nano_vision_ros.core.events.model import Event, SnapshotRef
 from nano_vision_ros.core.events.schema import parse_iso
 from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.annotated import AnnotatedView
 from nano_vision_ros.ros.detections import from_msg
+from nano_vision_ros.ros.events import clip_from_msg, event_to_msg, status_from_msg
 from nano_vision_ros.ros.image import ImageError, check_image, to_bgr
 from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
@@ -64,9 +66,9 @@ class EventsNodeConfig(BaseModel):
     snapshots: bool = Field(True, description="cut a JPEG snapshot for each new event (and answer `snapshot`)")
     annotated_topic: str = Field("", description="publish the annotated view here (boxes, zones with counts, violators "
                                  "in red with the rule, legend; drawn only while someone subscribes); '' = none")
-    events_topic: str = Field("events", description="output event JSON (std_msgs/String)")
-    clips_topic: str = Field("clips", description="recorder clip notices (JSON)")
-    clip_status_topic: str = Field("clip_status", description="uploader clip states (JSON)")
+    events_topic: str = Field("events", description="output events (nano_vision_msgs/Event)")
+    clips_topic: str = Field("clips", description="recorder clip notices (nano_vision_msgs/Clip)")
+    clip_status_topic: str = Field("clip_status", description="uploader clip states (nano_vision_msgs/ClipStatus)")
     history_depth: int = Field(500, ge=1, le=100000, description="events kept for late-joining subscribers")
     snapshot_dir: str = Field("~/.local/share/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)")
     snapshot_quality: int = Field(85, ge=10, le=100)
@@ -113,7 +115,7 @@ class EventsNode(Node):
         self._clock_ref: tuple[float, float] | None = None
         events_qos = QoSProfile(depth=self.cfg.history_depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub = self.create_publisher(String, self.cfg.events_topic, events_qos)
+        self.pub = self.create_publisher(EventMsg, self.cfg.events_topic, events_qos)
         # results must not be lost while this process is starved of CPU: reader history as deep as the queue
         results = QoSProfile(depth=self.cfg.queue_size, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -121,8 +123,9 @@ class EventsNode(Node):
                      for i, t in enumerate(self.cfg.detections_topics)]
         self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results))
         self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results))
-        self.subs.append(self.create_subscription(String, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
-        self.subs.append(self.create_subscription(String, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), results))
+        self.subs.append(self.create_subscription(Clip, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
+        self.subs.append(self.create_subscription(ClipStatus, self.cfg.clip_status_topic,
+                                                  lambda m: self._enqueue(("clip_status", m)), results))
         self.view = AnnotatedView(self, self.cfg.annotated_topic, self.frames, self.cfg.snapshot_tolerance) \
             if self.cfg.annotated_topic else None
         if self.view is not None:
@@ -187,7 +190,7 @@ class EventsNode(Node):
                     # frame time now = last stamp + wall time since (stamps may be a replay's, not now)
                     events = self.engine.tick(self._clock_ref[0] + time.monotonic() - self._clock_ref[1])
                 else:
-                    events = self._on_notice(kind, msg.data)
+                    events = self._on_notice(kind, msg)
                 for ev in events:
                     self._emit(ev)
                 if kind == "detections" and self.view is not None:
@@ -197,17 +200,14 @@ class EventsNode(Node):
             if kind != "tick":
                 self.last_ms = (time.perf_counter() - t0) * 1000.0
 
-    def _on_notice(self, kind: str, text: str) -> list[Event]:
+    def _on_notice(self, kind: str, msg: Clip | ClipStatus) -> list[Event]:
         try:
-            info = json.loads(text)
-            if not isinstance(info, dict):
-                raise ValueError("not a JSON object")
-            model = ClipNotice if kind == "clip" else ClipStatusNotice
-            notice = model.model_validate({k: v for k, v in info.items() if k in model.model_fields})
-            return self.engine.on_clip(notice) if kind == "clip" else self.engine.on_clip_status(notice)
+            if isinstance(msg, Clip):
+                return self.engine.on_clip(clip_from_msg(msg))
+            return self.engine.on_clip_status(status_from_msg(msg))
         except ValueError as err:
             self.bad_notices += 1
-            self.get_logger().warning(f"{kind} notice ignored: {err}: {text[:200]!r}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"{kind} notice ignored ({msg.path[:200]!r}): {err}", throttle_duration_sec=5.0)
             return []
 
     def _emit(self, ev: Event) -> None:
@@ -216,14 +216,13 @@ class EventsNode(Node):
             if snap is not None:
                 ev.snapshot = SnapshotRef(**snap)
                 self.engine.attach_snapshot(ev.event_id, ev.snapshot)
-        data = ev.to_json()
         try:
-            validate_event(data)
+            validate_event(ev.to_json())
         except EventSchemaError as err:
             self.invalid += 1
             self.get_logger().error(f"event {ev.event_id} not published, invalid: {err}")
             return
-        self.pub.publish(String(data=json.dumps(data, separators=(",", ":"))))
+        self.pub.publish(event_to_msg(ev))
         self.published += 1
         if self.view is not None:
             self.view.violations.update(ev.event_id, ev.rule, ev.state, ev.track_ids)

@@ -1,6 +1,7 @@
 """mqtt_bridge_node: events to the backend over MQTT with store-and-forward; remote commands in.
 
-Every event received on the ``events_topics`` is written to a SQLite outbox first and deleted only
+Every event received on the ``events_topics`` (nano_vision_msgs/Event; its MQTT JSON is made from the
+event model by ros/events.py) is written to a SQLite outbox first and deleted only
 on the broker's PUBACK (see core/mqtt/outbox.py for the bound policy). Topics under
 ``<topic_prefix>/<site_id>/<device_id>/``: ``events``, ``status`` (retained online, LWT offline),
 ``stats`` (periodic health), ``snapshot/<camera>`` (JPEG on request), ``cmd/<name>`` ->
@@ -27,8 +28,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
 
+from nano_vision_msgs.msg import Event as EventMsg
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.mqtt import homeassistant as ha
 from nano_vision_ros.core.mqtt.client import LinkSettings, MqttLink, read_secret
@@ -42,6 +43,7 @@ from nano_vision_ros.core.mqtt.commands import (
 from nano_vision_ros.core.mqtt.health import HealthStats
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
 from nano_vision_ros.ros import diagnostics
+from nano_vision_ros.ros.events import event_from_msg
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.services import ServiceCommands, UnknownTarget
@@ -182,7 +184,7 @@ class MqttBridgeNode(Node):
         self._ingest_thread.start()
         ev_qos = QoSProfile(depth=c.history_depth, history=HistoryPolicy.KEEP_LAST,
                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.subs = [self.create_subscription(String, t, self._on_event, ev_qos) for t in c.events_topics]
+        self.subs = [self.create_subscription(EventMsg, t, self._on_event, ev_qos) for t in c.events_topics]
         self.diag_sub = self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.stats_timer = self.create_timer(c.stats_period, self._publish_stats) if c.stats_period > 0 else None
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
@@ -191,16 +193,17 @@ class MqttBridgeNode(Node):
                                f"{self.link.url} {self.t_events} (outbox {self.outbox.path}, {len(self.outbox)} pending)")
 
     # -- events -----------------------------------------------------------------------------------
-    def _on_event(self, msg: String) -> None:
+    def _on_event(self, msg: EventMsg) -> None:
+        """A typed event -> its MQTT JSON (made from the event model: the backend's contract)."""
         try:
-            ev = json.loads(msg.data)
-            key = f"{ev['event_id']}:{int(ev['sequence'])}"
-            state = str(ev["state"])
-        except (ValueError, KeyError, TypeError) as err:
+            model = event_from_msg(msg)
+        except ValueError as err:
             self.bad_events += 1
-            self.get_logger().error(f"not an event, not forwarded: {err}: {msg.data[:200]!r}", throttle_duration_sec=5.0)
+            self.get_logger().error(f"not a valid event, not forwarded: {msg.event_id[:64]!r}: {err}",
+                                    throttle_duration_sec=5.0)
             return
-        self._ingest.put((msg.data, state, key, ev))
+        ev = model.to_json()
+        self._ingest.put((json.dumps(ev, separators=(",", ":")), model.state, f"{model.event_id}:{model.sequence}", ev))
 
     def _ingest_loop(self) -> None:
         """Store events in batches: one transaction (one fsync) for all that arrived meanwhile.

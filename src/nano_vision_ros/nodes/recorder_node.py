@@ -1,14 +1,17 @@
 """recorder_node: the last seconds of video encoded once into an H.264 ring; an MP4 clip around each event burst.
 
 Frames (raw ``Image`` or a camera's jpeg ``CompressedImage``) go through a ``LatestWorker`` to
-``core.recording.Recorder`` (one continuous encoder; clips are cut from it by stream copy); events (``events``, std_msgs/String JSON) go through a queue thread so
-neither subscription waits on ffmpeg. Each finished clip is announced on ``clips`` (std_msgs/String
-JSON: event_ids, path, name, start, end, duration, frames, size, sha256), reliable and
-transient-local so an uploader started later still gets recent clips.
+``core.recording.Recorder`` (one continuous encoder; clips are cut from it by stream copy); events
+(``events``, nano_vision_msgs/Event) go through a queue thread so neither subscription waits on
+ffmpeg. Only publications that ask for footage reach the recorder (`Event.asks_footage`: the
+event is active, or this is its end); the clip / upload-state updates the events node publishes
+after an event's end describe footage recorded already, so the recorder -> clips -> events loop
+ends there. Each finished clip is announced on ``clips`` (nano_vision_msgs/Clip: path, camera,
+start, end, duration, size, sha256, event_ids), reliable and transient-local so an uploader
+started later still gets recent clips.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -18,12 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
 
+from nano_vision_msgs.msg import Clip
+from nano_vision_msgs.msg import Event as EventMsg
+from nano_vision_ros.core.events.clips import ClipNotice
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.events import clip_to_msg, event_from_msg
 from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.naming import camera_name
 from nano_vision_ros.ros.params import load_config
@@ -32,16 +37,13 @@ from nano_vision_ros.ros.worker import LatestWorker
 
 log = logging.getLogger(__name__)
 
-#: Clip notices and upload states: reliable, and kept for late joiners.
-NOTICE_QOS = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MB = 1024 * 1024
 
 
 class RecorderConfig(BaseModel):
     image_topic: str = Field("image_raw", description="frames to record (use image_raw/compressed with compressed:=true)")
     compressed: bool = Field(False, description="image_topic is a sensor_msgs/CompressedImage (jpeg bytes kept as they are)")
-    events_topic: str = Field("events", description="event JSON (std_msgs/String) topic")
+    events_topic: str = Field("events", description="events topic (nano_vision_msgs/Event)")
     clips_topic: str = Field("clips", description="where finished clips are announced")
     camera: str = Field("", description="camera name for file names and the event filter; '' = the node's namespace")
     output_dir: str = Field("~/.local/share/nano_vision/clips", description="folder for the MP4 clips")
@@ -84,14 +86,14 @@ class RecorderNode(Node):
                 max_total_bytes=int(c.max_total_mb * MB), max_age_seconds=c.max_age_hours * 3600.0,
                 min_free_bytes=int(c.min_free_mb * MB)),
             on_clip=self._publish_clip, on_error=lambda text: None)
-        self.pub = self.create_publisher(String, c.clips_topic, NOTICE_QOS)
+        self.pub = self.create_publisher(Clip, c.clips_topic, qos.NOTICES)
         self.worker = LatestWorker(self._handle_frame, name="recorder-frames")
         msg_type = CompressedImage if c.compressed else Image
         self.sub = self.create_subscription(msg_type, c.image_topic, self.worker.submit, qos.SENSOR)
-        self._events: queue.Queue[str | None] = queue.Queue(maxsize=1000)
+        self._events: queue.Queue[EventMsg | None] = queue.Queue(maxsize=1000)
         self._event_thread = threading.Thread(target=self._event_loop, name="recorder-events", daemon=True)
         self._event_thread.start()
-        self.ev_sub = self.create_subscription(String, c.events_topic, self._on_event_msg, qos.RELIABLE)
+        self.ev_sub = self.create_subscription(EventMsg, c.events_topic, self._on_event_msg, qos.RELIABLE)
         self.timer = self.create_timer(1.0, lambda: self.recorder.tick())  # no TimerInfo into tick(now)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.get_logger().info(
@@ -117,36 +119,36 @@ class RecorderNode(Node):
         self.recorder.add_frame(t, img)  # encoded once into the ring; clips are cut from it
 
     # -- events ------------------------------------------------------------------------------------
-    def _on_event_msg(self, msg: String) -> None:
+    def _on_event_msg(self, msg: EventMsg) -> None:
         try:
-            self._events.put_nowait(msg.data)
+            self._events.put_nowait(msg)
         except queue.Full:
             self.bad_events += 1
             self.get_logger().error("event queue full; event dropped", throttle_duration_sec=5.0)
 
     def _event_loop(self) -> None:
         while True:
-            text = self._events.get()
-            if text is None:
+            msg = self._events.get()
+            if msg is None:
                 return
             try:
-                event = json.loads(text)
-                if not isinstance(event, dict) or "event_id" not in event:
-                    raise ValueError("not an object with an event_id")
+                ev = event_from_msg(msg)
             except ValueError as err:
                 self.bad_events += 1
-                self.get_logger().warning(f"bad event JSON ignored: {err}: {text[:200]!r}", throttle_duration_sec=5.0)
+                self.get_logger().warning(f"bad event {msg.event_id[:64]!r} ignored: {err}", throttle_duration_sec=5.0)
                 continue
-            cam = event.get("camera")
-            if cam and self.cfg.camera and cam != self.cfg.camera:
+            if not ev.asks_footage or (self.cfg.camera and ev.camera != self.cfg.camera):
                 continue
             try:
-                self.recorder.on_event(event)
+                self.recorder.on_event(ev.to_json())
             except Exception as err:  # noqa: BLE001 - a bad event must not stop recording
-                self.get_logger().error(f"event {event.get('event_id')}: {err}")
+                self.get_logger().error(f"event {ev.event_id}: {err}")
 
     def _publish_clip(self, info: dict) -> None:
-        self.pub.publish(String(data=json.dumps(info)))
+        notice = ClipNotice(path=info["path"], camera=info.get("camera", self.camera), start=info.get("start"),
+                            end=info.get("end"), duration=info.get("duration"), size=info.get("size"),
+                            sha256=info.get("sha256"), event_ids=list(info.get("event_ids", [])))
+        self.pub.publish(clip_to_msg(notice))
         self.get_logger().info(f"clip {info['name']} ({info['duration']:.1f}s, {info['size']} bytes) for {info['event_ids']}")
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:

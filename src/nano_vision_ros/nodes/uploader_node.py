@@ -7,12 +7,12 @@ and reports each clip's state on ``clip_status`` beside the clips topic it came 
 Each clip is put in a persistent SQLite queue and uploaded with ``nano-vision-upload/1``
 (resumable, sha256-checked); failures are retried with exponential backoff, across restarts. Every
 state change (queued, uploading, done, failed; with remote name and error) is published on
-``clip_status`` (std_msgs/String JSON) for the events node to forward as an event update.
+``clip_status`` (nano_vision_msgs/ClipStatus) for the events node to forward as an event update.
+Clip notices are ``nano_vision_msgs/Clip``; discovery takes every ``.../clips`` topic of that type.
 """
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from pathlib import Path
@@ -22,11 +22,12 @@ from pydantic import BaseModel, Field, model_validator
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.subscription import Subscription
-from std_msgs.msg import String
 
+from nano_vision_msgs.msg import Clip, ClipStatus
 from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.events.clips import ClipStatusNotice
+from nano_vision_ros.core.hashing import sha256_file
 from nano_vision_ros.core.paths import read_token_file
-from nano_vision_ros.core.recording.clip import sha256_file
 from nano_vision_ros.core.upload import (
     ServerAddress,
     Uploader,
@@ -35,8 +36,8 @@ from nano_vision_ros.core.upload import (
     upload_file,
 )
 from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
-from nano_vision_ros.nodes.recorder_node import NOTICE_QOS
-from nano_vision_ros.ros import diagnostics
+from nano_vision_ros.ros import diagnostics, qos
+from nano_vision_ros.ros.events import clip_from_msg, status_to_msg
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 
@@ -51,7 +52,7 @@ def _http_upload(url: str, addr: ServerAddress, path: str, name: str, sha256: st
 
 class UploaderConfig(BaseModel):
     clips_topics: list[str] = Field(default_factory=lambda: ["*"],
-                                    description="clip notice topics (std_msgs/String JSON); ['*'] = every '.../clips' topic, discovered")
+                                    description="clip notice topics (nano_vision_msgs/Clip); ['*'] = every '.../clips' topic, discovered")
     status_topic: str = Field("clip_status", description="upload states; relative = beside each clips topic (/cam0/clip_status)")
     transport: Literal["tcp", "http"] = Field("tcp", description="tcp: nano-vision-upload/1 (resumable); http: PUT to url")
     url: str = Field("", description="http transport: base URL, the clip goes to <url>/<name> (e.g. a WebDAV folder)")
@@ -113,13 +114,13 @@ class UploaderNode(Node):
         return token
 
     def _discover(self) -> None:
-        """Subscribe every std_msgs/String topic named '.../clips' (one uploader for all cameras)."""
+        """Subscribe every nano_vision_msgs/Clip topic named '.../clips' (one uploader for all cameras)."""
         for name, types in self.get_topic_names_and_types():
-            if (name == "/clips" or name.endswith("/clips")) and "std_msgs/msg/String" in types and name not in self._subs:
+            if (name == "/clips" or name.endswith("/clips")) and "nano_vision_msgs/msg/Clip" in types and name not in self._subs:
                 self._subscribe(name)
 
     def _subscribe(self, topic: str) -> None:
-        self._subs[topic] = self.create_subscription(String, topic, functools.partial(self._on_clip, topic=topic), NOTICE_QOS)
+        self._subs[topic] = self.create_subscription(Clip, topic, functools.partial(self._on_clip, topic=topic), qos.NOTICES)
         self.get_logger().info(f"taking clips from {topic}")
 
     def _status_topic_for(self, clips_topic: str) -> str:
@@ -127,37 +128,41 @@ class UploaderNode(Node):
             return self.cfg.status_topic
         return f"{clips_topic.rsplit('/', 1)[0]}/{self.cfg.status_topic}"
 
-    def _on_clip(self, msg: String, topic: str = "") -> None:
+    def _on_clip(self, msg: Clip, topic: str = "") -> None:
         """A clips notice: validate, name it on the receiver, queue it (cheap; the upload runs elsewhere)."""
         try:
-            info = json.loads(msg.data)
-            path = info["path"]
-            known = self.queue.get(path) if isinstance(path, str) else None
-            if known is not None and known.sha256 == info.get("sha256"):
+            clip = clip_from_msg(msg)
+            path = clip.path
+            known = self.queue.get(path)
+            if known is not None and known.sha256 == clip.sha256:
                 return  # re-delivered (transient local after a restart): already queued or done
-            if not isinstance(path, str) or not os.path.isfile(path):
+            if not os.path.isfile(path):
                 raise ValueError(f"clip file {path!r} not found")
-            sha = info.get("sha256") or sha256_file(path)
-            size = int(info.get("size") or os.path.getsize(path))
-            folder = self.cfg.remote_prefix or str(info.get("camera") or "")
+            sha = clip.sha256 or sha256_file(path)
+            size = int(clip.size or os.path.getsize(path))
+            folder = self.cfg.remote_prefix or clip.camera
             name = f"{folder.strip('/')}/{Path(path).name}" if folder else Path(path).name
             check_name(name)
-        except (ValueError, KeyError, TypeError, OSError, ProtocolError) as err:
+        except (ValueError, OSError, ProtocolError) as err:
             self.bad_notices += 1
-            self.get_logger().error(f"clip notice ignored: {err}: {msg.data[:200]!r}")
+            self.get_logger().error(f"clip notice ignored: {err}: {msg.path[:200]!r}")
             return
-        meta = {"event_ids": info.get("event_ids", []), "camera": info.get("camera", ""),
+        meta = {"event_ids": list(clip.event_ids), "camera": clip.camera,
                 "status_topic": self._status_topic_for(topic or self.resolve_topic_name("clips"))}
         self.uploader.add(path, name, sha, size, meta)
 
     def _publish(self, status: dict) -> None:
         item = self.queue.get(status["path"])
         topic = (item.meta.get("status_topic") if item else None) or self._status_topic_for(self.resolve_topic_name("clips"))
+        msg = status_to_msg(ClipStatusNotice(
+            path=status["path"], state=status["state"], sha256=status.get("sha256") or None,
+            remote=status.get("remote") or None, error=(status.get("error") or "")[:1000] or None,
+            event_ids=[str(e) for e in status.get("event_ids") or []]))
         try:
             pub = self._pubs.get(topic)
             if pub is None:
-                pub = self._pubs[topic] = self.create_publisher(String, topic, NOTICE_QOS)
-            pub.publish(String(data=json.dumps(status)))
+                pub = self._pubs[topic] = self.create_publisher(ClipStatus, topic, qos.NOTICES)
+            pub.publish(msg)
         except Exception as err:  # noqa: BLE001 - shutting down
             log.debug("clip_status not published: %s", err)
 

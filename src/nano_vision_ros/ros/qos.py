@@ -37,3 +37,12 @@ def sensor(depth: int = 1) -> QoSProfile:
         reliability=ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+#: Clip notices and upload states (recorder -> uploader -> events): reliable, kept for late joiners.
+NOTICES = QoSProfile(
+    depth=50,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)

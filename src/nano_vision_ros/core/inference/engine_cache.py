@@ -16,15 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nano_vision_ros.core.hashing import sha256_file  # noqa: F401 - re-exported here
+
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def slug(text: str) -> str:

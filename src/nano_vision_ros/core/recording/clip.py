@@ -7,12 +7,13 @@ written under a temporary name and renamed only when ffmpeg finished cleanly.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from nano_vision_ros.core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,6 @@ FRAGMENTED = "+frag_keyframe+empty_moov+default_base_moof"
 
 class ClipError(RuntimeError):
     """The clip could not be written (ffmpeg missing or failed, disk full, folder not writable)."""
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ClipWriter:

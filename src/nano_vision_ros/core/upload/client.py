@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nano_vision_ros.core.recording.clip import sha256_file
+from nano_vision_ros.core.hashing import sha256_file
 from nano_vision_ros.core.upload.protocol import PERMANENT_CODES, PROTO, ProtocolError, check_name, recv_json, send_json
 
 

@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from nano_vision_ros.core.recording.clip import sha256_file
+from nano_vision_ros.core.hashing import sha256_file
 from nano_vision_ros.core.upload.client import UploadError, UploadResult
 from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nano_vision_ros.core.recording.clip import sha256_file
+from nano_vision_ros.core.hashing import sha256_file
 from nano_vision_ros.core.upload.client import ServerAddress, UploadError, upload_file
 from nano_vision_ros.core.upload.queue import DONE, FAILED, QUEUED, UPLOADING, Item, UploadQueue
 
