@@ -34,14 +34,15 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_msgs.msg import Event as EventMsg
 from nano_vision_ros.core import overlay
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.events import parse_rules
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.detections import from_msg
+from nano_vision_ros.ros.events import event_from_msg
 from nano_vision_ros.ros.image import to_bgr
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
@@ -59,7 +60,7 @@ class FoxgloveConfig(BaseModel):
     image_topics: list[str] = Field(default_factory=lambda: ["image_annotated", "image_raw"],
                                     description="image topics of each camera served as JPEG (relative to the camera)")
     detections_topic: str = Field("detections", description="Detection2DArray drawn as ImageAnnotations")
-    events_topic: str = Field("events", description="event JSON topic of each camera")
+    events_topic: str = Field("events", description="events topic of each camera (nano_vision_msgs/Event)")
     events_node: str = Field("events_node", description="name of each camera's events node (its `rules` give the zones)")
     max_fps: float = Field(5.0, gt=0, le=60, description="most JPEG frames and annotations per second per camera")
     jpeg_quality: int = Field(80, ge=10, le=100)
@@ -258,7 +259,7 @@ class FoxgloveNode(Node):
                                ImageAnnotationsChannel(f"/{name}/annotations"), qos.RELIABLE,
                                lambda ch, m, cam=cam: self._send_annotations(cam, ch, m), c.max_fps))
         cam.events_channel = self.fg.Channel(f"/{name}/events", message_encoding="json", schema=self._event_schema)
-        cam.events_sub = self.create_subscription(String, f"/{name}/{c.events_topic}",
+        cam.events_sub = self.create_subscription(EventMsg, f"/{name}/{c.events_topic}",
                                                   lambda m, cam=cam: self._on_event(cam, m), self._events_qos)
         cam.param_client = self.create_client(GetParameters, f"/{name}/{c.events_node}/get_parameters")
         self.cameras[name] = cam
@@ -321,21 +322,21 @@ class FoxgloveNode(Node):
         channel.log(body, log_time=_ns(st))
 
     # -- events (light: parse, remember the violators, forward) --------------------------------------
-    def _on_event(self, cam: _Camera, msg: String) -> None:
+    def _on_event(self, cam: _Camera, msg: EventMsg) -> None:
         from foxglove.messages import Log, LogLevel
 
         try:
-            ev = json.loads(msg.data)
-            cam.violations.update(ev["event_id"], ev["rule"], ev["state"], ev.get("track_ids") or [])
-        except (ValueError, KeyError, TypeError) as err:
+            ev = event_from_msg(msg)
+            cam.violations.update(ev.event_id, ev.rule, ev.state, ev.track_ids)
+        except ValueError as err:
             self.bad_events += 1
             self.get_logger().warning(f"{cam.name}: event not understood: {err}", throttle_duration_sec=10.0)
             return
         self.events_seen += 1
-        cam.events_channel.log(msg.data)
-        level = LogLevel.Warning if ev["state"] == "new" else LogLevel.Info
+        cam.events_channel.log(ev.to_json_text())  # the MQTT JSON, same schema
+        level = LogLevel.Warning if ev.state == "new" else LogLevel.Info
         self.log_channel.log(Log(level=level, name=cam.name,
-                                 message=f"[{ev['state']}] {ev.get('message') or ev.get('type')} ({ev['rule']})"))
+                                 message=f"[{ev.state}] {ev.message or ev.type} ({ev.rule})"))
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         watched = sum(1 for cam in self.cameras.values() for f in cam.feeds if f.sub is not None)
