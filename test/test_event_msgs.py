@@ -14,6 +14,7 @@ from nano_vision_ros.core.events.clips import ClipNotice, ClipStatusNotice
 from nano_vision_ros.core.events.model import (
     ClipInfo,
     Event,
+    Evidence,
     FaceInfo,
     PlateInfo,
     SnapshotRef,
@@ -27,6 +28,8 @@ FULL = Event(
     zone="entrance", dwell_s=12.345, count=3, threshold=2.0,
     face=FaceInfo(identity="mallory", known=True, watchlist=True, score=0.8999999761581421),
     plate=PlateInfo(text="沪B99999", list="deny", score=0.6600000262260437),
+    evidence=Evidence(source="attribute", classifier="vest_mnv2", version="1.2", value="no_vest", votes=4, attempts=5,
+                      score=0.8123456789),
     snapshot=SnapshotRef(path="/snap/gate/x.jpg", stamp="2026-11-24T10:21:52.400000Z", width=1280, height=720),
     clip=ClipInfo(path="/clips/gate_1.mp4", duration=61.5, size=123456, sha256="ab" * 32, upload_state="failed",
                   remote="nv://backend/gate/gate_1.mp4", error="connection refused"),

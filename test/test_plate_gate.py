@@ -13,11 +13,12 @@ import paho.mqtt.client as mqtt
 from conftest import wait_for
 from plates_synth import render_plate, vehicle_scene
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from nano_vision_msgs.msg import Event
 from nano_vision_ros.core.events import validate_event
 from nano_vision_ros.ros import qos
+from nano_vision_ros.ros.events import event_from_msg
 from nano_vision_ros.ros.image import numpy_to_imgmsg
 
 SITE, DEVICE, NS = "gs1", "gd1", "/gatecam"
@@ -66,7 +67,8 @@ def test_allowed_plate_through_the_gate_opens_it_over_ros_and_mqtt(start_node, r
         node = ros_node("gate_client")
         ros_events: list[dict] = []
         plates: list[Detection2DArray] = []
-        node.create_subscription(String, f"{NS}/events", lambda m: ros_events.append(json.loads(m.data)), qos.RELIABLE)
+        node.create_subscription(Event, f"{NS}/events", lambda m: ros_events.append(event_from_msg(m).to_json()),
+                                 qos.RELIABLE)
         node.create_subscription(Detection2DArray, f"{NS}/plates", plates.append, qos.RELIABLE)
         pub = node.create_publisher(Image, f"{NS}/image_raw", qos.SENSOR)
         seq = frames()

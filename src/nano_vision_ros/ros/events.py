@@ -6,7 +6,8 @@
 carries: times to the microsecond (integer arithmetic, not floats), scores to the model's 4 decimals,
 boxes (centre + size on the wire) to its 0.1 px. "Not set" on the wire is a zero time, an empty
 string, a negative number or a ``has_*`` flag, as each message field documents. ``from_msg`` raises
-ValueError (pydantic's ValidationError) for a message the model refuses.
+ValueError (pydantic's ValidationError) for a message the model refuses. The PPE rules' `evidence`
+(no message field of its own) travels as ``evidence.<field>`` entries of ``Event.extra``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import KeyValue
 from vision_msgs.msg import BoundingBox2D
 
 from nano_vision_msgs.msg import Clip, ClipRef, ClipStatus
@@ -22,6 +24,7 @@ from nano_vision_ros.core.events.clips import ClipNotice, ClipStatusNotice
 from nano_vision_ros.core.events.model import (
     ClipInfo,
     Event,
+    Evidence,
     FaceInfo,
     PlateInfo,
     SnapshotRef,
@@ -34,6 +37,7 @@ _STATES = ("new", "update", "end")
 _PLATE_LISTS = ("none", "allow", "deny")
 _UPLOAD = ("pending", "queued", "uploading", "done", "failed")
 _STATUS = ("queued", "uploading", "done", "failed")
+_EVIDENCE = "evidence."  # prefix of the PPE evidence fields in Event.extra
 
 
 def _const(prefix: str, name: str) -> int:
@@ -106,6 +110,9 @@ def event_to_msg(ev: Event) -> EventMsg:
                            size=-1 if c.size is None else c.size, sha256=c.sha256 or "",
                            upload_state=_UPLOAD.index(c.upload_state), remote=c.remote or "", error=c.error or "")]
     m.message = ev.message or ""
+    if ev.evidence is not None:  # rule-specific detail: the open-ended `extra` key/values
+        m.extra = [KeyValue(key=f"{_EVIDENCE}{k}", value=str(v))
+                   for k, v in ev.evidence.model_dump().items() if v is not None]
     return m
 
 
@@ -129,9 +136,16 @@ def event_from_msg(m: EventMsg) -> Event:
         "clip": _clip_info(m.clips[-1]) if m.clips else None,
         "track_ids": list(m.track_ids), "labels": list(m.labels),
         "scores": [round(float(s), 4) for s in m.scores], "boxes": [_corners(b) for b in m.boxes],
+        "evidence": _evidence(m.extra),
         "message": _opt(m.message), "published": _required(m.published, "published"),
     }
     return Event.model_validate(fields)
+
+
+def _evidence(extra: list[KeyValue]) -> Evidence | None:
+    """`evidence.<field>` entries of `extra` -> the PPE evidence (pydantic parses the strings back)."""
+    fields = {kv.key[len(_EVIDENCE):]: kv.value for kv in extra if kv.key.startswith(_EVIDENCE)}
+    return Evidence.model_validate(fields) if fields else None
 
 
 def _box(b: tuple[float, float, float, float]) -> BoundingBox2D:
