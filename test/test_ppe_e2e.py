@@ -82,12 +82,12 @@ rules:
     snap = cv2.imread(new["snapshot"]["path"])
     assert snap is not None and snap.shape[0] < 576 and snap.shape[1] < 768  # the person's crop, not the frame
     # the compliance summary reaches the stats
-    stats = wait_for(lambda: next((s for s in _stats(sub) if "compliance.vest.all.people" in str(s)), None), 30,
+    stats = wait_for(lambda: next((s for s in _stats(sub) if "compliance.vest.all.people" in str(s)), None), 60,
                      what="compliance figures in the stats")
     assert "compliant_share" in str(stats)
     # collecting from the live site (over DDS) works on the same graph
     live = tmp_path / "live"
-    out = _cli("collect", "--camera", "cam0", "--minutes", "0.25", "--every", "2", "--out", str(live),
+    out = _cli("collect", "--camera", "cam0", "--minutes", "0.35", "--every", "2", "--out", str(live),
                "--regions", "person,torso", timeout=120)
     assert len(list((live / "person").glob("cam0_*_t*_person.jpg"))) >= 2, out
     assert events.alive()
