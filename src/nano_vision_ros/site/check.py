@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nano_vision_ros.core import paths
-from nano_vision_ros.core.config_yaml import ConfigProblems, YamlDoc, flatten, load_yaml, problems, unflatten
+from nano_vision_ros.core.config_yaml import ConfigProblems, YamlDoc, flatten, load_yaml, unflatten
 from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
 from nano_vision_ros.site.config import NodeEntry, Services, SiteConfig, load_site
 from nano_vision_ros.site.graph import build_graph, derived_parameters
@@ -410,7 +410,7 @@ class SiteCheck:
 
     # -- events: rules, zones and lines in the image ---------------------------------------
     def _rules(self, node: NodeView) -> None:
-        from nano_vision_ros.core.events.config import EventsConfig
+        from nano_vision_ros.core.events.config import rules_from_doc
 
         p = node.params.get("rules")
         text = str(p.value) if p is not None else ""
@@ -433,15 +433,10 @@ class SiteCheck:
             except ConfigProblems as err:
                 self.problems += err.problems
                 return
-        data = doc.data if doc.data is not None else {}
-        if isinstance(data, list):
-            data = {"rules": data}  # a bare list of rules; error locations skip the 'rules' key
-        try:
-            EventsConfig.model_validate(data)
-        except ValidationError as err:
-            for pr in problems(err, doc, EventsConfig):
-                where, _, text = pr.partition(": ")
-                self._add(where, f"{node.fqn}: rules: {text}", "see docs/EVENTS.md")
+        _, found = rules_from_doc(doc)  # a bare list of rules too
+        for pr in found:
+            where, _, text = pr.partition(": ")
+            self._add(where, f"{node.fqn}: rules: {text}", "see docs/EVENTS.md")
         size = self._image_size(node.camera)
         if size is not None:
             self._shapes(node, doc, doc.data, (), size)

@@ -23,6 +23,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.js
 
 _ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 #: an ISO-8601 UTC time string (the engine writes microseconds and a Z)
+# (no `= Field(...)` on IsoTime fields: pydantic 2.0 refuses a second Field; descriptions are comments)
 IsoTime = Annotated[str, Field(pattern=_ISO, json_schema_extra={"format": "date-time"})]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 State = Literal["new", "update", "end"]
@@ -107,11 +108,10 @@ class Event(_Strict):
     rule: str = Field(min_length=1, max_length=128, description="name of the configured rule")
     state: State
     reason: Reason | None = Field(None, description="why an update was sent: progress, clip, clip_status")
-    stamp: IsoTime = Field(description="stamp of the frame that produced this publication "
-                                       "(clip / clip_status updates: the publication time)")
-    start: IsoTime = Field(description="first frame the condition held")
-    end: IsoTime | None = Field(description="last frame the condition held; null until the end")
-    updated: IsoTime | None = Field(None, description="time of the latest update")
+    stamp: IsoTime  # of the frame that produced this publication (clip / clip_status updates: publication time)
+    start: IsoTime  # first frame the condition held
+    end: IsoTime | None  # last frame the condition held; null until the end
+    updated: IsoTime | None = None  # time of the latest update
     zone: str | None = Field(None, max_length=128)
     dwell_s: float | None = Field(None, ge=0, description="loitering: seconds in the zone so far")
     count: int | None = Field(None, ge=0, description="count events: objects counted")
@@ -127,7 +127,7 @@ class Event(_Strict):
     boxes: list[tuple[float, float, float, float]] = Field(max_length=256,
                                                            description="x1, y1, x2, y2 in source-image pixels")
     message: str | None = Field(None, max_length=512, description="one human-readable line")
-    published: IsoTime = Field(description="when the events node published it")
+    published: IsoTime  # when the events node published it
 
     @property
     def asks_footage(self) -> bool:
