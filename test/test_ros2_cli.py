@@ -63,7 +63,7 @@ def test_topic_echo_events_and_detections(site):
              "--qos-reliability", "reliable", "/cam0/events", "nano_vision_msgs/msg/Event", env=site, timeout=180)
     assert r.returncode == 0, r.stderr
     event = yaml.safe_load(r.stdout.split("\n---")[0])
-    assert event["camera"] == "cam0" and event["state"] in (0, 1, 2) and event["schema_version"] == "1.0"
+    assert event["camera"] == "cam0" and event["state"] in (0, 1, 2) and event["schema_version"] == "1.1"
     assert event["stamp"]["sec"] > 0 and isinstance(event["boxes"], list) and len(event["event_id"]) == 36
 
 

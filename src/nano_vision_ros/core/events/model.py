@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nano_vision_ros.core.events.rules import EVENT_TYPES
 
 #: changes when a field changes meaning or is removed (major) or is added (minor); see docs/EVENTS.md
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
 
 _ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
