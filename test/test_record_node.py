@@ -32,7 +32,6 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
     me.create_subscription(Clip, "/t_rec/clips", lambda m: clips.append(clip_from_msg(m).model_dump()), qos.NOTICES)
     img_pub = me.create_publisher(Image, "/t_rec/image_raw", qos.SENSOR)
     ev_pub = me.create_publisher(Event, "/t_rec/events", qos.RELIABLE)
-    ev_a, ev_b = event_msg("cam1"), event_msg("cam1")
     stop = threading.Event()
 
     def camera():
@@ -50,8 +49,12 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
         wait_for(lambda: ev_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0, 30,
                  what="recorder subscriptions")
         time.sleep(2.0)  # fill the pre-event buffer
+        # stamped when published: the recorder places an event's window by its stamp, so an event made
+        # before a slow start would arrive with its window already past
+        ev_a = event_msg("cam1")
         ev_pub.publish(ev_a)
         time.sleep(0.5)
+        ev_b = event_msg("cam1")
         ev_pub.publish(ev_b)
         bad = event_msg("cam1")
         bad.event_id = "not-a-uuid"
