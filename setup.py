@@ -1,4 +1,5 @@
 """ament_python package definition; also a plain pip-installable package (src layout)."""
+
 import os
 from glob import glob
 
@@ -70,8 +71,17 @@ setup(
         "webrtc": ["aiortc>=1.9", "av>=12", "aiohttp>=3.9"],
         "attributes": ["tqdm>=4.60"],  # nano-vision attributes: progress bar (optional)
         "foxglove": ["foxglove-sdk>=0.30,<0.31"],  # foxglove_node: Foxglove WebSocket live view (docs/FOXGLOVE.md)
-        "test": ["pytest", "pytest-timeout", "hypothesis>=6.100", "psutil", "websocket-client>=1.6", "websockets>=12",
-                 "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML"],  # test_lint
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "hypothesis>=6.100",
+            "psutil",
+            "websocket-client>=1.6",
+            "websockets>=12",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "types-PyYAML",
+        ],  # test_lint
     },
     zip_safe=False,
     maintainer="nano_vision_ros maintainers",
@@ -79,7 +89,6 @@ setup(
     description="Edge video analytics ROS 2 nodes for construction and industrial sites.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
-        + [f"nano-vision = {PACKAGE}.cli:main"],
+        "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES] + [f"nano-vision = {PACKAGE}.cli:main"],
     },
 )

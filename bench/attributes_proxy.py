@@ -10,6 +10,7 @@ the person crop; 32 tracks). Backbones: the candidates cut by bench/attributes_b
 track. Learning curve: 20 random splits holding out ~1/3 of the tracks; N training crops drawn from
 the rest. Prints markdown tables for docs/PERFORMANCE.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,25 @@ def candidates(tmp: Path) -> dict[str, Path | None]:
     out: dict[str, Path | None] = {"mobilenetv2 (shipped)": REPO / "models/attr_backbone_mobilenetv2.onnx"}
     if not out["mobilenetv2 (shipped)"].is_file():
         s = BackboneSpec("mobilenetv2_facemask", 224, 224, "nhwc", "rgb")
-        out["mobilenetv2 (shipped)"] = extract(str(REPO / "models/face_mask_mobilenetv2.onnx"), str(tmp / "mnv2.onnx"), s,
-                                               "input", "model_1/flatten_1/Reshape:0")
+        out["mobilenetv2 (shipped)"] = extract(
+            str(REPO / "models/face_mask_mobilenetv2.onnx"),
+            str(tmp / "mnv2.onnx"),
+            s,
+            "input",
+            "model_1/flatten_1/Reshape:0",
+        )
     cn = REPO.parent / "shared/models/centernet_mbv3_512_coco.onnx"
     if cn.is_file():
         for size in (224, 128):
             s = BackboneSpec(f"mobilenetv3_centernet_{size}", size, size, "nhwc", "rgb", (0, 0, 0), (1, 1, 1), batch=1)
-            out[f"mobilenetv3 centernet {size}"] = extract(str(cn), str(tmp / f"mbv3_{size}.onnx"), s, "tower_0/images:0",
-                                                           "tower_0/MobilenetV3/expanded_conv_14/add:0", pool=True)
+            out[f"mobilenetv3 centernet {size}"] = extract(
+                str(cn),
+                str(tmp / f"mbv3_{size}.onnx"),
+                s,
+                "tower_0/images:0",
+                "tower_0/MobilenetV3/expanded_conv_14/add:0",
+                pool=True,
+            )
     out["colour histogram (no network)"] = None
     return out
 
@@ -111,14 +123,37 @@ def main() -> int:
                 x = ext.run(crops, 16) if ext else hist_features(crops)
                 ms = (time.perf_counter() - t0) * 1e3 / len(crops)
                 cv = cross_validate(x, y, groups, len(classes), 5)
-                table.append((bname, proxy, len(y), len(set(groups)), cv.accuracy, cv.balanced_accuracy, ms,
-                              x.shape[1], path.stat().st_size / 1e6 if path else 0.0))
+                table.append(
+                    (
+                        bname,
+                        proxy,
+                        len(y),
+                        len(set(groups)),
+                        cv.accuracy,
+                        cv.balanced_accuracy,
+                        ms,
+                        x.shape[1],
+                        path.stat().st_size / 1e6 if path else 0.0,
+                    )
+                )
                 for n, vals in learning_curve(x, y, groups, (25, 50, 100, 200), args.splits).items():
                     if vals:
                         a = np.array(vals)
-                        curve.append((bname, proxy, n, int(a[:, 2].mean()), a[:, 0].mean(), a[:, 0].min(), a[:, 0].max(),
-                                      a[:, 1].mean()))
-    print("\n| backbone | proxy | crops | tracks | CV accuracy (5 folds by track) | balanced | ms/crop (1 thread) | features | MB |")
+                        curve.append(
+                            (
+                                bname,
+                                proxy,
+                                n,
+                                int(a[:, 2].mean()),
+                                a[:, 0].mean(),
+                                a[:, 0].min(),
+                                a[:, 0].max(),
+                                a[:, 1].mean(),
+                            )
+                        )
+    print(
+        "\n| backbone | proxy | crops | tracks | CV accuracy (5 folds by track) | balanced | ms/crop (1 thread) | features | MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for t in table:
         print(f"| {t[0]} | {t[1]} | {t[2]} | {t[3]} | {t[4]:.1%} | {t[5]:.1%} | {t[6]:.1f} | {t[7]} | {t[8]:.1f} |")

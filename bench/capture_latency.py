@@ -17,6 +17,7 @@ process decodes the index of every frame. Both ends use the same clock (one mach
 Runs one configuration at a time, side by side in the same invocation (the machine is shared:
 compare the rows of one run). Figures go to docs/performance/capture.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,15 +76,43 @@ def run_one(node, transport: str, backend: str, args: argparse.Namespace, tmp: P
     port = free_port()
     stamps = tmp / f"stamps-{transport}-{backend}.txt"
     stamps.unlink(missing_ok=True)
-    server = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--port", str(port), "--fps", str(args.fps),
-                               "--size", args.size, "--stamps", str(stamps)],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            "/usr/bin/python3",
+            str(SERVER),
+            "--port",
+            str(port),
+            "--fps",
+            str(args.fps),
+            "--size",
+            args.size,
+            "--stamps",
+            str(stamps),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert server.stdout is not None and server.stdout.readline().startswith("READY")
     ns = f"/bench_cap_{transport}_{backend}"
     exe = str(Path(sys.executable).parent / "camera_node")
-    cam = subprocess.Popen([exe, "--ros-args", "-r", f"__ns:={ns}", "-p", f"source:=rtsp://127.0.0.1:{port}/cam",
-                            "-p", f"transport:={transport}", "-p", f"backend:={backend}"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    cam = subprocess.Popen(
+        [
+            exe,
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"source:=rtsp://127.0.0.1:{port}/cam",
+            "-p",
+            f"transport:={transport}",
+            "-p",
+            f"backend:={backend}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     got: list[tuple[int, int, int]] = []  # (index, stamp ns, arrival ns)
     lock = threading.Lock()
 
@@ -91,7 +120,9 @@ def run_one(node, transport: str, backend: str, args: argparse.Namespace, tmp: P
         now = time.time_ns()
         frame = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
         with lock:
-            got.append((decode_frame_index(frame), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now))
+            got.append(
+                (decode_frame_index(frame), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now)
+            )
 
     sub = node.create_subscription(Image, f"{ns}/image_raw", on_image, qos.SENSOR)
     try:
@@ -118,9 +149,18 @@ def run_one(node, transport: str, backend: str, args: argparse.Namespace, tmp: P
     dlv = [(a - sent[i]) / 1e6 for i, _s, a in samples if i in sent]
     idx = [i for i, _s, _a in samples if i in sent]
     span = (max(idx) - min(idx) + 1) if idx else 0
-    return {"transport": transport, "backend": backend, "frames": len(cap), "unknown": len(samples) - len(cap),
-            "lost": span - len(set(idx)), "cap50": statistics.median(cap), "cap95": pct(cap, 95), "capmax": max(cap),
-            "dlv50": statistics.median(dlv), "dlv95": pct(dlv, 95)}
+    return {
+        "transport": transport,
+        "backend": backend,
+        "frames": len(cap),
+        "unknown": len(samples) - len(cap),
+        "lost": span - len(set(idx)),
+        "cap50": statistics.median(cap),
+        "cap95": pct(cap, 95),
+        "capmax": max(cap),
+        "dlv50": statistics.median(dlv),
+        "dlv95": pct(dlv, 95),
+    }
 
 
 def main() -> int:
@@ -151,14 +191,19 @@ def main() -> int:
                 for transport in args.transports.split(","):
                     r = run_one(node, transport, backend, args, Path(tmp))
                     rows.append(r)
-                    print(f"{transport:4s} {backend:9s} frames {r['frames']:4d} lost {r['lost']:3d} unknown {r['unknown']} | "
-                          f"capture p50 {r['cap50']:6.1f} p95 {r['cap95']:6.1f} max {r['capmax']:6.1f} ms | "
-                          f"delivery p50 {r['dlv50']:6.1f} p95 {r['dlv95']:6.1f} ms", flush=True)
+                    print(
+                        f"{transport:4s} {backend:9s} frames {r['frames']:4d} lost {r['lost']:3d} unknown {r['unknown']} | "
+                        f"capture p50 {r['cap50']:6.1f} p95 {r['cap95']:6.1f} max {r['capmax']:6.1f} ms | "
+                        f"delivery p50 {r['dlv50']:6.1f} p95 {r['dlv95']:6.1f} ms",
+                        flush=True,
+                    )
     ex.shutdown()
     node.destroy_node()
     rclpy.shutdown()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
-          f"{args.size} @ {args.fps} fps, {args.seconds:g} s per row after {args.warmup:g} s warm-up")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
+        f"{args.size} @ {args.fps} fps, {args.seconds:g} s per row after {args.warmup:g} s warm-up"
+    )
     return 0
 
 

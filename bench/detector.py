@@ -10,6 +10,7 @@ track, publish) beside raw ``backend.infer`` on the same tensor (the floor).
 Overhead = (pipeline - raw inference) / raw inference, at batch 1. Figures go to
 docs/performance/detector.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -97,8 +98,12 @@ def bench_pipeline(task: str, backend: str, device: str, model: str | None, n: i
     r["fps"] = 1e3 / r["total"]
     # overhead: median over frames of (pipeline - raw of the same moment) / median raw
     r["overhead"] = med([t - w for t, w in zip(stages["total"], stages["raw"])]) / r["raw"] * 100
-    r["stages_pct"] = med([sum(stages[k][i] for k in ("pre", "post", "track", "publish")) for i in range(n)]) / r["raw"] * 100
-    r["name"] = f"{task} / {backend}" + (f" {device}" if device != "auto" else "") + (f" {providers[0]}" if providers else "")
+    r["stages_pct"] = (
+        med([sum(stages[k][i] for k in ("pre", "post", "track", "publish")) for i in range(n)]) / r["raw"] * 100
+    )
+    r["name"] = (
+        f"{task} / {backend}" + (f" {device}" if device != "auto" else "") + (f" {providers[0]}" if providers else "")
+    )
     r["n_dets"] = len(dets)
     r["publish_measured"] = pub is not None
     return r
@@ -136,20 +141,34 @@ def _model_cpu_per_frame(det, image: np.ndarray, n: int) -> float:
     return (_cpu_s() - c0) / n
 
 
-def bench_cadence(task: str, model: str | None, fps: float, seconds: float, rounds: int, threads: int,
-                  image: np.ndarray) -> None:
+def bench_cadence(
+    task: str, model: str | None, fps: float, seconds: float, rounds: int, threads: int, image: np.ndarray
+) -> None:
     """Spinning on vs off, windows alternating (same machine load), beside the model's own CPU."""
     from nano_vision_ros.core.detection.profiles import build_detector, load_profile
     from nano_vision_ros.core.tracking import ByteTracker
 
     pub = publish_fn()
-    dets = {spin: build_detector(load_profile(task), model=model, backend="onnxruntime", device="cpu",
-                                 spinning=spin, **({"threads": threads} if threads else {})) for spin in (True, False)}
+    dets = {
+        spin: build_detector(
+            load_profile(task),
+            model=model,
+            backend="onnxruntime",
+            device="cpu",
+            spinning=spin,
+            **({"threads": threads} if threads else {}),
+        )
+        for spin in (True, False)
+    }
     for d in dets.values():
         d.warmup(5)
     nthreads = dets[False].backend.threads
-    print(f"\n{task}: {nthreads} intra-op threads, {fps:g} fps, {rounds} x {seconds:g} s windows per setting, alternating")
-    print("| round | spinning | node cores | infer ms | model CPU ms/frame (back to back) | model cores at cadence | node / model |")
+    print(
+        f"\n{task}: {nthreads} intra-op threads, {fps:g} fps, {rounds} x {seconds:g} s windows per setting, alternating"
+    )
+    print(
+        "| round | spinning | node cores | infer ms | model CPU ms/frame (back to back) | model cores at cadence | node / model |"
+    )
     print("|---|---|---|---|---|---|---|")
     ratios: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
@@ -159,11 +178,15 @@ def bench_cadence(task: str, model: str | None, fps: float, seconds: float, roun
             cores, infer_ms, _ = _paced(det, ByteTracker(), pub, image, fps, seconds)
             model_cores = model_cpu * fps
             ratios[spin].append(cores / model_cores)
-            print(f"| {r + 1} | {'on' if spin else 'off'} | {cores:.3f} | {infer_ms:.1f} | {model_cpu * 1e3:.1f} | "
-                  f"{model_cores:.3f} | {cores / model_cores:.2f} |")
+            print(
+                f"| {r + 1} | {'on' if spin else 'off'} | {cores:.3f} | {infer_ms:.1f} | {model_cpu * 1e3:.1f} | "
+                f"{model_cores:.3f} | {cores / model_cores:.2f} |"
+            )
     for spin in (True, False):
         xs = ratios[spin]
-        print(f"spinning {'on ' if spin else 'off'}: node / model CPU {min(xs):.2f}-{max(xs):.2f} (median {med(xs):.2f})")
+        print(
+            f"spinning {'on ' if spin else 'off'}: node / model CPU {min(xs):.2f}-{max(xs):.2f} (median {med(xs):.2f})"
+        )
     for d in dets.values():
         d.close()
 
@@ -174,8 +197,13 @@ def _camera_worker(cameras: int, threads: int, detectors: int, seconds: float, q
     from nano_vision_ros.core.tracking import ByteTracker
 
     images = [cv2.imread(str(SAMPLE)), cv2.imread(str(SAMPLE.with_name("person.jpg")))]
-    det = build_detector(load_profile("coco_objects"), backend="onnxruntime", device="cpu", detectors=detectors,
-                         **({"threads": threads} if threads else {}))
+    det = build_detector(
+        load_profile("coco_objects"),
+        backend="onnxruntime",
+        device="cpu",
+        detectors=detectors,
+        **({"threads": threads} if threads else {}),
+    )
     det.warmup(3)
     trackers = [ByteTracker() for _ in range(cameras)]
     queue.put(("ready", 0, 0.0, 0))
@@ -195,10 +223,14 @@ def bench_cameras(cameras: int, seconds: float) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    setups = [("one detector, all cameras", 1, cameras, 0, 1),
-              ("one detector per camera, detectors_on_machine set", cameras, 1, 0, cameras),
-              ("one detector per camera, each all cores", cameras, 1, 0, 1)]
-    print(f"\n{cameras} cameras, NanoDet-m / onnxruntime CPU, frames back to back for {seconds:g} s, one process per detector")
+    setups = [
+        ("one detector, all cameras", 1, cameras, 0, 1),
+        ("one detector per camera, detectors_on_machine set", cameras, 1, 0, cameras),
+        ("one detector per camera, each all cores", cameras, 1, 0, 1),
+    ]
+    print(
+        f"\n{cameras} cameras, NanoDet-m / onnxruntime CPU, frames back to back for {seconds:g} s, one process per detector"
+    )
     print("| setup | processes | threads each | frames/s (all cameras) | CPU cores | CPU ms per frame |")
     print("|---|---|---|---|---|---|")
     for name, procs, cams, threads, detectors in setups:
@@ -214,7 +246,9 @@ def bench_cameras(cameras: int, seconds: float) -> None:
         for p in ps:
             p.join()
         frames, cpu = sum(r[1] for r in res), sum(r[2] for r in res)
-        print(f"| {name} | {procs} | {res[0][3]} | {frames / seconds:.1f} | {cpu / seconds:.2f} | {cpu / frames * 1e3:.1f} |")
+        print(
+            f"| {name} | {procs} | {res[0][3]} | {frames / seconds:.1f} | {cpu / seconds:.2f} | {cpu / frames * 1e3:.1f} |"
+        )
 
 
 def gpu_preprocess(n: int, image: np.ndarray) -> None:
@@ -235,7 +269,9 @@ def gpu_preprocess(n: int, image: np.ndarray) -> None:
         run()
         ref, _ = cpu(image)
         diff = float(np.abs(cp.asnumpy(g(image)[0]) - ref).max())
-        print(f"  CuPy kernel (upload+resize+normalise+sync): {med(timed(run, n)):.3f} ms, max |diff| vs CPU {diff:.4f}")
+        print(
+            f"  CuPy kernel (upload+resize+normalise+sync): {med(timed(run, n)):.3f} ms, max |diff| vs CPU {diff:.4f}"
+        )
     except Exception as err:  # noqa: BLE001
         print(f"  CuPy: not run ({type(err).__name__}: {err})")
     try:
@@ -258,8 +294,10 @@ def gpu_preprocess(n: int, image: np.ndarray) -> None:
             out = b.to_host("input").copy()
             b.synchronize()
         ref, _ = cpu(image)
-        print(f"  pycuda kernel (upload+resize+normalise+sync) on {b.device_name}: {med(timed(run2, n)):.3f} ms, "
-              f"max |diff| vs CPU {float(np.abs(out - ref).max()):.4f}")
+        print(
+            f"  pycuda kernel (upload+resize+normalise+sync) on {b.device_name}: {med(timed(run2, n)):.3f} ms, "
+            f"max |diff| vs CPU {float(np.abs(out - ref).max()):.4f}"
+        )
         b.free()
     except Exception as err:  # noqa: BLE001
         print(f"  pycuda: not run ({type(err).__name__}: {err})")
@@ -299,7 +337,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="--cadence: seconds per window")
     ap.add_argument("--rounds", type=int, default=3, help="--cadence: windows per setting")
     ap.add_argument("--threads", type=int, default=0, help="--cadence: intra-op threads (0 = auto)")
-    ap.add_argument("--cameras", type=int, default=0, help="only: throughput for N cameras, shared vs per-camera detector")
+    ap.add_argument(
+        "--cameras", type=int, default=0, help="only: throughput for N cameras, shared vs per-camera detector"
+    )
     args = ap.parse_args()
     image = cv2.imread(str(SAMPLE))
     if image is None:
@@ -307,26 +347,39 @@ def main() -> int:
         return 1
     import onnxruntime as ort
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}; "
-          f"onnxruntime {ort.__version__} {ort.get_available_providers()}; OpenCV {cv2.__version__}; input {SAMPLE.name} "
-          f"{image.shape[1]}x{image.shape[0]}, median of {args.n} frames")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}; "
+        f"onnxruntime {ort.__version__} {ort.get_available_providers()}; OpenCV {cv2.__version__}; input {SAMPLE.name} "
+        f"{image.shape[1]}x{image.shape[0]}, median of {args.n} frames"
+    )
     if args.cameras:
         bench_cameras(args.cameras, args.seconds)
         return 0
     if args.cadence:
         bench_cadence("coco_objects", None, args.fps, args.seconds, args.rounds, args.threads, image)
         return 0
-    configs = [("coco_objects", "onnxruntime", "cpu", None), ("coco_objects", "opencv", "auto", None),
-               ("coco_centernet", "onnxruntime", "cpu", str(CENTERNET)), ("coco_centernet", "opencv", "auto", str(CENTERNET))]
+    configs = [
+        ("coco_objects", "onnxruntime", "cpu", None),
+        ("coco_objects", "opencv", "auto", None),
+        ("coco_centernet", "onnxruntime", "cpu", str(CENTERNET)),
+        ("coco_centernet", "opencv", "auto", str(CENTERNET)),
+    ]
     if args.gpu and "CUDAExecutionProvider" in ort.get_available_providers():
-        configs += [("coco_objects", "onnxruntime", "cuda", None), ("coco_centernet", "onnxruntime", "cuda", str(CENTERNET))]
+        configs += [
+            ("coco_objects", "onnxruntime", "cuda", None),
+            ("coco_centernet", "onnxruntime", "cuda", str(CENTERNET)),
+        ]
     rows = [r for r in (bench_pipeline(t, b, d, m, args.n, image) for t, b, d, m in configs) if r]
-    print("\n| model / backend | fps | pre ms | infer ms | post ms | track ms | publish ms | total ms | raw infer ms | overhead | pre+post+track+publish |")
+    print(
+        "\n| model / backend | fps | pre ms | infer ms | post ms | track ms | publish ms | total ms | raw infer ms | overhead | pre+post+track+publish |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         pub = f"{r['publish']:.2f}" if r["publish_measured"] else "n/a"
-        print(f"| {r['name']} | {r['fps']:.1f} | {r['pre']:.2f} | {r['infer']:.2f} | {r['post']:.2f} | {r['track']:.2f} | "
-              f"{pub} | {r['total']:.2f} | {r['raw']:.2f} | {r['overhead']:+.1f} % | {r['stages_pct']:.1f} % |")
+        print(
+            f"| {r['name']} | {r['fps']:.1f} | {r['pre']:.2f} | {r['infer']:.2f} | {r['post']:.2f} | {r['track']:.2f} | "
+            f"{pub} | {r['total']:.2f} | {r['raw']:.2f} | {r['overhead']:+.1f} % | {r['stages_pct']:.1f} % |"
+        )
     print("\nDecoders alone (synthetic outputs, 60 candidates above 0.35):")
     bench_decoders(args.n)
     if args.gpu:

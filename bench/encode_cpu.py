@@ -8,6 +8,7 @@ shared vtest.avi when present) or a synthetic panning scene.
 
     .venv/bin/python bench/encode_cpu.py --sizes 1280x720,1920x1080 --fps 30 --seconds 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def load_frames(video: str | None, w: int, h: int, n: int) -> list[np.ndarray]:
         cap.release()
     if not frames:
         yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx // 40 + yy // 40) % 2) * 120 + 60], axis=-1).astype(np.uint8)
+        base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx // 40 + yy // 40) % 2) * 120 + 60], axis=-1).astype(
+            np.uint8
+        )
         frames = [np.roll(base, i * 4, axis=1) for i in range(n)]
     return frames
 
@@ -76,8 +79,18 @@ def main() -> int:
             w, h = (int(v) for v in size.split("x"))
             frames = load_frames(args.video, w, h, 60)
             kbps = args.bitrate or (2500 if h <= 720 else 4000)
-            st = RtmpStreamer(StreamerOptions(url=f"{nginx.url}/cpu{w}", width=w, height=h, fps=args.fps, bitrate_kbps=kbps,
-                                              gop=int(args.fps), encoder=args.encoder, ffmpeg_codec=args.codec))
+            st = RtmpStreamer(
+                StreamerOptions(
+                    url=f"{nginx.url}/cpu{w}",
+                    width=w,
+                    height=h,
+                    fps=args.fps,
+                    bitrate_kbps=kbps,
+                    gop=int(args.fps),
+                    encoder=args.encoder,
+                    ffmpeg_codec=args.codec,
+                )
+            )
             period = 1.0 / args.fps
             t0 = time.monotonic()
             i = 0
@@ -102,9 +115,11 @@ def main() -> int:
             self_cpu = (time.process_time() - self_cpu0) / wall
             s = st.stats()
             st.close()
-            print(f"encoder {s['encoder']} {w}x{h}@{args.fps:g} {kbps}k: encoder CPU {enc_cpu:.2f} core "
-                  f"(feeding process {self_cpu:.2f}); sent {(s['frames_sent'] - sent0) / wall:.1f} fps, "
-                  f"dropped {s['dropped']}, restarts {s['restarts']}, video={'vtest.avi' if args.video else 'synthetic'}")
+            print(
+                f"encoder {s['encoder']} {w}x{h}@{args.fps:g} {kbps}k: encoder CPU {enc_cpu:.2f} core "
+                f"(feeding process {self_cpu:.2f}); sent {(s['frames_sent'] - sent0) / wall:.1f} fps, "
+                f"dropped {s['dropped']}, restarts {s['restarts']}, video={'vtest.avi' if args.video else 'synthetic'}"
+            )
     finally:
         nginx.stop()
     return 0

@@ -11,6 +11,7 @@ outbox -> paho -> mosquitto -> PUBACK -> delete through MqttLink.
 
     .venv/bin/python bench/events_mqtt.py --frames 300 --fps 20 --outbox-n 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,13 +72,52 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
     rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.5, cooldown: 0}]\n")
     logs = open(work / "nodes.log", "wb")
     procs = [
-        subprocess.Popen([exe("events_node"), "--ros-args", "-r", "__ns:=/cam0", "-p", f"rules:={rules}",
-                          "-p", "snapshots:=false", "-p", "site_id:=bench", "-p", "device_id:=dev"],
-                         stdout=logs, stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([*(os.environ["BENCH_BRIDGE_CMD"].split() if os.environ.get("BENCH_BRIDGE_CMD") else [exe("mqtt_bridge_node")]), "--ros-args", "-p", f"port:={port}", "-p", "site_id:=bench",
-                          "-p", "device_id:=dev", "-p", "events_topics:=[/cam0/events]",
-                          "-p", f"outbox_path:={work / 'outbox.sqlite'}", "-p", f"stats_period:={os.environ.get('BENCH_STATS', '0.0')}", "-p", f"outbox_synchronous:={sync}"],
-                         stdout=logs, stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen(
+            [
+                exe("events_node"),
+                "--ros-args",
+                "-r",
+                "__ns:=/cam0",
+                "-p",
+                f"rules:={rules}",
+                "-p",
+                "snapshots:=false",
+                "-p",
+                "site_id:=bench",
+                "-p",
+                "device_id:=dev",
+            ],
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [
+                *(
+                    os.environ["BENCH_BRIDGE_CMD"].split()
+                    if os.environ.get("BENCH_BRIDGE_CMD")
+                    else [exe("mqtt_bridge_node")]
+                ),
+                "--ros-args",
+                "-p",
+                f"port:={port}",
+                "-p",
+                "site_id:=bench",
+                "-p",
+                "device_id:=dev",
+                "-p",
+                "events_topics:=[/cam0/events]",
+                "-p",
+                f"outbox_path:={work / 'outbox.sqlite'}",
+                "-p",
+                f"stats_period:={os.environ.get('BENCH_STATS', '0.0')}",
+                "-p",
+                f"outbox_synchronous:={sync}",
+            ],
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
     ]
     lat: list[float] = []
     node_part: list[float] = []
@@ -88,7 +128,10 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
         if msg.topic.endswith("/stats"):
             if os.environ.get("BENCH_TRACE"):
                 b = json.loads(msg.payload)["bridge"]
-                print("bridge:", {k: b[k] for k in ("events_received", "sent", "acked", "inflight", "outbox_pending", "connects")})
+                print(
+                    "bridge:",
+                    {k: b[k] for k in ("events_received", "sent", "acked", "inflight", "outbox_pending", "connects")},
+                )
             return
         ev = json.loads(msg.payload)
         if ev["state"] == "new":
@@ -104,7 +147,9 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
     sub.loop_start()
     rclpy.init()
     node = rclpy.create_node("bench_feeder")
-    pub = node.create_publisher(Detection2DArray, "/cam0/detections", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(
+        Detection2DArray, "/cam0/detections", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    )
     try:
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
@@ -116,7 +161,9 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
             now = time.time()
             h = Header(frame_id="cam")
             h.stamp.sec, h.stamp.nanosec = int(now), int((now % 1) * 1e9)
-            d = Detections(np.array([[10, 10, 60, 120]], np.float32), np.array([0.9]), np.array([0]), ["person"], np.array([i]))
+            d = Detections(
+                np.array([[10, 10, 60, 120]], np.float32), np.array([0.9]), np.array([0]), ["person"], np.array([i])
+            )
             pub.publish(to_msg(d, h))
             t_next += period
             time.sleep(max(0.0, t_next - time.monotonic()))
@@ -135,9 +182,17 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
         print("latency trace (ms):", " ".join(f"{v:.0f}" for v in lat))
     if not lat:
         raise SystemExit(f"no events received; see {work / 'nodes.log'}")
-    return {"received": len(lat), "sent": frames, "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
-            "max": max(lat), "mean": statistics.fmean(lat),
-            "node_p50": pct(node_part, 50), "node_p99": pct(node_part, 99)}
+    return {
+        "received": len(lat),
+        "sent": frames,
+        "p50": pct(lat, 50),
+        "p90": pct(lat, 90),
+        "p99": pct(lat, 99),
+        "max": max(lat),
+        "mean": statistics.fmean(lat),
+        "node_p50": pct(node_part, 50),
+        "node_p99": pct(node_part, 99),
+    }
 
 
 def outbox_rate(work: Path, n: int, sync: str) -> float:
@@ -180,14 +235,22 @@ def main() -> int:
     broker.start()
     try:
         r = latency(work, broker.port, a.frames, a.fps, a.sync)
-        print(f"event latency frame stamp -> MQTT subscriber ({r['received']}/{r['sent']} events at {a.fps:g} fps, "
-              f"outbox {a.sync}): "
-              f"p50 {r['p50']:.1f} ms, p90 {r['p90']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
-        print(f"  of which frame stamp -> events_node publishes: p50 {r['node_p50']:.1f} ms, p99 {r['node_p99']:.1f} ms")
+        print(
+            f"event latency frame stamp -> MQTT subscriber ({r['received']}/{r['sent']} events at {a.fps:g} fps, "
+            f"outbox {a.sync}): "
+            f"p50 {r['p50']:.1f} ms, p90 {r['p90']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms"
+        )
+        print(
+            f"  of which frame stamp -> events_node publishes: p50 {r['node_p50']:.1f} ms, p99 {r['node_p99']:.1f} ms"
+        )
         print(f"  load average during the run: {os.getloadavg()[0]:.2f} (2 cores shared with other work)")
         for sync in ("FULL", "NORMAL"):
-            print(f"outbox put+ack (SQLite WAL, synchronous={sync}): {outbox_rate(work, a.outbox_n, sync):.0f} events/s")
-        print(f"outbox -> mosquitto -> PUBACK -> delete (QoS 1, window 100): {link_rate(work, broker.port, a.outbox_n):.0f} events/s")
+            print(
+                f"outbox put+ack (SQLite WAL, synchronous={sync}): {outbox_rate(work, a.outbox_n, sync):.0f} events/s"
+            )
+        print(
+            f"outbox -> mosquitto -> PUBACK -> delete (QoS 1, window 100): {link_rate(work, broker.port, a.outbox_n):.0f} events/s"
+        )
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,7 @@ ROS image subscription, no JPEG), then `watched` (a protocol client subscribes /
 /cam0/annotations: JPEG at max_fps + annotations). Prints cores used and messages received.
 Figures: docs/performance/foxglove.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,30 @@ def main() -> int:
     from nano_vision_ros.core.detection.types import Detections
 
     port = free_port()
-    proc = subprocess.Popen([node_executable("foxglove_node"), "--ros-args", "-p", f"port:={port}", "-p", "cameras:=[cam0]",
-                             "-p", f"max_fps:={a.max_fps}"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            node_executable("foxglove_node"),
+            "--ros-args",
+            "-p",
+            f"port:={port}",
+            "-p",
+            "cameras:=[cam0]",
+            "-p",
+            f"max_fps:={a.max_fps}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     rclpy.init()
     node = rclpy.create_node("foxglove_bench_feeder")
-    dets = Detections(np.array([[200, 250, 300, 500], [600, 100, 660, 250]]), np.array([0.9, 0.8]), np.array([0, 0]),
-                      ["person"], np.array([7, 8]))
+    dets = Detections(
+        np.array([[200, 250, 300, 500], [600, 100, 660, 250]]),
+        np.array([0.9, 0.8]),
+        np.array([0, 0]),
+        ["person"],
+        np.array([7, 8]),
+    )
     feeder = FrameFeeder(node, "/cam0", sample_frame(), dets)
     feeder.start()
     try:
@@ -66,9 +84,12 @@ def main() -> int:
             jpegs, anns = len(client.got(1)) - n1, len(client.got(2)) - n2
             kb = sum(len(p) for _, p in client.got(1)[n1:]) / max(1, jpegs) / 1024
             client.close()
-            print(f"round {r + 1}: idle {idle:.3f} cores; watched {watched:.3f} cores "
-                  f"({jpegs / a.seconds:.1f} JPEG/s of {kb:.0f} KiB, {anns / a.seconds:.1f} annotations/s); "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"round {r + 1}: idle {idle:.3f} cores; watched {watched:.3f} cores "
+                f"({jpegs / a.seconds:.1f} JPEG/s of {kb:.0f} KiB, {anns / a.seconds:.1f} annotations/s); "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             time.sleep(1.0)
     finally:
         feeder.stop()

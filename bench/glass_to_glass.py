@@ -12,6 +12,7 @@ code is read back and compared with the clock. Prints p50/p90/p99 in ms.
 The parts (stamped publisher, RTMP path, RTMP reader) are reused by bench/webrtc_latency.py,
 which runs this path side by side with the browser's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def stamp_frame(base: np.ndarray, ms: int) -> np.ndarray:
     bw = w // BITS
     for i in range(BITS):
         bit = (ms >> (BITS - 1 - i)) & 1
-        frame[:BAND, i * bw:(i + 1) * bw] = 255 if bit else 0
+        frame[:BAND, i * bw : (i + 1) * bw] = 255 if bit else 0
     return frame
 
 
@@ -57,7 +58,7 @@ def read_stamp(gray: np.ndarray) -> int:
     y = BAND // 2
     ms = 0
     for i in range(BITS):
-        v = gray[y - 4:y + 4, i * bw + bw // 4:(i + 1) * bw - bw // 4].mean()
+        v = gray[y - 4 : y + 4, i * bw + bw // 4 : (i + 1) * bw - bw // 4].mean()
         ms = (ms << 1) | int(v > 127)
     return ms
 
@@ -68,8 +69,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> str:
-    return (f"n={len(values)} p50={percentile(values, 50):.0f} ms p90={percentile(values, 90):.0f} ms "
-            f"p99={percentile(values, 99):.0f} ms mean={statistics.mean(values):.0f} ms")
+    return (
+        f"n={len(values)} p50={percentile(values, 50):.0f} ms p90={percentile(values, 90):.0f} ms "
+        f"p99={percentile(values, 99):.0f} ms mean={statistics.mean(values):.0f} ms"
+    )
 
 
 def ros_environment() -> None:
@@ -102,8 +105,9 @@ class StampedPublisher:
         self._stop = threading.Event()
         # A scene with some structure (gradients and blocks) that pans a few pixels per frame.
         yy, xx = np.mgrid[0:h, 0:w]
-        self._base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx // 40 + yy // 40) % 2) * 120 + 60],
-                              axis=-1).astype(np.uint8)
+        self._base = np.stack(
+            [(xx * 255 // w), (yy * 255 // h), ((xx // 40 + yy // 40) % 2) * 120 + 60], axis=-1
+        ).astype(np.uint8)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -140,15 +144,50 @@ class RtmpPath:
         self.log_path = work / "streamer.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the node runs
         self.proc = subprocess.Popen(
-            [node_executable("rtmp_streamer_node"), "--ros-args", "-p", f"image_topic:={topic}", "-p", f"url:={self.url}",
-             "-p", f"fps:={fps:g}", "-p", f"bitrate_kbps:={bitrate}", "-p", f"gop:={gop}", "-p", f"encoder:={encoder}",
-             "-p", "ffmpeg_codec:=auto"], stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                node_executable("rtmp_streamer_node"),
+                "--ros-args",
+                "-p",
+                f"image_topic:={topic}",
+                "-p",
+                f"url:={self.url}",
+                "-p",
+                f"fps:={fps:g}",
+                "-p",
+                f"bitrate_kbps:={bitrate}",
+                "-p",
+                f"gop:={gop}",
+                "-p",
+                f"encoder:={encoder}",
+                "-p",
+                "ffmpeg_codec:=auto",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_stream(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            probe = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "3000000", "-show_entries", "stream=width",
-                                    "-of", "csv=p=0", self.url], check=False, capture_output=True, text=True, timeout=20)
+            probe = subprocess.run(
+                [
+                    "ffprobe",
+                    "-v",
+                    "error",
+                    "-rw_timeout",
+                    "3000000",
+                    "-show_entries",
+                    "stream=width",
+                    "-of",
+                    "csv=p=0",
+                    self.url,
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             if probe.stdout.strip():
                 return True
             time.sleep(0.5)
@@ -156,9 +195,33 @@ class RtmpPath:
 
     def measure(self, w: int, h: int, warmup: float, seconds: float) -> list[float]:
         """Latencies (ms) of the frames a low-latency ffmpeg reader decodes after `warmup` s."""
-        reader = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer", "-flags", "low_delay",
-                                   "-probesize", "32", "-analyzeduration", "0", "-threads", "1", "-i", self.url,
-                                   "-f", "rawvideo", "-pix_fmt", "gray", "-"], stdout=subprocess.PIPE, bufsize=0)
+        reader = subprocess.Popen(
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-fflags",
+                "nobuffer",
+                "-flags",
+                "low_delay",
+                "-probesize",
+                "32",
+                "-analyzeduration",
+                "0",
+                "-threads",
+                "1",
+                "-i",
+                self.url,
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ],
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         assert reader.stdout is not None
         latencies: list[float] = []
         size = w * h
@@ -228,8 +291,10 @@ def main() -> int:
     if not latencies:
         print("no frames decoded")
         return 1
-    print(f"glass-to-glass {w}x{h}@{args.fps:g} encoder={args.encoder} bitrate={args.bitrate}k gop={args.gop}: "
-          + summary(latencies))
+    print(
+        f"glass-to-glass {w}x{h}@{args.fps:g} encoder={args.encoder} bitrate={args.bitrate}k gop={args.gop}: "
+        + summary(latencies)
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

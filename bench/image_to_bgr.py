@@ -9,6 +9,7 @@ resized); one round converts every encoding once, in a shuffled order, so machin
 all of them alike. Printed: median and p90 ms per conversion, and the ratio to the copy floor.
 check_image (what events_node runs in its subscription callback) is timed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ def _msgs(img: np.ndarray) -> dict:
         return m
 
     i420 = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420)
-    uv = np.stack((i420[h: h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4:].reshape(h // 2, w // 2)), -1)
+    uv = np.stack((i420[h : h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4 :].reshape(h // 2, w // 2)), -1)
     bayer = img[..., 1].copy()
     bayer[0::2, 0::2], bayer[1::2, 1::2] = img[0::2, 0::2, 2], img[1::2, 1::2, 0]
     return {
@@ -78,8 +79,14 @@ def main() -> None:
                 ops[k]()
                 times[k].append((time.perf_counter() - t0) * 1000.0)
         floor = float(np.median(times["copy floor (bgr8 bytes)"]))
-        rows = {k: {"median_ms": round(float(np.median(v)), 3), "p90_ms": round(float(np.percentile(v, 90)), 3),
-                    "x_copy": round(float(np.median(v)) / floor, 2)} for k, v in times.items()}
+        rows = {
+            k: {
+                "median_ms": round(float(np.median(v)), 3),
+                "p90_ms": round(float(np.percentile(v, 90)), 3),
+                "x_copy": round(float(np.median(v)) / floor, 2),
+            }
+            for k, v in times.items()
+        }
         out[size] = rows
         print(f"\n{size} ({args.rounds} rounds; copy floor {floor:.3f} ms)")
         for k, r in rows.items():

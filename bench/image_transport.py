@@ -9,6 +9,7 @@ frames are counted exactly); latency is header stamp (taken at capture) -> subsc
 entry, both on this host's clock. The floor printed beside it is a plain numpy copy of the same
 bytes. The Fast DDS profile is the project's (config/fastdds_shm.xml) unless --profile is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,11 +55,17 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8"])
     ap.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = as fast as possible")
-    ap.add_argument("--profile", default=str(REPO / "config" / "fastdds_shm.xml"),
-                    help="Fast DDS XML profile ('' = Fast DDS defaults)")
+    ap.add_argument(
+        "--profile",
+        default=str(REPO / "config" / "fastdds_shm.xml"),
+        help="Fast DDS XML profile ('' = Fast DDS defaults)",
+    )
     ap.add_argument("--depth", type=int, default=1, help="image_raw history depth (publisher and subscriber)")
-    ap.add_argument("--no-malloc-tuning", action="store_true",
-                    help="leave glibc's malloc thresholds at their defaults in both processes")
+    ap.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's malloc thresholds at their defaults in both processes",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = ap.parse_args()
 
@@ -86,8 +93,22 @@ def main() -> int:
 
     exe = shutil.which("camera_node", path=str(Path(sys.executable).parent)) or "camera_node"
     ns = "/bench_cam"
-    cmd = [exe, "--ros-args", "-r", f"__ns:={ns}", "-p", "source:=test://pattern", "-p", f"width:={args.width}",
-           "-p", f"height:={args.height}", "-p", f"encoding:={args.encoding}", "-p", f"qos_depth:={args.depth}"]
+    cmd = [
+        exe,
+        "--ros-args",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "source:=test://pattern",
+        "-p",
+        f"width:={args.width}",
+        "-p",
+        f"height:={args.height}",
+        "-p",
+        f"encoding:={args.encoding}",
+        "-p",
+        f"qos_depth:={args.depth}",
+    ]
     cmd += ["-p", f"fps:={args.rate}"] if args.rate else ["-p", "pace:=false"]
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_camera_node_{os.getpid()}.log"
     log = open(log_path, "wb")

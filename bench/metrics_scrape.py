@@ -12,6 +12,7 @@ so the ratio is what matters on a noisy machine.
 Part 2 (a real metrics_node process, no other nodes): CPU seconds used over --idle s from
 /proc/<pid>/stat, with one scrape a second and with none.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,25 @@ from prometheus_client.registry import CollectorRegistry
 
 from nano_vision_ros.core.metrics import MetricsCollector, MetricsStore, Status, proc_usage
 
-DETECTOR = {"state": "active", "task": "coco_objects", "frames": "120", "fps": "4.875", "motion_ms": "0.800",
-            "pre_ms": "3.250", "infer_ms": "61.500", "post_ms": "1.125", "track_ms": "0.300", "publish_ms": "0.200",
-            "total_ms": "67.000", "dropped": "7", "errors": "0", "last_frame_error": "", "backend": "onnxruntime",
-            "bad_frames": "0", "pid": str(os.getpid())}
+DETECTOR = {
+    "state": "active",
+    "task": "coco_objects",
+    "frames": "120",
+    "fps": "4.875",
+    "motion_ms": "0.800",
+    "pre_ms": "3.250",
+    "infer_ms": "61.500",
+    "post_ms": "1.125",
+    "track_ms": "0.300",
+    "publish_ms": "0.200",
+    "total_ms": "67.000",
+    "dropped": "7",
+    "errors": "0",
+    "last_frame_error": "",
+    "backend": "onnxruntime",
+    "bad_frames": "0",
+    "pid": str(os.getpid()),
+}
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -59,8 +75,10 @@ def scrape_cost(nodes: int, rounds: int) -> None:
         build.append((t1 - t0) * 1e3)
         parse.append((t2 - t1) * 1e3)
     b, p = statistics.median(build), statistics.median(parse)
-    print(f"{nodes:4d} nodes  {len(text):7d} B  scrape p50 {b:6.2f} ms p90 {_pct(build, .9):6.2f} ms   "
-          f"parse p50 {p:6.2f} ms   scrape/parse {b / p:4.2f}")
+    print(
+        f"{nodes:4d} nodes  {len(text):7d} B  scrape p50 {b:6.2f} ms p90 {_pct(build, 0.9):6.2f} ms   "
+        f"parse p50 {p:6.2f} ms   scrape/parse {b / p:4.2f}"
+    )
 
 
 def idle_cpu(seconds: float) -> None:
@@ -68,9 +86,18 @@ def idle_cpu(seconds: float) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "77"), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    proc = subprocess.Popen([exe, "--ros-args", "-p", f"port:={port}"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "77"),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    }
+    proc = subprocess.Popen(
+        [exe, "--ros-args", "-p", f"port:={port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         deadline = time.monotonic() + 60
@@ -90,8 +117,10 @@ def idle_cpu(seconds: float) -> None:
                     urllib.request.urlopen(url, timeout=2).read()
                 time.sleep(1.0)
             c1, rss = proc_usage(proc.pid)
-            print(f"metrics_node {label:11s}: {100 * (c1 - c0) / (time.monotonic() - t0):5.2f} % of one core, "
-                  f"RSS {rss / 2**20:.0f} MiB")
+            print(
+                f"metrics_node {label:11s}: {100 * (c1 - c0) / (time.monotonic() - t0):5.2f} % of one core, "
+                f"RSS {rss / 2**20:.0f} MiB"
+            )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(10)

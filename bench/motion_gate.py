@@ -13,6 +13,7 @@ in frames until the gated run has a matching box, and tracks never matched. Stat
 frame of the video at 10 fps, the detector's per-frame work (motion + model at keep-alive +
 message), process CPU cores, gated vs ungated side by side. Figures: docs/performance/motion.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,16 +56,18 @@ def _matched(a: Detections, b: Detections, thr: float = 0.5) -> np.ndarray:
         return hit
     iou = iou_matrix(a.boxes, b.boxes)
     used: set[int] = set()
-    for i, j in sorted(((i, j) for i in range(len(a)) for j in range(len(b)) if iou[i, j] >= thr),
-                       key=lambda ij: -iou[ij]):
+    for i, j in sorted(
+        ((i, j) for i in range(len(a)) for j in range(len(b)) if iou[i, j] >= thr), key=lambda ij: -iou[ij]
+    ):
         if not hit[i] and j not in used:
             hit[i] = True
             used.add(j)
     return hit
 
 
-def detections_study(video: list[np.ndarray], raw_all: list[Detections], order: list[int], fps: float,
-                     cfg: MotionConfig) -> dict:
+def detections_study(
+    video: list[np.ndarray], raw_all: list[Detections], order: list[int], fps: float, cfg: MotionConfig
+) -> dict:
     """`order`: video frame indexes as the camera delivers them (a held index = a still scene)."""
     frames = [video[k] for k in order]
     raw = [raw_all[k] for k in order]
@@ -100,20 +103,33 @@ def detections_study(video: list[np.ndarray], raw_all: list[Detections], order: 
                 found_at[tid] = i
     delays = [found_at[t] - first_seen[t] for t in first_seen if t in found_at]
     lost = [t for t in first_seen if t not in found_at]
-    return {"frames": len(frames), "model_runs": gate.model_runs, "gated_share": gate.gated_share,
-            "people": total, "matched": hits, "recall": hits / total if total else 1.0,
-            "tracks": len(first_seen), "tracks_found": len(delays), "lost": lost,
-            "lost_lengths": [last_seen[t] - first_seen[t] + 1 for t in lost],
-            "delay_med": statistics.median(delays) if delays else 0.0, "delay_max": max(delays) if delays else 0,
-            "delay_zero": sum(d == 0 for d in delays), "motion_ms": statistics.median(motion_ms)}
+    return {
+        "frames": len(frames),
+        "model_runs": gate.model_runs,
+        "gated_share": gate.gated_share,
+        "people": total,
+        "matched": hits,
+        "recall": hits / total if total else 1.0,
+        "tracks": len(first_seen),
+        "tracks_found": len(delays),
+        "lost": lost,
+        "lost_lengths": [last_seen[t] - first_seen[t] + 1 for t in lost],
+        "delay_med": statistics.median(delays) if delays else 0.0,
+        "delay_max": max(delays) if delays else 0,
+        "delay_zero": sum(d == 0 for d in delays),
+        "motion_ms": statistics.median(motion_ms),
+    }
 
 
-def static_cpu(det, frame: np.ndarray, fps: float, seconds: float, rounds: int, cfg: MotionConfig) -> list[tuple[str, float]]:
+def static_cpu(
+    det, frame: np.ndarray, fps: float, seconds: float, rounds: int, cfg: MotionConfig
+) -> list[tuple[str, float]]:
     """Cores of the detector's per-frame work on a still frame at `fps`, gated and ungated alternating."""
     try:
         from std_msgs.msg import Header
 
         from nano_vision_ros.ros.detections import to_msg
+
         header = Header(frame_id="cam0")
         pub = lambda d: to_msg(d, header)  # noqa: E731
     except Exception:  # noqa: BLE001 - no ROS here: the message step is left out
@@ -161,9 +177,11 @@ def main() -> int:
     det = build_detector(load_profile("coco_objects"), backend="onnxruntime", device="cpu")
     det.warmup(3)
     cfg = MotionConfig()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; onnxruntime {ort.__version__}, "
-          f"{det.backend.threads} threads; {VIDEO.name} {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames "
-          f"at {args.fps:g} fps; NanoDet-m 416, score {det.score_threshold}; gate {cfg}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; onnxruntime {ort.__version__}, "
+        f"{det.backend.threads} threads; {VIDEO.name} {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames "
+        f"at {args.fps:g} fps; NanoDet-m 416, score {det.score_threshold}; gate {cfg}"
+    )
     raw = [det.detect(f) for f in frames]
     n = len(frames)
     # the hall video never stands still; "with pauses" holds a frame for 3 s after every 5 s of
@@ -173,17 +191,23 @@ def main() -> int:
         paused.append(k)
         if k % 50 == 49:
             paused += [k] * 30
-    print("\n| sequence | frames | model runs | gated share | people (ungated) | matched IoU>=0.5 | recall | tracks | "
-          "first box delay median / max (frames) | found on their first frame | tracks never matched (their length) | motion ms |")
+    print(
+        "\n| sequence | frames | model runs | gated share | people (ungated) | matched IoU>=0.5 | recall | tracks | "
+        "first box delay median / max (frames) | found on their first frame | tracks never matched (their length) | motion ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, order in (("as recorded", list(range(n))), ("with 3 s pauses", paused)):
         r = detections_study(frames, raw, order, args.fps, cfg)
-        print(f"| {name} | {r['frames']} | {r['model_runs']} | {r['gated_share']:.1%} | {r['people']} | {r['matched']} | "
-              f"{r['recall']:.1%} | {r['tracks']} | {r['delay_med']:g} / {r['delay_max']} | {r['delay_zero']} of "
-              f"{r['tracks_found']} | {len(r['lost'])} {r['lost_lengths']} | {r['motion_ms']:.2f} |")
+        print(
+            f"| {name} | {r['frames']} | {r['model_runs']} | {r['gated_share']:.1%} | {r['people']} | {r['matched']} | "
+            f"{r['recall']:.1%} | {r['tracks']} | {r['delay_med']:g} / {r['delay_max']} | {r['delay_zero']} of "
+            f"{r['tracks_found']} | {len(r['lost'])} {r['lost_lengths']} | {r['motion_ms']:.2f} |"
+        )
     still = frames[min(len(frames) - 1, 100)]
     rows = static_cpu(det, still, args.fps, args.static_seconds, args.rounds, cfg)
-    print(f"\nStatic scene (frame 100 of the video at {args.fps:g} fps, {args.static_seconds:g} s windows, alternating):")
+    print(
+        f"\nStatic scene (frame 100 of the video at {args.fps:g} fps, {args.static_seconds:g} s windows, alternating):"
+    )
     print("| setting | detector cores | model runs / frames |")
     print("|---|---|---|")
     for name, cores, runs, n in rows:

@@ -7,6 +7,7 @@ bundled sample, the last frame drawn with core.overlay, and the cost of drawing 
 Prints the events raised, the per-frame draw time (scene + draw, ms; the frame conversion and
 publish are the node's) and writes the last annotated frame. Figures: docs/VIEWS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ def main() -> None:
         times.append((time.perf_counter() - t0) * 1e3)
     assert out is not None, "no frame read from samples/vtest.mp4"
     cv2.imwrite(a.out, out)
-    print(f"{platform.node()} {platform.machine()}: {len(times)} frames {out.shape[1]}x{out.shape[0]}, "
-          f"{raised} events raised; draw p50 {statistics.median(times):.2f} ms, max {max(times):.2f} ms -> {a.out}")
+    print(
+        f"{platform.node()} {platform.machine()}: {len(times)} frames {out.shape[1]}x{out.shape[0]}, "
+        f"{raised} events raised; draw p50 {statistics.median(times):.2f} ms, max {max(times):.2f} ms -> {a.out}"
+    )
 
 
 if __name__ == "__main__":

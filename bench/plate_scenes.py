@@ -11,6 +11,7 @@ A scene is a 1280x720 frame: a yard background with signs (Chinese text that is 
 a vehicle body with the plate 70-140 px wide, 3-D yaw up to +-25 deg (pitch/roll small), night
 gain (dark, amplified noise), motion blur, dirt, JPEG 30-60.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,11 +29,13 @@ FONT = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
 W, H = 1280, 720
 KINDS = ("blue", "yellow", "yellow_double", "green", "special")
 RED = (200, 20, 20)
-_BG = {"blue": ((20, 70, 200), (20, 70, 200), (250, 250, 250)),
-       "yellow": ((245, 195, 20), (245, 195, 20), (15, 15, 15)),
-       "green": ((225, 245, 230), (70, 190, 100), (15, 15, 15)),
-       "white": ((240, 240, 240), (240, 240, 240), (15, 15, 15)),
-       "black": ((20, 20, 20), (20, 20, 20), (245, 245, 245))}
+_BG = {
+    "blue": ((20, 70, 200), (20, 70, 200), (250, 250, 250)),
+    "yellow": ((245, 195, 20), (245, 195, 20), (15, 15, 15)),
+    "green": ((225, 245, 230), (70, 190, 100), (15, 15, 15)),
+    "white": ((240, 240, 240), (240, 240, 240), (15, 15, 15)),
+    "black": ((20, 20, 20), (20, 20, 20), (245, 245, 245)),
+}
 _glyphs: dict[str, object] = {}
 
 
@@ -117,8 +120,11 @@ def random_plate(rng: random.Random, kind: str) -> Plate:
         t = p + letter + _tail(rng, 5)
         return Plate(t, kind, "yellow", True, render(t, "yellow", double=True, height=220))
     if kind == "green":
-        t = (p + letter + rng.choice("DF") + rng.choice(ALNUM) + _tail(rng, 4, True) if rng.random() < 0.5
-             else p + letter + _tail(rng, 5, True) + rng.choice("DF"))
+        t = (
+            p + letter + rng.choice("DF") + rng.choice(ALNUM) + _tail(rng, 4, True)
+            if rng.random() < 0.5
+            else p + letter + _tail(rng, 5, True) + rng.choice("DF")
+        )
         return Plate(t, kind, "green", False, render(t, "green"))
     special = rng.choice(("挂", "挂2", "学", "警", "使", "领", "港澳", "应急"))
     if special in ("挂", "挂2"):
@@ -174,8 +180,9 @@ def background(rng: random.Random) -> np.ndarray:
     return np.asarray(pil).copy()
 
 
-def _project(pw: float, ph: float, width_px: float, cx: float, cy: float, yaw: float, pitch: float,
-             roll: float) -> np.ndarray:
+def _project(
+    pw: float, ph: float, width_px: float, cx: float, cy: float, yaw: float, pitch: float, roll: float
+) -> np.ndarray:
     """Corners (TL TR BR BL) of a pw x ph plate rotated in 3-D and projected to `width_px` wide."""
     pts = np.array([[-pw / 2, -ph / 2, 0], [pw / 2, -ph / 2, 0], [pw / 2, ph / 2, 0], [-pw / 2, ph / 2, 0]], float)
     cy_, sy_ = math.cos(yaw), math.sin(yaw)
@@ -206,9 +213,16 @@ class Conditions:
 
 
 def random_conditions(rng: random.Random) -> Conditions:
-    return Conditions(night=rng.random() < 0.3, blur=rng.choice([0, 0, 3, 5, 7, 9]), blur_angle=rng.uniform(-20, 20),
-                      dirt=rng.random() < 0.3, jpeg=rng.randint(30, 60), yaw=math.radians(rng.uniform(-25, 25)),
-                      pitch=math.radians(rng.uniform(-10, 10)), roll=math.radians(rng.uniform(-4, 4)))
+    return Conditions(
+        night=rng.random() < 0.3,
+        blur=rng.choice([0, 0, 3, 5, 7, 9]),
+        blur_angle=rng.uniform(-20, 20),
+        dirt=rng.random() < 0.3,
+        jpeg=rng.randint(30, 60),
+        yaw=math.radians(rng.uniform(-25, 25)),
+        pitch=math.radians(rng.uniform(-10, 10)),
+        roll=math.radians(rng.uniform(-4, 4)),
+    )
 
 
 def _dirt(plate: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -216,8 +230,16 @@ def _dirt(plate: np.ndarray, rng: random.Random) -> np.ndarray:
     h, w = plate.shape[:2]
     mask = np.zeros((h, w), np.float32)
     for _ in range(rng.randint(3, 8)):
-        cv2.ellipse(mask, (rng.randint(0, w), rng.randint(0, h)), (rng.randint(w // 30 + 2, w // 8), rng.randint(h // 12 + 2, h // 3)),
-                    rng.uniform(0, 180), 0, 360, rng.uniform(0.25, 0.6), -1)
+        cv2.ellipse(
+            mask,
+            (rng.randint(0, w), rng.randint(0, h)),
+            (rng.randint(w // 30 + 2, w // 8), rng.randint(h // 12 + 2, h // 3)),
+            rng.uniform(0, 180),
+            0,
+            360,
+            rng.uniform(0.25, 0.6),
+            -1,
+        )
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, w / 80))[..., None]
     mud = np.array([40, 60, 80], np.float32)
     return np.clip(out * (1 - mask) + mud * mask, 0, 255).astype(np.uint8)
@@ -234,7 +256,9 @@ def _vehicle(img: np.ndarray, quad: np.ndarray, rng: random.Random) -> np.ndarra
     body = tuple(rng.randint(30, 230) for _ in range(3))
     p = lambda a, b: (int(a), int(b))
     cv2.rectangle(img, p(x1, y1), p(x2, y2), body, -1)
-    cv2.rectangle(img, p(x1 + vw * 0.1, y1 + vh * 0.05), p(x2 - vw * 0.1, y1 + vh * 0.35), tuple(c // 3 for c in body), -1)
+    cv2.rectangle(
+        img, p(x1 + vw * 0.1, y1 + vh * 0.05), p(x2 - vw * 0.1, y1 + vh * 0.35), tuple(c // 3 for c in body), -1
+    )
     for k in range(4):  # grille
         yy = y1 + vh * (0.45 + 0.04 * k)
         cv2.line(img, p(cx - vw * 0.2, yy), p(cx + vw * 0.2, yy), tuple(min(255, c + 40) for c in body), 2)
@@ -243,8 +267,9 @@ def _vehicle(img: np.ndarray, quad: np.ndarray, rng: random.Random) -> np.ndarra
     return np.array([max(0, x1), max(0, y1), min(W, x2), min(H, y2)], np.float32)
 
 
-def compose(bg: np.ndarray, plate: Plate, width_px: float, cx: float, cy: float, cond: Conditions,
-            rng: random.Random) -> tuple[bytes, np.ndarray, np.ndarray]:
+def compose(
+    bg: np.ndarray, plate: Plate, width_px: float, cx: float, cy: float, cond: Conditions, rng: random.Random
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     """Frame as JPEG bytes, plate quad (4,2), vehicle box."""
     img = bg.copy()
     ph, pw = plate.image.shape[:2]
@@ -292,8 +317,20 @@ class Frame:
 
 def kind_for(i: int) -> str:
     """Kinds in the mix: 25 % double-row yellow, the rest spread over blue, yellow, green, special."""
-    return ("yellow_double", "blue", "yellow", "yellow_double", "green", "blue", "yellow_double", "special",
-            "yellow", "blue", "green", "special")[i % 12]
+    return (
+        "yellow_double",
+        "blue",
+        "yellow",
+        "yellow_double",
+        "green",
+        "blue",
+        "yellow_double",
+        "special",
+        "yellow",
+        "blue",
+        "green",
+        "special",
+    )[i % 12]
 
 
 def stills(n: int, seed: int = 1) -> list[Frame]:
@@ -303,8 +340,9 @@ def stills(n: int, seed: int = 1) -> list[Frame]:
         plate = random_plate(rng, kind_for(i))
         width = rng.uniform(70, 140)
         cond = random_conditions(rng)
-        jpg, quad, vbox = compose(background(rng), plate, width, rng.uniform(250, W - 250), rng.uniform(300, H - 120),
-                                  cond, rng)
+        jpg, quad, vbox = compose(
+            background(rng), plate, width, rng.uniform(250, W - 250), rng.uniform(300, H - 120), cond, rng
+        )
         out.append(Frame(jpg, plate.text, plate.kind, quad, vbox))
     return out
 
@@ -317,8 +355,13 @@ def empty_frames(n: int, seed: int = 2) -> list[Frame]:
         img = background(rng).astype(np.float32)
         if rng.random() < 0.5:
             x, y = rng.randint(0, W - 500), rng.randint(250, H - 250)
-            cv2.rectangle(img, (x, y), (x + rng.randint(250, 500), y + rng.randint(120, 220)),
-                          tuple(rng.randint(30, 230) for _ in range(3)), -1)
+            cv2.rectangle(
+                img,
+                (x, y),
+                (x + rng.randint(250, 500), y + rng.randint(120, 220)),
+                tuple(rng.randint(30, 230) for _ in range(3)),
+                -1,
+            )
         img = _degrade(img, random_conditions(rng), rng)
         _, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 60)])
         out.append(Frame(jpg.tobytes(), "", "empty", None, None))
@@ -340,7 +383,8 @@ def passes(n: int, frames: int = 10, seed: int = 3) -> list[Frame]:
             t = k / max(1, frames - 1)
             width = 70 + (250 - 70) * t
             c = Conditions(**{**cond.__dict__, "blur": rng.choice([0, 3, 5]) if cond.blur else 0})
-            jpg, quad, vbox = compose(bg, plate, width, x0 + (W / 2 - x0) * t * 0.5, y0 + 180 * t, c,
-                                      random.Random(vseed))
+            jpg, quad, vbox = compose(
+                bg, plate, width, x0 + (W / 2 - x0) * t * 0.5, y0 + 180 * t, c, random.Random(vseed)
+            )
             out.append(Frame(jpg, plate.text, plate.kind, quad, vbox, group=g))
     return out

@@ -8,6 +8,7 @@ bench/platebench_venv.sh). ``ours*`` import nano_vision_ros from PYTHONPATH: ben
 points it at the tree under test (this checkout, or a git ref extracted for the baseline).
 Writes per frame: readings [{text, box, score}], the pass vote (ours) and the milliseconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,13 @@ class Ours:
             return None
         from nano_vision_ros.core.detection.types import Detections
 
-        return Detections(np.array([frame["vehicle"]], np.float32), np.array([0.9], np.float32), np.array([0]),
-                          ["truck"], np.array([max(0, frame.get("group", -1)) + 1]))
+        return Detections(
+            np.array([frame["vehicle"]], np.float32),
+            np.array([0.9], np.float32),
+            np.array([0]),
+            ["truck"],
+            np.array([max(0, frame.get("group", -1)) + 1]),
+        )
 
     def __call__(self, img: np.ndarray, frame: dict) -> tuple[list[dict], str]:
         group = frame.get("group", -1)
@@ -70,8 +76,14 @@ class Ours:
             self.reader.tracker = make_tracker(0.2, 15)
             self.reader.voter = type(self.reader.voter)(self.reader.config.vote_window)
         d = self.reader.process(img, self._dets(frame))
-        out = [{"text": a.get("frame_text", d.label_of(i)), "box": [float(v) for v in d.boxes[i]],
-                "score": float(a.get("confidence", d.scores[i]))} for i, a in enumerate(d.attributes)]
+        out = [
+            {
+                "text": a.get("frame_text", d.label_of(i)),
+                "box": [float(v) for v in d.boxes[i]],
+                "score": float(a.get("confidence", d.scores[i])),
+            }
+            for i, a in enumerate(d.attributes)
+        ]
         voted = max(((d.label_of(i), d.scores[i]) for i in range(len(d))), key=lambda t: t[1], default=("", 0))[0]
         return out, voted
 
@@ -105,8 +117,12 @@ def main() -> int:
     system, manifest, out_path = sys.argv[1:4]
     with open(manifest, encoding="utf-8") as fh:
         frames = json.load(fh)["frames"]
-    make = {"ours": lambda: Ours(False), "ours_vehicles": lambda: Ours(True), "hyperlpr2": HyperLpr2,
-            "agentclpr": AgentClpr}[system]
+    make = {
+        "ours": lambda: Ours(False),
+        "ours_vehicles": lambda: Ours(True),
+        "hyperlpr2": HyperLpr2,
+        "agentclpr": AgentClpr,
+    }[system]
     run = make()
     results = []
     for f in frames:

@@ -14,6 +14,7 @@ exact (the system's own vote for ours; a majority of the frame readings for the 
 frame. ``--refs REF1,REF2`` runs this project at those git refs (src/ and models/ extracted with
 git archive) instead of the working tree, e.g. before and after a change, in one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,9 +67,17 @@ def render(args: argparse.Namespace, tmp: Path) -> list[dict]:
     for i, (split, f) in enumerate(frames):
         path = tmp / f"{i:05d}.jpg"
         path.write_bytes(f.jpeg)
-        out.append({"file": str(path), "split": split, "text": f.text, "kind": f.kind,
-                    "quad": None if f.quad is None else f.quad.tolist(),
-                    "vehicle": None if f.vehicle is None else f.vehicle.tolist(), "group": f.group})
+        out.append(
+            {
+                "file": str(path),
+                "split": split,
+                "text": f.text,
+                "kind": f.kind,
+                "quad": None if f.quad is None else f.quad.tolist(),
+                "vehicle": None if f.vehicle is None else f.vehicle.tolist(),
+                "group": f.group,
+            }
+        )
     return out
 
 
@@ -81,8 +90,9 @@ def clean_stills(n: int, seed: int) -> list[ps.Frame]:
     for i in range(n):
         plate = ps.random_plate(rng, ps.kind_for(i))
         cond = ps.Conditions(False, 0, 0, False, 90, 0.0, 0.0, 0.0)
-        jpg, quad, vbox = ps.compose(ps.background(rng), plate, rng.uniform(110, 160), rng.uniform(300, 980),
-                                     rng.uniform(300, 560), cond, rng)
+        jpg, quad, vbox = ps.compose(
+            ps.background(rng), plate, rng.uniform(110, 160), rng.uniform(300, 980), rng.uniform(300, 560), cond, rng
+        )
         out.append(ps.Frame(jpg, plate.text, plate.kind, quad, vbox))
     return out
 
@@ -141,24 +151,38 @@ def score(frames: list[dict], res: dict) -> dict:
         voted = p["voted"] or (p["votes"].most_common(1)[0][0] if p["votes"] else "")
         pass_ok += voted == p["text"]
     exact_all = sum(v[0] for v in kinds.values())
-    return {"kinds": {k: v[0] / max(1, v[1]) for k, v in kinds.items()}, "n_kinds": {k: v[1] for k, v in kinds.items()},
-            "exact": exact_all / max(1, n_plates), "found": found / max(1, n_plates), "wrong": wrong / max(1, n_plates),
-            "false_per_1000": 1000.0 * false / max(1, n_empty + n_plates), "false_empty": false,
-            "clean": clean_ok / max(1, n_clean), "passes": pass_ok / max(1, len(passes)), "n_passes": len(passes),
-            "ms_mean": float(np.mean(ms)) if ms else 0.0, "ms_p90": float(np.percentile(ms, 90)) if ms else 0.0,
-            "errors": errors}
+    return {
+        "kinds": {k: v[0] / max(1, v[1]) for k, v in kinds.items()},
+        "n_kinds": {k: v[1] for k, v in kinds.items()},
+        "exact": exact_all / max(1, n_plates),
+        "found": found / max(1, n_plates),
+        "wrong": wrong / max(1, n_plates),
+        "false_per_1000": 1000.0 * false / max(1, n_empty + n_plates),
+        "false_empty": false,
+        "clean": clean_ok / max(1, n_clean),
+        "passes": pass_ok / max(1, len(passes)),
+        "n_passes": len(passes),
+        "ms_mean": float(np.mean(ms)) if ms else 0.0,
+        "ms_p90": float(np.percentile(ms, 90)) if ms else 0.0,
+        "errors": errors,
+    }
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
     pct = lambda v: f"{100 * v:.1f} %"
-    head = ("| system | exact | blue | yellow | yellow 2-row | green | special | found | wrong | false / 1,000 frames "
-            "| pass exact | clean | ms / frame (mean, p90) |")
+    head = (
+        "| system | exact | blue | yellow | yellow 2-row | green | special | found | wrong | false / 1,000 frames "
+        "| pass exact | clean | ms / frame (mean, p90) |"
+    )
     lines = [head, "|" + " --- |" * 13]
     for name, s in rows:
         k = s["kinds"]
-        lines.append(f"| {name} | {pct(s['exact'])} | " + " | ".join(pct(k.get(x, 0)) for x in ps.KINDS)
-                     + f" | {pct(s['found'])} | {pct(s['wrong'])} | {s['false_per_1000']:.1f} | {pct(s['passes'])} "
-                       f"| {pct(s['clean'])} | {s['ms_mean']:.0f}, {s['ms_p90']:.0f} |")
+        lines.append(
+            f"| {name} | {pct(s['exact'])} | "
+            + " | ".join(pct(k.get(x, 0)) for x in ps.KINDS)
+            + f" | {pct(s['found'])} | {pct(s['wrong'])} | {s['false_per_1000']:.1f} | {pct(s['passes'])} "
+            f"| {pct(s['clean'])} | {s['ms_mean']:.0f}, {s['ms_p90']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -171,8 +195,12 @@ def main() -> int:
     ap.add_argument("--clean", type=int, default=24)
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--systems", default="ours,ours_vehicles,hyperlpr2,agentclpr")
-    ap.add_argument("--refs", default="", help="git refs, comma-separated: run this project's src/ and models/ at "
-                                               "each ref (git archive) instead of the working tree, side by side")
+    ap.add_argument(
+        "--refs",
+        default="",
+        help="git refs, comma-separated: run this project's src/ and models/ at "
+        "each ref (git archive) instead of the working tree, side by side",
+    )
     ap.add_argument("--peer-python", default=str(ROOT / ".venv-platebench" / "bin" / "python"))
     ap.add_argument("--json", default="", help="write the scores here too")
     args = ap.parse_args()
@@ -188,8 +216,9 @@ def main() -> int:
         for k, ref in enumerate(r for r in args.refs.split(",") if r):
             bsrc = tmp / f"ref{k}"
             bsrc.mkdir()
-            arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src", "models"], check=True,
-                                  capture_output=True).stdout
+            arch = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", ref, "src", "models"], check=True, capture_output=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(bsrc)], input=arch, check=True)
             runs += [(f"{s}@{ref}", s, bsrc / "src") for s in systems if s.startswith("ours")]
         runs += [(s, s, ROOT / "src") for s in systems if not (args.refs and s.startswith("ours"))]
@@ -200,8 +229,10 @@ def main() -> int:
             rows.append((label, s))
             print(f"{label}: {json.dumps(s)} ({res['wall_s']:.0f} s)", file=sys.stderr)
     n = {k: v for k, v in rows[0][1]["n_kinds"].items()} if rows else {}
-    print(f"\n{args.stills} stills ({', '.join(f'{k} {v}' for k, v in n.items())}), {args.empty} frames without "
-          f"plates, {args.passes} passes x {args.pass_frames} frames, {args.clean} clean stills; seed {args.seed}\n")
+    print(
+        f"\n{args.stills} stills ({', '.join(f'{k} {v}' for k, v in n.items())}), {args.empty} frames without "
+        f"plates, {args.passes} passes x {args.pass_frames} frames, {args.clean} clean stills; seed {args.seed}\n"
+    )
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(dict(rows), indent=1))

@@ -6,6 +6,7 @@ vehicle (SYNTHETIC plates), two-stage mask pipeline. Prints one line per figure.
 
 Seed system (Jetson Nano): faces MTCNN + FaceNet 3 FPS at 1080p; plates LPDNet + LPRNet 9 FPS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def frame_with_faces(astronaut: np.ndarray, n: int, size=(1280, 720)) -> np.ndar
         hd = cv2.resize(cv2.flip(head, 1) if i % 2 else head, None, fx=s, fy=s)
         x = 40 + i * (w - 80 - hd.shape[1]) // max(1, n - 1) if n > 1 else (w - hd.shape[1]) // 2
         y = 120 + (i % 2) * 200
-        frame[y:y + hd.shape[0], x:x + hd.shape[1]] = hd
+        frame[y : y + hd.shape[0], x : x + hd.shape[1]] = hd
     return frame
 
 
@@ -59,13 +60,16 @@ def bench_faces(samples: Path, frames: int) -> None:
             g.add(f"person{i:04d}", 1.45 * v / np.linalg.norm(v, axis=1, keepdims=True), "dlib_resnet_v1")
         # embedding policies: every frame; every 5th (the old default); the default (new tracks first,
         # settled tracks every 30th, at most 2 embeddings a frame)
-        policies = {"every frame": {"reembed_interval": 1, "stable_interval": 1, "max_embeds_per_frame": 0},
-                    "every 5th": {"reembed_interval": 5, "stable_interval": 5, "max_embeds_per_frame": 0},
-                    "default": {}}
+        policies = {
+            "every frame": {"reembed_interval": 1, "stable_interval": 1, "max_embeds_per_frame": 0},
+            "every 5th": {"reembed_interval": 5, "stable_interval": 5, "max_embeds_per_frame": 0},
+            "default": {},
+        }
         for det in ("mtcnn", "centerface"):
             for every, match in policies.items():
-                cfg = FacesConfig(gallery=str(Path(tmp) / "bench.db"),
-                                  detector={"kind": det, "min_face_size": 40}, match=match)
+                cfg = FacesConfig(
+                    gallery=str(Path(tmp) / "bench.db"), detector={"kind": det, "min_face_size": 40}, match=match
+                )
                 rec = FaceRecognizer(cfg, gallery=g)
                 if "astronaut" not in g.names():
                     rec.enroll("astronaut", [("astronaut.png", astronaut)])
@@ -76,8 +80,10 @@ def bench_faces(samples: Path, frames: int) -> None:
                     found = rec.process(frame)
                     named = sum(found.label_of(i) == "astronaut" for i in range(len(found)))
                     fps = timed(lambda rec=rec, frame=frame: rec.process(frame), frames)
-                    print(f"faces  detector={det:<10} faces={n} (found {len(found)}, named {named}) gallery=1000+1 ids "
-                          f"embed {every}: {fps:6.2f} FPS at 1280x720")
+                    print(
+                        f"faces  detector={det:<10} faces={n} (found {len(found)}, named {named}) gallery=1000+1 ids "
+                        f"embed {every}: {fps:6.2f} FPS at 1280x720"
+                    )
                 rec.detector.close()
                 rec.embedder.close()
         mat_q = rng.normal(0, 1, (5, 128)).astype(np.float32)
@@ -97,9 +103,13 @@ def bench_plates(frames: int) -> None:
     scenes = []
     for text, _, img, _ in data:
         f = canvas.copy()
-        f[300:300 + img.shape[0], 500:500 + img.shape[1]] = img
-        veh = Detections(np.array([[500, 300, 500 + img.shape[1], 300 + img.shape[0]]], np.float32), np.array([0.9]),
-                         np.array([0]), ["car"])
+        f[300 : 300 + img.shape[0], 500 : 500 + img.shape[1]] = img
+        veh = Detections(
+            np.array([[500, 300, 500 + img.shape[1], 300 + img.shape[0]]], np.float32),
+            np.array([0.9]),
+            np.array([0]),
+            ["car"],
+        )
         scenes.append((text, f, veh))
     # the default (corner detector + text boxes where it reads nothing valid) and text boxes only (the old path)
     for name, finder in (("corners+text (default)", {}), ("text boxes only", {"corner_model": ""})):
@@ -113,9 +123,12 @@ def bench_plates(frames: int) -> None:
             _, f, v = scenes[i[0] % len(scenes)]
             i[0] += 1
             r.process(f, v)
+
         fps = timed(one, max(frames, len(scenes)))
-        print(f"plates {name} in the vehicle box + PP-OCRv4 rec, 1 vehicle per 1280x720 frame: {fps:6.2f} vehicles/s "
-              f"(SYNTHETIC plates, {ok}/{len(scenes)} read exactly)")
+        print(
+            f"plates {name} in the vehicle box + PP-OCRv4 rec, 1 vehicle per 1280x720 frame: {fps:6.2f} vehicles/s "
+            f"(SYNTHETIC plates, {ok}/{len(scenes)} read exactly)"
+        )
     crops = [cv2.resize(img, (160, 48)) for _, _, img, _ in data[:8]]
     fps = timed(lambda: r.recognizer.read(crops[:1]), frames)
     print(f"plates PP-OCRv4 recognition alone, one plate crop: {fps:6.1f} reads/s")
@@ -135,11 +148,13 @@ def bench_mask(samples: Path, frames: int) -> None:
         d = m.detect(frame)
         fps = timed(lambda frame=frame: m.detect(frame), frames)
         faces = m.faces.detect(frame)
-        crops = [frame[int(b[1]):int(b[3]), int(b[0]):int(b[2])] for b in faces.boxes]
+        crops = [frame[int(b[1]) : int(b[3]), int(b[0]) : int(b[2])] for b in faces.boxes]
         batched = timed(lambda crops=crops: m.classify(crops), frames)
         single = timed(lambda crops=crops: [m.classify([c]) for c in crops], frames)
-        print(f"mask   centerface+mobilenetv2 faces={n} (found {len(d)}: {sorted({d.label_of(i) for i in range(len(d))})}): "
-              f"{fps:6.2f} FPS at 1280x720; classifier batched {batched:6.1f}/s vs per-face {single:6.1f}/s")
+        print(
+            f"mask   centerface+mobilenetv2 faces={n} (found {len(d)}: {sorted({d.label_of(i) for i in range(len(d))})}): "
+            f"{fps:6.2f} FPS at 1280x720; classifier batched {batched:6.1f}/s vs per-face {single:6.1f}/s"
+        )
     m.close()
 
 
@@ -150,8 +165,10 @@ def main() -> int:
     ap.add_argument("--only", choices=["faces", "plates", "mask"])
     a = ap.parse_args()
     samples = Path(a.samples)
-    print(f"# {platform.machine()} {os.cpu_count()} CPU(s), python {platform.python_version()}, "
-          f"onnxruntime CPU, opencv {cv2.__version__}")
+    print(
+        f"# {platform.machine()} {os.cpu_count()} CPU(s), python {platform.python_version()}, "
+        f"onnxruntime CPU, opencv {cv2.__version__}"
+    )
     if a.only in (None, "faces"):
         bench_faces(samples, a.frames)
     if a.only in (None, "plates"):

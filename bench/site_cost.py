@@ -13,6 +13,7 @@ runner): CPU from /proc/PID/stat over the window, PSS/RSS from /proc/PID/smaps_r
 Detections per camera are counted by a probe node (small messages only: it takes no frames).
 Figures go to docs/performance/site_cost.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -115,8 +116,15 @@ def label(pid: int) -> tuple[str, str]:
         ns = next((a.split(":=", 1)[1].strip("/") for a in args if a.startswith("__ns:=")), "")
         return (f"{ns}/{node}" if ns else node), "node"
     if exe == "ffmpeg":
-        role = ("recorder encoder" if "h264" in args and "pipe:1" in args else "clip writer, stream copy" if "copy" in args
-                else "streamer encoder" if "flv" in args else "")
+        role = (
+            "recorder encoder"
+            if "h264" in args and "pipe:1" in args
+            else "clip writer, stream copy"
+            if "copy" in args
+            else "streamer encoder"
+            if "flv" in args
+            else ""
+        )
         return (f"ffmpeg ({role})" if role else "ffmpeg"), "node"
     if "mosquitto" in text or "nginx" in text:
         return ("nginx" if "nginx" in text else "mosquitto"), "service"
@@ -139,10 +147,13 @@ class Row:
 
 
 # -- the site --------------------------------------------------------------------------------
-def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int, height: int,
-               processes: str, source: str) -> Path:
+def write_site(
+    tmp: Path, cameras: int, nodes: list[str], fps: float, width: int, height: int, processes: str, source: str
+) -> Path:
     site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
-    params = {k: v["ros__parameters"] for k, v in yaml.safe_load((REPO / "config" / "site_params.yaml").read_text()).items()}
+    params = {
+        k: v["ros__parameters"] for k, v in yaml.safe_load((REPO / "config" / "site_params.yaml").read_text()).items()
+    }
     var = tmp / "var"
     mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
     site["params_file"] = str(tmp / "site_params.yaml")
@@ -155,7 +166,9 @@ def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int
     site["services"]["nginx_rtmp"]["port"] = rtmp_port
     site["services"]["clip_receiver"].update(port=recv_port, dir=str(var / "received"), token_file=str(var / "token"))
     cams = [f"cam{i}" for i in range(cameras)]
-    site["cameras"] = [{"name": c, "nodes": list(nodes), **({"processes": processes} if processes else {})} for c in cams]
+    site["cameras"] = [
+        {"name": c, "nodes": list(nodes), **({"processes": processes} if processes else {})} for c in cams
+    ]
     if processes:
         site["site_processes"] = "per_node" if processes == "per_node" else "one"
     params["/**/camera_node"].update(source=source, loop=True)
@@ -168,7 +181,9 @@ def write_site(tmp: Path, cameras: int, nodes: list[str], fps: float, width: int
     for c in cams:
         params[f"/{c}/rtmp_streamer_node"] = {**stream, "fps": fps}
     params["/**/recorder_node"]["output_dir"] = str(var / "clips")
-    params["mqtt_bridge_node"].update(outbox_path=str(var / "outbox.sqlite"), events_topics=[f"/{c}/events" for c in cams])
+    params["mqtt_bridge_node"].update(
+        outbox_path=str(var / "outbox.sqlite"), events_topics=[f"/{c}/events" for c in cams]
+    )
     params.setdefault("metrics_node", {})["port"] = free_port()  # the demo's 9469 may be taken
     params["uploader_node"].update(queue_db=str(var / "queue.sqlite"))
     (tmp / "site_params.yaml").write_text(yaml.safe_dump({k: {"ros__parameters": v} for k, v in params.items()}))
@@ -197,7 +212,9 @@ class DetectionCounter:
         self.runs: dict[str, int] = {}  # detector status name -> model_runs
         self.lock = threading.Lock()
         for c in cams:
-            self.node.create_subscription(Detection2DArray, f"/{c}/detections", lambda _m, c=c: self._hit(c), qos.RELIABLE)
+            self.node.create_subscription(
+                Detection2DArray, f"/{c}/detections", lambda _m, c=c: self._hit(c), qos.RELIABLE
+            )
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 50)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -253,8 +270,9 @@ def inference_floor(task: str, frames: int, image_path: Path) -> float:
     return per
 
 
-def measure(runner_pid: int, duration: float, counter: DetectionCounter | None
-            ) -> tuple[list[Row], dict[str, int], float, float | None]:
+def measure(
+    runner_pid: int, duration: float, counter: DetectionCounter | None
+) -> tuple[list[Row], dict[str, int], float, float | None]:
     pids = tree(runner_pid)
     t_start = {p: cpu_ticks(p) for p in pids}
     c0 = counter.snapshot() if counter else {}
@@ -290,25 +308,58 @@ def still_source(tmp: Path, video: Path, fps: float) -> Path:
     """A static scene: the first frame of `video` as a 10 s video of that one picture (looped by the camera)."""
     png, out = tmp / "still.png", tmp / "still.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-frames:v", "1", str(png)], check=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", f"{fps:g}", "-i", str(png), "-t", "10",
-                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-framerate",
+            f"{fps:g}",
+            "-i",
+            str(png),
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--site", help="run this site file as it is (no generated site; no detection counts unless cams named)")
+    ap.add_argument(
+        "--site", help="run this site file as it is (no generated site; no detection counts unless cams named)"
+    )
     ap.add_argument("--cameras", type=int, default=1)
     ap.add_argument("--nodes", default=",".join(DEMO_NODES), help="node kinds per camera (comma separated)")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--width", type=int, default=0, help="camera resize (0: the source's own size, 768x576)")
     ap.add_argument("--height", type=int, default=0)
-    ap.add_argument("--processes", default="", choices=["", "per_node", "per_camera", "one"],
-                    help="packing of each camera's nodes (default: the site file's)")
+    ap.add_argument(
+        "--processes",
+        default="",
+        choices=["", "per_node", "per_camera", "one"],
+        help="packing of each camera's nodes (default: the site file's)",
+    )
     ap.add_argument("--source", default="samples/vtest.mp4")
     ap.add_argument("--static", action="store_true", help="a static scene: the source's first frame, looped")
-    ap.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
-                    help="side by side, ROUNDS times each: demo 1 camera, static scene 1 camera, 3 cameras")
+    ap.add_argument(
+        "--compare",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="side by side, ROUNDS times each: demo 1 camera, static scene 1 camera, 3 cameras",
+    )
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--task", default="coco_objects")
@@ -331,8 +382,14 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
         cams = [f"cam{i}" for i in range(a.cameras)]
     env = {**os.environ, **dict(kv.split("=", 1) for kv in a.env)}
     log = open(tmp / "site.log", "w+")  # noqa: SIM115 - the site's output, read at the end
-    proc = subprocess.Popen([NANO_VISION, "site", str(site_path), "--workdir", str(tmp / "work")], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp, env=env)
+    proc = subprocess.Popen(
+        [NANO_VISION, "site", str(site_path), "--workdir", str(tmp / "work")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp,
+        env=env,
+    )
     counter = None
     load0 = os.getloadavg()[0]
     try:
@@ -368,27 +425,50 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
     total_cpu = sum(r.cores for r in nodes)
     runs = run_rate if run_rate is not None else sum(rates.values())
     done = floor_s * runs  # the inference the detectors actually ran in the window
-    out = {"rows": [r.__dict__ for r in rows], "rates": rates, "model_runs_per_s": runs, "floor_cores": floor,
-           "floor_at_rate_cores": done, "floor_ms": floor_s * 1e3, "nodes_cpu": total_cpu,
-           "outside_inference": total_cpu - done, "outside_per_camera": (total_cpu - done) / len(cams),
-           "nodes_pss": sum(r.pss for r in nodes), "load": (load0, load1), "cameras": len(cams), "static": a.static}
+    out = {
+        "rows": [r.__dict__ for r in rows],
+        "rates": rates,
+        "model_runs_per_s": runs,
+        "floor_cores": floor,
+        "floor_at_rate_cores": done,
+        "floor_ms": floor_s * 1e3,
+        "nodes_cpu": total_cpu,
+        "outside_inference": total_cpu - done,
+        "outside_per_camera": (total_cpu - done) / len(cams),
+        "nodes_pss": sum(r.pss for r in nodes),
+        "load": (load0, load1),
+        "cameras": len(cams),
+        "static": a.static,
+    }
     if quiet:
         return out
-    print(f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, load {load0:.2f} -> {load1:.2f}; "
-          f"window {wall:.1f}s after {a.warmup:.0f}s warm-up")
-    print(f"site: {len(cams)} camera(s) x [{a.nodes}] at {a.fps:g} fps, processes={a.processes or 'site file'}"
-          f"{', static scene' if a.static else ''}\n")
+    print(
+        f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, load {load0:.2f} -> {load1:.2f}; "
+        f"window {wall:.1f}s after {a.warmup:.0f}s warm-up"
+    )
+    print(
+        f"site: {len(cams)} camera(s) x [{a.nodes}] at {a.fps:g} fps, processes={a.processes or 'site file'}"
+        f"{', static scene' if a.static else ''}\n"
+    )
     print("| process | CPU (cores) | PSS MB | RSS MB |")
     print("|---|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: (r.group != "node", -r.cores)):
-        name = r.label + (f" (child of {r.parent})" if r.parent else "") + ("" if r.group == "node" else f" [{r.group}]")
+        name = (
+            r.label + (f" (child of {r.parent})" if r.parent else "") + ("" if r.group == "node" else f" [{r.group}]")
+        )
         print(f"| {name} | {r.cores:.3f} | {r.pss:.0f} | {r.rss:.0f} |")
-    print(f"| **nodes total** | **{total_cpu:.2f}** | **{sum(r.pss for r in nodes):.0f}** | {sum(r.rss for r in nodes):.0f} |")
-    print(f"| all processes (+ services, runner) | {sum(r.cores for r in rows):.2f} | {sum(r.pss for r in rows):.0f} | "
-          f"{sum(r.rss for r in rows):.0f} |")
-    print(f"\nfloor: model inference {floor_s * 1e3:.1f} ms CPU per frame (alone, before the site ran) x {a.fps:g} fps x "
-          f"{len(cams)} camera(s) = {floor:.2f} cores; at the {runs:.2f} model runs/s measured: {done:.2f} cores; everything "
-          f"else {total_cpu - done:.2f} cores ({(total_cpu - done) / len(cams):.2f} per camera)")
+    print(
+        f"| **nodes total** | **{total_cpu:.2f}** | **{sum(r.pss for r in nodes):.0f}** | {sum(r.rss for r in nodes):.0f} |"
+    )
+    print(
+        f"| all processes (+ services, runner) | {sum(r.cores for r in rows):.2f} | {sum(r.pss for r in rows):.0f} | "
+        f"{sum(r.rss for r in rows):.0f} |"
+    )
+    print(
+        f"\nfloor: model inference {floor_s * 1e3:.1f} ms CPU per frame (alone, before the site ran) x {a.fps:g} fps x "
+        f"{len(cams)} camera(s) = {floor:.2f} cores; at the {runs:.2f} model runs/s measured: {done:.2f} cores; everything "
+        f"else {total_cpu - done:.2f} cores ({(total_cpu - done) / len(cams):.2f} per camera)"
+    )
     for c in cams:
         r = rates.get(c, 0.0)
         print(f"detections {c}: {r:.2f} /s (input {a.fps:g} fps){'  BELOW INPUT RATE' if r < a.fps * 0.95 else ''}")
@@ -404,12 +484,17 @@ def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
             row = argparse.Namespace(**{**vars(a), **change})
             res = run_row(row, floor_s, quiet=True)
             results.append((name, res))
-            print(f"round {rnd + 1}: {name}: nodes {res['nodes_cpu']:.2f} cores, outside inference "
-                  f"{res['outside_per_camera']:.2f}/camera, PSS {res['nodes_pss']:.0f} MB, model runs "
-                  f"{res['model_runs_per_s']:.2f}/s, detections/s {' / '.join(f'{v:.2f}' for v in res['rates'].values())}, "
-                  f"load {res['load'][0]:.1f}->{res['load'][1]:.1f}", flush=True)
-    print(f"\n| row | nodes CPU (cores) | CPU outside inference per camera | nodes PSS MB | model runs/s | "
-          f"detections/s per camera (input {a.fps:g}) | load avg |")
+            print(
+                f"round {rnd + 1}: {name}: nodes {res['nodes_cpu']:.2f} cores, outside inference "
+                f"{res['outside_per_camera']:.2f}/camera, PSS {res['nodes_pss']:.0f} MB, model runs "
+                f"{res['model_runs_per_s']:.2f}/s, detections/s {' / '.join(f'{v:.2f}' for v in res['rates'].values())}, "
+                f"load {res['load'][0]:.1f}->{res['load'][1]:.1f}",
+                flush=True,
+            )
+    print(
+        f"\n| row | nodes CPU (cores) | CPU outside inference per camera | nodes PSS MB | model runs/s | "
+        f"detections/s per camera (input {a.fps:g}) | load avg |"
+    )
     print("|---|---:|---:|---:|---:|---|---|")
     for name, _ in rows:
         rs = [r for n, r in results if n == name]
@@ -420,8 +505,10 @@ def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
 
         det = " ; ".join(" / ".join(f"{v:.2f}" for v in r["rates"].values()) for r in rs)
         loads = ", ".join(f"{r['load'][0]:.1f}–{r['load'][1]:.1f}" for r in rs)
-        print(f"| {name} | {rng('nodes_cpu')} | {rng('outside_per_camera')} | {rng('nodes_pss', '.0f')} | "
-              f"{rng('model_runs_per_s')} | {det} | {loads} |")
+        print(
+            f"| {name} | {rng('nodes_cpu')} | {rng('outside_per_camera')} | {rng('nodes_pss', '.0f')} | "
+            f"{rng('model_runs_per_s')} | {det} | {loads} |"
+        )
     return results
 
 

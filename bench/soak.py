@@ -18,6 +18,7 @@ exceeds --max-rss-mb-per-hour, any fd/thread trend exceeds --max-fds-per-hour /
 run (exit 2: the site did not run).
 Figures go to docs/performance/soak.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def write_site(tmp: Path, site_file: Path) -> tuple[Path, int, Path]:
     services = site.setdefault("services", {})
     services.setdefault("mosquitto", {})["port"] = mqtt_port
     services.setdefault("nginx_rtmp", {})["port"] = rtmp_port
-    services.setdefault("clip_receiver", {}).update(port=recv_port, dir=str(var / "received"),
-                                                     token_file=str(var / "token"))
+    services.setdefault("clip_receiver", {}).update(
+        port=recv_port, dir=str(var / "received"), token_file=str(var / "token")
+    )
     if "/**/events_node" in params:
         params["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
     # ports and the token file live in the site file's services only; the nodes' client parameters
@@ -118,8 +120,12 @@ def sample(root: psutil.Process) -> dict[str, dict[str, float]]:
         try:
             with p.oneshot():
                 full = p.memory_full_info()
-                row = {"rss": full.rss / 2**20, "pss": getattr(full, "pss", 0) / 2**20,
-                       "fds": float(p.num_fds()), "threads": float(p.num_threads())}
+                row = {
+                    "rss": full.rss / 2**20,
+                    "pss": getattr(full, "pss", 0) / 2**20,
+                    "fds": float(p.num_fds()),
+                    "threads": float(p.num_threads()),
+                }
         except psutil.Error:
             continue
         out[f"{label(p)}#{p.pid}"] = row
@@ -189,10 +195,15 @@ def trends(samples: list[dict], warmup_fraction: float) -> dict[str, dict[str, f
             continue
         ts = [t for t, _ in rows]
         out[n] = {k: slope_per_hour(ts, [r[k] for _, r in rows]) for k in ("rss", "pss", "fds", "threads")}
-        out[n].update(first_rss=rows[0][1]["rss"], last_rss=rows[-1][1]["rss"], samples=len(rows),
-                      fds_min=min(r["fds"] for _, r in rows), fds_max=max(r["fds"] for _, r in rows),
-                      threads_min=min(r["threads"] for _, r in rows),
-                      threads_max=max(r["threads"] for _, r in rows))
+        out[n].update(
+            first_rss=rows[0][1]["rss"],
+            last_rss=rows[-1][1]["rss"],
+            samples=len(rows),
+            fds_min=min(r["fds"] for _, r in rows),
+            fds_max=max(r["fds"] for _, r in rows),
+            threads_min=min(r["threads"] for _, r in rows),
+            threads_max=max(r["threads"] for _, r in rows),
+        )
     return out
 
 
@@ -203,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write all samples and trends here (JSON)")
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--warmup-fraction", type=float, default=0.5, help="part of the run left out of the trend")
-    ap.add_argument("--max-rss-mb-per-hour", type=float, default=60.0,
-                    help="bound on any RSS trend (PSS is reported, not bounded: it moves as short-lived "
-                         "children share and release pages)")
+    ap.add_argument(
+        "--max-rss-mb-per-hour",
+        type=float,
+        default=60.0,
+        help="bound on any RSS trend (PSS is reported, not bounded: it moves as short-lived "
+        "children share and release pages)",
+    )
     ap.add_argument("--max-fds-per-hour", type=float, default=20.0, help="bound on any fd-count trend")
     ap.add_argument("--max-threads-per-hour", type=float, default=20.0, help="bound on any thread-count trend")
     args = ap.parse_args(argv)
@@ -213,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     site, mqtt_port, received = write_site(tmp, Path(args.site).resolve())
     log = open(tmp / "site.log", "w+")
-    runner = subprocess.Popen([NANO_VISION, "site", str(site), "--workdir", str(tmp / "work")],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    runner = subprocess.Popen(
+        [NANO_VISION, "site", str(site), "--workdir", str(tmp / "work")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp,
+    )
     root = psutil.Process(runner.pid)
     counter = Counter(mqtt_port)
     samples: list[dict] = []
@@ -227,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             with counter.lock:
                 events = counter.events
             clips = len(list(received.rglob("*.mp4"))) if received.exists() else 0
-            samples.append({"t": time.monotonic() - start, "events": events, "clips": clips,
-                            "procs": sample(root)})
+            samples.append({"t": time.monotonic() - start, "events": events, "clips": clips, "procs": sample(root)})
             time.sleep(args.interval)
     finally:
         counter.stop()
@@ -247,13 +266,17 @@ def main(argv: list[str] | None = None) -> int:
 
     tr = trends(samples, args.warmup_fraction)
     last = samples[-1]
-    print(f"\n{'process':<34}{'RSS MB':>9}{'PSS MB':>9}{'fds':>6}{'thr':>5}"
-          f"{'RSS MB/h':>10}{'PSS MB/h':>10}{'fds/h':>8}{'thr/h':>8}")
+    print(
+        f"\n{'process':<34}{'RSS MB':>9}{'PSS MB':>9}{'fds':>6}{'thr':>5}"
+        f"{'RSS MB/h':>10}{'PSS MB/h':>10}{'fds/h':>8}{'thr/h':>8}"
+    )
     over: list[str] = []
     for name, t in tr.items():
         cur = last["procs"].get(name, {"rss": 0, "pss": 0, "fds": 0, "threads": 0})
-        print(f"{name:<34}{cur['rss']:>9.1f}{cur['pss']:>9.1f}{cur['fds']:>6.0f}{cur['threads']:>5.0f}"
-              f"{t['rss']:>10.1f}{t['pss']:>10.1f}{t['fds']:>8.1f}{t['threads']:>8.1f}")
+        print(
+            f"{name:<34}{cur['rss']:>9.1f}{cur['pss']:>9.1f}{cur['fds']:>6.0f}{cur['threads']:>5.0f}"
+            f"{t['rss']:>10.1f}{t['pss']:>10.1f}{t['fds']:>8.1f}{t['threads']:>8.1f}"
+        )
         if t["rss"] > args.max_rss_mb_per_hour:
             over.append(f"{name}: RSS {t['rss']:.1f} MB/h > {args.max_rss_mb_per_hour}")
         if t["fds"] > args.max_fds_per_hour:
@@ -268,15 +291,33 @@ def main(argv: list[str] | None = None) -> int:
     for name in exited:
         over.append(f"{name}: exited during the soak")
     total_rss = sum(p["rss"] for p in last["procs"].values())
-    print(f"\nevents over MQTT: {last['events']}, clips received: {last['clips']}, "
-          f"total RSS {total_rss:.0f} MB, {len(samples)} samples, runner exit {code}")
-    result = {"machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "kernel": platform.release()},
-              "minutes": args.minutes, "site": args.site, "warmup_fraction": args.warmup_fraction,
-              "bounds": {"rss_mb_per_hour": args.max_rss_mb_per_hour, "fds_per_hour": args.max_fds_per_hour,
-                         "threads_per_hour": args.max_threads_per_hour},
-              "trends": tr, "exited": exited, "events": last["events"], "clips": last["clips"], "runner_exit": code,
-              "over": over, "samples": samples}
+    print(
+        f"\nevents over MQTT: {last['events']}, clips received: {last['clips']}, "
+        f"total RSS {total_rss:.0f} MB, {len(samples)} samples, runner exit {code}"
+    )
+    result = {
+        "machine": {
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
+        "minutes": args.minutes,
+        "site": args.site,
+        "warmup_fraction": args.warmup_fraction,
+        "bounds": {
+            "rss_mb_per_hour": args.max_rss_mb_per_hour,
+            "fds_per_hour": args.max_fds_per_hour,
+            "threads_per_hour": args.max_threads_per_hour,
+        },
+        "trends": tr,
+        "exited": exited,
+        "events": last["events"],
+        "clips": last["clips"],
+        "runner_exit": code,
+        "over": over,
+        "samples": samples,
+    }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))

@@ -16,6 +16,7 @@ rtmp_streamer_node with its ffmpeg.
 
     .venv/bin/python bench/webrtc_latency.py --size 1280x720 --fps 30 --seconds 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,9 +127,27 @@ def main() -> int:
     topic = "/g2g/image"
     port = free_port()
     web_log = open(work / "webrtc.log", "wb")  # noqa: SIM115 - open while the node runs
-    web = subprocess.Popen([node_executable("webrtc_node"), "--ros-args", "-p", f"image_topic:={topic}", "-p", f"port:={port}",
-                            "-p", f"fps:={args.fps:g}", "-p", f"bitrate_kbps:={args.bitrate}", "-p", f"gop:={args.gop}",
-                            "-p", f"codec:={args.codec}"], stdout=web_log, stderr=subprocess.STDOUT, start_new_session=True)
+    web = subprocess.Popen(
+        [
+            node_executable("webrtc_node"),
+            "--ros-args",
+            "-p",
+            f"image_topic:={topic}",
+            "-p",
+            f"port:={port}",
+            "-p",
+            f"fps:={args.fps:g}",
+            "-p",
+            f"bitrate_kbps:={args.bitrate}",
+            "-p",
+            f"gop:={args.gop}",
+            "-p",
+            f"codec:={args.codec}",
+        ],
+        stdout=web_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     rtmp = RtmpPath(work, topic, args.fps, args.bitrate, args.gop, "ffmpeg")
     pub = StampedPublisher(topic, w, h, args.fps)
     browser = None
@@ -169,14 +188,20 @@ def main() -> int:
         print(f"no frames measured (webrtc {len(web_lat)}, unreadable {result['unreadable']}; rtmp {len(rtmp_lat)})")
         return 1
     print(f"{w}x{h}@{args.fps:g} bitrate={args.bitrate}k gop={args.gop}, side by side, {args.seconds:g} s:")
-    print(f"  webrtc ({args.codec}) -> chromium: {summary(web_lat)} (unreadable frames {result['unreadable']}, "
-          f"frames encoded {status['frames_encoded']}, skipped by the fps limit {status['frames_skipped_fps']}, "
-          f"encode {status['encode_ms']} ms/frame, deepest viewer queue {status['viewer_queue_max']} packets)")
-    print(f"  chromium: jitter buffer {rtc.get('jitter_buffer_ms', 0):.0f} ms, decode {rtc.get('decode_ms', 0):.1f} ms per frame "
-          f"({rtc.get('decoder')}), frames decoded {rtc.get('frames_decoded')}, dropped {rtc.get('frames_dropped')}")
+    print(
+        f"  webrtc ({args.codec}) -> chromium: {summary(web_lat)} (unreadable frames {result['unreadable']}, "
+        f"frames encoded {status['frames_encoded']}, skipped by the fps limit {status['frames_skipped_fps']}, "
+        f"encode {status['encode_ms']} ms/frame, deepest viewer queue {status['viewer_queue_max']} packets)"
+    )
+    print(
+        f"  chromium: jitter buffer {rtc.get('jitter_buffer_ms', 0):.0f} ms, decode {rtc.get('decode_ms', 0):.1f} ms per frame "
+        f"({rtc.get('decoder')}), frames decoded {rtc.get('frames_decoded')}, dropped {rtc.get('frames_dropped')}"
+    )
     print(f"  rtmp (libx264) -> ffmpeg:      {summary(rtmp_lat)}")
-    print(f"  cpu: webrtc_node idle {idle_cpu:.3f} cores, watched {cpu_web:.2f} cores; "
-          f"rtmp_streamer_node + ffmpeg {cpu_rtmp:.2f} cores")
+    print(
+        f"  cpu: webrtc_node idle {idle_cpu:.3f} cores, watched {cpu_web:.2f} cores; "
+        f"rtmp_streamer_node + ffmpeg {cpu_rtmp:.2f} cores"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -3,6 +3,7 @@
 pydantic event model (nano_vision_ros.core.events.model.Event). Run with the project venv:
     PYTHONPATH=src .venv/bin/python scripts/event_schema.py --write
 """
+
 import sys
 from pathlib import Path
 

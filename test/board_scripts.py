@@ -4,6 +4,7 @@
 records every /cam0/events message in CTL/ros_events.jsonl.
 `mqtt CTL PORT BASE`: on board B, records every MQTT message under BASE/# in CTL/mqtt.jsonl.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,16 @@ def feeder(ctl: Path) -> None:
 
     rclpy.init()
     node = rclpy.create_node("board_a_feeder")
-    pub = node.create_publisher(Detection2DArray, "/cam0/detections", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(
+        Detection2DArray, "/cam0/detections", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    )
     log = open(ctl / "ros_events.jsonl", "a", buffering=1)  # noqa: SIM115
-    tl = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    tl = QoSProfile(
+        depth=2000,
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
     node.create_subscription(Event, "/cam0/events", lambda m: log.write(event_from_msg(m).to_json_text() + "\n"), tl)
     frames = [0]
 
@@ -69,7 +76,9 @@ def feeder(ctl: Path) -> None:
             h = Header(frame_id="cam")
             h.stamp.sec, h.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
             boxes = np.array([[10, 10, 60, 120]], np.float32)
-            d = Detections(boxes, np.full(1, 0.8, np.float32), np.zeros(1, np.int32), ["person"], np.array([tid], np.int64))
+            d = Detections(
+                boxes, np.full(1, 0.8, np.float32), np.zeros(1, np.int32), ["person"], np.array([tid], np.int64)
+            )
             pub.publish(to_msg(d, h))
             time.sleep(pace)
         (ctl / f"done{phase}").touch()

@@ -5,6 +5,7 @@ process group with a private profile and is stopped by PID. WebRTC is kept on th
 interface (``--allow-loopback-in-peer-connection``, no mDNS host-name candidates) and a video
 plays without a user gesture.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,12 +51,24 @@ class Chromium:
         self.port = _free_port()
         self.log_path = self.workdir / "chromium.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the browser runs
-        args = [exe, "--headless=new", f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
-                f"--user-data-dir={self.workdir / 'profile'}", "--no-first-run", "--no-default-browser-check",
-                "--disable-gpu", "--disable-extensions", "--disable-background-networking", "--mute-audio",
-                "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns,Translate,MediaRouter",
-                "--force-webrtc-ip-handling-policy=default", "about:blank"]
+        args = [
+            exe,
+            "--headless=new",
+            f"--remote-debugging-port={self.port}",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={self.workdir / 'profile'}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-loopback-in-peer-connection",
+            "--disable-features=WebRtcHideLocalIpsWithMdns,Translate,MediaRouter",
+            "--force-webrtc-ip-handling-policy=default",
+            "about:blank",
+        ]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -125,8 +138,14 @@ class Page:
         raise CdpError(f"{method}: no answer in {wait:.0f} s")
 
     def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
-        res = self.call("Runtime.evaluate", wait=timeout + 5, expression=expression, awaitPromise=True,
-                        returnByValue=True, timeout=int(timeout * 1000))
+        res = self.call(
+            "Runtime.evaluate",
+            wait=timeout + 5,
+            expression=expression,
+            awaitPromise=True,
+            returnByValue=True,
+            timeout=int(timeout * 1000),
+        )
         if "exceptionDetails" in res:
             d = res["exceptionDetails"]
             raise CdpError(f"JS threw: {d.get('exception', {}).get('description') or d.get('text')}")

@@ -4,6 +4,7 @@ Tests run real rclpy nodes over Fast DDS. Each pytest session picks its own ROS_
 keeps discovery on localhost, so parallel sessions and other ROS users on the machine do not
 cross-talk. Node processes are started with the same environment and stopped by PID.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def demo_site_files(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int, metrics_port: int | None = None,
-                    fastdds_profile: Path | None = None) -> Path:
+def demo_site_files(
+    tmp_path: Path,
+    mqtt_port: int,
+    rtmp_port: int,
+    recv_port: int,
+    metrics_port: int | None = None,
+    fastdds_profile: Path | None = None,
+) -> Path:
     """config/site.yaml + site_params.yaml as shipped, rewritten onto the given ports with every
     folder under tmp_path; returns the site file (the one way the tests run the demo site).
 
@@ -105,10 +112,26 @@ def event_msg(camera: str = "cam0", event_type: str = "intrusion", event_id: str
     from nano_vision_ros.ros.events import event_to_msg
 
     now = iso(time.time())
-    return event_to_msg(Event(event_id=event_id or str(uuid.uuid4()), sequence=sequence, site_id="site",
-                              device_id="device", camera=camera, type=event_type, rule=event_type, state="new",
-                              stamp=now, start=now, end=None, track_ids=[], labels=[], scores=[], boxes=[],
-                              published=now))
+    return event_to_msg(
+        Event(
+            event_id=event_id or str(uuid.uuid4()),
+            sequence=sequence,
+            site_id="site",
+            device_id="device",
+            camera=camera,
+            type=event_type,
+            rule=event_type,
+            state="new",
+            stamp=now,
+            start=now,
+            end=None,
+            track_ids=[],
+            labels=[],
+            scores=[],
+            boxes=[],
+            published=now,
+        )
+    )
 
 
 class NodeProcess:
@@ -118,8 +141,9 @@ class NodeProcess:
         self.cmd = cmd
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -156,7 +180,9 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     """
     procs: list[NodeProcess] = []
 
-    def _start(executable: str, *ros_args: str, env: dict[str, str] | None = None, name: str | None = None) -> NodeProcess:
+    def _start(
+        executable: str, *ros_args: str, env: dict[str, str] | None = None, name: str | None = None
+    ) -> NodeProcess:
         exe = shutil.which(executable, path=str(Path(sys.executable).parent)) or executable
         cmd = [exe, "--ros-args", *ros_args] if ros_args else [exe]
         log_path = tmp_path / f"{name or executable}-{len(procs)}.log"
@@ -247,8 +273,9 @@ class FrameFeeder:
 
         self.node, self.frame, self.dets = node, frame, dets
         self.img_pub = node.create_publisher(Image, f"{ns}/image_raw", qos.SENSOR)
-        self.det_pub = node.create_publisher(Detection2DArray, f"{ns}/detections",
-                                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self.det_pub = node.create_publisher(
+            Detection2DArray, f"{ns}/detections", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -287,8 +314,12 @@ def site_runner(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     def _start(site_file: Path, *args: str) -> subprocess.Popen:
         log = open(tmp_path / f"runner-{len(runs)}.log", "w+")  # noqa: SIM115 - read back at teardown
-        p = subprocess.Popen([str(Path(sys.executable).parent / "nano-vision"), "site", str(site_file), "--no-services",
-                              *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            [str(Path(sys.executable).parent / "nano-vision"), "site", str(site_file), "--no-services", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         runs.append((p, log))
         return p
 

@@ -1,6 +1,7 @@
 """A Foxglove WebSocket protocol client (the `websockets` package) for the tests and bench/foxglove.py:
 channels from `advertise`, `subscribe`, binary messageData collected per subscription, and the
 protobuf class of a channel built from the schema the server advertised."""
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,14 @@ class FoxgloveClient:
 
         def attempt():
             try:
-                return [connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"],
-                                max_size=None, open_timeout=5)]
+                return [
+                    connect(
+                        f"ws://127.0.0.1:{port}",
+                        subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"],
+                        max_size=None,
+                        open_timeout=5,
+                    )
+                ]
             except OSError:
                 return None
 

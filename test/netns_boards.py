@@ -5,6 +5,7 @@ in teardown, which also removes the veth pair. Board B also gets its own /dev/sh
 DDS cannot take its shared-memory shortcut between the boards: everything between them crosses
 the veth, as it would cross the site LAN.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,10 +61,18 @@ class TwoBoards:
 
     def start(self, board: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Run `cmd` on a board (board B with a private /dev/shm), output to `log`."""
-        inner = ["sh", "-c", 'mount -t tmpfs -o size=256m nvshm /dev/shm && exec "$@"', "sh", *cmd] if board == "b" else cmd
+        inner = (
+            ["sh", "-c", 'mount -t tmpfs -o size=256m nvshm /dev/shm && exec "$@"', "sh", *cmd] if board == "b" else cmd
+        )
         out = open(log, "w")  # noqa: SIM115 - closed by the child's exit; kept for the process's life
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[board], *inner], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[board], *inner],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         self.procs.append(p)
         return p
 

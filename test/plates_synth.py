@@ -5,6 +5,7 @@ layouts: blue (white text) and yellow (black text) 7-character plates with the s
 green gradient 8-character new-energy plates. ``vehicle_scene`` puts a plate on a plain
 vehicle-like background with perspective, blur and noise.
 """
+
 from __future__ import annotations
 
 import random
@@ -49,7 +50,7 @@ def render_plate(text: str, colour: str, height: int = 70) -> np.ndarray:
     s = height / 140.0
     w = int(round((480 if len(text) == 8 else 440) * s))
     grad = np.linspace(0, 1, height)[:, None, None]
-    bg = (np.array(top)[None, None] * (1 - grad) + np.array(bottom)[None, None] * grad)
+    bg = np.array(top)[None, None] * (1 - grad) + np.array(bottom)[None, None] * grad
     arr = np.repeat(bg, w, axis=1).astype(np.uint8)
     img = Image.fromarray(arr, "RGB")
     d = ImageDraw.Draw(img)
@@ -73,8 +74,14 @@ def render_plate(text: str, colour: str, height: int = 70) -> np.ndarray:
     return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
 
 
-def vehicle_scene(plate: np.ndarray, rng: random.Random, size: tuple[int, int] = (320, 240),
-                  perspective: float = 0.08, blur: float = 1.0, noise: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+def vehicle_scene(
+    plate: np.ndarray,
+    rng: random.Random,
+    size: tuple[int, int] = (320, 240),
+    perspective: float = 0.08,
+    blur: float = 1.0,
+    noise: float = 6.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """A vehicle-like image with the plate near the bottom centre; returns (image, plate box)."""
     W, H = size
     body = np.array([rng.randint(30, 200)] * 3, np.float32) + np.array([rng.randint(-20, 20) for _ in range(3)])
@@ -90,8 +97,15 @@ def vehicle_scene(plate: np.ndarray, rng: random.Random, size: tuple[int, int] =
     y0 = int(H * 0.62) + rng.randint(-10, 10)
     src = np.array([[0, 0], [pw - 1, 0], [pw - 1, ph - 1], [0, ph - 1]], np.float32)
     j = lambda: rng.uniform(-perspective, perspective) * ph2  # noqa: E731
-    dst = np.array([[x0 + j(), y0 + j()], [x0 + pw2 + j(), y0 + j()], [x0 + pw2 + j(), y0 + ph2 + j()],
-                    [x0 + j(), y0 + ph2 + j()]], np.float32)
+    dst = np.array(
+        [
+            [x0 + j(), y0 + j()],
+            [x0 + pw2 + j(), y0 + j()],
+            [x0 + pw2 + j(), y0 + ph2 + j()],
+            [x0 + j(), y0 + ph2 + j()],
+        ],
+        np.float32,
+    )
     m = cv2.getPerspectiveTransform(src, dst)
     warped = cv2.warpPerspective(plate.astype(np.float32), m, (W, H))
     mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), m, (W, H))[..., None]
@@ -116,8 +130,9 @@ def dataset(n: int, seed: int = 7) -> list[tuple[str, str, np.ndarray, np.ndarra
         text = random_text(rng, nev)
         text = PROVINCES[i % len(PROVINCES)] + text[1:]
         plate = render_plate(text, colour, height=rng.choice([56, 70, 84]))
-        img, box = vehicle_scene(plate, rng, perspective=rng.uniform(0.0, 0.12), blur=rng.uniform(0.3, 1.3),
-                                 noise=rng.uniform(2, 9))
+        img, box = vehicle_scene(
+            plate, rng, perspective=rng.uniform(0.0, 0.12), blur=rng.uniform(0.3, 1.3), noise=rng.uniform(2, 9)
+        )
         out.append((text, colour, img, box))
     return out
 

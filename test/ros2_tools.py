@@ -6,6 +6,7 @@ The workspace is built the way a ROS user builds it (sources copied into `src/na
 `colcon build`, `. install/setup.sh`) and cached under `build/ros2_test_ws/<hash of the
 working tree>`, so the three test files of one change share one build.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,11 @@ def ensure_tools() -> None:
 
 
 def _tree_files() -> list[str]:
-    out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     # the package as a user clones it, less the tests and docs (not installed; keeps rebuilds rarer)
     return sorted(f for f in out.split("\0") if f and not f.startswith(("test/", "docs/")) and (REPO / f).is_file())
 
@@ -67,11 +71,25 @@ def workspace() -> dict[str, str]:
         for f in files:
             (src / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, src / f)
-        env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}", "AMENT_PREFIX_PATH": str(VENV),
-               "CMAKE_PREFIX_PATH": str(VENV)}
-        cmd = [str(VENV / "bin" / "colcon"), "--log-base", "log", "build", "--base-paths", *BASE_PATHS,
-               "--event-handlers", "console_direct-",
-               "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"]
+        env = {
+            **os.environ,
+            "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}",
+            "AMENT_PREFIX_PATH": str(VENV),
+            "CMAKE_PREFIX_PATH": str(VENV),
+        }
+        cmd = [
+            str(VENV / "bin" / "colcon"),
+            "--log-base",
+            "log",
+            "build",
+            "--base-paths",
+            *BASE_PATHS,
+            "--event-handlers",
+            "console_direct-",
+            "--cmake-args",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+        ]
         r = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             pytest.fail(f"colcon build failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
@@ -86,8 +104,9 @@ def _sourced_env(ws: Path) -> dict[str, str]:
     base = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}", "AMENT_PREFIX_PATH": str(VENV)}
     for k in ("PYTHONPATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH"):
         base.pop(k, None)
-    out = subprocess.run(["sh", "-c", f". '{ws}/install/setup.sh' && env -0"], env=base,
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["sh", "-c", f". '{ws}/install/setup.sh' && env -0"], env=base, capture_output=True, check=True
+    ).stdout.decode()
     return dict(line.split("=", 1) for line in out.split("\0") if "=" in line)
 
 
@@ -96,16 +115,34 @@ def ws_path() -> Path:
     return _cache["ws"]  # type: ignore[return-value]
 
 
-def ros2(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
-         ) -> subprocess.CompletedProcess:
+def ros2(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run the real `ros2` command line from the workspace environment."""
-    return subprocess.run([str(VENV / "bin" / "ros2"), *args], env=env or workspace(), capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [str(VENV / "bin" / "ros2"), *args],
+        env=env or workspace(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def demo_site(tmp_path: Path, mqtt_port: int, rtmp_port: int, recv_port: int) -> Path:
     """The demo site on free ports (conftest.demo_site_files), with the install space's DDS profile."""
     from conftest import demo_site_files
 
-    return demo_site_files(tmp_path, mqtt_port, rtmp_port, recv_port, fastdds_profile=ws_path() / "install"
-                           / "nano_vision_ros" / "share" / "nano_vision_ros" / "config" / "fastdds_shm.xml")
+    return demo_site_files(
+        tmp_path,
+        mqtt_port,
+        rtmp_port,
+        recv_port,
+        fastdds_profile=ws_path()
+        / "install"
+        / "nano_vision_ros"
+        / "share"
+        / "nano_vision_ros"
+        / "config"
+        / "fastdds_shm.xml",
+    )

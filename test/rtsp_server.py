@@ -16,6 +16,7 @@ H.264 of an MP4 (the bundled sample) payloaded as it is. ``--user/--password`` r
 authentication. The first stdout line is ``READY <port>``; then one ``client <ns>`` line per TCP
 connection (for counting retries). Stop it by PID (SIGTERM or SIGKILL).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,12 @@ class Picture:
     def frame(self, index: int) -> bytes:
         w, h, b = self.width, self.height, self.b
         off = (index * 4) % w
-        bg = self._bg[off:off + w]
+        bg = self._bg[off : off + w]
         code = bytearray(bg)
         code[: (BITS + 2) * b] = bytes((BITS + 2) * b)
         for i in range(BITS):
             if (index & 0xFFFFFFFF) >> (BITS - 1 - i) & 1:
-                code[(i + 1) * b:(i + 2) * b] = b"\xff" * b
+                code[(i + 1) * b : (i + 2) * b] = b"\xff" * b
         return bytes(code) * b + bg * (h - b)
 
 
@@ -70,16 +71,20 @@ class Camera:
         self.stamps = open(args.stamps, "a", buffering=1) if args.stamps else None
 
     def caps(self, width: int, height: int) -> Gst.Caps:
-        return Gst.Caps.from_string(f"video/x-raw,format=GRAY8,width={width},height={height},framerate={self.args.fps}/1")
+        return Gst.Caps.from_string(
+            f"video/x-raw,format=GRAY8,width={width},height={height},framerate={self.args.fps}/1"
+        )
 
     def launch(self) -> str:
         a = self.args
         w, h = parse_size(a.size)
-        return (f"( appsrc name=src is-live=true format=time do-timestamp=true caps=video/x-raw,format=GRAY8,"
-                f"width={w},height={h},framerate={a.fps}/1 ! videoconvert ! video/x-raw,format=I420 ! "
-                f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} bitrate={a.bitrate} "
-                f"threads=1 sliced-threads=false {a.x264} ! "
-                f"video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+        return (
+            f"( appsrc name=src is-live=true format=time do-timestamp=true caps=video/x-raw,format=GRAY8,"
+            f"width={w},height={h},framerate={a.fps}/1 ! videoconvert ! video/x-raw,format=I420 ! "
+            f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={a.fps} bitrate={a.bitrate} "
+            f"threads=1 sliced-threads=false {a.x264} ! "
+            f"video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
 
     def size(self) -> tuple[int, int]:
         if not self.t0:
@@ -145,7 +150,9 @@ def main() -> int:
     factories.append(factory)
     if args.video:
         video = GstRtspServer.RTSPMediaFactory()
-        video.set_launch(f"( filesrc location={args.video} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+        video.set_launch(
+            f"( filesrc location={args.video} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
         mounts.add_factory("/video", video)
         factories.append(video)
 
@@ -155,7 +162,9 @@ def main() -> int:
         token.set_string("media.factory.role", "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
-        role = Gst.Structure.from_string("user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0]
+        role = Gst.Structure.from_string(
+            "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        )[0]
         for f in factories:
             f.add_role_from_structure(role)
 

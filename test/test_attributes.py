@@ -1,5 +1,6 @@
 """Attribute classifiers: regions, the per-track vote, training on real crops (the labelled proxy
 of samples/vtest.mp4 in test/data/ppe_proxy), the composed ONNX, eval and bad model files."""
+
 from __future__ import annotations
 
 import csv
@@ -45,7 +46,7 @@ def make_class_dirs(root: Path, tracks_per_class: int = 4, per_track: int = 3, h
         by.setdefault((red, crop.split("_t")[1].split("_")[0]), []).append(crop)
     for cls in ("red_top", "no_red_top"):
         tracks = sorted((t for (c, t) in by if c == cls), key=lambda t: -len(by[(cls, t)]))
-        pick = tracks[tracks_per_class:tracks_per_class + 2] if held_out else tracks[:tracks_per_class]
+        pick = tracks[tracks_per_class : tracks_per_class + 2] if held_out else tracks[:tracks_per_class]
         (root / cls).mkdir(parents=True, exist_ok=True)
         for t in pick:
             for crop in by[(cls, t)][:per_track]:
@@ -121,8 +122,14 @@ def test_train_compose_eval_on_real_crops(tmp_path):
     # eval on other tracks through the command line
     held = make_class_dirs(tmp_path / "held", tracks_per_class=3, held_out=True)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    out = subprocess.run([sys.executable, "-m", "nano_vision_ros.cli", "attributes", "eval", str(res.model), str(held)],
-                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "nano_vision_ros.cli", "attributes", "eval", str(res.model), str(held)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "accuracy" in out.stdout and "red_top" in out.stdout
     acc = float(out.stdout.split("accuracy ")[1].split("%")[0])
@@ -136,7 +143,7 @@ def test_stage_votes_on_tracks(tmp_path):
 
     frame = np.full((400, 400, 3), 128, np.uint8)
     red = cv2.imread(str(min((data / "red_top").iterdir())))
-    frame[100:100 + red.shape[0], 50:50 + red.shape[1]] = red
+    frame[100 : 100 + red.shape[0], 50 : 50 + red.shape[1]] = red
     box = [50, 100, 50 + red.shape[1], 100 + red.shape[0]]
     stage = AttributeStage([AttributeClassifier(str(res.model))], VoteConfig(min_score=0.5, period=1.0), min_height=8)
     for k in range(4):
@@ -170,7 +177,8 @@ def test_ppe_rule_acts_on_the_vote_in_zone_and_hours():
     from nano_vision_ros.core.events.config import parse_rules
     from nano_vision_ros.core.events.engine import EventEngine
 
-    rules = parse_rules("""
+    rules = parse_rules(
+        """
 rules:
   - name: vest_road
     type: no_vest
@@ -178,17 +186,33 @@ rules:
     zone: {name: road, polygon: [[0, 0], [300, 0], [300, 300], [0, 300]]}
     schedule: [{days: [mon, tue, wed, thu, fri], start: "07:00", end: "18:00", timezone: UTC}]
     cooldown: 30
-""", "cam0")
+""",
+        "cam0",
+    )
     eng = EventEngine(rules, "site", "dev", "cam0")
     t0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.timezone.utc).timestamp()  # a Wednesday, 09:00 UTC  # noqa: UP017 - Python 3.10
-    undecided = {"value": None, "leading": "no_vest", "score": 0.95, "votes": 2, "attempts": 2,
-                 "classifier": "vest", "version": "v1"}
+    undecided = {
+        "value": None,
+        "leading": "no_vest",
+        "score": 0.95,
+        "votes": 2,
+        "attempts": 2,
+        "classifier": "vest",
+        "version": "v1",
+    }
     voted = {**undecided, "value": "no_vest", "votes": 3, "attempts": 3}
     assert eng.process("detections", _person(4, undecided), t0) == []  # one frame / no verdict: nothing
     evs = eng.process("detections", _person(4, voted), t0 + 1)
     assert len(evs) == 1 and evs[0].type == "no_vest" and evs[0].zone == "road" and evs[0].track_ids == [4]
     e = evs[0].evidence
-    assert (e.source, e.classifier, e.version, e.value, e.votes, e.attempts) == ("attribute", "vest", "v1", "no_vest", 3, 3)
+    assert (e.source, e.classifier, e.version, e.value, e.votes, e.attempts) == (
+        "attribute",
+        "vest",
+        "v1",
+        "no_vest",
+        3,
+        3,
+    )
     assert evs[0].to_json()["evidence"]["score"] == 0.95
     ok = {**voted, "value": "vest"}
     eng.process("detections", _person(5, ok, (150, 100, 190, 220)), t0 + 2)
@@ -199,8 +223,13 @@ rules:
     night = dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.timezone.utc).timestamp()  # noqa: UP017 - Python 3.10
     assert [ev for ev in eng.process("detections", _person(7, voted), night) if ev.state == "new"] == []
     # boxes still count with an attribute rule: an explicit no-vest box is a violation without a vote
-    dets = Detections(np.array([[100, 100, 140, 220], [102, 130, 138, 180]], np.float32), np.array([0.9, 0.8]),
-                      np.array([0, 1]), ["person", "no_vest"], np.array([8, 9]))
+    dets = Detections(
+        np.array([[100, 100, 140, 220], [102, 130, 138, 180]], np.float32),
+        np.array([0.9, 0.8]),
+        np.array([0, 1]),
+        ["person", "no_vest"],
+        np.array([8, 9]),
+    )
     evs = eng.process("detections", dets, t0 + 10)
     assert any(ev.track_ids[0] == 8 and ev.evidence.source == "boxes" for ev in evs)
 
@@ -222,12 +251,21 @@ def test_attribute_votes_cross_the_message():
 
     from nano_vision_ros.ros.detections import from_msg, to_msg
 
-    vote = {"value": "no_vest", "leading": "no_vest", "score": 0.9123, "votes": 4, "attempts": 5,
-            "classifier": "vest", "version": "20261202T2000Z"}
+    vote = {
+        "value": "no_vest",
+        "leading": "no_vest",
+        "score": 0.9123,
+        "votes": 4,
+        "attempts": 5,
+        "classifier": "vest",
+        "version": "20261202T2000Z",
+    }
     msg = to_msg(_person(3, vote), Header())
     assert msg.detections[0].results[0].hypothesis.class_id == "person"  # readers of results[0] see no change
     back = from_msg(msg)
     assert back.labels == ["person"] and int(back.track_ids[0]) == 3
-    assert back.attributes[0]["attributes"]["vest"] == {**{k: v for k, v in vote.items() if k != "leading"},
-                                                         "score": pytest.approx(0.9123, abs=1e-4)}
+    assert back.attributes[0]["attributes"]["vest"] == {
+        **{k: v for k, v in vote.items() if k != "leading"},
+        "score": pytest.approx(0.9123, abs=1e-4),
+    }
     assert from_msg(to_msg(_person(3, {**vote, "value": None}), Header())).attributes[0] == {}  # undecided: not sent

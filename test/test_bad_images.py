@@ -5,6 +5,7 @@ Each node gets 11 kinds of bad frames, then good ones: it stays up, the good fra
 throttled lines, not one WARNING per bad frame. Plus unit tests of the throttle (BadFrames) and
 of LatestWorker routing ImageError to it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,14 +94,20 @@ def _exercise(me, proc, topic: str, diag: _Diag, output_seen, rounds: int = 3) -
     def good_handled():
         pub.publish(_good(777))
         return output_seen()
+
     wait_for(good_handled, 120, interval=0.5, what="output for a good frame after the bad ones")
     wait_for(lambda: int(diag.values.get("bad_frames", "0")) >= len(bad), 30, what="bad_frames in diagnostics")
     v = diag.values
     assert proc.alive()
     assert "last_bad_frame" in v and v["last_bad_frame"].startswith("frame ")
     kinds = {k for k in v if k.startswith("bad_frames_")}
-    assert {"bad_frames_encoding", "bad_frames_empty", "bad_frames_step", "bad_frames_data",
-            "bad_frames_size"} <= kinds, v
+    assert {
+        "bad_frames_encoding",
+        "bad_frames_empty",
+        "bad_frames_step",
+        "bad_frames_data",
+        "bad_frames_size",
+    } <= kinds, v
     counted = int(v["bad_frames"])
     warnings = _bad_frame_warnings(proc.log())
     assert 1 <= warnings <= 4 < counted, f"{warnings} bad-frame warnings for {counted} bad frames"
@@ -108,9 +115,22 @@ def _exercise(me, proc, topic: str, diag: _Diag, output_seen, rounds: int = 3) -
 
 @pytest.mark.timeout(240)
 def test_recorder_survives_bad_frames(start_node, ros_node, tmp_path):
-    node = start_node("recorder_node", "-p", "image_topic:=/t_bad/rec/image_raw", "-p", "events_topic:=/t_bad/rec/events",
-                      "-p", "clips_topic:=/t_bad/rec/clips", "-p", f"output_dir:={tmp_path / 'clips'}", "-p", "fps:=10.0",
-                      "-p", "use_header_stamp:=false", name="recorder")
+    node = start_node(
+        "recorder_node",
+        "-p",
+        "image_topic:=/t_bad/rec/image_raw",
+        "-p",
+        "events_topic:=/t_bad/rec/events",
+        "-p",
+        "clips_topic:=/t_bad/rec/clips",
+        "-p",
+        f"output_dir:={tmp_path / 'clips'}",
+        "-p",
+        "fps:=10.0",
+        "-p",
+        "use_header_stamp:=false",
+        name="recorder",
+    )
     me = ros_node("bad_rec_test")
     diag = _Diag(me, "recorder_node")
     before: list[int] = []
@@ -119,6 +139,7 @@ def test_recorder_survives_bad_frames(start_node, ros_node, tmp_path):
         n = int(diag.values.get("frames_recorded", "0"))
         before.append(n)
         return n > before[0] if before else False
+
     wait_for(lambda: diag.values, 60, what="recorder diagnostics")
     _exercise(me, node, "/t_bad/rec/image_raw", diag, recorded)
 
@@ -130,10 +151,24 @@ def test_recorder_survives_garbage_compressed_frames(start_node, ros_node, tmp_p
     from nano_vision_ros.ros import qos
     from nano_vision_ros.ros.image import numpy_to_compressed
 
-    node = start_node("recorder_node", "-p", "image_topic:=/t_bad/crec/image_raw/compressed", "-p", "compressed:=true",
-                      "-p", "events_topic:=/t_bad/crec/events", "-p", "clips_topic:=/t_bad/crec/clips",
-                      "-p", f"output_dir:={tmp_path / 'clips'}", "-p", "fps:=10.0", "-p", "use_header_stamp:=false",
-                      name="crecorder")
+    node = start_node(
+        "recorder_node",
+        "-p",
+        "image_topic:=/t_bad/crec/image_raw/compressed",
+        "-p",
+        "compressed:=true",
+        "-p",
+        "events_topic:=/t_bad/crec/events",
+        "-p",
+        "clips_topic:=/t_bad/crec/clips",
+        "-p",
+        f"output_dir:={tmp_path / 'clips'}",
+        "-p",
+        "fps:=10.0",
+        "-p",
+        "use_header_stamp:=false",
+        name="crecorder",
+    )
     me = ros_node("bad_crec_test")
     diag = _Diag(me, "recorder_node")
     pub = me.create_publisher(CompressedImage, "/t_bad/crec/image_raw/compressed", qos.SENSOR)
@@ -155,6 +190,7 @@ def test_recorder_survives_garbage_compressed_frames(start_node, ros_node, tmp_p
     def recorded():
         pub.publish(good)
         return int(diag.values.get("frames_recorded", "0")) > 0
+
     wait_for(recorded, 60, interval=0.3, what="a good jpeg recorded after garbage")
     assert node.alive()
     assert "could not be decoded" in diag.values["last_bad_frame"] or "bad_frames_decode" in diag.values
@@ -166,8 +202,14 @@ def test_streamer_survives_bad_frames(start_node, ros_node):
     from conftest import free_port
 
     # nothing listens on the port: the streamer retries, but takes every good frame in (frames_in)
-    node = start_node("rtmp_streamer_node", "-p", "image_topic:=/t_bad/str/image", "-p",
-                      f"url:=rtmp://127.0.0.1:{free_port()}/live/x", name="streamer")
+    node = start_node(
+        "rtmp_streamer_node",
+        "-p",
+        "image_topic:=/t_bad/str/image",
+        "-p",
+        f"url:=rtmp://127.0.0.1:{free_port()}/live/x",
+        name="streamer",
+    )
     me = ros_node("bad_str_test")
     diag = _Diag(me, "rtmp_streamer_node")
     wait_for(lambda: diag.values, 60, what="streamer diagnostics")
@@ -176,7 +218,9 @@ def test_streamer_survives_bad_frames(start_node, ros_node):
 
 @pytest.mark.timeout(240)
 def test_events_node_survives_bad_frames(start_node, ros_node, tmp_path):
-    node = start_node("events_node", "-r", "__ns:=/t_bad_ev", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="events")
+    node = start_node(
+        "events_node", "-r", "__ns:=/t_bad_ev", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="events"
+    )
     me = ros_node("bad_ev_test")
     diag = _Diag(me, "events_node")
     wait_for(lambda: diag.values, 60, what="events diagnostics")
@@ -195,8 +239,16 @@ def _stamped_output(me, topic: str):
 
 @pytest.mark.timeout(300)
 def test_face_node_survives_bad_frames(start_node, ros_node, tmp_path):
-    node = start_node("face_node", "-r", "__ns:=/t_bad_face", "-p", f"gallery:={tmp_path / 'faces.db'}",
-                      "-p", "detector.kind:=centerface", name="face")
+    node = start_node(
+        "face_node",
+        "-r",
+        "__ns:=/t_bad_face",
+        "-p",
+        f"gallery:={tmp_path / 'faces.db'}",
+        "-p",
+        "detector.kind:=centerface",
+        name="face",
+    )
     me = ros_node("bad_face_test")
     diag = _Diag(me, "face_node")
     seen = _stamped_output(me, "/t_bad_face/faces")
@@ -205,8 +257,9 @@ def test_face_node_survives_bad_frames(start_node, ros_node, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_plate_node_survives_bad_frames(start_node, ros_node):
-    node = start_node("plate_node", "-r", "__ns:=/t_bad_plate", "-p", "finder.mode:=frame", "-p", "publish_empty:=true",
-                      name="plate")
+    node = start_node(
+        "plate_node", "-r", "__ns:=/t_bad_plate", "-p", "finder.mode:=frame", "-p", "publish_empty:=true", name="plate"
+    )
     me = ros_node("bad_plate_test")
     diag = _Diag(me, "plate_node")
     seen = _stamped_output(me, "/t_bad_plate/plates")
@@ -234,10 +287,13 @@ def test_detector_node_survives_bad_frames(start_node, ros_node):
     def good_handled():
         pub.publish(_good(777))
         return seen()
+
     wait_for(good_handled, 120, interval=0.5, what="detections for a good frame after the bad ones")
     assert node.alive()
     # detector_node converts with to_bgr in its LatestWorker: bad frames reach its diagnostics without it doing more
-    wait_for(lambda: int(diag.values.get("bad_frames", "0")) >= 11, 30, what="bad frames counted in detector diagnostics")
+    wait_for(
+        lambda: int(diag.values.get("bad_frames", "0")) >= 11, 30, what="bad frames counted in detector diagnostics"
+    )
     assert diag.values["last_bad_frame"].startswith("frame ") and "bad_frames_step" in diag.values
     # 33 bad frames: the worker's throttle (ros.worker / BadFrames) allows a few lines, not 33
     warnings = sum(1 for line in node.log().splitlines() if "WARN" in line) - warn_before
@@ -245,6 +301,7 @@ def test_detector_node_survives_bad_frames(start_node, ros_node):
 
 
 # --- the throttle itself -------------------------------------------------------------------------
+
 
 class _Lines(logging.Handler):
     def __init__(self) -> None:

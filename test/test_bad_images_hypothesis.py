@@ -1,6 +1,7 @@
 """Property tests: to_bgr on arbitrary Image / CompressedImage fields either returns a BGR
 frame of the declared size or raises ImageError (never another exception, never a read past
 the buffer, which would show as a wrong shape or a crash)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,12 +25,18 @@ def image_msgs(draw) -> Image:
     w, h = draw(side), draw(side)
     dtype, ch = conv.ENCODINGS.get(enc, (np.dtype(np.uint8), 3))
     tight = w * ch * dtype.itemsize
-    step = draw(st.one_of(st.just(tight), st.integers(0, 4 * max(tight, 1)), st.integers(0, U32))) if tight <= U32 else draw(st.integers(0, U32))
+    step = (
+        draw(st.one_of(st.just(tight), st.integers(0, 4 * max(tight, 1)), st.integers(0, U32)))
+        if tight <= U32
+        else draw(st.integers(0, U32))
+    )
     step = min(step, U32)
     expected = step * h * (3 // 2 if enc.startswith("nv") else 1)
     n = draw(st.one_of(st.just(min(expected, 200_000)), st.integers(0, 4096)))
     msg = Image(width=w, height=h, step=step, encoding=enc, is_bigendian=draw(st.integers(0, 1)))
-    msg.data = draw(st.binary(min_size=min(n, 200_000), max_size=min(n, 200_000))) if n < 4096 else bytes(min(n, 200_000))
+    msg.data = (
+        draw(st.binary(min_size=min(n, 200_000), max_size=min(n, 200_000))) if n < 4096 else bytes(min(n, 200_000))
+    )
     return msg
 
 
@@ -57,7 +64,9 @@ JPEG = _real_jpeg()
 
 @st.composite
 def compressed_msgs(draw) -> CompressedImage:
-    base = draw(st.sampled_from([JPEG, conv.numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), "png").data.tobytes(), b""]))
+    base = draw(
+        st.sampled_from([JPEG, conv.numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), "png").data.tobytes(), b""])
+    )
     data = bytearray(base)
     for _ in range(draw(st.integers(0, 6))):  # flip, cut or extend bytes of a real image
         op = draw(st.sampled_from(["flip", "cut", "extend"]))
@@ -68,7 +77,9 @@ def compressed_msgs(draw) -> CompressedImage:
             data = data[: draw(st.integers(0, len(data)))]
         else:
             data += draw(st.binary(max_size=64))
-    msg = CompressedImage(format=draw(st.sampled_from(["jpeg", "png", "bgr8; jpeg compressed bgr8", "", "h264", "x" * 300])))
+    msg = CompressedImage(
+        format=draw(st.sampled_from(["jpeg", "png", "bgr8; jpeg compressed bgr8", "", "h264", "x" * 300]))
+    )
     msg.data = bytes(data)
     return msg
 

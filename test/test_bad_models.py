@@ -3,6 +3,7 @@ here), a valid model whose outputs do not fit the profile's decoder, a labels fi
 class count. Each is ONE error line naming the file and the problem; the node process stays up,
 unconfigured, and reports the error in /diagnostics. Core-level first, then real node processes
 (detector_node, face_node, plate_node) over DDS."""
+
 from __future__ import annotations
 
 import os
@@ -58,6 +59,7 @@ def test_core_garbage_engine_says_tensorrt_is_missing_or_not_an_engine(tmp_path)
     text = str(err.value)
     try:
         import tensorrt  # noqa: F401
+
         assert str(path) in text, text  # TensorRT present: the file is named as not loadable
     except ImportError:
         assert "TensorRT Python bindings are not installed" in text
@@ -82,9 +84,14 @@ def test_core_labels_with_the_wrong_count(tmp_path):
 # --- nodes ------------------------------------------------------------------------------------
 def _diag_errors(node, names: set[str]) -> dict[str, str]:
     got: dict[str, str] = {}
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: got.update({s.name: s.message for s in m.status
-                                                   if s.name in names and s.level == DiagnosticStatus.ERROR}), 10)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: got.update(
+            {s.name: s.message for s in m.status if s.name in names and s.level == DiagnosticStatus.ERROR}
+        ),
+        10,
+    )
     return got
 
 
@@ -110,11 +117,16 @@ def test_detector_node_bad_models_stay_up_and_report(start_node, ros_node, tmp_p
         "random": (["-p", f"model:={files['random']}"], str(files["random"]), "could not load"),
         "engine": (["-p", f"model:={files['engine']}"], "", "TensorRT"),
         "decoder": (["-p", f"model:={MASK}"], "dense_1", "nanodet decoder"),
-        "labels": (["-p", f"task:={_wrong_labels_profile(tmp_path)}"], "three.labels",
-                   "3 classes but the model outputs 80"),
+        "labels": (
+            ["-p", f"task:={_wrong_labels_profile(tmp_path)}"],
+            "three.labels",
+            "3 classes but the model outputs 80",
+        ),
     }
-    procs = {k: start_node("detector_node", "-r", f"__ns:=/bm_{k}", *args, name=f"bm_{k}")
-             for k, (args, _, _) in cases.items()}
+    procs = {
+        k: start_node("detector_node", "-r", f"__ns:=/bm_{k}", *args, name=f"bm_{k}")
+        for k, (args, _, _) in cases.items()
+    }
     node = ros_node("bad_models_client")
     names = {f"/bm_{k}/detector_node" for k in cases}
     diags = _diag_errors(node, names)
@@ -132,8 +144,18 @@ def test_detector_node_bad_models_stay_up_and_report(start_node, ros_node, tmp_p
 
 def test_face_and_plate_nodes_bad_models_stay_up_and_report(start_node, ros_node, tmp_path):
     files = _bad_files(tmp_path)
-    face = start_node("face_node", "-r", "__ns:=/bmf", "-p", f"gallery:={tmp_path / 'g.db'}",
-                      "-p", "embedding.kind:=onnx", "-p", f"embedding.model:={files['truncated']}", name="bm_face")
+    face = start_node(
+        "face_node",
+        "-r",
+        "__ns:=/bmf",
+        "-p",
+        f"gallery:={tmp_path / 'g.db'}",
+        "-p",
+        "embedding.kind:=onnx",
+        "-p",
+        f"embedding.model:={files['truncated']}",
+        name="bm_face",
+    )
     plate = start_node("plate_node", "-r", "__ns:=/bmp", "-p", f"reader.model:={files['random']}", name="bm_plate")
     node = ros_node("bad_models_client2")
     names = {"/bmf/face_node", "/bmp/plate_node"}

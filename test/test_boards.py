@@ -6,6 +6,7 @@ pair: board A runs camera + events, board B mosquitto + the MQTT bridge; the lin
 mid-burst and every event still reaches MQTT once, in order; the bytes on the link show that no
 frames crossed.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -54,8 +55,13 @@ def test_each_board_gets_its_nodes_services_and_peers(tmp_path):
     site, path = load_site(write_site(tmp_path, TWO_BOARDS))
     a, b, whole = build_graph(site, path, "a"), build_graph(site, path, "b"), build_graph(site, path)
     # an entry without `board` runs on the first board; a camera node may name another board
-    assert [n.label for n in a.nodes] == ["cam0/camera_node", "cam0/detector_node", "cam0/events_node",
-                                         "cam1/camera_node", "uploader_node"]
+    assert [n.label for n in a.nodes] == [
+        "cam0/camera_node",
+        "cam0/detector_node",
+        "cam0/events_node",
+        "cam1/camera_node",
+        "uploader_node",
+    ]
     assert [n.label for n in b.nodes] == ["cam0/recorder_node", "mqtt_bridge_node"]
     assert len(whole.nodes) == len(a.nodes) + len(b.nodes)  # no --board: the whole site on one machine
     assert {p.label for p in a.processes} | {p.label for p in b.processes} == {p.label for p in whole.processes}
@@ -69,10 +75,15 @@ def test_each_board_gets_its_nodes_services_and_peers(tmp_path):
 
 
 def test_discovery_server_is_passed_to_the_board(tmp_path):
-    site, path = load_site(write_site(tmp_path, """
+    site, path = load_site(
+        write_site(
+            tmp_path,
+            """
         boards: [{name: edge1, discovery_server: "192.168.1.10:11811"}, {name: edge2}]
         site_nodes: [mqtt_bridge]
-    """))
+    """,
+        )
+    )
     assert build_graph(site, path, "edge1").env["ROS_DISCOVERY_SERVER"] == "192.168.1.10:11811"
     assert "ROS_DISCOVERY_SERVER" not in build_graph(site, path, "edge2").env
     assert build_graph(site, path, "edge2").nodes == []  # a board may run nothing (yet)
@@ -88,16 +99,34 @@ def test_single_board_site_is_unchanged(tmp_path):
         build_graph(site, path, "a")
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("boards: [{name: a}]\ncameras: [{name: cam0, board: z, nodes: [camera]}]", "camera cam0: unknown board 'z' (known: a)"),
-    ("cameras: [{name: cam0, board: a, nodes: [camera]}]", "unknown board 'a' (the site file has no `boards:`)"),
-    ("boards: [{name: a}]\nsite_nodes: [{kind: mqtt_bridge, board: b}]", "site node mqtt_bridge_node: unknown board 'b'"),
-    ("boards: [{name: a}]\nservices: {mosquitto: {board: q}}\nsite_nodes: [uploader]", "service mosquitto: unknown board 'q'"),
-    ("boards: [{name: a}, {name: a}]\nsite_nodes: [uploader]", "board names used twice: a"),
-    ("boards: [{name: 1a}]\nsite_nodes: [uploader]", "board name '1a' is not a valid ROS name"),
-    ("boards: [{name: a, static_peers: ['10.0.0.1;10.0.0.2']}]\nsite_nodes: [uploader]", "one address or host name per list item"),
-    ("discovery_range: localhost\nboards: [{name: a}, {name: b}]\nsite_nodes: [uploader]", "localhost keeps board(s) a, b to themselves"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        (
+            "boards: [{name: a}]\ncameras: [{name: cam0, board: z, nodes: [camera]}]",
+            "camera cam0: unknown board 'z' (known: a)",
+        ),
+        ("cameras: [{name: cam0, board: a, nodes: [camera]}]", "unknown board 'a' (the site file has no `boards:`)"),
+        (
+            "boards: [{name: a}]\nsite_nodes: [{kind: mqtt_bridge, board: b}]",
+            "site node mqtt_bridge_node: unknown board 'b'",
+        ),
+        (
+            "boards: [{name: a}]\nservices: {mosquitto: {board: q}}\nsite_nodes: [uploader]",
+            "service mosquitto: unknown board 'q'",
+        ),
+        ("boards: [{name: a}, {name: a}]\nsite_nodes: [uploader]", "board names used twice: a"),
+        ("boards: [{name: 1a}]\nsite_nodes: [uploader]", "board name '1a' is not a valid ROS name"),
+        (
+            "boards: [{name: a, static_peers: ['10.0.0.1;10.0.0.2']}]\nsite_nodes: [uploader]",
+            "one address or host name per list item",
+        ),
+        (
+            "discovery_range: localhost\nboards: [{name: a}, {name: b}]\nsite_nodes: [uploader]",
+            "localhost keeps board(s) a, b to themselves",
+        ),
+    ],
+)
 def test_bad_boards_are_refused_with_a_clear_error(tmp_path, body, needle):
     with pytest.raises(ConfigError) as err:
         load_site(write_site(tmp_path, body))
@@ -106,11 +135,23 @@ def test_bad_boards_are_refused_with_a_clear_error(tmp_path, body, needle):
 
 def test_cli_board_dry_run_and_unknown_board(tmp_path):
     site = write_site(tmp_path, TWO_BOARDS)
-    out = subprocess.run([NANO_VISION, "site", str(site), "--board", "b", "--dry-run"], check=False, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [NANO_VISION, "site", str(site), "--board", "b", "--dry-run"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "export ROS_STATIC_PEERS=10.213.77.1" in out.stdout
     assert "mqtt_bridge_node" in out.stdout and "camera_node" not in out.stdout
-    bad = subprocess.run([NANO_VISION, "site", str(site), "--board", "c", "--dry-run"], check=False, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [NANO_VISION, "site", str(site), "--board", "c", "--dry-run"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "unknown board 'c'; boards of this site: a, b" in bad.stderr
 
 
@@ -139,25 +180,28 @@ def _lines(path: Path) -> list[dict]:
 def _board_site(tmp: Path, static_peers: bool) -> Path:
     rules = tmp / "rules.yaml"
     rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.4, cooldown: 0}]\n")
-    (tmp / "params.yaml").write_text(textwrap.dedent(f"""
+    (tmp / "params.yaml").write_text(
+        textwrap.dedent(f"""
         /**:
           ros__parameters: {{site_id: {SITE}, device_id: {DEVICE}}}
         /**/camera_node:
           ros__parameters: {{source: samples/vtest.mp4, loop: true}}
         /**/events_node:
-          ros__parameters: {{rules: {rules}, snapshot_dir: {tmp / 'snaps'}, tick_period: 0.1}}
+          ros__parameters: {{rules: {rules}, snapshot_dir: {tmp / "snaps"}, tick_period: 0.1}}
         mqtt_bridge_node:
           ros__parameters: {{host: 127.0.0.1, port: {MQTT_PORT}, events_topics: [/cam0/events],
-                             outbox_path: {tmp / 'outbox.sqlite'}, reconnect_max: 1.0, stats_period: 1.0}}
-    """))
+                             outbox_path: {tmp / "outbox.sqlite"}, reconnect_max: 1.0, stats_period: 1.0}}
+    """)
+    )
     peers_a, peers_b = ("[10.213.77.2]", "[10.213.77.1]") if static_peers else ("[]", "[]")
     site = tmp / "site.yaml"
-    site.write_text(textwrap.dedent(f"""
+    site.write_text(
+        textwrap.dedent(f"""
         site_id: {SITE}
         device_id: {DEVICE}
         params_file: params.yaml
-        fastdds_profile: {REPO / 'config' / 'fastdds_shm.xml'}
-        fastdds_small_profile: {REPO / 'config' / 'fastdds_small.xml'}
+        fastdds_profile: {REPO / "config" / "fastdds_shm.xml"}
+        fastdds_small_profile: {REPO / "config" / "fastdds_small.xml"}
         discovery_range: subnet
         boards:
           - {{name: a, host: 10.213.77.1, static_peers: {peers_a}}}
@@ -170,7 +214,8 @@ def _board_site(tmp: Path, static_peers: bool) -> Path:
           - {{name: cam0, board: a, nodes: [camera, events]}}
         site_nodes:
           - {{kind: mqtt_bridge, board: b}}
-    """))
+    """)
+    )
     return site
 
 
@@ -195,11 +240,21 @@ def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path
     scripts = str(Path(__file__).with_name("board_scripts.py"))
     boards = TwoBoards()
     try:
-        b = boards.start("b", [NANO_VISION, "site", str(site), "--board", "b", "--workdir", str(tmp_path / "wb")],
-                         tmp_path / "board_b.log", env_b)
-        sub = boards.start("b", [sys.executable, scripts, "mqtt", str(ctl), str(MQTT_PORT), BASE], tmp_path / "sub.log", env_b)
-        a = boards.start("a", [NANO_VISION, "site", str(site), "--board", "a", "--workdir", str(tmp_path / "wa")],
-                         tmp_path / "board_a.log", env_a)
+        b = boards.start(
+            "b",
+            [NANO_VISION, "site", str(site), "--board", "b", "--workdir", str(tmp_path / "wb")],
+            tmp_path / "board_b.log",
+            env_b,
+        )
+        sub = boards.start(
+            "b", [sys.executable, scripts, "mqtt", str(ctl), str(MQTT_PORT), BASE], tmp_path / "sub.log", env_b
+        )
+        a = boards.start(
+            "a",
+            [NANO_VISION, "site", str(site), "--board", "a", "--workdir", str(tmp_path / "wa")],
+            tmp_path / "board_a.log",
+            env_a,
+        )
         feeder = boards.start("a", [sys.executable, scripts, "feeder", str(ctl)], tmp_path / "feeder.log", env_a)
 
         def logs() -> str:
@@ -209,10 +264,17 @@ def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path
             assert all(p.poll() is None for p in (a, b, sub, feeder)), f"a board process exited:\n{logs()}"
             return True
 
-        wait_for(lambda: alive() and (ctl / "mqtt_connected").exists(), 60, what=f"MQTT subscriber on board B\n{logs()}")
-        wait_for(lambda: alive() and (ctl / "connected").exists(), 90, what="events_node subscribed to the feeder (board A)")
-        wait_for(lambda: alive() and any(m["topic"] == f"{BASE}/status" for m in _lines(ctl / "mqtt.jsonl")), 90,
-                 what=f"bridge on board B online\n{logs()}")
+        wait_for(
+            lambda: alive() and (ctl / "mqtt_connected").exists(), 60, what=f"MQTT subscriber on board B\n{logs()}"
+        )
+        wait_for(
+            lambda: alive() and (ctl / "connected").exists(), 90, what="events_node subscribed to the feeder (board A)"
+        )
+        wait_for(
+            lambda: alive() and any(m["topic"] == f"{BASE}/status" for m in _lines(ctl / "mqtt.jsonl")),
+            90,
+            what=f"bridge on board B online\n{logs()}",
+        )
         wait_for(lambda: (ctl / "frames").exists(), 60, what="frames flowing on board A")
 
         # steady state: camera frames on board A, only discovery/status between the boards
@@ -248,11 +310,17 @@ def test_two_boards_over_veth_cut_20s_loses_nothing_and_no_frames_cross(tmp_path
         (ctl / "go3").write_text("3000 40 0.02")
         wait_for(lambda: (ctl / "done3").exists(), 30, what="burst 3")
 
-        wait_for(lambda: len({e["track_ids"][0] for e in _lines(ctl / "ros_events.jsonl")}) >= 120, 60,
-                 what="events for all 120 tracks published on board A")
+        wait_for(
+            lambda: len({e["track_ids"][0] for e in _lines(ctl / "ros_events.jsonl")}) >= 120,
+            60,
+            what="events for all 120 tracks published on board A",
+        )
         ros = keys(_lines(ctl / "ros_events.jsonl"))
-        wait_for(lambda: set(ros) <= set(keys(mqtt_events())), 180,
-                 what=f"every event through board B to MQTT ({len(set(ros) - set(keys(mqtt_events())))} missing)")
+        wait_for(
+            lambda: set(ros) <= set(keys(mqtt_events())),
+            180,
+            what=f"every event through board B to MQTT ({len(set(ros) - set(keys(mqtt_events())))} missing)",
+        )
         got = keys(mqtt_events())
         assert len(got) == len(set(got)), "an event reached MQTT twice"
         first = {k: i for i, k in reversed(list(enumerate(got)))}
@@ -280,15 +348,19 @@ def test_launch_file_board_argument_starts_that_boards_part(tmp_path):
 
     def actions(board: str) -> list:
         ctx = LaunchContext()
-        ctx.launch_configurations.update({"site_config": str(site), "start_services": "true", "board": board,
-                                          "check": "false"})  # the fixed ports of TWO_BOARDS may be taken here
+        ctx.launch_configurations.update(
+            {"site_config": str(site), "start_services": "true", "board": board, "check": "false"}
+        )  # the fixed ports of TWO_BOARDS may be taken here
         return mod._nodes(ctx)
 
     def names(acts: list) -> list[str]:  # the services (plain processes, not nodes)
         from launch_ros.actions import Node
 
-        return sorted("".join(getattr(t, "text", "") for t in a.name) for a in acts
-                      if isinstance(a, ExecuteProcess) and not isinstance(a, Node) and a.name)
+        return sorted(
+            "".join(getattr(t, "text", "") for t in a.name)
+            for a in acts
+            if isinstance(a, ExecuteProcess) and not isinstance(a, Node) and a.name
+        )
 
     def env(acts: list) -> dict[str, str]:
         out = {}

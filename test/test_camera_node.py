@@ -1,4 +1,5 @@
 """camera_node in its own process, over real DDS, to subscribers in this process."""
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,11 @@ def _diag_values(diags: Inbox) -> dict[str, str] | None:
     for statuses in reversed(diags.snapshot()):
         if statuses:
             st = statuses[-1]
-            return {"_message": st.message, "_level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
-                    **{kv.key: kv.value for kv in st.values}}
+            return {
+                "_message": st.message,
+                "_level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                **{kv.key: kv.value for kv in st.values},
+            }
     return None
 
 
@@ -83,8 +87,17 @@ def _sample_hashes(n: int) -> dict[str, int]:
 
 def test_sample_video_reaches_another_process(start_node, ros_node):
     ns = "/cam_sample"
-    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", "fps:=20", "-p", "frame_id:=cam_sample_optical",
-                      "-p", "camera_info_url:=package://nano_vision_ros/config/camera_info/example_768x576.yaml")
+    node = start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "fps:=20",
+        "-p",
+        "frame_id:=cam_sample_optical",
+        "-p",
+        "camera_info_url:=package://nano_vision_ros/config/camera_info/example_768x576.yaml",
+    )
     images, infos, _jpegs, diags = _subscribe(ros_node, ns)
     wait_for(lambda: len(images) >= 25 and len(infos) >= 5, 60, what="25 frames and camera infos")
     assert node.alive()
@@ -102,7 +115,9 @@ def test_sample_video_reaches_another_process(start_node, ros_node):
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     info = infos.snapshot()[-1]
     assert (info.width, info.height, info.header.frame_id) == (768, 576, "cam_sample_optical")
-    assert list(info.k) == [620.0, 0.0, 384.0, 0.0, 620.0, 288.0, 0.0, 0.0, 1.0] and info.distortion_model == "plumb_bob"
+    assert (
+        list(info.k) == [620.0, 0.0, 384.0, 0.0, 620.0, 288.0, 0.0, 0.0, 1.0] and info.distortion_model == "plumb_bob"
+    )
     wait_for(lambda: (_diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics")
     d = _diag_values(diags)
     assert d["_level"] == 0 and int(d["frames"]) > 0 and d["width"] == "768" and d["reconnects"] == "0"
@@ -111,8 +126,19 @@ def test_sample_video_reaches_another_process(start_node, ros_node):
 
 def test_1080p_pattern_arrives_intact(start_node, ros_node):
     ns = "/cam_hd"
-    start_node("camera_node", "-r", f"__ns:={ns}", "-p", "source:=test://pattern", "-p", "width:=1920",
-               "-p", "height:=1080", "-p", "fps:=15")
+    start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "source:=test://pattern",
+        "-p",
+        "width:=1920",
+        "-p",
+        "height:=1080",
+        "-p",
+        "fps:=15",
+    )
     images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
     wait_for(lambda: len(images) >= 8, 60, what="8 1080p frames")
     seen = []
@@ -129,9 +155,29 @@ def test_1080p_pattern_arrives_intact(start_node, ros_node):
 
 def test_resized_rgb_and_compressed(start_node, ros_node):
     ns = "/cam_small"
-    start_node("camera_node", "-r", f"__ns:={ns}", "-p", "source_kind:=test_pattern", "-p", "width:=640",
-               "-p", "height:=480", "-p", "fps:=20", "-p", "resize_width:=320", "-p", "resize_height:=240",
-               "-p", "encoding:=rgb8", "-p", "publish_compressed:=true", "-p", "jpeg_quality:=90")
+    start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "source_kind:=test_pattern",
+        "-p",
+        "width:=640",
+        "-p",
+        "height:=480",
+        "-p",
+        "fps:=20",
+        "-p",
+        "resize_width:=320",
+        "-p",
+        "resize_height:=240",
+        "-p",
+        "encoding:=rgb8",
+        "-p",
+        "publish_compressed:=true",
+        "-p",
+        "jpeg_quality:=90",
+    )
     images, infos, jpegs, _diags = _subscribe(ros_node, ns)
     wait_for(lambda: len(images) >= 3 and len(jpegs) >= 3, 60, what="raw and compressed frames")
     for _header, encoding, w, h, _step, arr in images.snapshot()[:3]:
@@ -151,9 +197,27 @@ def test_resized_rgb_and_compressed(start_node, ros_node):
 
 
 def _serve(port: int) -> subprocess.Popen:
-    return subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(SAMPLE),
-                             "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"],
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(SAMPLE),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-listen",
+            "1",
+            f"http://127.0.0.1:{port}/live.ts",
+        ],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -167,21 +231,41 @@ def test_stream_that_drops_is_recovered(start_node, ros_node):
     port = free_port()
     server = _serve(port)
     try:
-        node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:=http://127.0.0.1:{port}/live.ts",
-                          "-p", "reconnect_delay:=0.2", "-p", "reconnect_max_delay:=1.0", "-p", "read_timeout:=5.0",
-                          "-p", "diagnostics_period:=0.3")
+        node = start_node(
+            "camera_node",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"source:=http://127.0.0.1:{port}/live.ts",
+            "-p",
+            "reconnect_delay:=0.2",
+            "-p",
+            "reconnect_max_delay:=1.0",
+            "-p",
+            "read_timeout:=5.0",
+            "-p",
+            "diagnostics_period:=0.3",
+        )
         images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
         wait_for(lambda: len(images) >= 5, 60, what="frames from the stream")
         mark = len(node.log())
         _kill(server)  # the stream vanishes
-        wait_for(lambda: (_diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting")
+        wait_for(
+            lambda: (_diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting"
+        )
         d = _diag_values(diags)
         assert d["_level"] in (1, 2) and d["last_error"] and node.alive()
         before = len(images)
         server = _serve(port)  # and comes back on the same address
         wait_for(lambda: len(images) >= before + 5, 60, what="frames after the stream came back")
-        wait_for(lambda: int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1
-                 and _diag_values(diags)["state"] == "streaming", 30, what="diagnostics: reconnect counted")
+        wait_for(
+            lambda: (
+                int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1
+                and _diag_values(diags)["state"] == "streaming"
+            ),
+            30,
+            what="diagnostics: reconnect counted",
+        )
         assert node.alive()
         assert node.log()[mark:].count("retrying with backoff") == 1  # one line for the loss, not one per retry
     finally:
@@ -191,22 +275,42 @@ def test_stream_that_drops_is_recovered(start_node, ros_node):
 def test_missing_file_waits_then_recovers(start_node, ros_node, tmp_path):
     ns = "/cam_file"
     path = tmp_path / "later.mp4"
-    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={path}", "-p", "reconnect_delay:=0.2",
-                      "-p", "reconnect_max_delay:=0.5", "-p", "fps:=20", "-p", "diagnostics_period:=0.3")
+    node = start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        f"source:={path}",
+        "-p",
+        "reconnect_delay:=0.2",
+        "-p",
+        "reconnect_max_delay:=0.5",
+        "-p",
+        "fps:=20",
+        "-p",
+        "diagnostics_period:=0.3",
+    )
     images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
-    wait_for(lambda: "file not found" in (_diag_values(diags) or {}).get("last_error", ""), 30, what="file-not-found diagnostics")
+    wait_for(
+        lambda: "file not found" in (_diag_values(diags) or {}).get("last_error", ""),
+        30,
+        what="file-not-found diagnostics",
+    )
     assert node.alive() and len(images) == 0
     shutil.copy(SAMPLE, path)
     wait_for(lambda: len(images) >= 3, 60, what="frames once the file exists")
     assert node.alive()
 
 
-@pytest.mark.parametrize("args,param", [
-    (("-p", "source_kind:=webcam"), "source_kind"),
-    (("-p", "width:=1920"), "height"),
-    (("-p", "fps:=-5.0"), "fps"),
-    (("-p", "camera_info_url:=file:///nonexistent/cal.yaml"), "camera_info_url"),
-])
+@pytest.mark.parametrize(
+    "args,param",
+    [
+        (("-p", "source_kind:=webcam"), "source_kind"),
+        (("-p", "width:=1920"), "height"),
+        (("-p", "fps:=-5.0"), "fps"),
+        (("-p", "camera_info_url:=file:///nonexistent/cal.yaml"), "camera_info_url"),
+    ],
+)
 def test_bad_parameters_exit_2_naming_the_parameter(start_node, args, param):
     node = start_node("camera_node", *args)
     code = node.proc.wait(60)
@@ -218,9 +322,15 @@ def test_bad_parameters_exit_2_naming_the_parameter(start_node, args, param):
 
 def test_gstreamer_pipeline_source(start_node, ros_node):
     ns = "/cam_gst"
-    start_node("camera_node", "-r", f"__ns:={ns}",
-               "-p", "source:=videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1",
-               "-p", "frame_id:=gst_cam")
+    start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "source:=videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1",
+        "-p",
+        "frame_id:=gst_cam",
+    )
     images, infos, _jpegs, diags = _subscribe(ros_node, ns)
     wait_for(lambda: len(images) >= 5, 60, what="frames from the gst-launch subprocess")
     header, encoding, w, h, _step, arr = images.snapshot()[-1]
@@ -233,8 +343,28 @@ def test_looping_file_replaced_on_disk_plays_the_new_file(start_node, ros_node, 
     at the new size, without a restart of the node."""
     path, staged = tmp_path / "cam.mp4", tmp_path / "next.mp4"
     for out, size in ((path, "160x120"), (staged, "320x240")):
-        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=10",
-                        "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=60)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc=size={size}:rate=10",
+                "-t",
+                "1",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                str(out),
+            ],
+            check=True,
+            timeout=60,
+        )
     ns = "/cam_replaced"
     node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={path}", "-p", "fps:=20")
     images, infos, _jpegs, _diags = _subscribe(ros_node, ns)

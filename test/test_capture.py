@@ -1,4 +1,5 @@
 """Capture core without ROS: every source that can run here, the loop's recovery, the settings."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,18 @@ import pytest
 from conftest import free_port, wait_for
 from nano_vision_ros.core.camera_info import load_calibration, uncalibrated
 from nano_vision_ros.core.capture import (
-    FINISHED, RECONNECTING, STREAMING, CaptureConfig, CaptureLoop, EndOfStream, SourceError, TestPatternSource,
-    create_source, decode_frame_index, infer_kind, render_test_pattern,
+    FINISHED,
+    RECONNECTING,
+    STREAMING,
+    CaptureConfig,
+    CaptureLoop,
+    EndOfStream,
+    SourceError,
+    TestPatternSource,
+    create_source,
+    decode_frame_index,
+    infer_kind,
+    render_test_pattern,
 )
 from nano_vision_ros.core.capture import gst
 from nano_vision_ros.core.capture.opencv_source import OpenCVSource, ffmpeg_options
@@ -29,9 +40,30 @@ SAMPLE = REPO / "samples" / "vtest.mp4"
 def short_clip(tmp_path_factory) -> Path:
     """A 2 s, 10 fps, 160x120 H.264 clip (20 frames) made with ffmpeg's testsrc."""
     path = tmp_path_factory.mktemp("clips") / "short.mp4"
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc=size=160x120:rate=10", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                    "-g", "10", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=10",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "10",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -117,9 +149,30 @@ def test_missing_file_and_device_are_source_errors(tmp_path):
 def other_clip(tmp_path_factory) -> Path:
     """Another clip: 320x240, other content (testsrc2), 8 frames, so nothing of it matches short_clip."""
     path = tmp_path_factory.mktemp("clips") / "other.mp4"
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=320x240:rate=10", "-t", "0.8", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                    "-g", "10", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=10",
+            "-t",
+            "0.8",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "10",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -185,8 +238,11 @@ def test_loop_delivers_the_replaced_file_at_its_own_size(tmp_path, short_clip, o
         staged = tmp_path / "next.mp4"
         shutil.copy(other_clip, staged)
         staged.replace(path)
-        wait_for(lambda: sum(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-10:]) >= 3, 30,
-                 what="frames of the new file")
+        wait_for(
+            lambda: sum(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-10:]) >= 3,
+            30,
+            what="frames of the new file",
+        )
     finally:
         loop.stop()
     frames = [f for f, _s, _q in sink.frames]
@@ -212,8 +268,11 @@ def test_looping_file_truncated_while_playing_reopens(tmp_path, short_clip, othe
             f.truncate(len(data) // 2)
         time.sleep(0.5)
         shutil.copyfile(other_clip, path)
-        wait_for(lambda: any(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-5:]), 30,
-                 what="frames of the rewritten file")
+        wait_for(
+            lambda: any(f.shape == (240, 320, 3) for f, _s, _q in sink.frames[-5:]),
+            30,
+            what="frames of the rewritten file",
+        )
     finally:
         loop.stop()
     sizes = [f.shape for f, _s, _q in sink.frames]
@@ -224,9 +283,23 @@ def test_looping_file_truncated_while_playing_reopens(tmp_path, short_clip, othe
 # --- GStreamer subprocess ------------------------------------------------------------------------
 def _gst_reference_rgba(pipeline: str, width: int, height: int) -> np.ndarray:
     """One frame of `pipeline` converted to RGBA (never row-padded) by gst-launch itself."""
-    out = subprocess.run(["gst-launch-1.0", "-q", *pipeline.split(), "!", "videoconvert", "!",
-                          f"video/x-raw,format=RGBA,width={width},height={height}", "!", "fdsink", "fd=1"],
-                         capture_output=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [
+            "gst-launch-1.0",
+            "-q",
+            *pipeline.split(),
+            "!",
+            "videoconvert",
+            "!",
+            f"video/x-raw,format=RGBA,width={width},height={height}",
+            "!",
+            "fdsink",
+            "fd=1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return np.frombuffer(out[: width * height * 4], np.uint8).reshape(height, width, 4)
 
 
@@ -298,12 +371,16 @@ def test_pipeline_builders():
     # No CSI camera or Jetson here: the CSI preset and the hardware decoder path are checked as text.
     assert gst.csi_pipeline(1, 3840, 2160, 30, flip_method=2) == (
         "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=3840,height=2160,framerate=30/1,format=NV12 ! "
-        "nvvidconv flip-method=2 ! video/x-raw,width=3840,height=2160,format=BGRx")
+        "nvvidconv flip-method=2 ! video/x-raw,width=3840,height=2160,format=BGRx"
+    )
     assert "framerate=30000/1001" in gst.csi_pipeline(0, 1920, 1080, 29.97)
     assert gst.file_pipeline("/v/a b.mp4", hw=True) == (
-        "filesrc location='/v/a b.mp4' ! parsebin ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx")
+        "filesrc location='/v/a b.mp4' ! parsebin ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx"
+    )
     rtsp = gst.url_pipeline("rtsp://cam/stream", transport="udp", latency_ms=50, hw=False)
-    assert rtsp.startswith("rtspsrc location=rtsp://cam/stream latency=50 protocols=udp") and rtsp.endswith("! decodebin")
+    assert rtsp.startswith("rtspsrc location=rtsp://cam/stream latency=50 protocols=udp") and rtsp.endswith(
+        "! decodebin"
+    )
     assert "nvv4l2decoder" in gst.url_pipeline("rtsp://cam/s", hw=True)
     assert gst.url_pipeline("http://h/x.ts", hw=False) == "uridecodebin uri=http://h/x.ts"
     cmd = gst.full_command("videotestsrc", 7, 640, 480)
@@ -317,9 +394,27 @@ def test_pipeline_builders():
 
 # --- network stream (ffmpeg HTTP server on 127.0.0.1) -------------------------------------------------
 def _serve(clip: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-                             "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"],
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(clip),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-listen",
+            "1",
+            f"http://127.0.0.1:{port}/live.ts",
+        ],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -347,11 +442,13 @@ def test_http_stream(short_clip, backend):
         assert (src.width, src.height) == (160, 120)
         frames = [src.read().copy() for _ in range(5)]
         assert all(f.shape == (120, 160, 3) for f in frames)
-        assert np.abs(frames[0].astype(int) - _opencv_frames(short_clip, 20)[0].astype(int)).mean() < 40  # a testsrc picture
+        assert (
+            np.abs(frames[0].astype(int) - _opencv_frames(short_clip, 20)[0].astype(int)).mean() < 40
+        )  # a testsrc picture
         src.close()
     finally:
         _stop(server)
-    assert ffmpeg_options("rtsp://x/y", "udp") .startswith("rtsp_transport;udp|fflags;nobuffer")
+    assert ffmpeg_options("rtsp://x/y", "udp").startswith("rtsp_transport;udp|fflags;nobuffer")
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -412,8 +509,14 @@ def test_loop_recovers_when_file_comes_back(tmp_path, short_clip):
     path = tmp_path / "cam.mp4"
     states: list[str] = []
     sink = _Collect()
-    loop = CaptureLoop(OpenCVSource("file", str(path)), sink, fps=50, reconnect_delay=0.05, reconnect_max_delay=0.2,
-                       on_state=lambda s, _d: states.append(s)).start()
+    loop = CaptureLoop(
+        OpenCVSource("file", str(path)),
+        sink,
+        fps=50,
+        reconnect_delay=0.05,
+        reconnect_max_delay=0.2,
+        on_state=lambda s, _d: states.append(s),
+    ).start()
     try:
         wait_for(lambda: loop.attempts >= 3, 20, what="failed attempts")
         assert loop.state == RECONNECTING and "file not found" in loop.last_error and sink.count() == 0
@@ -471,27 +574,39 @@ def test_loop_reconnects_a_dropped_stream(short_clip):
 
 
 # --- settings -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("source,kind", [
-    ("samples/vtest.mp4", "file"), ("/data/x.mkv", "file"), ("0", "v4l2"), ("/dev/video2", "v4l2"),
-    ("rtsp://user:pw@10.0.0.2/s", "url"), ("http://h/x.mjpg", "url"), ("videotestsrc ! videoconvert", "gstreamer"),
-    ("csi://0", "csi"), ("test://pattern", "test_pattern"),
-])
+@pytest.mark.parametrize(
+    "source,kind",
+    [
+        ("samples/vtest.mp4", "file"),
+        ("/data/x.mkv", "file"),
+        ("0", "v4l2"),
+        ("/dev/video2", "v4l2"),
+        ("rtsp://user:pw@10.0.0.2/s", "url"),
+        ("http://h/x.mjpg", "url"),
+        ("videotestsrc ! videoconvert", "gstreamer"),
+        ("csi://0", "csi"),
+        ("test://pattern", "test_pattern"),
+    ],
+)
 def test_infer_kind(source, kind):
     assert infer_kind(source) == kind
 
 
-@pytest.mark.parametrize("values,param", [
-    ({"source_kind": "webcam"}, "source_kind"),
-    ({"width": 1920}, "height"),
-    ({"width": 8, "height": 8}, "height"),
-    ({"width": 99999, "height": 1080}, "width"),
-    ({"fps": -1}, "fps"),
-    ({"source_kind": "url", "source": "/tmp/x.mp4"}, "source"),
-    ({"source_kind": "v4l2", "source": "cam"}, "source"),
-    ({"source": "csi://left"}, "source"),
-    ({"reconnect_delay": 5, "reconnect_max_delay": 1}, "reconnect_max_delay"),
-    ({"flip_method": 9}, "flip_method"),
-])
+@pytest.mark.parametrize(
+    "values,param",
+    [
+        ({"source_kind": "webcam"}, "source_kind"),
+        ({"width": 1920}, "height"),
+        ({"width": 8, "height": 8}, "height"),
+        ({"width": 99999, "height": 1080}, "width"),
+        ({"fps": -1}, "fps"),
+        ({"source_kind": "url", "source": "/tmp/x.mp4"}, "source"),
+        ({"source_kind": "v4l2", "source": "cam"}, "source"),
+        ({"source": "csi://left"}, "source"),
+        ({"reconnect_delay": 5, "reconnect_max_delay": 1}, "reconnect_max_delay"),
+        ({"flip_method": 9}, "flip_method"),
+    ],
+)
 def test_bad_settings_name_the_parameter(values, param):
     from nano_vision_ros.ros.params import validate_config
 

@@ -1,5 +1,6 @@
 """`nano-vision check`: a broken site shows every problem at once with its file and line; the demo
 site passes; `nano-vision site` refuses to start a site that does not pass."""
+
 from __future__ import annotations
 
 import socket
@@ -80,10 +81,16 @@ def test_broken_site_shows_every_problem_with_file_and_line(tmp_path):
         site.write_text(SITE.format(busy=port, task=task, tmp=tmp_path))
         params = tmp_path / "params.yaml"
         params.write_text(PARAMS.format(tmp=tmp_path))
-        res = subprocess.run([NANO_VISION, "check", str(site)], capture_output=True, text=True, timeout=120,
-                             check=False)
-        started = subprocess.run([NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "w")],
-                                 capture_output=True, text=True, timeout=120, check=False)
+        res = subprocess.run(
+            [NANO_VISION, "check", str(site)], capture_output=True, text=True, timeout=120, check=False
+        )
+        started = subprocess.run(
+            [NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "w")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert res.returncode == 1, res.stdout + res.stderr
     out = _lines(res.stderr)
     expected = [
@@ -106,10 +113,13 @@ def test_broken_site_shows_every_problem_with_file_and_line(tmp_path):
     assert out[-1] == f"nano-vision check: {len(out) - 1} problem(s) in site {site}"
     # with the profile fixed, the model that does not fit the decoder is named (file and line of `model`)
     task.write_text(TASK.replace("score_treshold", "score_threshold"))
-    res = subprocess.run([NANO_VISION, "check", str(site), "--no-ports"], capture_output=True, text=True,
-                         timeout=120, check=False)
+    res = subprocess.run(
+        [NANO_VISION, "check", str(site), "--no-ports"], capture_output=True, text=True, timeout=120, check=False
+    )
     model_line = [ln for ln in _lines(res.stderr) if ln.startswith(f"{site}:12: /cam0/detector_node: model ")]
-    assert model_line and "face_mask_mobilenetv2.onnx" in model_line[0] and "nanodet decoder" in model_line[0], res.stderr
+    assert model_line and "face_mask_mobilenetv2.onnx" in model_line[0] and "nanodet decoder" in model_line[0], (
+        res.stderr
+    )
     # `nano-vision site` runs the check first: the same problems, nothing started
     assert started.returncode == 2  # the site file itself is invalid: the configuration exit code
     assert "does not pass `nano-vision check`" in started.stderr and "key 'flavour' unknown" in started.stderr
@@ -118,17 +128,25 @@ def test_broken_site_shows_every_problem_with_file_and_line(tmp_path):
 
 def test_demo_site_passes(tmp_path):
     site = demo_site_files(tmp_path, free_port(), free_port(), free_port(), free_port())
-    res = subprocess.run([NANO_VISION, "check", str(site)], capture_output=True, text=True, timeout=120,
-                         check=False, cwd=tmp_path)
+    res = subprocess.run(
+        [NANO_VISION, "check", str(site)], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines() == [
-        f"OK: site {site}: 8 node(s); parameters, task profiles, models, rules, files, folders, ports checked"]
+        f"OK: site {site}: 8 node(s); parameters, task profiles, models, rules, files, folders, ports checked"
+    ]
 
 
 def test_shipped_site_file_passes_without_ports():
     """config/site.yaml as shipped (its fixed ports may be taken on a shared machine: not checked)."""
-    res = subprocess.run([NANO_VISION, "check", str(REPO / "config" / "site.yaml"), "--no-ports"],
-                         capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    res = subprocess.run(
+        [NANO_VISION, "check", str(REPO / "config" / "site.yaml"), "--no-ports"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("OK: site ")
 

@@ -9,6 +9,7 @@ is called from rclpy too, hostile requests included. And: command topics with od
 garbage sent to mosquitto leave the bridge connected, delivering events and answering commands.
 Real mosquitto, real nodes over DDS.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,11 @@ class Backend:
         return rid
 
     def reply(self, rid: str, timeout: float = 60.0) -> dict:
-        return wait_for(lambda: next((r for r in self.replies() if r.get("request_id") == rid), None), timeout,
-                        what=f"MQTT reply {rid}")
+        return wait_for(
+            lambda: next((r for r in self.replies() if r.get("request_id") == rid), None),
+            timeout,
+            what=f"MQTT reply {rid}",
+        )
 
     def call(self, name: str, args: dict | None = None, target: str = "cam0", timeout: float = 60.0) -> dict:
         return self.reply(self.send(name, args, target), timeout)
@@ -76,9 +80,27 @@ class Backend:
 
 
 def start_bridge(start_node, port: int, tmp_path: Path, *extra: str):
-    return start_node("mqtt_bridge_node", "-p", f"port:={port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
-                      "-p", "events_topics:=[/cam0/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}",
-                      "-p", "reconnect_max:=1.0", "-p", "stats_period:=0.0", "-p", "ha_discovery:=false", *extra, name="bridge")
+    return start_node(
+        "mqtt_bridge_node",
+        "-p",
+        f"port:={port}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        "events_topics:=[/cam0/events]",
+        "-p",
+        f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+        "-p",
+        "reconnect_max:=1.0",
+        "-p",
+        "stats_period:=0.0",
+        "-p",
+        "ha_discovery:=false",
+        *extra,
+        name="bridge",
+    )
 
 
 def _in_thread(fn, timeout: float = 10.0):
@@ -90,6 +112,7 @@ def _in_thread(fn, timeout: float = 10.0):
             out["value"] = fn()
         except BaseException as err:  # noqa: BLE001 - handed to the test
             out["error"] = err
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     t.join(timeout)
@@ -257,7 +280,8 @@ def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_
 
 # --- the issue's scenario: every service from rclpy, then over MQTT ---------------------------------
 def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_other_commands(
-        start_node, ros_node, broker, tmp_path: Path, samples: Path) -> None:
+    start_node, ros_node, broker, tmp_path: Path, samples: Path
+) -> None:
     from rcl_interfaces.srv import GetParameters
 
     from nano_vision_msgs.srv import (
@@ -277,13 +301,40 @@ def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_oth
     shutil.copy(samples / "astronaut.png", enroll_dir / "eileen.png")
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.4, cooldown: 0}]")
-    face = start_node("face_node", "-r", "__ns:=/cam0", "-p", f"gallery:={tmp_path / 'faces.db'}", "-p", "detector.kind:=centerface",
-                      "-p", f"allowed_image_dirs:=[{enroll_dir}]", "-p", "command_timeout:=30.0",
-                      "-p", "max_image_bytes:=1000000", name="face")
-    events = start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", f"site_id:={SITE}",
-                        "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="events")
+    face = start_node(
+        "face_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"gallery:={tmp_path / 'faces.db'}",
+        "-p",
+        "detector.kind:=centerface",
+        "-p",
+        f"allowed_image_dirs:=[{enroll_dir}]",
+        "-p",
+        "command_timeout:=30.0",
+        "-p",
+        "max_image_bytes:=1000000",
+        name="face",
+    )
+    events = start_node(
+        "events_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"rules:={rules}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        f"snapshot_dir:={tmp_path / 'snaps'}",
+        name="events",
+    )
     det = start_node("detector_node", "-r", "__ns:=/cam0", "-p", "task:=coco_objects", name="detector")
-    bridge = start_bridge(start_node, broker.port, tmp_path, "-p", "command_timeout:=40.0", "-p", "command_queue_size:=4")
+    bridge = start_bridge(
+        start_node, broker.port, tmp_path, "-p", "command_timeout:=40.0", "-p", "command_queue_size:=4"
+    )
     be = Backend(broker.port)
     node = ros_node("services_client")
     release = threading.Event()
@@ -292,7 +343,9 @@ def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_oth
         return call_service(node, EnrollFace, "/cam0/face_node/enroll_face", 60, **fields)
 
     def ghost_setup(n):  # a target whose reload_config exists but never answers (within the bridge's 40 s)
-        n.create_service(ReloadConfig, "/ghost/events_node/reload_config", lambda req, resp: (release.wait(60), resp)[1])
+        n.create_service(
+            ReloadConfig, "/ghost/events_node/reload_config", lambda req, resp: (release.wait(60), resp)[1]
+        )
         n.create_service(Snapshot, "/ghost/events_node/snapshot", lambda req, resp: resp)  # answers: a probe
 
     try:
@@ -346,8 +399,12 @@ def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_oth
 
         with _spun_node("ghost_server", "/ghost", setup=ghost_setup):
             # a target that never answers, flooded: 12 commands each wait the bridge's 40 s timeout
-            wait_for(lambda: be.call("snapshot", target="ghost")["error"]["code"] != "unknown_target", 60, interval=0.5,
-                     what="the silent target discovered by the bridge")
+            wait_for(
+                lambda: be.call("snapshot", target="ghost")["error"]["code"] != "unknown_target",
+                60,
+                interval=0.5,
+                what="the silent target discovered by the bridge",
+            )
             ghost = [be.send("reload_config", target="ghost") for _ in range(12)]
             # valid commands for the other nodes are answered now, not after 12 x 40 s, and not 'busy'
             r = be.call("delete_face", {"name": "Eileen"}, timeout=60)
@@ -357,11 +414,19 @@ def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_oth
             r = be.call("set_threshold", {"score_threshold": 0.4}, timeout=60)
             assert r["ok"] is True and r["replies"][0]["node"] == "/cam0/detector_node", r
             # the silent target alone got 'busy': 1 in flight + 4 waiting, 7 refused, naming the target
-            busy = wait_for(lambda: [x for x in be.replies() if x.get("request_id") in ghost and x["error"]["code"] == "busy"]
-                            if len([x for x in be.replies() if x.get("request_id") in ghost]) >= 7 else None, 30,
-                            what="busy replies for the silent target")
+            busy = wait_for(
+                lambda: (
+                    [x for x in be.replies() if x.get("request_id") in ghost and x["error"]["code"] == "busy"]
+                    if len([x for x in be.replies() if x.get("request_id") in ghost]) >= 7
+                    else None
+                ),
+                30,
+                what="busy replies for the silent target",
+            )
             assert 7 <= len(busy) <= 8 and all("target 'ghost'" in b["error"]["message"] for b in busy), busy
-            assert not any(x["error"] and x["error"]["code"] == "busy" for x in be.replies() if x.get("request_id") not in ghost)
+            assert not any(
+                x["error"] and x["error"]["code"] == "busy" for x in be.replies() if x.get("request_id") not in ghost
+            )
             assert bridge.alive() and face.alive() and events.alive() and det.alive()
             release.set()
     finally:
@@ -413,7 +478,9 @@ def _raw(port: int, data: bytes, read: bool = True) -> bytes:
         return got
 
 
-def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_node, ros_node, broker, tmp_path: Path) -> None:
+def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(
+    start_node, ros_node, broker, tmp_path: Path
+) -> None:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from nano_vision_msgs.msg import Event
@@ -423,8 +490,11 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
     node = ros_node("hostile_events", "/cam0")
     host = BoundedServices(node)
     host.add(ReloadConfig, "reload_config", lambda req, resp: (setattr(resp, "rules", ["r"]), resp)[1])
-    ev_pub = node.create_publisher(Event, "/cam0/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                                                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    ev_pub = node.create_publisher(
+        Event,
+        "/cam0/events",
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )
     bridge = start_bridge(start_node, broker.port, tmp_path, "-p", "command_timeout:=10.0", "-p", "stats_period:=1.0")
     be = Backend(broker.port)
 
@@ -432,8 +502,11 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
         msg = event_msg("cam0", "intrusion")
         eid = msg.event_id
         ev_pub.publish(msg)
-        wait_for(lambda: any(json.loads(p).get("event_id") == eid for p in be.on(f"{BASE}/events")), 60,
-                 what=f"an event delivered after {after}")
+        wait_for(
+            lambda: any(json.loads(p).get("event_id") == eid for p in be.on(f"{BASE}/events")),
+            60,
+            what=f"an event delivered after {after}",
+        )
         r = be.call("reload_config", timeout=60)
         assert r["ok"] is True and r["replies"][0]["result"] == {"camera": "cam0", "rules": ["r"]}, (after, r)
         assert bridge.alive(), after
@@ -446,9 +519,16 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
             with pytest.raises(ValueError):
                 be.c.publish(bad, b"{}", qos=1)
         # sent raw anyway, a wildcard, NUL, control character or bad UTF-8 in a PUBLISH topic: mosquitto drops that client
-        for topic in (f"{BASE}/cmd/+".encode(), f"{BASE}/cmd/#".encode(), f"{BASE}/cmd/re\0load".encode(),
-                      f"{BASE}/cmd/reload_config\t".encode(), f"{BASE}/cmd/\xff\xfe".encode("latin-1")):
-            got = _raw(broker.port, _connect_packet(b"evil-" + uuid.uuid4().hex[:8].encode()) + _publish_packet(topic, b"{}"))
+        for topic in (
+            f"{BASE}/cmd/+".encode(),
+            f"{BASE}/cmd/#".encode(),
+            f"{BASE}/cmd/re\0load".encode(),
+            f"{BASE}/cmd/reload_config\t".encode(),
+            f"{BASE}/cmd/\xff\xfe".encode("latin-1"),
+        ):
+            got = _raw(
+                broker.port, _connect_packet(b"evil-" + uuid.uuid4().hex[:8].encode()) + _publish_packet(topic, b"{}")
+            )
             assert got[:1] == b"\x20", got  # CONNACK, then the broker closed the connection
         still_serving("wildcard/NUL/invalid UTF-8 topics")
         # names the bridge receives (one topic level under cmd/) but refuses, each with an error reply
@@ -468,11 +548,16 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
         # garbage and malformed packets straight on the broker's socket
         rnd = __import__("random").Random(15)
         garbage = [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 2000))) for _ in range(20)]
-        garbage += [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x10\xff\xff\xff\xff\x7f", b"\x10\x05\x00\x04MQ",
-                    b"\x10\x0c\x00\x04MQTT\x63\x02\x00\x1e\x00\x00",  # unknown protocol level
-                    _connect_packet(b"") + b"\x30\xff\xff\xff\x7f" + b"A" * 1000,  # PUBLISH claiming 256 MB
-                    _connect_packet(b"evil-dup") + b"\x10" + _varint(3) + b"abc",  # a second CONNECT
-                    b"\xf0\x00", b"\x00" * 4096]
+        garbage += [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\x10\xff\xff\xff\xff\x7f",
+            b"\x10\x05\x00\x04MQ",
+            b"\x10\x0c\x00\x04MQTT\x63\x02\x00\x1e\x00\x00",  # unknown protocol level
+            _connect_packet(b"") + b"\x30\xff\xff\xff\x7f" + b"A" * 1000,  # PUBLISH claiming 256 MB
+            _connect_packet(b"evil-dup") + b"\x10" + _varint(3) + b"abc",  # a second CONNECT
+            b"\xf0\x00",
+            b"\x00" * 4096,
+        ]
         for data in garbage:
             _raw(broker.port, data, read=False)
         idle = [socket.create_connection(("127.0.0.1", broker.port), timeout=5) for _ in range(20)]  # half-open, silent
@@ -491,14 +576,28 @@ def test_odd_command_topics_and_garbage_packets_leave_the_bridge_serving(start_n
         be.close()
 
 
-def test_enroll_image_path_refused_when_no_directory_is_allowed(start_node, ros_node, tmp_path: Path, samples: Path) -> None:
+def test_enroll_image_path_refused_when_no_directory_is_allowed(
+    start_node, ros_node, tmp_path: Path, samples: Path
+) -> None:
     """Over DDS, with ``allowed_image_dirs:=['']``: image_path is refused, image bytes still work."""
     from nano_vision_msgs.srv import EnrollFace
 
     img = tmp_path / "a.png"
     shutil.copy(samples / "astronaut.png", img)
-    face = start_node("face_node", "-r", "__ns:=/gate9", "-p", f"gallery:={tmp_path / 'faces.db'}", "-p", "detector.kind:=centerface",
-                      "-p", "allowed_image_dirs:=['']", "-p", "command_timeout:=30.0", name="face")
+    face = start_node(
+        "face_node",
+        "-r",
+        "__ns:=/gate9",
+        "-p",
+        f"gallery:={tmp_path / 'faces.db'}",
+        "-p",
+        "detector.kind:=centerface",
+        "-p",
+        "allowed_image_dirs:=['']",
+        "-p",
+        "command_timeout:=30.0",
+        name="face",
+    )
     node = ros_node("enroll_client")
     wait_for(lambda: "faces: centerface" in face.log(), 120, what="face_node configured")
     r = call_service(node, EnrollFace, "/gate9/face_node/enroll_face", name="A", image_path=str(img))

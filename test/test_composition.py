@@ -1,6 +1,7 @@
 """Several nodes in one process (site file `processes:`): the graph a probe node sees (node names,
 namespaces, topics, parameter values) is the same as with one process per node; the runner starts
 one process per camera; a bad node in a container fails the start naming it; Ctrl-C stops all."""
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,8 @@ PARAMS = """
 def _site(tmp_path: Path, processes: str, cam_b_nodes: str = "[camera, events]") -> Path:
     (tmp_path / "params.yaml").write_text(textwrap.dedent(PARAMS).format(snap=tmp_path / "snaps"))
     site = tmp_path / f"site_{processes}.yaml"
-    site.write_text(textwrap.dedent(f"""
+    site.write_text(
+        textwrap.dedent(f"""
         params_file: params.yaml
         discovery_range: localhost
         fastdds_small_profile: {Path(__file__).resolve().parent.parent / "config" / "fastdds_small.xml"}
@@ -49,7 +51,8 @@ def _site(tmp_path: Path, processes: str, cam_b_nodes: str = "[camera, events]")
             nodes: [camera, events]
           - name: cam_b
             nodes: {cam_b_nodes}
-    """))
+    """)
+    )
     return site
 
 
@@ -83,25 +86,41 @@ def _observe(tmp_path: Path, processes: str, ros_node) -> dict:
     def counter(topic):
         def cb(_m: Image) -> None:
             frames[topic] += 1
+
         return cb
 
     subs = [probe.create_subscription(Image, t, counter(t), qos.SENSOR) for t in frames]
     log = open(tmp_path / f"runner_{processes}.log", "w+")
-    runner = subprocess.Popen([NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    expected = {("camera_node", "/cam_a"), ("events_node", "/cam_a"), ("camera_node", "/cam_b"), ("events_node", "/cam_b")}
+    runner = subprocess.Popen(
+        [NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    expected = {
+        ("camera_node", "/cam_a"),
+        ("events_node", "/cam_a"),
+        ("camera_node", "/cam_b"),
+        ("events_node", "/cam_b"),
+    }
     try:
-        wait_for(lambda: all(c >= 3 for c in frames.values()), timeout=60, what=f"frames from both cameras ({processes})")
-        names = wait_for(lambda: (lambda n: n if expected <= n else None)(set(probe.get_node_names_and_namespaces())),
-                         timeout=30, what="all four nodes in the graph")
+        wait_for(
+            lambda: all(c >= 3 for c in frames.values()), timeout=60, what=f"frames from both cameras ({processes})"
+        )
+        names = wait_for(
+            lambda: (lambda n: n if expected <= n else None)(set(probe.get_node_names_and_namespaces())),
+            timeout=30,
+            what="all four nodes in the graph",
+        )
         ours = {n for n in names if n[1] in ("/cam_a", "/cam_b")}
+
         def cam_topics() -> set[str]:
             return {t for t, _ in probe.get_topic_names_and_types() if t.startswith(("/cam_a/", "/cam_b/"))}
 
         # discovery of every endpoint takes a while on a loaded machine: wait until both events
         # nodes' inputs are seen, then until the set stops changing
-        wait_for(lambda: {"/cam_a/clips", "/cam_b/clips", "/cam_a/plates", "/cam_b/plates"} <= cam_topics(),
-                 timeout=60, what=f"the events nodes' topics in the graph ({processes})")
+        wait_for(
+            lambda: {"/cam_a/clips", "/cam_b/clips", "/cam_a/plates", "/cam_b/plates"} <= cam_topics(),
+            timeout=60,
+            what=f"the events nodes' topics in the graph ({processes})",
+        )
         seen: list[set[str]] = [set()]
 
         def stable() -> bool:
@@ -112,12 +131,18 @@ def _observe(tmp_path: Path, processes: str, ros_node) -> dict:
 
         wait_for(stable, timeout=30, interval=2.0, what="a stable topic list")
         topics = seen[0]
-        params = {ns: _get_params(probe, f"{ns}/camera_node", ["fps", "width", "source"]) for ns in ("/cam_a", "/cam_b")}
+        params = {
+            ns: _get_params(probe, f"{ns}/camera_node", ["fps", "width", "source"]) for ns in ("/cam_a", "/cam_b")
+        }
         params["events"] = _get_params(probe, "/cam_b/events_node", ["snapshot_dir"])
         kids = _children(runner.pid)
         runner.send_signal(signal.SIGINT)
         code = runner.wait(60)
-        alive = [k for k in kids if Path(f"/proc/{k}").exists() and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()]
+        alive = [
+            k
+            for k in kids
+            if Path(f"/proc/{k}").exists() and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()
+        ]
     finally:
         for s in subs:
             probe.destroy_subscription(s)
@@ -160,29 +185,36 @@ def test_per_camera_site_shows_the_same_graph_as_per_node(tmp_path, ros_node):
     assert per_camera["params"] == per_node["params"]
     assert per_camera["params"]["/cam_b"] == [4.0, 320, "test://pattern"]  # the per-camera override reached its node
     assert per_camera["params"]["/cam_a"][0] == 5.0
-    assert "started cam_a_container" in per_camera["log"] and "cam_a/camera_node, cam_a/events_node" in per_camera["log"]
+    assert (
+        "started cam_a_container" in per_camera["log"] and "cam_a/camera_node, cam_a/events_node" in per_camera["log"]
+    )
 
 
 def test_bad_node_in_a_container_fails_the_start_naming_it(tmp_path):
     site = _site(tmp_path, "per_camera", cam_b_nodes="[camera, {kind: events, params: {min_score: 7.5}}]")
     t0 = time.monotonic()
     # --no-check: the container's own start-up failure path (`nano-vision check` would refuse the site first)
-    res = subprocess.run([NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True,
-                         text=True, timeout=90)
+    res = subprocess.run(
+        [NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True, text=True, timeout=90
+    )
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert "cam_b_container exited with code 2 during start-up" in res.stderr
     assert "cam_b/events_node" in res.stderr and "min_score" in res.stderr, res.stderr[-2000:]
     assert time.monotonic() - t0 < 90
 
 
-@pytest.mark.parametrize("arg,needle", [
-    ('{"executable": "teleport_node", "args": []}', "teleport_node"),
-    ("not json", "not JSON"),
-    ('{"name": "x"}', "'executable' and 'args'"),
-])
+@pytest.mark.parametrize(
+    "arg,needle",
+    [
+        ('{"executable": "teleport_node", "args": []}', "teleport_node"),
+        ("not json", "not JSON"),
+        ('{"name": "x"}', "'executable' and 'args'"),
+    ],
+)
 def test_container_names_a_bad_node_argument(arg, needle):
-    res = subprocess.run([sys.executable, "-m", "nano_vision_ros.ros.container", arg], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "nano_vision_ros.ros.container", arg], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 2 and needle in res.stderr, res.stderr
 
 

@@ -1,4 +1,5 @@
 """YAML configuration with file:line problems (core.config_yaml): site file, task profiles."""
+
 from __future__ import annotations
 
 import textwrap
@@ -19,7 +20,10 @@ def _write(tmp_path, name: str, body: str):
 
 
 def test_site_file_unknown_keys_named_with_lines_and_hints(tmp_path):
-    site = _write(tmp_path, "site.yaml", """
+    site = _write(
+        tmp_path,
+        "site.yaml",
+        """
         site_id: x
         flavour: vanilla
         services:
@@ -31,7 +35,8 @@ def test_site_file_unknown_keys_named_with_lines_and_hints(tmp_path):
               - {kind: detector, nmae: x}
         camras: []
         site_id: y
-    """)
+    """,
+    )
     with pytest.raises(ConfigProblems) as err:
         load_site(site)
     assert err.value.problems == [
@@ -44,12 +49,16 @@ def test_site_file_unknown_keys_named_with_lines_and_hints(tmp_path):
 
 
 def test_task_profile_unknown_keys_and_bad_values_with_lines(tmp_path):
-    prof = _write(tmp_path, "t.yaml", """
+    prof = _write(
+        tmp_path,
+        "t.yaml",
+        """
         model: m.onnx
         decodr: yolov5
         input: {resise: letterbox}
         score_threshold: 3
-    """)
+    """,
+    )
     with pytest.raises(ConfigProblems) as err:
         load_profile(str(prof))
     assert err.value.problems == [
@@ -96,23 +105,29 @@ def test_yaml_inside_a_params_string_points_into_the_outer_file(model):
         validate_yaml(model, doc)
     probs = err.value.problems
     assert any(p.startswith("site_params.yaml:22: key 'treshold' in 'rules.0' unknown") for p in probs), probs
-    assert any(p.startswith("site_params.yaml:24: key 'lables' in 'rules.1' unknown (did you mean 'labels'?)")
-               for p in probs), probs
+    assert any(
+        p.startswith("site_params.yaml:24: key 'lables' in 'rules.1' unknown (did you mean 'labels'?)") for p in probs
+    ), probs
 
 
 def test_profile_option_keys_are_typed(tmp_path):
     """decoder_options / backend_options are models: a misspelled option is named, not defaulted."""
-    prof = _write(tmp_path, "opts.yaml", """
+    prof = _write(
+        tmp_path,
+        "opts.yaml",
+        """
         model: m.onnx
         decoder: yolov5
         decoder_options: {anchor: [[1, 2]]}
         backend: onnxruntime
         backend_options: {thread: 2, precision: fp8}
-    """)
+    """,
+    )
     with pytest.raises(ConfigProblems) as err:
         load_profile(str(prof))
     probs = err.value.problems
     assert probs[0] == f"{prof}:3: key 'anchor' in 'decoder_options' unknown (did you mean 'anchors'?)"
     assert f"{prof}:5: key 'thread' in 'backend_options' unknown (did you mean 'threads'?)" in probs
-    assert any(p.startswith(f"{prof}:5: 'backend_options.precision': Input should be 'fp32', 'fp16' or 'int8'")
-               for p in probs), probs
+    assert any(
+        p.startswith(f"{prof}:5: 'backend_options.precision': Input should be 'fp32', 'fp16' or 'int8'") for p in probs
+    ), probs

@@ -1,5 +1,6 @@
 """Decoders on real model outputs (NanoDet-m, CenterNet on dog.jpg) and on small ONNX graphs whose
 outputs encode known boxes, decoded back to those boxes in source pixels."""
+
 from __future__ import annotations
 
 import sys
@@ -30,7 +31,7 @@ DOG_REF = {
 
 def _match(dets, label: str) -> float:
     ref = np.array([DOG_REF[label]], np.float32)
-    ious = [iou_matrix(ref, dets.boxes[i:i + 1])[0, 0] for i in range(len(dets)) if dets.label_of(i) == label]
+    ious = [iou_matrix(ref, dets.boxes[i : i + 1])[0, 0] for i in range(len(dets)) if dets.label_of(i) == label]
     return max(ious, default=0.0)
 
 
@@ -60,11 +61,20 @@ def test_centernet_end_to_end(samples):
 
 # --- small ONNX graphs with known outputs -------------------------------------------------------
 
-def _const_model(path: Path, outputs: dict[str, np.ndarray], in_shape=(1, 3, 320, 320), extra_inputs=(),
-                 metadata: dict[str, str] | None = None, out_types: dict[str, int] | None = None) -> Path:
+
+def _const_model(
+    path: Path,
+    outputs: dict[str, np.ndarray],
+    in_shape=(1, 3, 320, 320),
+    extra_inputs=(),
+    metadata: dict[str, str] | None = None,
+    out_types: dict[str, int] | None = None,
+) -> Path:
     """A graph whose outputs are constants (plus 0 x mean(input), so the input is used)."""
-    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"])]
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+    ]
     inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
     outs = []
     for name, arr in outputs.items():
@@ -133,8 +143,15 @@ def test_yolov5_flat(tmp_path, resize):
     rows[2] = [*_cxcywh(b), 0.7, 0.9, 0.1, 0.1]  # helmet .63
     rows[3] = [*_cxcywh(b), 0.2, 0.1, 0.1, 0.9]  # below threshold
     model = _const_model(tmp_path / "v5.onnx", {"output0": rows[None]})
-    prof = _profile(tmp_path, name="ppe", model=str(model), decoder="yolov5", labels=["helmet", "head", "person"],
-                    score_threshold=0.3, input={"resize": resize})
+    prof = _profile(
+        tmp_path,
+        name="ppe",
+        model=str(model),
+        decoder="yolov5",
+        labels=["helmet", "head", "person"],
+        score_threshold=0.3,
+        input={"resize": resize},
+    )
     det = build_detector(load_profile(str(prof)))
     dets = det.detect(_frame())
     _check(dets, [(SRC_BOX, "head", 0.855), (SRC_BOX2, "helmet", 0.63)])
@@ -148,8 +165,14 @@ def test_yolov5_raw_anchor_grid(tmp_path):
     head[0, 0, 5, 4, 4] = 5.0
     head[0, 0, 5, 4, 5 + 1] = 5.0
     model = _const_model(tmp_path / "raw.onnx", {"p5": head})
-    prof = _profile(tmp_path, name="raw", model=str(model), decoder="yolov5", labels=["smoke", "fire"],
-                    decoder_options={"anchors": [[116, 90, 156, 198, 373, 326]]})
+    prof = _profile(
+        tmp_path,
+        name="raw",
+        model=str(model),
+        decoder="yolov5",
+        labels=["smoke", "fire"],
+        decoder_options={"anchors": [[116, 90, 156, 198, 373, 326]]},
+    )
     det = build_detector(load_profile(str(prof)))
     dets = det.detect(_frame())
     cx, cy, w, h = (4 + 0.5) * 32, (5 + 0.5) * 32, 116, 90
@@ -167,8 +190,12 @@ def test_yolov8_with_metadata_names(tmp_path):
     out[0, :4, 0], out[0, 4:, 0] = _cxcywh(a), [0.05, 0.88, 0.0]
     out[0, :4, 1], out[0, 4:, 1] = _cxcywh(a + 2), [0.05, 0.7, 0.0]
     out[0, :4, 7], out[0, 4:, 7] = _cxcywh(b), [0.0, 0.0, 0.66]
-    model = _const_model(tmp_path / "v8.onnx", {"output0": out}, in_shape=(1, 3, 320, 320),
-                         metadata={"names": "{0: 'helmet', 1: 'head', 2: 'person'}"})
+    model = _const_model(
+        tmp_path / "v8.onnx",
+        {"output0": out},
+        in_shape=(1, 3, 320, 320),
+        metadata={"names": "{0: 'helmet', 1: 'head', 2: 'person'}"},
+    )
     prof = _profile(tmp_path, name="v8", model=str(model), decoder="auto")  # guessed; names from metadata
     det = build_detector(load_profile(str(prof)))
     assert det.labels == ["helmet", "head", "person"]
@@ -199,10 +226,20 @@ def test_yolov3_model_zoo_layout(tmp_path):
     boxes[0, 5] = b[[1, 0, 3, 2]]
     scores[0, 0, 2], scores[0, 1, 5] = 0.9, 0.75
     indices = np.array([[0, 0, 2], [0, 1, 5]], np.float32)
-    model = _const_model(tmp_path / "zoo.onnx", {"boxes": boxes, "scores": scores, "indices": indices},
-                         extra_inputs=[("image_shape", (1, 2))], out_types={"indices": TensorProto.INT32})
-    prof = _profile(tmp_path, name="zoo", model=str(model), decoder="yolov3", labels=["vest", "no-vest"],
-                    decoder_options={"box_format": "yxyx"})
+    model = _const_model(
+        tmp_path / "zoo.onnx",
+        {"boxes": boxes, "scores": scores, "indices": indices},
+        extra_inputs=[("image_shape", (1, 2))],
+        out_types={"indices": TensorProto.INT32},
+    )
+    prof = _profile(
+        tmp_path,
+        name="zoo",
+        model=str(model),
+        decoder="yolov3",
+        labels=["vest", "no-vest"],
+        decoder_options={"box_format": "yxyx"},
+    )
     det = build_detector(load_profile(str(prof)))
     assert not det.decoder.needs_nms
     _check(det.detect(_frame()), [(SRC_BOX, "vest", 0.9), (SRC_BOX2, "no-vest", 0.75)])
@@ -220,8 +257,9 @@ def test_end_to_end_layouts(tmp_path, width):
     else:  # YOLOv7 end2end ONNX: [N, 7] over the batch; a row of image 1 must be ignored
         d = np.array([[0, *a, 1, 0.9], [0, *b, 0, 0.5], [1, *a, 0, 0.99]], np.float32)
     model = _const_model(tmp_path / "e2e.onnx", {"det": d})
-    prof = _profile(tmp_path, name="e2e", model=str(model), decoder="auto", labels=["smoke", "fire"],
-                    input={"resize": "resize"})
+    prof = _profile(
+        tmp_path, name="e2e", model=str(model), decoder="auto", labels=["smoke", "fire"], input={"resize": "resize"}
+    )
     det = build_detector(load_profile(str(prof)))
     assert det.decoder.name == "end2end"
     _check(det.detect(_frame()), [(SRC_BOX, "fire", 0.9), (SRC_BOX2, "smoke", 0.5)])
@@ -237,9 +275,12 @@ def test_pipeline_class_gets_options(tmp_path, monkeypatch):
         "    def detect(self, image_bgr):\n"
         "        return Detections([[1, 2, 3, 4]], [0.9], [1], self.labels)\n"
         "    def close(self):\n"
-        "        pass\n")
+        "        pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    prof = _profile(tmp_path, name="mask2", pipeline="my_pipeline:Two", options={"face_model": "f.onnx", "min_size": 24})
+    prof = _profile(
+        tmp_path, name="mask2", pipeline="my_pipeline:Two", options={"face_model": "f.onnx", "min_size": 24}
+    )
     det = build_detector(load_profile(str(prof)))
     assert (det.face_model, det.min_size) == ("f.onnx", 24)
     assert det.detect(_frame()).label_of(0) == "no_mask"
@@ -260,10 +301,14 @@ def test_profile_errors(tmp_path):
     rows = np.zeros((1, 5, 8), np.float32)
     model = _const_model(tmp_path / "v5.onnx", {"output0": rows})
     with pytest.raises(ModelError, match="labels name 2 classes but the model outputs 3"):
-        build_detector(load_profile(str(_profile(tmp_path, name="y", model=str(model), decoder="yolov5", labels=["a", "b"]))))
+        build_detector(
+            load_profile(str(_profile(tmp_path, name="y", model=str(model), decoder="yolov5", labels=["a", "b"])))
+        )
     # decoder that does not fit the outputs
     with pytest.raises(ModelError, match="nanodet decoder"):
-        build_detector(load_profile(str(_profile(tmp_path, name="z", model=str(model), decoder="nanodet", labels=["a", "b", "c"]))))
+        build_detector(
+            load_profile(str(_profile(tmp_path, name="z", model=str(model), decoder="nanodet", labels=["a", "b", "c"])))
+        )
 
 
 def test_nms_matches_numpy_and_is_class_aware():

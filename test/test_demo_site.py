@@ -3,6 +3,7 @@ ports, folders and clip lengths changed for the test) run by `nano-vision site`,
 mosquitto, nginx-rtmp and clip receiver it starts. An external MQTT subscriber gets schema-valid
 events and the retained `online` status, the annotated stream is readable over RTMP as H.264, and
 an event clip reaches the receiver intact."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,13 @@ def test_demo_site_end_to_end(tmp_path):
     site = demo_site_files(tmp_path, mqtt_port, rtmp_port, recv_port, metrics_port)
     schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
     log = open(tmp_path / "site.log", "w+")
-    runner = subprocess.Popen([NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    runner = subprocess.Popen(
+        [NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
     events: list[dict] = []
     status: list[str] = []
     lock = threading.Lock()
@@ -45,6 +51,7 @@ def test_demo_site_end_to_end(tmp_path):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-test")
     client.on_message = on_message
     try:
+
         def connected():
             try:
                 client.connect("127.0.0.1", mqtt_port)
@@ -60,17 +67,50 @@ def test_demo_site_end_to_end(tmp_path):
 
         # the annotated live stream: H.264 at the camera's size
         probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-rw_timeout", "15000000", "-select_streams", "v:0", "-show_entries",
-             "stream=codec_name,width,height", "-of", "json", f"rtmp://127.0.0.1:{rtmp_port}/live/cam0"],
-            capture_output=True, text=True, timeout=60)
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-rw_timeout",
+                "15000000",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "json",
+                f"rtmp://127.0.0.1:{rtmp_port}/live/cam0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         stream = json.loads(probe.stdout or "{}").get("streams", [{}])[0]
         assert (stream.get("codec_name"), stream.get("width"), stream.get("height")) == ("h264", 768, 576), probe.stderr
         # ... drawn by the events node: the walkway zone's top edge (y = 400, config/site_params.yaml) is a
         # white line across the frame, and the legend panel sits top left (docs/VIEWS.md)
-        grab = subprocess.run(["ffmpeg", "-v", "error", "-rw_timeout", "15000000", "-i", f"rtmp://127.0.0.1:{rtmp_port}/live/cam0",
-                               "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"], check=True, capture_output=True,
-                              timeout=60)
-        frame = np.frombuffer(grab.stdout, np.uint8)[:768 * 576 * 3].reshape(576, 768, 3)
+        grab = subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-rw_timeout",
+                "15000000",
+                "-i",
+                f"rtmp://127.0.0.1:{rtmp_port}/live/cam0",
+                "-frames:v",
+                "1",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "bgr24",
+                "-",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        frame = np.frombuffer(grab.stdout, np.uint8)[: 768 * 576 * 3].reshape(576, 768, 3)
         white = (frame[396:404, 20:740] > 170).all(axis=2).mean(axis=1).max()
         assert white > 0.6, f"walkway zone edge not on the stream ({white:.2f} of the row white)"
         assert frame[2:40, 2:150].mean() < frame[200:300, 2:150].mean(), "legend panel (dark) top left"
@@ -81,8 +121,11 @@ def test_demo_site_end_to_end(tmp_path):
         local = {p.name: p for p in (tmp_path / "var" / "clips").glob("*.mp4")}
         for c in clips:
             assert hashlib.sha256(c.read_bytes()).hexdigest() == hashlib.sha256(local[c.name].read_bytes()).hexdigest()
-        wait_for(lambda: any((e.get("clip") or {}).get("upload_state") == "done" for e in events), timeout=60,
-                 what="an event update saying its clip is uploaded")
+        wait_for(
+            lambda: any((e.get("clip") or {}).get("upload_state") == "done" for e in events),
+            timeout=60,
+            what="an event update saying its clip is uploaded",
+        )
 
         # Prometheus metrics of the running demo: every node up, the camera and detector at a rate
         def scraped() -> dict[tuple[str, str], float]:
@@ -93,15 +136,26 @@ def test_demo_site_end_to_end(tmp_path):
                     text = r.read().decode()
             except OSError:
                 return {}
-            return {(s.name, s.labels.get("node", "")): s.value
-                    for fam in text_string_to_metric_families(text) for s in fam.samples}
+            return {
+                (s.name, s.labels.get("node", "")): s.value
+                for fam in text_string_to_metric_families(text)
+                for s in fam.samples
+            }
 
         def all_up() -> dict[tuple[str, str], float]:
             m = scraped()
-            want = ["/cam0/camera_node", "/cam0/detector_node", "/cam0/events_node", "/cam0/rtmp_streamer_node",
-                    "/cam0/recorder_node", "/mqtt_bridge_node", "/uploader_node"]
+            want = [
+                "/cam0/camera_node",
+                "/cam0/detector_node",
+                "/cam0/events_node",
+                "/cam0/rtmp_streamer_node",
+                "/cam0/recorder_node",
+                "/mqtt_bridge_node",
+                "/uploader_node",
+            ]
             ok = all(m.get(("nano_vision_node_up", n)) == 1 for n in want) and all(
-                m.get(("nano_vision_node_fps", n), 0) > 0 for n in want[:2])
+                m.get(("nano_vision_node_fps", n), 0) > 0 for n in want[:2]
+            )
             return m if ok else {}
 
         wait_for(all_up, timeout=60, interval=1.0, what="/metrics: every demo node up, camera and detector fps > 0")

@@ -1,5 +1,6 @@
 """detector_node end to end over DDS: frames -> detector_node (own process) -> subscribers here;
 the set_threshold service; bad model / runtime leaves the lifecycle node up and unconfigured."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,9 +52,18 @@ class _Frames:
 
 def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, samples):
     ns = "/det1"
-    det = start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=coco_objects", "-p", "annotate:=true",
-                     "-p", "score_threshold:=0.3",  # truck scores .36 on the photo, a little less after MJPG
-                     name="detector")
+    det = start_node(
+        "detector_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "task:=coco_objects",
+        "-p",
+        "annotate:=true",
+        "-p",
+        "score_threshold:=0.3",  # truck scores .36 on the photo, a little less after MJPG
+        name="detector",
+    )
     node = ros_node("det_test_client")
     got: list[Detection2DArray] = []
     labels: list[LabelInfo] = []
@@ -62,8 +72,12 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     node.create_subscription(LabelInfo, f"{ns}/detections/labels", labels.append, qos.LATCHED)
     node.create_subscription(Image, f"{ns}/image_annotated", annotated.append, qos.SENSOR)
     diags: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: diags.extend(s for s in m.status if s.name == f"{ns}/detector_node"), 10)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diags.extend(s for s in m.status if s.name == f"{ns}/detector_node"),
+        10,
+    )
     img = cv2.imread(str(samples / "dog.jpg"))
     if CAMERA_NODE.is_file():  # the real camera node, playing a short clip of the still photo
         src = det.log_path.parent / "dog.avi"
@@ -71,8 +85,18 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
         for _ in range(5):
             writer.write(img)
         writer.release()
-        start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={src}", "-p", "fps:=5.0",
-                   "-p", "frame_id:=cam0_optical", name="camera")
+        start_node(
+            "camera_node",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"source:={src}",
+            "-p",
+            "fps:=5.0",
+            "-p",
+            "frame_id:=cam0_optical",
+            name="camera",
+        )
     else:
         _Frames(node, f"{ns}/image_raw", img)
 
@@ -94,17 +118,23 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     assert msg.header.stamp.sec > 0
     # the same still scene: track ids are set and stay the same across frames
     wait_for(lambda: len([m for m in got if "bicycle" in labels_of(m)]) >= 3, 30, what="three frames with the bicycle")
+
     def best_bicycle_id(m):
-        return max((d for d in m.detections if d.results[0].hypothesis.class_id == "bicycle"),
-                   key=lambda d: d.results[0].hypothesis.score).id
+        return max(
+            (d for d in m.detections if d.results[0].hypothesis.class_id == "bicycle"),
+            key=lambda d: d.results[0].hypothesis.score,
+        ).id
 
     ids = [best_bicycle_id(m) for m in got if "bicycle" in labels_of(m)]
     assert ids[-1] != "" and ids[-1] == ids[-2] == ids[-3]
     wait_for(lambda: annotated, 20, what="image_annotated")
     a = annotated[-1]
     assert (a.width, a.height, a.encoding) == (768, 576, "bgr8")
-    wait_for(lambda: any(dict((kv.key, kv.value) for kv in d.values).get("frames", "0") != "0" for d in diags), 10,
-             what="diagnostics with frames")
+    wait_for(
+        lambda: any(dict((kv.key, kv.value) for kv in d.values).get("frames", "0") != "0" for d in diags),
+        10,
+        what="diagnostics with frames",
+    )
     values = dict((kv.key, kv.value) for kv in diags[-1].values)
     assert values["state"] == "active" and values["backend"] == "onnxruntime"
     assert float(values["infer_ms"]) > 0 and float(values["fps"]) > 0 and "dropped" in values
@@ -119,7 +149,9 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     assert [d.results[0].hypothesis.class_id for d in got[-1].detections] == ["bicycle"]
     wait_for(lambda: labels and labels[-1].threshold == pytest.approx(0.6), 10, what="LabelInfo with new threshold")
     r2 = call_service(node, SetThreshold, f"{ns}/detector_node/set_threshold", 30, score_threshold=7.0)
-    assert not r2.success and "parameter 'score_threshold'" in r2.message and "less than or equal to 1" in r2.message, r2
+    assert not r2.success and "parameter 'score_threshold'" in r2.message and "less than or equal to 1" in r2.message, (
+        r2
+    )
     assert det.alive()
 
 
@@ -144,8 +176,10 @@ def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
         "shape": (str(_wrong_input_model(tmp_path / "flat.onnx")), "expected a 4-D image tensor"),
         "runtime": (str(engine), "TensorRT Python bindings are not installed"),
     }
-    procs = {k: start_node("detector_node", "-r", f"__ns:=/bad_{k}", "-p", f"model:={path}", name=f"bad_{k}")
-             for k, (path, _) in cases.items()}
+    procs = {
+        k: start_node("detector_node", "-r", f"__ns:=/bad_{k}", "-p", f"model:={path}", name=f"bad_{k}")
+        for k, (path, _) in cases.items()
+    }
     node = ros_node("bad_model_client")
     for k, (_, text) in cases.items():
         wait_for(lambda: text in procs[k].log(), 60, what=f"'{text}' in the log of the {k} case")
@@ -156,8 +190,15 @@ def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
     # the node is still usable: point it at a good model and configure again
     setp = node.create_client(SetParameters, "/bad_corrupt/detector_node/set_parameters")
     good = str(REPO / "models" / "nanodet_m_416_coco.onnx")
-    res = _call(node, setp, SetParameters.Request(parameters=[ParamMsg(
-        name="model", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=good))]))
+    res = _call(
+        node,
+        setp,
+        SetParameters.Request(
+            parameters=[
+                ParamMsg(name="model", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=good))
+            ]
+        ),
+    )
     assert res.results[0].successful, res.results[0].reason
     change = node.create_client(ChangeState, "/bad_corrupt/detector_node/change_state")
     ok = _call(node, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)), 60)
@@ -167,10 +208,12 @@ def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
     # the way down and up again (ros.lifecycle.ModelLifecycleNode): activate, deactivate, cleanup
     # (model freed), configure (model loaded again)
     get = node.create_client(GetState, "/bad_corrupt/detector_node/get_state")
-    for transition, label in ((Transition.TRANSITION_ACTIVATE, "active"),
-                              (Transition.TRANSITION_DEACTIVATE, "inactive"),
-                              (Transition.TRANSITION_CLEANUP, "unconfigured"),
-                              (Transition.TRANSITION_CONFIGURE, "inactive")):
+    for transition, label in (
+        (Transition.TRANSITION_ACTIVATE, "active"),
+        (Transition.TRANSITION_DEACTIVATE, "inactive"),
+        (Transition.TRANSITION_CLEANUP, "unconfigured"),
+        (Transition.TRANSITION_CONFIGURE, "inactive"),
+    ):
         res = _call(node, change, ChangeState.Request(transition=Transition(id=transition)), 60)
         assert res.success, f"transition {transition}"
         assert _call(node, get, GetState.Request()).current_state.label == label
@@ -182,18 +225,39 @@ def test_static_scene_runs_the_model_only_at_keepalive(start_node, ros_node, sam
     keep-alive period (counted by the node's diagnostics), and every frame still gets its
     detections with the same track ids (held from the last model run)."""
     ns = "/det_static"
-    start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=coco_objects", "-p", "annotate:=false",
-               "-p", "motion.keepalive_period:=2.0", "-p", "motion.hold:=0.2", name="detector_static")
+    start_node(
+        "detector_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "task:=coco_objects",
+        "-p",
+        "annotate:=false",
+        "-p",
+        "motion.keepalive_period:=2.0",
+        "-p",
+        "motion.hold:=0.2",
+        name="detector_static",
+    )
     node = ros_node("det_static_client")
     got: list[Detection2DArray] = []
     diags: list[dict] = []
     node.create_subscription(Detection2DArray, f"{ns}/detections", got.append, qos.RELIABLE)
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
-        dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name == f"{ns}/detector_node"), 10)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diags.extend(
+            dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name == f"{ns}/detector_node"
+        ),
+        10,
+    )
     img = cv2.imread(str(samples / "dog.jpg"))
     frames = _Frames(node, f"{ns}/image_raw", img, rate=10.0)
-    wait_for(lambda: len(got) >= 60 and diags and int(diags[-1].get("frames", "0")) >= 60, 120,
-             what="60 frames through detector_node")
+    wait_for(
+        lambda: len(got) >= 60 and diags and int(diags[-1].get("frames", "0")) >= 60,
+        120,
+        what="60 frames through detector_node",
+    )
     d = diags[-1]
     frames_seen, runs = int(d["frames"]), int(d["model_runs"])
     assert d["motion_gating"] == "True"
@@ -214,8 +278,16 @@ def test_static_scene_runs_the_model_only_at_keepalive(start_node, ros_node, sam
 def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
     """input_topics: one model, each camera's newest frame, outputs in each camera's namespace
     with its own tracks (the dog photo on one camera never shows up on the other)."""
-    det = start_node("detector_node", "-p", "input_topics:=['/mc_a/image_raw', '/mc_b/image_raw']",
-                     "-p", "annotate:=false", "-p", "score_threshold:=0.3", name="detector_multi")
+    det = start_node(
+        "detector_node",
+        "-p",
+        "input_topics:=['/mc_a/image_raw', '/mc_b/image_raw']",
+        "-p",
+        "annotate:=false",
+        "-p",
+        "score_threshold:=0.3",
+        name="detector_multi",
+    )
     node = ros_node("det_multi_client")
     got: dict[str, list[Detection2DArray]] = {"a": [], "b": []}
     labels: dict[str, list[LabelInfo]] = {"a": [], "b": []}
@@ -223,9 +295,16 @@ def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
         node.create_subscription(Detection2DArray, f"/mc_{k}/detections", got[k].append, qos.RELIABLE)
         node.create_subscription(LabelInfo, f"/mc_{k}/detections/labels", labels[k].append, qos.LATCHED)
     diags: list[dict] = []
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
-        dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name.endswith("/detector_node")
-        and any(kv.key == "mc_a.frames" for kv in s.values)), 10)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diags.extend(
+            dict((kv.key, kv.value) for kv in s.values)
+            for s in m.status
+            if s.name.endswith("/detector_node") and any(kv.key == "mc_a.frames" for kv in s.values)
+        ),
+        10,
+    )
     _Frames(node, "/mc_a/image_raw", cv2.imread(str(samples / "dog.jpg")))
     _Frames(node, "/mc_b/image_raw", cv2.imread(str(samples / "person.jpg")))
 
@@ -238,6 +317,9 @@ def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
     assert not any("bicycle" in labels_of(m) for m in got["b"]), "camera a's detections leaked into camera b"
     assert not any("horse" in labels_of(m) for m in got["a"]), "camera b's detections leaked into camera a"
     wait_for(lambda: labels["a"] and labels["b"], 10, what="a latched LabelInfo per camera")
-    wait_for(lambda: diags and int(diags[-1]["mc_a.frames"]) > 0 and int(diags[-1]["mc_b.frames"]) > 0, 20,
-             what="per-camera frame counts in diagnostics")
+    wait_for(
+        lambda: diags and int(diags[-1]["mc_a.frames"]) > 0 and int(diags[-1]["mc_b.frames"]) > 0,
+        20,
+        what="per-camera frame counts in diagnostics",
+    )
     assert det.alive()

@@ -3,6 +3,7 @@
 deleted. Asserted: no exception escapes into the caller, nothing already accepted is lost (queued
 events are still there to deliver, finished clips and enrolled faces intact), the error names the
 full disk, and writing works again once space returns."""
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,9 @@ NO_SPACE = ("No space left", "disk is full", "disk full")
 
 def _mount(mnt: Path, size: str) -> Path:
     mnt.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         if os.geteuid() == 0:
             pytest.fail(f"mount -t tmpfs failed as root: {r.stderr.strip()}")
@@ -103,8 +105,9 @@ def test_snapshot_reports_full_disk_leaves_no_partial_file_and_recovers(small_di
     filler = fill(disk)
     with caplog.at_level(logging.ERROR, logger="nano_vision_ros.core.events.snapshot"):
         assert w.write({**ev, "event_id": "e1"}, frame, T0 + 1) is None
-    assert w.failed == 1 and any("No space left" in r.getMessage() and "e1.jpg" in r.getMessage()
-                                 for r in caplog.records), caplog.text
+    assert w.failed == 1 and any(
+        "No space left" in r.getMessage() and "e1.jpg" in r.getMessage() for r in caplog.records
+    ), caplog.text
     assert sorted(p.name for p in (disk / "snaps" / "cam0").iterdir()) == ["e0.jpg"], "no partial file left"
     assert Path(first["path"]).read_bytes() == kept
     filler.unlink()
@@ -135,8 +138,15 @@ def test_recorder_skips_clips_on_full_disk_keeps_finished_ones_and_recovers(smal
     disk = small_disk("24m")
     clips: list[dict] = []
     errors: list[str] = []
-    opt = RecorderOptions(output_dir=str(disk / "clips"), camera="cam1", pre_seconds=2.0, post_seconds=2.0,
-                          fps=FPS, max_clip_seconds=30.0, min_free_bytes=2 * 1024 * 1024)
+    opt = RecorderOptions(
+        output_dir=str(disk / "clips"),
+        camera="cam1",
+        pre_seconds=2.0,
+        post_seconds=2.0,
+        fps=FPS,
+        max_clip_seconds=30.0,
+        min_free_bytes=2 * 1024 * 1024,
+    )
     rec = Recorder(opt, on_clip=clips.append, on_error=errors.append)
     cam = Camera(rec)
     cam.run_until(T0 + 8, {30: [{"event_id": "a", "state": "new"}]})
@@ -172,14 +182,41 @@ def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, s
     try:
         rules_file = tmp_path / "rules.yaml"
         rules_file.write_text(RULES)
-        start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules_file}", "-p", f"site_id:={SITE}",
-                   "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", "-p", "tick_period:=0.1",
-                   name="events")
+        start_node(
+            "events_node",
+            "-r",
+            "__ns:=/cam0",
+            "-p",
+            f"rules:={rules_file}",
+            "-p",
+            f"site_id:={SITE}",
+            "-p",
+            f"device_id:={DEVICE}",
+            "-p",
+            f"snapshot_dir:={tmp_path / 'snaps'}",
+            "-p",
+            "tick_period:=0.1",
+            name="events",
+        )
         outbox = disk / "outbox.sqlite"
-        bridge = start_node("mqtt_bridge_node", "-p", f"port:={broker.port}", "-p", f"site_id:={SITE}",
-                            "-p", f"device_id:={DEVICE}", "-p", "events_topics:=[/cam0/events]",
-                            "-p", f"outbox_path:={outbox}", "-p", "reconnect_max:=1.0", "-p", "stats_period:=1.0",
-                            name="bridge")
+        bridge = start_node(
+            "mqtt_bridge_node",
+            "-p",
+            f"port:={broker.port}",
+            "-p",
+            f"site_id:={SITE}",
+            "-p",
+            f"device_id:={DEVICE}",
+            "-p",
+            "events_topics:=[/cam0/events]",
+            "-p",
+            f"outbox_path:={outbox}",
+            "-p",
+            "reconnect_max:=1.0",
+            "-p",
+            "stats_period:=1.0",
+            name="bridge",
+        )
         sub = Subscriber(broker.port, client_id="disk-full-sub")
         feeder = Feeder(ros_node)
         feeder.wait_connected()
@@ -201,7 +238,9 @@ def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, s
         refused = set(feeder.keys()) - accepted
         assert refused and not (refused & mqtt_keys(sub)), "events refused by the full outbox wait in memory"
         filler.unlink()
-        wait_for(lambda: refused <= mqtt_keys(sub), 120, what="events received while the disk was full, once space returns")
+        wait_for(
+            lambda: refused <= mqtt_keys(sub), 120, what="events received while the disk was full, once space returns"
+        )
         before = set(feeder.keys())
         burst(feeder, 3000, 10, pace=0.05)
         wait_for(lambda: len(feeder.keys()) >= len(before) + 20, 60, what="20 more events on ROS")

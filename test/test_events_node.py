@@ -1,5 +1,6 @@
 """events_node in its own process: faces/plates topics, clip notices and upload states become
 schema-valid `update` events; bad rules stop it with exit code 2 naming the parameter."""
+
 from __future__ import annotations
 
 import threading
@@ -28,8 +29,20 @@ def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    node = start_node("events_node", "-r", "__ns:=/gate", "-p", f"rules:={rules}", "-p", "snapshots:=false",
-                      "-p", "site_id:=yard", "-p", "device_id:=jetson1", name="events")
+    node = start_node(
+        "events_node",
+        "-r",
+        "__ns:=/gate",
+        "-p",
+        f"rules:={rules}",
+        "-p",
+        "snapshots:=false",
+        "-p",
+        "site_id:=yard",
+        "-p",
+        "device_id:=jetson1",
+        name="events",
+    )
     n = ros_node("tester")
     rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     faces = n.create_publisher(Detection2DArray, "/gate/faces", rel)
@@ -43,14 +56,20 @@ def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
         with lock:
             got.append(event_from_msg(msg).to_json())
 
-    n.create_subscription(Event, "/gate/events", on_event,
-                          QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    n.create_subscription(
+        Event,
+        "/gate/events",
+        on_event,
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )
     for p in (faces, plates, clips, status):
         wait_for(lambda p=p: p.get_subscription_count() > 0, 30, what=f"events_node subscribed to {p.topic_name}")
 
     def dets(labels, tids):
         k = len(labels)
-        return Detections(np.tile([[10, 10, 50, 50]], (k, 1)), np.full(k, 0.9), np.arange(k), list(labels), np.array(tids))
+        return Detections(
+            np.tile([[10, 10, 50, 50]], (k, 1)), np.full(k, 0.9), np.arange(k), list(labels), np.array(tids)
+        )
 
     h = Header(frame_id="cam")
     h.stamp = n.get_clock().now().to_msg()
@@ -68,19 +87,36 @@ def test_faces_plates_and_clip_updates(start_node, ros_node, tmp_path):
     clips.publish(Clip(path="/clips/bad.mp4", sha256="not hex", event_ids=ids))  # refused, counted, logged
     clips.publish(Clip(event_ids=ids, path="/clips/g.mp4", duration=60.0, size=123456, sha256="0" * 64))
     for state in (ClipStatus.STATE_QUEUED, ClipStatus.STATE_UPLOADING, ClipStatus.STATE_DONE):
-        status.publish(ClipStatus(path="/clips/g.mp4", sha256="0" * 64, state=state,
-                                  remote="nv://backend/g.mp4" if state == ClipStatus.STATE_DONE else ""))
-    wait_for(lambda: sum(e.get("reason") == "clip_status" and e["clip"]["upload_state"] == "done" for e in got) == 2,
-             20, what="clip upload done updates for both events")
+        status.publish(
+            ClipStatus(
+                path="/clips/g.mp4",
+                sha256="0" * 64,
+                state=state,
+                remote="nv://backend/g.mp4" if state == ClipStatus.STATE_DONE else "",
+            )
+        )
+    wait_for(
+        lambda: sum(e.get("reason") == "clip_status" and e["clip"]["upload_state"] == "done" for e in got) == 2,
+        20,
+        what="clip upload done updates for both events",
+    )
     with lock:
         evs = list(got)
     for e in evs:
         validate_event(e)
-    plate_seq = [(e["state"], e.get("reason"), e["clip"]["upload_state"] if e["clip"] else None)
-                 for e in evs if e["event_id"] == plate["event_id"]]
-    assert plate_seq == [("new", None, None), ("end", None, None), ("update", "clip", "pending"),
-                         ("update", "clip_status", "queued"), ("update", "clip_status", "uploading"),
-                         ("update", "clip_status", "done")]
+    plate_seq = [
+        (e["state"], e.get("reason"), e["clip"]["upload_state"] if e["clip"] else None)
+        for e in evs
+        if e["event_id"] == plate["event_id"]
+    ]
+    assert plate_seq == [
+        ("new", None, None),
+        ("end", None, None),
+        ("update", "clip", "pending"),
+        ("update", "clip_status", "queued"),
+        ("update", "clip_status", "uploading"),
+        ("update", "clip_status", "done"),
+    ]
     assert [e["sequence"] for e in evs if e["event_id"] == plate["event_id"]] == [0, 1, 2, 3, 4, 5]
     done = [e for e in evs if e["event_id"] == plate["event_id"]][-1]
     assert done["clip"]["remote"] == "nv://backend/g.mp4" and done["clip"]["size"] == 123456
@@ -100,8 +136,16 @@ def test_bad_rules_exit_2_naming_the_parameter(start_node, tmp_path):
 def test_example_params_file_loads(start_node, tmp_path):
     from conftest import REPO
 
-    p = start_node("events_node", "--params-file", str(REPO / "config" / "events.yaml"), "-r", "__ns:=/gate",
-                   "-p", f"snapshot_dir:={tmp_path}", name="example")
+    p = start_node(
+        "events_node",
+        "--params-file",
+        str(REPO / "config" / "events.yaml"),
+        "-r",
+        "__ns:=/gate",
+        "-p",
+        f"snapshot_dir:={tmp_path}",
+        name="example",
+    )
     wait_for(lambda: "rules (" in p.log(), 30, what="events_node started with config/events.yaml")
     assert "camera gate: 7 rules (hardhat, vest, smoke, fire, mask, faces, plates)" in p.log()
     assert p.alive()

@@ -1,5 +1,6 @@
 """Core rule engine: debounce, cooldown, lifecycle, PPE association, zones, loitering, counts,
 faces, plates, clip updates; every event validates against the schema."""
+
 from __future__ import annotations
 
 import uuid
@@ -110,10 +111,16 @@ def test_vest_association_uses_torso_region():
 def test_cooldown_per_rule_and_track():
     eng = engine({"name": "mask", "type": "no_mask", "end_after": 0.2, "cooldown": 5.0})
     nm = lambda tid: ("no_mask", (0, 0, 20, 20), tid)
-    evs = run(eng, [(T0, dets(nm(1))), (T0 + 0.5, dets()),  # new + end at ~T0
-                    (T0 + 1.0, dets(nm(1), nm(2))),            # track 1 in cooldown, track 2 new
-                    (T0 + 1.5, dets()),
-                    (T0 + 6.0, dets(nm(1)))])                  # cooldown over: track 1 again
+    evs = run(
+        eng,
+        [
+            (T0, dets(nm(1))),
+            (T0 + 0.5, dets()),  # new + end at ~T0
+            (T0 + 1.0, dets(nm(1), nm(2))),  # track 1 in cooldown, track 2 new
+            (T0 + 1.5, dets()),
+            (T0 + 6.0, dets(nm(1))),
+        ],
+    )  # cooldown over: track 1 again
     states = [(e["state"], e["track_ids"]) for e in evs]
     assert states == [("new", [1]), ("end", [1]), ("new", [2]), ("end", [2]), ("new", [1])]
     assert len({e["event_id"] for e in evs if e["state"] == "new"}) == 3
@@ -141,8 +148,9 @@ def test_intrusion_zone_uses_foot_point():
 
 def test_loitering_after_dwell_with_dwell_time():
     zone = {"name": "gate", "polygon": [[0, 0], [640, 0], [640, 480], [0, 480]]}
-    eng = engine({"name": "loiter", "type": "loitering", "zone": zone, "dwell": 3.0, "end_after": 0.5,
-                  "update_interval": 1.0})
+    eng = engine(
+        {"name": "loiter", "type": "loitering", "zone": zone, "dwell": 3.0, "end_after": 0.5, "update_interval": 1.0}
+    )
     p = ("person", (10, 10, 50, 100), 4)
     evs = run(eng, [(T0 + i * 0.5, dets(p)) for i in range(11)] + [(T0 + 6.0, dets())])
     assert [e["state"] for e in evs] == ["new", "update", "update", "end"]
@@ -164,31 +172,63 @@ def test_count_threshold_per_class():
 
 def test_face_known_unknown_watchlist():
     eng = engine({"name": "faces", "type": "face", "watchlist": ["mallory"], "report_known": False})
-    evs = run(eng, [(T0, dets(("alice", (0, 0, 10, 10), 1), ("unknown", (20, 0, 30, 10), 2),
-                               ("mallory", (40, 0, 50, 10), 3)))], source="faces")
+    evs = run(
+        eng,
+        [(T0, dets(("alice", (0, 0, 10, 10), 1), ("unknown", (20, 0, 30, 10), 2), ("mallory", (40, 0, 50, 10), 3)))],
+        source="faces",
+    )
     by_type = {e["type"]: e for e in evs}
     assert set(by_type) == {"face_unknown", "face_watchlist"}
-    assert by_type["face_watchlist"]["face"] == {"identity": "mallory", "known": True, "watchlist": True,
-                                                 "score": pytest.approx(0.9)}
+    assert by_type["face_watchlist"]["face"] == {
+        "identity": "mallory",
+        "known": True,
+        "watchlist": True,
+        "score": pytest.approx(0.9),
+    }
     assert by_type["face_unknown"]["face"]["known"] is False
     # face rules ignore the detections topic
     assert run(eng, [(T0 + 0.1, dets(("mallory", (40, 0, 50, 10), 3)))], source="detections") == []
 
 
 def test_plate_allow_deny_lists_normalised():
-    eng = engine({"name": "gate", "type": "plate", "allow": ["京A 12345"], "deny": ["沪B-99999"], "report_unlisted": False})
-    evs = run(eng, [(T0, dets(("京A12345", (0, 0, 10, 5), -1), ("沪B99999", (0, 10, 10, 15), -1),
-                               ("粤C11111", (0, 20, 10, 25), -1)))], source="plates")
+    eng = engine(
+        {"name": "gate", "type": "plate", "allow": ["京A 12345"], "deny": ["沪B-99999"], "report_unlisted": False}
+    )
+    evs = run(
+        eng,
+        [
+            (
+                T0,
+                dets(
+                    ("京A12345", (0, 0, 10, 5), -1),
+                    ("沪B99999", (0, 10, 10, 15), -1),
+                    ("粤C11111", (0, 20, 10, 25), -1),
+                ),
+            )
+        ],
+        source="plates",
+    )
     assert sorted((e["type"], e["plate"]["text"], e["plate"]["list"]) for e in evs) == [
-        ("plate_allowed", "京A12345", "allow"), ("plate_denied", "沪B99999", "deny")]
+        ("plate_allowed", "京A12345", "allow"),
+        ("plate_denied", "沪B99999", "deny"),
+    ]
 
 
 def test_clip_and_upload_state_updates_after_end():
     eng = engine({"name": "fire", "type": "fire", "min_frames": 1, "end_after": 0.2})
     evs = run(eng, [(T0, dets(("fire", (0, 0, 5, 5), -1))), (T0 + 1, dets())])
     eid = evs[0]["event_id"]
-    ups = js(eng.on_clip({"event_ids": [eid, "someone-else"], "path": "/clips/a.mp4", "duration": 12.5, "size": 1000,
-                       "sha256": "ab" * 32}))
+    ups = js(
+        eng.on_clip(
+            {
+                "event_ids": [eid, "someone-else"],
+                "path": "/clips/a.mp4",
+                "duration": 12.5,
+                "size": 1000,
+                "sha256": "ab" * 32,
+            }
+        )
+    )
     assert len(ups) == 1 and ups[0]["reason"] == "clip" and ups[0]["clip"]["upload_state"] == "pending"
     assert ups[0]["state"] == "update" and ups[0]["end"] is not None and ups[0]["sequence"] == 2
     done = js(eng.on_clip_status({"path": "/clips/a.mp4", "state": "done", "remote": "nv://server/a.mp4"}))
@@ -214,8 +254,13 @@ def test_untracked_detections_share_one_key_and_tick_ends_them():
 def test_schema_rejects_bad_events():
     eng = engine({"name": "obj", "type": "object", "labels": ["dog"]})
     ev = run(eng, [(T0, dets(("dog", (0, 0, 5, 5), 1)))])[0]
-    for field, value in (("state", "started"), ("event_id", "nope"), ("sequence", -1), ("boxes", [[1, 2, 3]]),
-                         ("scores", [1.5])):
+    for field, value in (
+        ("state", "started"),
+        ("event_id", "nope"),
+        ("sequence", -1),
+        ("boxes", [[1, 2, 3]]),
+        ("scores", [1.5]),
+    ):
         bad = dict(ev, **{field: value})
         with pytest.raises(EventSchemaError, match=field):
             validate_event(bad)
@@ -240,13 +285,16 @@ cameras:
     f.write_text(text)
     assert [r.name for r in parse_rules(str(f), "gate")] == ["pit"]
     assert parse_rules("", "cam0") == []
-    for bad, msg in (("rules: [{name: a, type: teleport}]", "type"),
-                     ("rules: [{name: a, type: intrusion}]", "key 'rules.0.zone' missing"),
-                     ("rules: [{name: a, type: loitering, zone: {name: z, polygon: [[0,0],[1,0],[1,1]]}}]", "dwell"),
-                     ("rules: [{name: a, type: count}]", "thresholds"),
-                     ("rules: [{name: a, type: smoke}, {name: a, type: fire}]", "used twice"),
-                     ("rules: [{name: a, type: smoke, cooldown: -1}]", "cooldown"),
-                     ("rules: [[", "YAML"), ("/nonexistent/rules.yaml", "not found")):
+    for bad, msg in (
+        ("rules: [{name: a, type: teleport}]", "type"),
+        ("rules: [{name: a, type: intrusion}]", "key 'rules.0.zone' missing"),
+        ("rules: [{name: a, type: loitering, zone: {name: z, polygon: [[0,0],[1,0],[1,1]]}}]", "dwell"),
+        ("rules: [{name: a, type: count}]", "thresholds"),
+        ("rules: [{name: a, type: smoke}, {name: a, type: fire}]", "used twice"),
+        ("rules: [{name: a, type: smoke, cooldown: -1}]", "cooldown"),
+        ("rules: [[", "YAML"),
+        ("/nonexistent/rules.yaml", "not found"),
+    ):
         with pytest.raises(ConfigError, match=msg):
             parse_rules(bad, "cam0")
 
@@ -262,17 +310,19 @@ def test_upload_status_that_overtakes_the_clip_notice_is_applied_after_it():
 
 def test_unknown_rule_keys_are_refused_with_file_line_and_the_closest_name(tmp_path):
     f = tmp_path / "rules.yaml"
-    f.write_text("rules:\n"
-                 "  - {name: hardhat, type: no_hardhat}\n"
-                 "  - name: pit\n"
-                 "    type: intrusion\n"
-                 "    dwel: 3\n"                       # line 5: not a key of intrusion (nor spelt right)
-                 "    zone: {name: pit, polgon: [[0,0],[10,0],[10,10]]}\n"
-                 "cameras:\n"
-                 "  gate:\n"
-                 "    rules:\n"
-                 "      - {name: g, type: plate, deny: [X1], dwell: 2}\n"   # line 10: loitering's key on a plate rule
-                 "      - {name: c, type: cuont}\n")
+    f.write_text(
+        "rules:\n"
+        "  - {name: hardhat, type: no_hardhat}\n"
+        "  - name: pit\n"
+        "    type: intrusion\n"
+        "    dwel: 3\n"  # line 5: not a key of intrusion (nor spelt right)
+        "    zone: {name: pit, polgon: [[0,0],[10,0],[10,10]]}\n"
+        "cameras:\n"
+        "  gate:\n"
+        "    rules:\n"
+        "      - {name: g, type: plate, deny: [X1], dwell: 2}\n"  # line 10: loitering's key on a plate rule
+        "      - {name: c, type: cuont}\n"
+    )
     with pytest.raises(ConfigError) as err:
         parse_rules(str(f), "cam0")  # the whole file is checked, whichever camera asks
     msg = str(err.value)
@@ -281,7 +331,9 @@ def test_unknown_rule_keys_are_refused_with_file_line_and_the_closest_name(tmp_p
     assert f"{f}:10: key 'dwell' in 'cameras.gate.rules.0' unknown" in msg
     assert f"{f}:11: 'cameras.gate.rules.1.type': unknown value 'cuont' (did you mean 'count'?" in msg
     # an inline rules string names its line
-    with pytest.raises(ConfigError, match=r"parameter 'rules':2: key 'min_scor' in 'rules.0' unknown \(did you mean 'min_score'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"parameter 'rules':2: key 'min_scor' in 'rules.0' unknown \(did you mean 'min_score'\?\)"
+    ):
         parse_rules("rules:\n  - {name: a, type: object, labels: [x], min_scor: 0.3}\n", "cam0")
     with pytest.raises(ConfigError, match=r"key 'rulez' in 'cameras.gate' unknown \(did you mean 'rules'\?\)"):
         parse_rules("cameras: {gate: {rulez: []}}", "gate")

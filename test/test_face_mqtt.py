@@ -1,5 +1,6 @@
 """Enroll and delete a face from an MQTT back end: paho -> a real mosquitto (started here, stopped
 by PID) -> mqtt_bridge_node -> face_node services (enroll_face, delete_face) -> replies back over MQTT."""
+
 from __future__ import annotations
 
 import base64
@@ -17,10 +18,25 @@ BASE = "nano_vision/s9/d9"
 
 def test_enroll_and_delete_over_mqtt(start_node, broker, tmp_path: Path, samples: Path) -> None:
     db = tmp_path / "faces.db"
-    face = start_node("face_node", "-r", "__ns:=/cam0", "-p", f"gallery:={db}", "-p", "detector.kind:=centerface", name="face")
-    start_node("mqtt_bridge_node", "-p", f"port:={broker.port}", "-p", "site_id:=s9", "-p", "device_id:=d9",
-               "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}", "-p", "command_timeout:=20.0",
-               "-p", "ha_discovery:=false", name="bridge")
+    face = start_node(
+        "face_node", "-r", "__ns:=/cam0", "-p", f"gallery:={db}", "-p", "detector.kind:=centerface", name="face"
+    )
+    start_node(
+        "mqtt_bridge_node",
+        "-p",
+        f"port:={broker.port}",
+        "-p",
+        "site_id:=s9",
+        "-p",
+        "device_id:=d9",
+        "-p",
+        f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+        "-p",
+        "command_timeout:=20.0",
+        "-p",
+        "ha_discovery:=false",
+        name="bridge",
+    )
     replies: list[dict] = []
     lock = threading.Lock()
     online = threading.Event()
@@ -31,6 +47,7 @@ def test_enroll_and_delete_over_mqtt(start_node, broker, tmp_path: Path, samples
                 replies.append(json.loads(msg.payload))
         elif msg.topic == f"{BASE}/status" and b"online" in msg.payload:
             online.set()
+
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend")
     c.on_message = on_message
     c.on_connect = lambda cl, *a: (cl.subscribe(f"{BASE}/cmd/#", qos=1), cl.subscribe(f"{BASE}/status", qos=1))
@@ -46,6 +63,7 @@ def test_enroll_and_delete_over_mqtt(start_node, broker, tmp_path: Path, samples
             def got():
                 with lock:
                     return next((r for r in replies if r.get("request_id") == rid), None)
+
             return wait_for(got, 60, what=f"MQTT reply to {name}")
 
         jpg = cv2.imencode(".jpg", cv2.imread(str(samples / "astronaut.png")))[1].tobytes()

@@ -1,4 +1,5 @@
 """face_node end to end over DDS: the node in its own process, frames and commands from here."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,20 @@ def _labels(msg: Detection2DArray) -> list[str]:
 def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples: Path, tmp_path: Path) -> None:
     ns = "/gate1"
     db = tmp_path / "faces.db"
-    face = start_node("face_node", "-r", f"__ns:={ns}", "-p", f"gallery:={db}", "-p", "detector.kind:=centerface",
-                      "-p", "match.reembed_interval:=1", "-p", "match.vote_window:=3", name="face")
+    face = start_node(
+        "face_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        f"gallery:={db}",
+        "-p",
+        "detector.kind:=centerface",
+        "-p",
+        "match.reembed_interval:=1",
+        "-p",
+        "match.vote_window:=3",
+        name="face",
+    )
     node = ros_node("face_test_client")
     got: list[Detection2DArray] = []
     node.create_subscription(Detection2DArray, f"{ns}/faces", got.append, qos.RELIABLE)
@@ -67,6 +80,7 @@ def test_enroll_recognise_unknown_delete_over_dds(start_node, ros_node, samples:
     def enrolled():
         r = cmds.send("enroll_face", name="Eileen", image=jpg)
         return r if r["ok"] or "not configured" not in (r["error"] or "") else None
+
     reply = wait_for(enrolled, 90, interval=1.0, what="enroll_face accepted")
     assert reply["ok"], reply
     assert reply["response"].name == "Eileen" and reply["response"].total >= 1
@@ -108,8 +122,18 @@ def test_bad_parameter_exits_2_and_missing_model_stays_up(start_node, ros_node, 
     wait_for(lambda: not bad.alive(), 30, what="face_node exiting on a bad parameter")
     assert bad.proc.returncode == 2 and "parameter 'match.metric'" in bad.log()
 
-    missing = start_node("face_node", "-r", "__ns:=/gate9", "-p", f"gallery:={tmp_path / 'g.db'}",
-                         "-p", "embedding.kind:=onnx", "-p", f"embedding.model:={tmp_path / 'absent.onnx'}", name="missing")
+    missing = start_node(
+        "face_node",
+        "-r",
+        "__ns:=/gate9",
+        "-p",
+        f"gallery:={tmp_path / 'g.db'}",
+        "-p",
+        "embedding.kind:=onnx",
+        "-p",
+        f"embedding.model:={tmp_path / 'absent.onnx'}",
+        name="missing",
+    )
     node = ros_node("face_missing_client")
     cmds = _Services(node, "/gate9")
     wait_for(lambda: "cannot load face models" in missing.log(), 60, what="model error logged")
@@ -126,8 +150,12 @@ def test_face_node_on_the_real_camera_node(start_node, ros_node, samples: Path, 
 
     db = tmp_path / "cam.db"
     cli = Path(sys.executable).parent / "nano-vision"
-    r = subprocess.run([str(cli), "faces", "--gallery", str(db), "enroll", "--name", "Eileen", str(samples / "astronaut.png")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(cli), "faces", "--gallery", str(db), "enroll", "--name", "Eileen", str(samples / "astronaut.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     src = shutil.copy(samples / "astronaut.png", tmp_path / "astronaut.png")
     ns = "/lobby"

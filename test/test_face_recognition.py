@@ -1,4 +1,5 @@
 """Face recognition core: detectors, alignment, dlib embeddings, gallery, enrollment gates, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,7 @@ def test_enroll_then_recognise_transformed_copies(recognizer: FaceRecognizer, as
     for name, img in transforms(astronaut).items():
         faces = recognizer.detect(img)
         assert len(faces) == 1, name
-        (ident, sim, dist), = recognizer.identify(img, faces)
+        ((ident, sim, dist),) = recognizer.identify(img, faces)
         assert ident == "astronaut", f"{name}: distance {dist:.3f}"
         assert dist < recognizer.config.match.threshold
 
@@ -164,10 +165,12 @@ def test_gallery_delete_leaves_no_trace(tmp_path: Path, astronaut: np.ndarray, r
 
 
 def test_dlib_missing_is_a_clear_error() -> None:
-    code = ("import sys; sys.modules['dlib'] = None\n"
-            "import nano_vision_ros.core.recognition.faces as f\n"  # importing the package must not need dlib
-            "from nano_vision_ros.core.recognition.embedding import DlibEmbedder\n"
-            "DlibEmbedder()\n")
+    code = (
+        "import sys; sys.modules['dlib'] = None\n"
+        "import nano_vision_ros.core.recognition.faces as f\n"  # importing the package must not need dlib
+        "from nano_vision_ros.core.recognition.embedding import DlibEmbedder\n"
+        "DlibEmbedder()\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "RuntimeMissingError" in r.stderr and "pip install dlib-bin face_recognition_models" in r.stderr
@@ -208,20 +211,26 @@ def _tiny_embedding_model(path: Path) -> Path:
     from onnx import TensorProto, helper, save
 
     g = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        [
+            helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["embedding"]),
+        ],
         "tiny_embedder",
         [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 112, 112])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])])
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])],
+    )
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return path
 
 
 def test_onnx_embedder_path(tmp_path: Path, astronaut: np.ndarray) -> None:
     model = _tiny_embedding_model(tmp_path / "tiny.onnx")
-    cfg = FacesConfig(gallery=str(tmp_path / "onnx.db"), detector={"kind": "centerface"},
-                      embedding={"kind": "onnx", "model": str(model), "input_size": 112, "device": "cpu"},
-                      match={"metric": "cosine", "threshold": 0.99})
+    cfg = FacesConfig(
+        gallery=str(tmp_path / "onnx.db"),
+        detector={"kind": "centerface"},
+        embedding={"kind": "onnx", "model": str(model), "input_size": 112, "device": "cpu"},
+        match={"metric": "cosine", "threshold": 0.99},
+    )
     rec = FaceRecognizer(cfg)
     try:
         assert rec.model_name == "onnx:tiny.onnx"

@@ -4,6 +4,7 @@ advertise -> subscribe -> JPEG images (decoded, right size, capped rate) and Ima
 (boxes, the zone, the violator red with the rule; decoded with the advertised protobuf schema)
 and the event log, from an events node fed real frames and detections over DDS. The ROS image is
 subscribed only while a Foxglove client subscribes it."""
+
 from __future__ import annotations
 
 import json
@@ -52,18 +53,43 @@ def test_foxglove_client_gets_images_annotations_and_events(start_node, ros_node
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     port = free_port()
-    start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", "snapshots:=false",
-               "-p", "annotated_topic:=image_annotated", name="events")
-    start_node("foxglove_node", "-p", f"port:={port}", "-p", f"max_fps:={MAX_FPS}", "-p", "zones_period:=1.0",
-               name="foxglove")
+    start_node(
+        "events_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"rules:={rules}",
+        "-p",
+        "snapshots:=false",
+        "-p",
+        "annotated_topic:=image_annotated",
+        name="events",
+    )
+    start_node(
+        "foxglove_node", "-p", f"port:={port}", "-p", f"max_fps:={MAX_FPS}", "-p", "zones_period:=1.0", name="foxglove"
+    )
     n = ros_node("foxglove_tester")
     frame = sample_frame()
-    feeder = FrameFeeder(n, "/cam0", frame,
-                         Detections(np.array([PERSON]), np.array([0.9]), np.array([0]), ["person"], np.array([7])))
+    feeder = FrameFeeder(
+        n, "/cam0", frame, Detections(np.array([PERSON]), np.array([0.9]), np.array([0]), ["person"], np.array([7]))
+    )
     client = FoxgloveClient(port)
     try:
-        wait_for(lambda: {"/cam0/image_annotated", "/cam0/image_raw", "/cam0/annotations", "/cam0/events", "/events_log",
-                          "/diagnostics"} <= set(client.channels), 30, what="channels advertised (camera found)")
+        wait_for(
+            lambda: (
+                {
+                    "/cam0/image_annotated",
+                    "/cam0/image_raw",
+                    "/cam0/annotations",
+                    "/cam0/events",
+                    "/events_log",
+                    "/diagnostics",
+                }
+                <= set(client.channels)
+            ),
+            30,
+            what="channels advertised (camera found)",
+        )
         assert client.channels["/cam0/image_annotated"]["schemaName"] == "foxglove.CompressedImage"
         assert client.channels["/cam0/annotations"]["schemaName"] == "foxglove.ImageAnnotations"
         assert _layout_topics() <= set(client.channels), "config/foxglove_layout.json names only served topics"
@@ -76,14 +102,16 @@ def test_foxglove_client_gets_images_annotations_and_events(start_node, ros_node
         client.subscribe(2, "/cam0/annotations")
         t0 = time.monotonic()
         wait_for(lambda: n.count_subscribers("/cam0/image_annotated") == 1, 10, what="ROS subscription after subscribe")
-        Jpeg, Annotations, Log = (client.decoder(x) for x in ("/cam0/image_annotated", "/cam0/annotations", "/events_log"))
+        Jpeg, Annotations, Log = (
+            client.decoder(x) for x in ("/cam0/image_annotated", "/cam0/annotations", "/events_log")
+        )
 
         def red_image():
             for _, payload in client.got(1):
                 m = Jpeg.FromString(payload)
                 img = cv2.imdecode(np.frombuffer(m.data, np.uint8), cv2.IMREAD_COLOR)
                 x1, y1, _, y2 = (int(v) for v in PERSON)
-                edge = img[y1 + 20:y2 - 5, x1 - 1:x1 + 2].reshape(-1, 3).astype(int)
+                edge = img[y1 + 20 : y2 - 5, x1 - 1 : x1 + 2].reshape(-1, 3).astype(int)
                 if np.mean((edge[:, 2] > 180) & (edge[:, 1] < 80) & (edge[:, 0] < 80)) > 0.8:
                     return [(m, img)]
             return None
@@ -148,19 +176,23 @@ def test_site_option_serves_a_real_camera(site_runner, tmp_path):
     import textwrap
 
     port = free_port()
-    (tmp_path / "params.yaml").write_text(textwrap.dedent(f"""
+    (tmp_path / "params.yaml").write_text(
+        textwrap.dedent(f"""
         /**/camera_node:
           ros__parameters: {{source: "test://pattern", width: 320, height: 240, fps: 10.0}}
         /foxglove_node:
           ros__parameters: {{port: {port}, cameras: [cam0], image_topics: [image_raw]}}
-    """))
-    (tmp_path / "site.yaml").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "site.yaml").write_text(
+        textwrap.dedent("""
         params_file: params.yaml
         discovery_range: localhost
         cameras:
           - {name: cam0, nodes: [camera]}
         site_nodes: [foxglove]
-    """))
+    """)
+    )
     runner = site_runner(tmp_path / "site.yaml")
     client = FoxgloveClient(port)
     try:

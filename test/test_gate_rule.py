@@ -1,5 +1,6 @@
 """Gate rule (core, no ROS): plates crossing a line in a direction or dwelling in a zone; allow ->
 gate_open, deny / unknown -> gate_alarm or nothing as configured; one event per passage."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,13 +11,21 @@ from nano_vision_ros.core.events import EventEngine, validate_event
 from nano_vision_ros.core.events.config import parse_rule
 
 T0 = 1_700_000_000.0
-LINE = {"name": "gate1", "type": "gate", "gate": "north", "line": [[0, 300], [640, 300]], "allow": ["京A·12345"],
-        "deny": ["沪B99999"], "end_after": 1.0}
+LINE = {
+    "name": "gate1",
+    "type": "gate",
+    "gate": "north",
+    "line": [[0, 300], [640, 300]],
+    "allow": ["京A·12345"],
+    "deny": ["沪B99999"],
+    "end_after": 1.0,
+}
 
 
 def plate(text: str, cy: float, tid: int = 5) -> Detections:
-    return Detections(np.array([[280, cy - 15, 360, cy + 15]], np.float32), np.array([0.9]), np.array([0]), [text],
-                      np.array([tid]))
+    return Detections(
+        np.array([[280, cy - 15, 360, cy + 15]], np.float32), np.array([0.9]), np.array([0]), [text], np.array([tid])
+    )
 
 
 def drive(eng: EventEngine, text: str, ys, tid: int = 5, dt: float = 0.2) -> list[dict]:

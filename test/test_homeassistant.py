@@ -1,4 +1,5 @@
 """core.mqtt.homeassistant: discovery configs, sensor states and the snapshot-file policy (no ROS, no broker)."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,22 @@ def test_default_types_are_every_rule_types_events():
 
 
 def test_discovery_configs_per_camera_and_type():
-    cfgs = dict(ha.discovery_configs(base="nano_vision/s/d", prefix="homeassistant", site_id="s", device_id="d",
-                                     status_topic="nano_vision/s/d/status", cameras=["cam0"], types=["fire", "count"]))
-    assert sorted(cfgs) == ["homeassistant/binary_sensor/nv_s_d/cam0_count/config",
-                            "homeassistant/binary_sensor/nv_s_d/cam0_fire/config",
-                            "homeassistant/sensor/nv_s_d/cam0_last_event/config"]
+    cfgs = dict(
+        ha.discovery_configs(
+            base="nano_vision/s/d",
+            prefix="homeassistant",
+            site_id="s",
+            device_id="d",
+            status_topic="nano_vision/s/d/status",
+            cameras=["cam0"],
+            types=["fire", "count"],
+        )
+    )
+    assert sorted(cfgs) == [
+        "homeassistant/binary_sensor/nv_s_d/cam0_count/config",
+        "homeassistant/binary_sensor/nv_s_d/cam0_fire/config",
+        "homeassistant/sensor/nv_s_d/cam0_last_event/config",
+    ]
     fire = json.loads(cfgs["homeassistant/binary_sensor/nv_s_d/cam0_fire/config"])
     assert fire["state_topic"] == "nano_vision/s/d/cam0/fire/state" and fire["device_class"] == "smoke"
     assert fire["availability_topic"] == "nano_vision/s/d/status" and fire["device"]["identifiers"] == ["nv_s_d"]

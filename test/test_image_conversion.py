@@ -1,4 +1,5 @@
 """numpy <-> sensor_msgs/Image and CompressedImage: exact round trips, views, padded rows, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,12 +79,15 @@ def test_big_endian_data_is_converted():
     assert np.array_equal(conv.imgmsg_to_numpy(msg), arr)
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda m: setattr(m, "encoding", "weird9"), "unsupported image encoding"),
-    (lambda m: setattr(m, "step", 2), "step"),
-    (lambda m: setattr(m, "height", 100), "data holds"),
-    (lambda m: setattr(m, "width", 0), "empty image"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda m: setattr(m, "encoding", "weird9"), "unsupported image encoding"),
+        (lambda m: setattr(m, "step", 2), "step"),
+        (lambda m: setattr(m, "height", 100), "data holds"),
+        (lambda m: setattr(m, "width", 0), "empty image"),
+    ],
+)
 def test_bad_messages_name_the_problem(mutate, needle):
     msg = conv.numpy_to_imgmsg(_random(np.uint8, 3, 4, 5), "bgr8")
     mutate(msg)
@@ -134,6 +138,7 @@ def test_converter_falls_back_to_own_without_cv_bridge():
 
 # --- to_bgr: the one image message -> BGR conversion --------------------------------------------
 
+
 def _photo(samples, name="astronaut.png", size=(320, 240)):
     """A real colour photo, even-sized (4:2:2 / 4:2:0 / Bayer need even sides)."""
     import cv2
@@ -178,8 +183,10 @@ def test_to_bgr_padded_rows_give_the_pixels_contiguously(samples):
     assert out.flags.c_contiguous and np.array_equal(out, img)
 
 
-@pytest.mark.parametrize("encoding,code", [("rgb8", "COLOR_BGR2RGB"), ("bgra8", "COLOR_BGR2BGRA"),
-                                           ("rgba8", "COLOR_BGR2RGBA"), ("8UC3", None)])
+@pytest.mark.parametrize(
+    "encoding,code",
+    [("rgb8", "COLOR_BGR2RGB"), ("bgra8", "COLOR_BGR2BGRA"), ("rgba8", "COLOR_BGR2RGBA"), ("8UC3", None)],
+)
 def test_to_bgr_exact_for_lossless_colour_encodings(samples, encoding, code):
     import cv2
 
@@ -205,12 +212,15 @@ def test_to_bgr_mono8_and_mono16_scaled(samples):
     assert np.array_equal(conv.to_bgr(big)[..., 2], (deep >> 8).astype(np.uint8))
 
 
-@pytest.mark.parametrize("encoding,to_code,wrong", [
-    ("yuyv", "COLOR_BGR2YUV_YUY2", "uyvy"),
-    ("yuv422_yuy2", "COLOR_BGR2YUV_YUY2", "yuv422"),
-    ("uyvy", "COLOR_BGR2YUV_UYVY", "yuyv"),
-    ("yuv422", "COLOR_BGR2YUV_UYVY", "yuv422_yuy2"),  # ROS 'yuv422' is UYVY byte order
-])
+@pytest.mark.parametrize(
+    "encoding,to_code,wrong",
+    [
+        ("yuyv", "COLOR_BGR2YUV_YUY2", "uyvy"),
+        ("yuv422_yuy2", "COLOR_BGR2YUV_YUY2", "yuv422"),
+        ("uyvy", "COLOR_BGR2YUV_UYVY", "yuyv"),
+        ("yuv422", "COLOR_BGR2YUV_UYVY", "yuv422_yuy2"),  # ROS 'yuv422' is UYVY byte order
+    ],
+)
 def test_to_bgr_yuv422_matches_opencv_and_the_photo(samples, encoding, to_code, wrong):
     import cv2
 
@@ -232,8 +242,8 @@ def test_to_bgr_nv12_nv21_against_the_photo(samples, encoding):
     h, w = img.shape[:2]
     i420 = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420)  # Y plane, then U, then V planes
     y = i420[:h]
-    u = i420[h: h + h // 4].reshape(h // 2, w // 2)
-    v = i420[h + h // 4:].reshape(h // 2, w // 2)
+    u = i420[h : h + h // 4].reshape(h // 2, w // 2)
+    v = i420[h + h // 4 :].reshape(h // 2, w // 2)
     uv = np.stack((u, v) if encoding == "nv12" else (v, u), axis=-1).reshape(h // 2, w)
     planes = np.vstack((y, uv))
     out = conv.to_bgr(_raw_msg(planes, encoding, w, h))
@@ -285,23 +295,29 @@ def _jpeg_with_size(samples, w: int, h: int) -> bytes:
     """A real jpeg whose SOF marker is rewritten to declare w x h."""
     data = bytearray(conv.numpy_to_compressed(_photo(samples), "jpeg").data.tobytes())
     i = data.index(b"\xff\xc0")
-    data[i + 5: i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
+    data[i + 5 : i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
     return bytes(data)
 
 
-@pytest.mark.parametrize("mutate,kind,needle", [
-    (lambda m: setattr(m, "encoding", "weird9"), "encoding", "encoding 'weird9' unknown"),
-    (lambda m: setattr(m, "encoding", "32FC1"), "encoding", "cannot be shown as BGR"),
-    (lambda m: setattr(m, "width", 0), "empty", "zero width or height"),
-    (lambda m: setattr(m, "height", 0), "empty", "zero width or height"),
-    (lambda m: setattr(m, "step", 10), "step", "step 10 < row of 15 bytes"),
-    (lambda m: setattr(m, "height", 100), "data", "data holds 60 bytes < step\\*height 1500"),
-    (lambda m: (setattr(m, "width", 100000), setattr(m, "height", 100000)), "size",
-     "declared size 100000x100000 over the limit"),
-    (lambda m: setattr(m, "data", b""), "data", "data holds 0 bytes"),
-    (lambda m: (setattr(m, "encoding", "yuyv"), setattr(m, "width", 5)), "size", "even width"),
-    (lambda m: (setattr(m, "encoding", "nv12"), setattr(m, "width", 5)), "size", "even width and height"),
-])
+@pytest.mark.parametrize(
+    "mutate,kind,needle",
+    [
+        (lambda m: setattr(m, "encoding", "weird9"), "encoding", "encoding 'weird9' unknown"),
+        (lambda m: setattr(m, "encoding", "32FC1"), "encoding", "cannot be shown as BGR"),
+        (lambda m: setattr(m, "width", 0), "empty", "zero width or height"),
+        (lambda m: setattr(m, "height", 0), "empty", "zero width or height"),
+        (lambda m: setattr(m, "step", 10), "step", "step 10 < row of 15 bytes"),
+        (lambda m: setattr(m, "height", 100), "data", "data holds 60 bytes < step\\*height 1500"),
+        (
+            lambda m: (setattr(m, "width", 100000), setattr(m, "height", 100000)),
+            "size",
+            "declared size 100000x100000 over the limit",
+        ),
+        (lambda m: setattr(m, "data", b""), "data", "data holds 0 bytes"),
+        (lambda m: (setattr(m, "encoding", "yuyv"), setattr(m, "width", 5)), "size", "even width"),
+        (lambda m: (setattr(m, "encoding", "nv12"), setattr(m, "width", 5)), "size", "even width and height"),
+    ],
+)
 def test_to_bgr_bad_messages_name_the_problem(mutate, kind, needle):
     msg = conv.numpy_to_imgmsg(_random(np.uint8, 3, 4, 5), "bgr8")
     mutate(msg)
@@ -311,12 +327,20 @@ def test_to_bgr_bad_messages_name_the_problem(mutate, kind, needle):
     assert isinstance(info.value, ValueError) and conv.ImageError is conv.ImageEncodingError
 
 
-@pytest.mark.parametrize("fmt,data,kind,needle", [
-    ("jpeg", b"\xff\xd8 not really a jpeg", "decode", "compressed image could not be decoded \\(format 'jpeg', 20 bytes\\)"),
-    ("png", b"", "decode", "empty"),
-    ("h264", b"\x00\x00\x00\x01", "format", "compressed format 'h264' unsupported"),
-    ("png", _png_header(100000, 100000), "size", "declared size 100000x100000 over the limit"),
-])
+@pytest.mark.parametrize(
+    "fmt,data,kind,needle",
+    [
+        (
+            "jpeg",
+            b"\xff\xd8 not really a jpeg",
+            "decode",
+            "compressed image could not be decoded \\(format 'jpeg', 20 bytes\\)",
+        ),
+        ("png", b"", "decode", "empty"),
+        ("h264", b"\x00\x00\x00\x01", "format", "compressed format 'h264' unsupported"),
+        ("png", _png_header(100000, 100000), "size", "declared size 100000x100000 over the limit"),
+    ],
+)
 def test_to_bgr_bad_compressed_images_name_the_problem(fmt, data, kind, needle):
     from sensor_msgs.msg import CompressedImage
 

@@ -1,5 +1,6 @@
 """Inference backends: ONNX Runtime / OpenCV on real models, error cases, and the TensorRT pieces that
 run without TensorRT (engine cache, API-generation dispatch, shape handling)."""
+
 from __future__ import annotations
 
 import os
@@ -82,13 +83,16 @@ def test_onnxruntime_cuda_missing_is_a_clear_error():
 
 
 def test_no_optional_runtime_imported_by_the_package():
-    code = ("import sys, nano_vision_ros.core.inference as i, nano_vision_ros.core.detection.profiles;"
-            "print(sorted(m for m in ('tensorrt','pycuda','cupy','onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys, nano_vision_ros.core.inference as i, nano_vision_ros.core.detection.profiles;"
+        "print(sorted(m for m in ('tensorrt','pycuda','cupy','onnxruntime') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
 
 # --- engine cache -------------------------------------------------------------------------------
+
 
 def _key(**kw):
     base = dict(model_sha256="ab" * 32, trt_version="8.2.1.8", gpu_name="NVIDIA Tegra X1", precision="fp16")
@@ -102,8 +106,14 @@ def test_engine_key_and_path():
     assert p.parent == Path("/c")
     assert p.name.startswith("helmet_yolov5s.fp16.nvidia-tegra-x1.trt8.2.1.8.") and p.suffix == ".engine"
     assert engine_cache.engine_path("/c", "/m/helmet_yolov5s.onnx", _key()) == p  # deterministic
-    for change in (dict(trt_version="10.3.0"), dict(gpu_name="Orin"), dict(precision="int8"),
-                   dict(model_sha256="cd" * 32), dict(workspace_mb=256), dict(input_shapes={"images": (1, 3, 640, 640)})):
+    for change in (
+        dict(trt_version="10.3.0"),
+        dict(gpu_name="Orin"),
+        dict(precision="int8"),
+        dict(model_sha256="cd" * 32),
+        dict(workspace_mb=256),
+        dict(input_shapes={"images": (1, 3, 640, 640)}),
+    ):
         assert _key(**change).digest() != k.digest(), change
     with pytest.raises(ValueError, match="precision"):
         _key(precision="fp8")
@@ -136,6 +146,7 @@ def test_engine_cache_dir_env(monkeypatch, tmp_path):
 
 # --- TensorRT API generations: stand-ins with exactly the attributes each generation has ----------
 
+
 class _Enum:
     def __init__(self, name):
         self.name = name
@@ -148,11 +159,20 @@ class Trt8Engine:
         self.b = [("images", (-1, 3, 640, 640), "FLOAT", True), ("output0", (-1, 25200, 85), "HALF", False)]
         self.num_bindings = len(self.b)
 
-    def get_binding_name(self, i): return self.b[i][0]
-    def get_binding_shape(self, i): return self.b[i][1]
-    def get_binding_dtype(self, i): return _Enum(self.b[i][2])
-    def binding_is_input(self, i): return self.b[i][3]
-    def get_profile_shape(self, profile, i): return [(1, 3, 640, 640), (1, 3, 640, 640), (4, 3, 640, 640)]
+    def get_binding_name(self, i):
+        return self.b[i][0]
+
+    def get_binding_shape(self, i):
+        return self.b[i][1]
+
+    def get_binding_dtype(self, i):
+        return _Enum(self.b[i][2])
+
+    def binding_is_input(self, i):
+        return self.b[i][3]
+
+    def get_profile_shape(self, profile, i):
+        return [(1, 3, 640, 640), (1, 3, 640, 640), (4, 3, 640, 640)]
 
 
 class Trt8Context:
@@ -163,7 +183,8 @@ class Trt8Context:
         self.shapes[i] = shape
         return True
 
-    def get_binding_shape(self, i): return (self.shapes.get(0, (1,))[0], 25200, 85)
+    def get_binding_shape(self, i):
+        return (self.shapes.get(0, (1,))[0], 25200, 85)
 
     def execute_async_v2(self, bindings, stream_handle):
         self.calls.append(("v2", list(bindings), stream_handle))
@@ -174,15 +195,27 @@ class Trt10Engine:
     """TensorRT 10 (JetPack 6): named tensors only."""
 
     def __init__(self):
-        self.t = {"images": ((1, 3, -1, -1), "FLOAT", "INPUT"), "num_dets": ((1, 1), "INT32", "OUTPUT"),
-                  "boxes": ((1, 100, 4), "FLOAT", "OUTPUT")}
+        self.t = {
+            "images": ((1, 3, -1, -1), "FLOAT", "INPUT"),
+            "num_dets": ((1, 1), "INT32", "OUTPUT"),
+            "boxes": ((1, 100, 4), "FLOAT", "OUTPUT"),
+        }
         self.num_io_tensors = len(self.t)
 
-    def get_tensor_name(self, i): return list(self.t)[i]
-    def get_tensor_shape(self, n): return self.t[n][0]
-    def get_tensor_dtype(self, n): return _Enum(self.t[n][1])
-    def get_tensor_mode(self, n): return _Enum(self.t[n][2])
-    def get_tensor_profile_shape(self, n, p): return [(1, 3, 320, 320), (1, 3, 640, 640), (1, 3, 1280, 1280)]
+    def get_tensor_name(self, i):
+        return list(self.t)[i]
+
+    def get_tensor_shape(self, n):
+        return self.t[n][0]
+
+    def get_tensor_dtype(self, n):
+        return _Enum(self.t[n][1])
+
+    def get_tensor_mode(self, n):
+        return _Enum(self.t[n][2])
+
+    def get_tensor_profile_shape(self, n, p):
+        return [(1, 3, 320, 320), (1, 3, 640, 640), (1, 3, 1280, 1280)]
 
 
 class Trt10Context:
@@ -193,8 +226,11 @@ class Trt10Context:
         self.shapes[n] = s
         return True
 
-    def get_tensor_shape(self, n): return Trt10Engine().t[n][0]
-    def set_tensor_address(self, n, a): self.addr[n] = a
+    def get_tensor_shape(self, n):
+        return Trt10Engine().t[n][0]
+
+    def set_tensor_address(self, n, a):
+        self.addr[n] = a
 
     def execute_async_v3(self, stream_handle):
         self.calls.append(("v3", dict(self.addr), stream_handle))

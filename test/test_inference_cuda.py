@@ -1,6 +1,7 @@
 """CUDA parts of the TensorRT path (pycuda buffers, stream, context from a worker thread) and the GPU
 pre-processing kernel against the CPU Preprocessor. They need an NVIDIA GPU plus pycuda / CuPy:
 CI has neither (skipped there, with the reason); run on a Jetson or GPU box (docs/TENSORRT.md)."""
+
 from __future__ import annotations
 
 import threading
@@ -56,7 +57,14 @@ def test_pycuda_buffers_round_trip_on_a_worker_thread(buffers):
 
 CASES = [
     dict(width=640, height=640, resize="letterbox", channel_order="rgb", mean=(0, 0, 0), std=(255, 255, 255)),
-    dict(width=416, height=416, resize="resize", channel_order="bgr", mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395)),
+    dict(
+        width=416,
+        height=416,
+        resize="resize",
+        channel_order="bgr",
+        mean=(103.53, 116.28, 123.675),
+        std=(57.375, 57.12, 58.395),
+    ),
 ]
 
 
@@ -84,7 +92,7 @@ def test_pycuda_preprocess_matches_cpu(buffers, samples, case):
     assert tr == rtr
     one_level = 1.0 / min(case["std"])
     diff = np.abs(out - ref)
-    assert diff.max() <= 2 * one_level + 1e-5, diff.max()   # bilinear rounding: OpenCV uses fixed point
+    assert diff.max() <= 2 * one_level + 1e-5, diff.max()  # bilinear rounding: OpenCV uses fixed point
     assert diff.mean() < 0.5 * one_level
 
 
@@ -149,8 +157,14 @@ def test_pipeline_with_device_preprocess_matches_cpu(buffers, samples):
     from nano_vision_ros.core.detection.pipeline import SingleStageDetector
 
     be = CudaInputOrt()
-    gpu = SingleStageDetector(be, make_decoder("nanodet", be.outputs), load_labels("models/coco80.labels"),
-                              device_preprocess=True, score_threshold=prof.score_threshold, nms_threshold=prof.nms_threshold)
+    gpu = SingleStageDetector(
+        be,
+        make_decoder("nanodet", be.outputs),
+        load_labels("models/coco80.labels"),
+        device_preprocess=True,
+        score_threshold=prof.score_threshold,
+        nms_threshold=prof.nms_threshold,
+    )
     assert gpu.device_preprocess
     got = gpu.detect(img)
     assert [got.label_of(i) for i in range(len(got))] == [ref.label_of(i) for i in range(len(ref))]

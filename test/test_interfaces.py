@@ -1,6 +1,7 @@
 """nano_vision_msgs: built into the venv by the set-up (importable from .venv/bin/python), built by
 `colcon build` beside nano_vision_ros, and shown by the real `ros2 interface show`. The event
 message covers every field of today's JSON event schema."""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,14 @@ def test_event_message_covers_the_json_schema():
     from nano_vision_ros.core.events.model import Event as EventModel
 
     fields = set(Event.get_fields_and_field_types())
-    renamed = {"dwell_s": "dwell", "face": "face_identity", "plate": "plate_text", "snapshot": "snapshot_path",
-               "clip": "clips", "evidence": "extra"}  # PPE evidence: rule-specific key/values
+    renamed = {
+        "dwell_s": "dwell",
+        "face": "face_identity",
+        "plate": "plate_text",
+        "snapshot": "snapshot_path",
+        "clip": "clips",
+        "evidence": "extra",
+    }  # PPE evidence: rule-specific key/values
     for name in EventModel.model_fields:
         assert renamed.get(name, name) in fields, name
     for name in FaceInfo.model_fields:
@@ -77,16 +84,27 @@ def test_event_message_covers_the_json_schema():
 def test_colcon_builds_both_packages_and_ros2_interface_show():
     install = ws_path() / "install"
     assert (install / "nano_vision_msgs" / "share" / "nano_vision_msgs" / "msg" / "Event.msg").is_file()
-    assert (install / "nano_vision_ros" / "share" / "ament_index" / "resource_index" / "packages"
-            / "nano_vision_ros").is_file()
+    assert (
+        install / "nano_vision_ros" / "share" / "ament_index" / "resource_index" / "packages" / "nano_vision_ros"
+    ).is_file()
     r = ros2("interface", "show", "nano_vision_msgs/msg/Event")
     assert r.returncode == 0, r.stderr
     assert "builtin_interfaces/Time stamp" in r.stdout and "vision_msgs/BoundingBox2D[] boxes" in r.stdout
     assert "uint8 TYPE_FIRE=4" in r.stdout
     r = ros2("interface", "package", "nano_vision_msgs")
     names = set(r.stdout.split())
-    for n in ("msg/Event", "msg/Clip", "msg/ClipRef", "msg/ClipStatus", "srv/EnrollFace", "srv/DeleteFace",
-              "srv/ListFaces", "srv/SetThreshold", "srv/Snapshot", "srv/ReloadConfig"):
+    for n in (
+        "msg/Event",
+        "msg/Clip",
+        "msg/ClipRef",
+        "msg/ClipStatus",
+        "srv/EnrollFace",
+        "srv/DeleteFace",
+        "srv/ListFaces",
+        "srv/SetThreshold",
+        "srv/Snapshot",
+        "srv/ReloadConfig",
+    ):
         assert f"nano_vision_msgs/{n}" in names, (n, r.stdout)
     # the interface package of the install space is the one found first (not the venv's copy)
     r = ros2("pkg", "prefix", "nano_vision_msgs")

@@ -4,6 +4,7 @@
 
 launch_testing's pytest plugin does not load with this pytest (see scripts/install_ros2_tools.sh)
 and launch_pytest's fixtures fail with pytest 9, so the file is run by `launch_test` itself."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,8 +22,14 @@ pytestmark = pytest.mark.timeout(1500)
 
 def test_launch_test_camera_parameters(tmp_path):
     env = workspace()
-    r = subprocess.run([str(VENV / "bin" / "launch_test"), str(LAUNCH_TEST), "--junit-xml", str(tmp_path / "j.xml")],
-                       env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    r = subprocess.run(
+        [str(VENV / "bin" / "launch_test"), str(LAUNCH_TEST), "--junit-xml", str(tmp_path / "j.xml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     assert "test_misspelled_names_refused" in (tmp_path / "j.xml").read_text()

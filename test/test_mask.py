@@ -1,4 +1,5 @@
 """Two-stage mask pipeline (face detector -> batched MobileNetV2 classifier) on real faces."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,5 +1,6 @@
 """Prometheus metrics: core mapping of diagnostics to metrics, and a real scrape of metrics_node
 while camera_node and detector_node run in their own processes."""
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,48 @@ def _scrape(store: MetricsStore, **kw) -> list:
 
 
 # values as the nodes' Diagnostics publish them (strings; floats with 3 decimals)
-DETECTOR = {"state": "active", "task": "coco_objects", "frames": "120", "fps": "4.875", "preprocess_ms": "3.250",
-            "inference_ms": "61.500", "postprocess_ms": "1.125", "dropped": "7", "errors": "2", "last_frame_error": "",
-            "backend": "onnxruntime", "bad_frames": "3", "bad_frames_step": "2", "bad_frames_encoding": "1"}
-CAMERA = {"state": "reconnecting", "source": "file", "fps": "0.0", "frames": "55", "drops": "1", "throttled": "0",
-          "reconnects": "4", "attempts": "2", "width": "640", "height": "480", "last_error": "gone", "frame_id": "cam0"}
-UPLOADER = {"queue_queued": "3", "queue_uploading": "1", "queue_done": "10", "queue_failed": "2", "uploaded": "10",
-            "failures": "5", "bytes_sent": "1048576", "current": "", "last_error": "", "bad_notices": "0"}
+DETECTOR = {
+    "state": "active",
+    "task": "coco_objects",
+    "frames": "120",
+    "fps": "4.875",
+    "preprocess_ms": "3.250",
+    "inference_ms": "61.500",
+    "postprocess_ms": "1.125",
+    "dropped": "7",
+    "errors": "2",
+    "last_frame_error": "",
+    "backend": "onnxruntime",
+    "bad_frames": "3",
+    "bad_frames_step": "2",
+    "bad_frames_encoding": "1",
+}
+CAMERA = {
+    "state": "reconnecting",
+    "source": "file",
+    "fps": "0.0",
+    "frames": "55",
+    "drops": "1",
+    "throttled": "0",
+    "reconnects": "4",
+    "attempts": "2",
+    "width": "640",
+    "height": "480",
+    "last_error": "gone",
+    "frame_id": "cam0",
+}
+UPLOADER = {
+    "queue_queued": "3",
+    "queue_uploading": "1",
+    "queue_done": "10",
+    "queue_failed": "2",
+    "uploaded": "10",
+    "failures": "5",
+    "bytes_sent": "1048576",
+    "current": "",
+    "last_error": "",
+    "bad_notices": "0",
+}
 
 
 def test_detector_camera_uploader_map_to_standard_names_and_labels() -> None:
@@ -157,8 +193,9 @@ def _get(port: int) -> list:
 def test_scrape_while_camera_and_detector_run(start_node, samples) -> None:
     port = free_port()
     metrics = start_node("metrics_node", "-p", f"port:={port}", "-p", "stale_after:=3.0", name="metrics")
-    cam = start_node("camera_node", "-r", "__ns:=/cam0", "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5.0",
-                     name="camera")
+    cam = start_node(
+        "camera_node", "-r", "__ns:=/cam0", "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5.0", name="camera"
+    )
     det = start_node("detector_node", "-r", "__ns:=/cam0", "-p", "task:=coco_objects", name="detector")
     state: dict[str, list] = {}
 
@@ -168,8 +205,10 @@ def test_scrape_while_camera_and_detector_run(start_node, samples) -> None:
         except OSError:
             return False
         s = state["s"]
-        return all((_value(s, "nano_vision_node_fps", node=n, camera="cam0") or 0) > 0
-                   for n in ("/cam0/camera_node", "/cam0/detector_node"))
+        return all(
+            (_value(s, "nano_vision_node_fps", node=n, camera="cam0") or 0) > 0
+            for n in ("/cam0/camera_node", "/cam0/detector_node")
+        )
 
     wait_for(scrape_ok, 120, interval=0.5, what="fps > 0 for camera and detector on /metrics")
     s = state["s"]
@@ -185,8 +224,12 @@ def test_scrape_while_camera_and_detector_run(start_node, samples) -> None:
     assert _value(s, "process_cpu_seconds_total", pid=str(metrics.pid), node="/metrics_node") is not None
 
     det.stop()
-    wait_for(lambda: _value(_get(port), "nano_vision_node_up", **det_l) == 0, 30, interval=0.5,
-             what="detector up=0 after the staleness period")
+    wait_for(
+        lambda: _value(_get(port), "nano_vision_node_up", **det_l) == 0,
+        30,
+        interval=0.5,
+        what="detector up=0 after the staleness period",
+    )
     s = _get(port)
     assert _value(s, "nano_vision_node_fps", **det_l) is None
     assert _value(s, "nano_vision_node_up", node="/cam0/camera_node") == 1
@@ -214,15 +257,36 @@ def test_container_hosts_metrics_node_beside_a_camera(tmp_path: Path, samples) -
     from conftest import NodeProcess
 
     port = free_port()
-    specs = [{"executable": "camera_node", "name": "camera_node", "namespace": "/cam9",
-              "args": ["--ros-args", "-r", "__node:=camera_node", "-r", "__ns:=/cam9",
-                       "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5.0"]},
-             {"executable": "metrics_node", "name": "metrics_node", "namespace": "/",
-              "args": ["--ros-args", "-r", "__node:=metrics_node", "-p", f"port:={port}"]}]
-    proc = NodeProcess([sys.executable, "-m", "nano_vision_ros.ros.container", *map(json.dumps, specs)],
-                       tmp_path / "container.log")
+    specs = [
+        {
+            "executable": "camera_node",
+            "name": "camera_node",
+            "namespace": "/cam9",
+            "args": [
+                "--ros-args",
+                "-r",
+                "__node:=camera_node",
+                "-r",
+                "__ns:=/cam9",
+                "-p",
+                f"source:={samples / 'vtest.avi'}",
+                "-p",
+                "fps:=5.0",
+            ],
+        },
+        {
+            "executable": "metrics_node",
+            "name": "metrics_node",
+            "namespace": "/",
+            "args": ["--ros-args", "-r", "__node:=metrics_node", "-p", f"port:={port}"],
+        },
+    ]
+    proc = NodeProcess(
+        [sys.executable, "-m", "nano_vision_ros.ros.container", *map(json.dumps, specs)], tmp_path / "container.log"
+    )
     state: dict[str, list] = {}
     try:
+
         def ready() -> bool:
             try:
                 state["s"] = _get(port)
@@ -245,8 +309,10 @@ def test_metrics_is_a_site_node_kind(tmp_path: Path) -> None:
     from nano_vision_ros.site.graph import build_graph
 
     site = tmp_path / "site.yaml"
-    site.write_text("cameras: [{name: cam0, nodes: [camera]}]\n"
-                    "site_nodes: [mqtt_bridge, {kind: metrics, params: {port: 9470, stale_after: 3.0}}]\n")
+    site.write_text(
+        "cameras: [{name: cam0, nodes: [camera]}]\n"
+        "site_nodes: [mqtt_bridge, {kind: metrics, params: {port: 9470, stale_after: 3.0}}]\n"
+    )
     graph = build_graph(*load_site(site))
     node = next(n for n in graph.nodes if n.kind == "metrics")
     assert node.executable == "metrics_node" and node.namespace == "" and node.label == "metrics_node"

@@ -1,4 +1,5 @@
 """Motion gate on real frames (samples/vtest.avi: people walking in a hall)."""
+
 from __future__ import annotations
 
 import cv2

@@ -5,6 +5,7 @@ Covers: schema-valid events arrive; a broker restart and a SIGKILL of the bridge
 nothing (count and ids); TLS + password works, a wrong password or CA is refused with a clear log
 line; hostile command payloads get error replies and valid commands still work afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,14 @@ RULES = "rules: [{name: people, type: object, labels: [person], end_after: 0.4, 
 class Subscriber:
     """A paho client with a persistent session (QoS 1) that records everything under BASE/#."""
 
-    def __init__(self, port: int, topics=(f"{BASE}/#",), tls: dict | None = None, user: tuple | None = None,
-                 client_id: str = "test-sub") -> None:
+    def __init__(
+        self,
+        port: int,
+        topics=(f"{BASE}/#",),
+        tls: dict | None = None,
+        user: tuple | None = None,
+        client_id: str = "test-sub",
+    ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self.lock = threading.Lock()
         self.topics = topics
@@ -95,13 +102,18 @@ class Feeder:
         from nano_vision_msgs.msg import Event
 
         self.node = ros_node("feeder")
-        self.det_pub = self.node.create_publisher(Detection2DArray, "/cam0/detections",
-                                                  QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        self.det_pub = self.node.create_publisher(
+            Detection2DArray, "/cam0/detections", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self.img_pub = self.node.create_publisher(Image, "/cam0/image_raw", 5)
         self.ros_events: list[dict] = []
         self._lock = threading.Lock()
-        tl = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        tl = QoSProfile(
+            depth=2000,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self.node.create_subscription(Event, "/cam0/events", self._on_event, tl)
         self.image = image
 
@@ -123,7 +135,9 @@ class Feeder:
             self.img_pub.publish(numpy_to_imgmsg(self.image, "bgr8", header))
         n = len(track_ids)
         boxes = np.array([[10 + 5 * (i % 20), 10, 60 + 5 * (i % 20), 120] for i in range(n)], np.float32).reshape(-1, 4)
-        d = Detections(boxes, np.full(n, 0.8, np.float32), np.zeros(n, np.int32), ["person"], np.array(track_ids, np.int64))
+        d = Detections(
+            boxes, np.full(n, 0.8, np.float32), np.zeros(n, np.int32), ["person"], np.array(track_ids, np.int64)
+        )
         self.det_pub.publish(to_msg(d, header))
 
     def keys(self) -> set:
@@ -134,17 +148,46 @@ class Feeder:
 def start_pipeline(start_node, port: int, tmp_path: Path, *bridge_extra: str, rules: str = RULES):
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(rules)
-    events = start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules_file}", "-p", f"site_id:={SITE}",
-                        "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", "-p", "tick_period:=0.1",
-                        name="events")
+    events = start_node(
+        "events_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"rules:={rules_file}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        f"snapshot_dir:={tmp_path / 'snaps'}",
+        "-p",
+        "tick_period:=0.1",
+        name="events",
+    )
     bridge = start_bridge(start_node, port, tmp_path, *bridge_extra)
     return events, bridge
 
 
 def start_bridge(start_node, port: int, tmp_path: Path, *extra: str, name: str = "bridge"):
-    return start_node("mqtt_bridge_node", "-p", f"port:={port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
-                      "-p", "events_topics:=[/cam0/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}",
-                      "-p", "reconnect_max:=1.0", "-p", "stats_period:=1.0", *extra, name=name)
+    return start_node(
+        "mqtt_bridge_node",
+        "-p",
+        f"port:={port}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        "events_topics:=[/cam0/events]",
+        "-p",
+        f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+        "-p",
+        "reconnect_max:=1.0",
+        "-p",
+        "stats_period:=1.0",
+        *extra,
+        name=name,
+    )
 
 
 def burst(feeder: Feeder, first: int, n: int, pace: float = 0.01):
@@ -161,7 +204,9 @@ def wait_all_delivered(sub, feeder, expected_events: int, timeout=120.0):
     end = time.monotonic() + timeout
     while len(feeder.keys()) < expected_events and time.monotonic() < end:
         time.sleep(0.05)
-    assert len(feeder.keys()) >= expected_events, f"only {len(feeder.keys())} of {expected_events} events published on ROS"
+    assert len(feeder.keys()) >= expected_events, (
+        f"only {len(feeder.keys())} of {expected_events} events published on ROS"
+    )
     while not feeder.keys() <= mqtt_keys(sub) and time.monotonic() < end:
         time.sleep(0.05)
     missing = feeder.keys() - mqtt_keys(sub)
@@ -176,10 +221,15 @@ def wait_all_delivered(sub, feeder, expected_events: int, timeout=120.0):
     if mqtt_order != ros_order:
         i = next(k for k, (a, b) in enumerate(zip(mqtt_order, ros_order)) if a != b)
         with feeder._lock:
-            label = {(e["event_id"], e["sequence"]): (e["track_ids"][0], e["state"], e["published"][-12:]) for e in feeder.ros_events}
-        raise AssertionError(f"MQTT order differs from the events node's order at {i}: "
-                             f"ROS {[label[k] for k in ros_order[max(0, i - 3):i + 4]]} "
-                             f"MQTT {[label[k] for k in mqtt_order[max(0, i - 3):i + 4]]}")
+            label = {
+                (e["event_id"], e["sequence"]): (e["track_ids"][0], e["state"], e["published"][-12:])
+                for e in feeder.ros_events
+            }
+        raise AssertionError(
+            f"MQTT order differs from the events node's order at {i}: "
+            f"ROS {[label[k] for k in ros_order[max(0, i - 3) : i + 4]]} "
+            f"MQTT {[label[k] for k in mqtt_order[max(0, i - 3) : i + 4]]}"
+        )
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -205,6 +255,7 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
     snap = cv2.imread(new["snapshot"]["path"])
     assert snap is not None and snap.shape == (240, 320, 3)
     assert new["snapshot"]["width"] == 320
+
     # health stats and Home Assistant discovery
     def settled():
         for m in sub.on(f"{BASE}/stats"):
@@ -215,8 +266,11 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
 
     stats = wait_for(settled, 15, what="stats message counting the 4 events, all acknowledged")
     assert stats["host"]["mem_total"] > 0 and "/" in stats["host"]["disk"] and stats["bridge"]["connected"] is True
-    wait_for(lambda: any("/cam0/events_node" in k for k in json.loads(sub.on(f"{BASE}/stats")[-1].payload)["nodes"]),
-             15, what="events_node diagnostics in stats")
+    wait_for(
+        lambda: any("/cam0/events_node" in k for k in json.loads(sub.on(f"{BASE}/stats")[-1].payload)["nodes"]),
+        15,
+        what="events_node diagnostics in stats",
+    )
     ha = Subscriber(broker.port, topics=("homeassistant/#",), client_id="ha")
     wait_for(lambda: ha.messages, 10, what="retained HA discovery configs")
     cfgs = {m.topic: json.loads(m.payload) for m in ha.messages}
@@ -237,7 +291,7 @@ def test_broker_restart_mid_burst_loses_nothing(start_node, ros_node, broker, tm
     feeder.wait_connected()
     wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 40)
-    broker.stop()          # broker restart: SIGTERM, it saves its sessions
+    broker.stop()  # broker restart: SIGTERM, it saves its sessions
     burst(feeder, 2000, 40)  # produced while the broker is down: they wait in the outbox
     time.sleep(1.0)
     broker.start()
@@ -368,16 +422,58 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        cwd=d,
+    )
     return d / f"{name}.crt", d / f"{name}.key"
 
 
 def make_server_cert(d: Path, ca: str) -> tuple[Path, Path]:
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr", cwd=d)
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=d)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+        cwd=d,
+    )
     return d / "server.crt", d / "server.key"
 
 
@@ -389,27 +485,61 @@ def test_tls_with_password_works_and_wrong_password_or_ca_is_refused(start_node,
     cert, key = make_server_cert(d, "ca")
     (tmp_path / "good.pw").write_text("s3cret-pw\n")
     (tmp_path / "bad.pw").write_text("wrong\n")
-    m = Mosquitto(port=free_port(), workdir=tmp_path / "mq", users={"device": "s3cret-pw", "backend": "b"},
-                  tls={"cafile": str(ca), "certfile": str(cert), "keyfile": str(key)})
+    m = Mosquitto(
+        port=free_port(),
+        workdir=tmp_path / "mq",
+        users={"device": "s3cret-pw", "backend": "b"},
+        tls={"cafile": str(ca), "certfile": str(cert), "keyfile": str(key)},
+    )
     m.start()
     try:
         sub = Subscriber(m.port, tls={"ca": str(ca)}, user=("backend", "b"))
         feeder = Feeder(ros_node)
         tls = ("-p", "tls:=true", "-p", "username:=device")
-        start_pipeline(start_node, m.port, tmp_path, *tls, "-p", f"ca_file:={ca}", "-p", f"password_file:={tmp_path / 'good.pw'}")
+        start_pipeline(
+            start_node, m.port, tmp_path, *tls, "-p", f"ca_file:={ca}", "-p", f"password_file:={tmp_path / 'good.pw'}"
+        )
         feeder.wait_connected()
         wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online over TLS")
         feeder.frame([5])
         wait_for(lambda: sub.events(), 30, what="an event over TLS")
         validate_event(sub.events()[0])
-        bad_pw = start_node("mqtt_bridge_node", "-p", f"port:={m.port}", *tls, "-p", f"ca_file:={ca}",
-                            "-p", f"password_file:={tmp_path / 'bad.pw'}", "-p", "client_id:=badpw",
-                            "-p", f"outbox_path:={tmp_path / 'o2.sqlite'}", name="badpw")
-        bad_ca = start_node("mqtt_bridge_node", "-p", f"port:={m.port}", *tls, "-p", f"ca_file:={other_ca}",
-                            "-p", f"password_file:={tmp_path / 'good.pw'}", "-p", "client_id:=badca",
-                            "-p", f"outbox_path:={tmp_path / 'o3.sqlite'}", name="badca")
+        bad_pw = start_node(
+            "mqtt_bridge_node",
+            "-p",
+            f"port:={m.port}",
+            *tls,
+            "-p",
+            f"ca_file:={ca}",
+            "-p",
+            f"password_file:={tmp_path / 'bad.pw'}",
+            "-p",
+            "client_id:=badpw",
+            "-p",
+            f"outbox_path:={tmp_path / 'o2.sqlite'}",
+            name="badpw",
+        )
+        bad_ca = start_node(
+            "mqtt_bridge_node",
+            "-p",
+            f"port:={m.port}",
+            *tls,
+            "-p",
+            f"ca_file:={other_ca}",
+            "-p",
+            f"password_file:={tmp_path / 'good.pw'}",
+            "-p",
+            "client_id:=badca",
+            "-p",
+            f"outbox_path:={tmp_path / 'o3.sqlite'}",
+            name="badca",
+        )
         wait_for(lambda: "refused the connection" in bad_pw.log(), 30, what="wrong password refused")
-        assert "check username/password" in bad_pw.log() and "s3cret" not in bad_pw.log() and "wrong" not in bad_pw.log().replace("wrong CA", "")
+        assert (
+            "check username/password" in bad_pw.log()
+            and "s3cret" not in bad_pw.log()
+            and "wrong" not in bad_pw.log().replace("wrong CA", "")
+        )
         wait_for(lambda: "TLS certificate verification failed" in bad_ca.log(), 30, what="wrong CA refused")
         assert bad_pw.alive() and bad_ca.alive()
         sub.close()
@@ -421,26 +551,63 @@ def hostile_payloads() -> list[tuple[str, bytes]]:
     rnd = random.Random(4)
     out: list[tuple[str, bytes]] = []
     names = ["set_threshold", "enroll_face", "delete_face", "snapshot", "reload_config"]
-    bad_json = [b"{", b"nul\x00l", b"[]", b"null", b"1", b'"x"', b"{'a': 1}", b"\xff\xfe\xfa", b"[" * 50000,
-                b'{"args": ' * 3000, b"NaN", b"{}{}"]
-    wrong = [{"args": []}, {"args": {"score_threshold": "high"}}, {"args": {"score_threshold": 5}},
-             {"args": {"nms_threshold": -1}}, {"request_id": 5, "args": {}}, {"target": {"a": 1}},
-             {"args": {"name": 123}}, {"args": {"name": "bob"}}, {"args": {"name": "bob", "image_b64": "x" * 20, "image_path": "/a"}},
-             {"args": {"camera": "../../etc"}}, {"args": {"evil": True}}, {"request_id": "a b c"}, {"unexpected": 1},
-             {"target": "*; rm -rf /"}, {"args": {"name": "x" * 500}}, {"args": {"score_threshold": None}},
-             {"args": {"score_threshold": True}}, {"args": {"score_threshold": 1e309}}]
+    bad_json = [
+        b"{",
+        b"nul\x00l",
+        b"[]",
+        b"null",
+        b"1",
+        b'"x"',
+        b"{'a': 1}",
+        b"\xff\xfe\xfa",
+        b"[" * 50000,
+        b'{"args": ' * 3000,
+        b"NaN",
+        b"{}{}",
+    ]
+    wrong = [
+        {"args": []},
+        {"args": {"score_threshold": "high"}},
+        {"args": {"score_threshold": 5}},
+        {"args": {"nms_threshold": -1}},
+        {"request_id": 5, "args": {}},
+        {"target": {"a": 1}},
+        {"args": {"name": 123}},
+        {"args": {"name": "bob"}},
+        {"args": {"name": "bob", "image_b64": "x" * 20, "image_path": "/a"}},
+        {"args": {"camera": "../../etc"}},
+        {"args": {"evil": True}},
+        {"request_id": "a b c"},
+        {"unexpected": 1},
+        {"target": "*; rm -rf /"},
+        {"args": {"name": "x" * 500}},
+        {"args": {"score_threshold": None}},
+        {"args": {"score_threshold": True}},
+        {"args": {"score_threshold": 1e309}},
+    ]
     for name in names:
         out += [(name, b) for b in bad_json]
         out += [(name, json.dumps(w).encode()) for w in wrong]
         out += [(name, bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))) for _ in range(30)]
     out += [("enroll_face", b'{"args": {"name": "a", "image_b64": "' + b"A" * 1_500_000 + b'"}}')] * 3
-    for unknown in ["format_disk", "SNAPSHOT", "enroll-face", "x" * 100, "ünïcode", "reload config", "shell", "__init__"]:
+    for unknown in [
+        "format_disk",
+        "SNAPSHOT",
+        "enroll-face",
+        "x" * 100,
+        "ünïcode",
+        "reload config",
+        "shell",
+        "__init__",
+    ]:
         out += [(unknown, b"{}"), (unknown, b"\x00\x01")]
     rnd.shuffle(out)
     return out
 
 
-def test_hostile_commands_get_error_replies_and_valid_commands_still_work(start_node, ros_node, broker, tmp_path, samples):
+def test_hostile_commands_get_error_replies_and_valid_commands_still_work(
+    start_node, ros_node, broker, tmp_path, samples
+):
     sub = Subscriber(broker.port, topics=(f"{BASE}/cmd/#", f"{BASE}/snapshot/#", f"{BASE}/status"))
     feeder = Feeder(ros_node, cv2.resize(cv2.imread(str(samples / "person.jpg")), (160, 120)))
     events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "command_timeout:=1.0")
@@ -471,7 +638,11 @@ def test_hostile_commands_get_error_replies_and_valid_commands_still_work(start_
     time.sleep(0.3)
     n0 = len(replies())
     pub.publish(f"{BASE}/cmd/snapshot", json.dumps({"request_id": "snap-1", "args": {"camera": "cam0"}}), qos=1)
-    wait_for(lambda: any(json.loads(m.payload).get("request_id") == "snap-1" for m in replies()[n0:]), 20, what="snapshot reply")
+    wait_for(
+        lambda: any(json.loads(m.payload).get("request_id") == "snap-1" for m in replies()[n0:]),
+        20,
+        what="snapshot reply",
+    )
     rep = next(json.loads(m.payload) for m in replies()[n0:] if json.loads(m.payload).get("request_id") == "snap-1")
     assert rep["ok"] is True, rep
     assert rep["replies"][0]["node"] == "/cam0/events_node"
@@ -484,20 +655,36 @@ def test_hostile_commands_get_error_replies_and_valid_commands_still_work(start_
     assert rep["ok"] is True and rep["replies"][0]["result"]["rules"] == ["people"]
     # a valid command that no node offers here is answered at once with a clear error
     pub.publish(f"{BASE}/cmd/delete_face", json.dumps({"request_id": "df-1", "args": {"name": "bob"}}), qos=1)
-    wait_for(lambda: any(json.loads(m.payload).get("request_id") == "df-1" for m in replies()), 20, what="unknown target reply")
+    wait_for(
+        lambda: any(json.loads(m.payload).get("request_id") == "df-1" for m in replies()),
+        20,
+        what="unknown target reply",
+    )
     rep = next(json.loads(m.payload) for m in replies() if json.loads(m.payload).get("request_id") == "df-1")
-    assert rep["ok"] is False and rep["error"]["code"] == "unknown_target" and "delete_face" in rep["error"]["message"], rep
+    assert (
+        rep["ok"] is False and rep["error"]["code"] == "unknown_target" and "delete_face" in rep["error"]["message"]
+    ), rep
     assert "rejected" in bridge.log()
     pub.loop_stop()
     sub.close()
 
 
 def test_bad_bridge_config_exits_2_naming_the_parameter(start_node, tmp_path):
-    p = start_node("mqtt_bridge_node", "-p", "port:=70000", "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="badport")
+    p = start_node(
+        "mqtt_bridge_node", "-p", "port:=70000", "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="badport"
+    )
     wait_for(lambda: not p.alive(), 30, what="bridge exit")
     assert p.proc.returncode == 2 and "parameter 'port'" in p.log()
-    p = start_node("mqtt_bridge_node", "-p", "password_env:=NV_TEST_NO_SUCH_VAR", "-p", "username:=u",
-                   "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="nopw")
+    p = start_node(
+        "mqtt_bridge_node",
+        "-p",
+        "password_env:=NV_TEST_NO_SUCH_VAR",
+        "-p",
+        "username:=u",
+        "-p",
+        f"outbox_path:={tmp_path / 'o.sqlite'}",
+        name="nopw",
+    )
     wait_for(lambda: not p.alive(), 30, what="bridge exit")
     assert p.proc.returncode == 2 and "NV_TEST_NO_SUCH_VAR is not set" in p.log()
 
@@ -506,8 +693,20 @@ def test_example_params_file_loads(start_node, broker, tmp_path):
     from conftest import REPO
 
     sub = Subscriber(broker.port, topics=("nano_vision/demo-site/demo-device/status",))
-    p = start_node("mqtt_bridge_node", "--params-file", str(REPO / "config" / "mqtt_bridge.yaml"), "-p", f"port:={broker.port}",
-                   "-p", f"outbox_path:={tmp_path / 'o.sqlite'}", name="example")
-    wait_for(lambda: sub.on("nano_vision/demo-site/demo-device/status"), 30, what="bridge online with config/mqtt_bridge.yaml")
+    p = start_node(
+        "mqtt_bridge_node",
+        "--params-file",
+        str(REPO / "config" / "mqtt_bridge.yaml"),
+        "-p",
+        f"port:={broker.port}",
+        "-p",
+        f"outbox_path:={tmp_path / 'o.sqlite'}",
+        name="example",
+    )
+    wait_for(
+        lambda: sub.on("nano_vision/demo-site/demo-device/status"),
+        30,
+        what="bridge online with config/mqtt_bridge.yaml",
+    )
     assert p.alive()
     sub.close()

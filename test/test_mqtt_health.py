@@ -1,5 +1,6 @@
 """Health figures for …/stats: real /proc and /sys on this machine; the tegrastats parser on a line
 in the format JetPack prints (no Jetson here)."""
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,11 @@ def test_host_figures_from_proc_and_sys(tmp_path):
 
 
 def test_tegrastats_line_parsed():
-    line = ("RAM 2436/3964MB (lfb 71x4MB) SWAP 0/1982MB (cached 0MB) CPU [23%@1479,11%@1479,off,45%@1479] "
-            "EMC_FREQ 0% GR3D_FREQ 37% PLL@33C CPU@35.5C PMIC@50C GPU@33.5C AO@41C thermal@34.25C "
-            "POM_5V_IN 3571/3571 POM_5V_GPU 410/410 POM_5V_CPU 734/734")
+    line = (
+        "RAM 2436/3964MB (lfb 71x4MB) SWAP 0/1982MB (cached 0MB) CPU [23%@1479,11%@1479,off,45%@1479] "
+        "EMC_FREQ 0% GR3D_FREQ 37% PLL@33C CPU@35.5C PMIC@50C GPU@33.5C AO@41C thermal@34.25C "
+        "POM_5V_IN 3571/3571 POM_5V_GPU 410/410 POM_5V_CPU 734/734"
+    )
     r = parse_tegrastats(line)
     assert r["ram_used_mb"] == 2436 and r["ram_total_mb"] == 3964
     assert r["gpu_percent"] == 37 and r["cpu_percent_per_core"] == [23, 11, 45]

@@ -1,6 +1,7 @@
 """The real pipeline on the sample video: camera_node (vtest.avi) -> detector_node (coco_objects,
 ByteTrack) -> events_node -> mqtt_bridge_node -> mosquitto (started here) -> paho subscriber.
 People walk through the video, so person events with snapshots must arrive and validate."""
+
 from __future__ import annotations
 
 import cv2
@@ -20,15 +21,43 @@ def test_sample_video_pipeline_events_over_mqtt(start_node, broker, tmp_path, sa
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     sub = Subscriber(broker.port)
-    start_node("camera_node", "-r", "__ns:=/cam0", "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5",
-               name="camera")
+    start_node(
+        "camera_node", "-r", "__ns:=/cam0", "-p", f"source:={samples / 'vtest.avi'}", "-p", "fps:=5", name="camera"
+    )
     start_node("detector_node", "-r", "__ns:=/cam0", "-p", "task:=coco_objects", name="detector")
-    events = start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", f"site_id:={SITE}",
-                        "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="events")
-    start_node("mqtt_bridge_node", "-p", f"port:={broker.port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
-               "-p", "events_topics:=[/cam0/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}", name="bridge")
-    wait_for(lambda: any(e["type"] == "object" and e["state"] == "new" and e["snapshot"] for e in sub.events()), 150,
-             what="a person event with a snapshot over MQTT")
+    events = start_node(
+        "events_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"rules:={rules}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        f"snapshot_dir:={tmp_path / 'snaps'}",
+        name="events",
+    )
+    start_node(
+        "mqtt_bridge_node",
+        "-p",
+        f"port:={broker.port}",
+        "-p",
+        f"site_id:={SITE}",
+        "-p",
+        f"device_id:={DEVICE}",
+        "-p",
+        "events_topics:=[/cam0/events]",
+        "-p",
+        f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+        name="bridge",
+    )
+    wait_for(
+        lambda: any(e["type"] == "object" and e["state"] == "new" and e["snapshot"] for e in sub.events()),
+        150,
+        what="a person event with a snapshot over MQTT",
+    )
     wait_for(lambda: any(e["type"] == "count" for e in sub.events()), 60, what="a crowd (count >= 2) event over MQTT")
     evs = sub.events()
     for e in evs:

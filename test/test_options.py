@@ -1,4 +1,5 @@
 """core.options.options_from: a core dataclass from a parameter model, shared fields passed on by name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

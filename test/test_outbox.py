@@ -1,4 +1,5 @@
 """SQLite outbox: order, ack, dedupe, bound policy, durability across a killed writer process."""
+
 from __future__ import annotations
 
 import os
@@ -42,11 +43,11 @@ def test_bound_drops_oldest_update_first_never_new_or_end_while_updates_remain(t
     ob.put("t", "upd-a1", kind="update")
     ob.put("t", "upd-a2", kind="update")
     ob.put("t", "end-a", kind="end")
-    ob.put("t", "new-b", kind="new")   # drops upd-a1
-    ob.put("t", "end-b", kind="end")   # drops upd-a2
+    ob.put("t", "new-b", kind="new")  # drops upd-a1
+    ob.put("t", "end-b", kind="end")  # drops upd-a2
     assert [m.payload for m in ob.pending()] == [b"new-a", b"end-a", b"new-b", b"end-b"]
     assert ob.counter("dropped_updates") == 2 and ob.counter("dropped_other") == 0
-    ob.put("t", "new-c", kind="new")   # only new/end left: the oldest goes, counted separately
+    ob.put("t", "new-c", kind="new")  # only new/end left: the oldest goes, counted separately
     assert [m.payload for m in ob.pending()] == [b"end-a", b"new-b", b"end-b", b"new-c"]
     assert ob.counter("dropped_other") == 1
     assert ob.stats()["outbox_pending"] == 4
@@ -79,8 +80,8 @@ def test_sigkill_mid_write_keeps_every_committed_message_in_order(tmp_path):
     assert committed >= 200, "writer did not get going"
     ob = Outbox(path)
     got = [int(m.payload) for m in ob.pending(limit=1_000_000)]
-    assert got == list(range(len(got)))          # in order, no gaps, no corruption
-    assert len(got) >= committed + 1             # every put that returned is there
+    assert got == list(range(len(got)))  # in order, no gaps, no corruption
+    assert len(got) >= committed + 1  # every put that returned is there
 
 
 def test_bad_arguments(tmp_path):
@@ -92,8 +93,14 @@ def test_bad_arguments(tmp_path):
 
 def test_put_many_and_ack_many_in_one_transaction(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite")
-    ids = ob.put_many([("t", "a", "new", "e1:0"), ("t", "b", "new", "e1:0"), ("t", "c", "end", "e1:1"),
-                       ("t", b"\x00bin", "other", None, 0, True)])
+    ids = ob.put_many(
+        [
+            ("t", "a", "new", "e1:0"),
+            ("t", "b", "new", "e1:0"),
+            ("t", "c", "end", "e1:1"),
+            ("t", b"\x00bin", "other", None, 0, True),
+        ]
+    )
     assert ids[1] is None and ids[0] < ids[2] < ids[3]
     msgs = ob.pending()
     assert [m.payload for m in msgs] == [b"a", b"c", b"\x00bin"] and (msgs[2].qos, msgs[2].retain) == (0, True)

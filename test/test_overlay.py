@@ -1,5 +1,6 @@
 """What the rules see, drawn: core.overlay on a real frame, and events_node publishing image_annotated
 (zones with counts, the violator red with the rule name) only while someone subscribes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def _dets() -> Detections:
 def _red_share(img: np.ndarray, box: tuple[float, float, float, float]) -> float:
     """Share of pure-red pixels on the box's left edge."""
     x1, y1, _, y2 = (int(v) for v in box)
-    edge = img[y1 + 20:y2 - 5, x1 - 1:x1 + 2].reshape(-1, 3).astype(int)
+    edge = img[y1 + 20 : y2 - 5, x1 - 1 : x1 + 2].reshape(-1, 3).astype(int)
     return float(np.mean((edge[:, 2] > 200) & (edge[:, 1] < 60) & (edge[:, 0] < 60)))
 
 
@@ -57,8 +58,9 @@ def test_scene_and_drawing_on_a_real_frame():
     v.update("e1", "pit", "end", [7])
     assert overlay.scene(dets, zones, v.snapshot()).boxes[0].color != overlay.RED
     # two detectors of one camera: both boxes, counted together in the zone
-    helmet = Detections(np.array([[210.0, 450.0, 240.0, 480.0]]), np.array([0.7]), np.array([0]), ["helmet"],
-                        np.array([3]))
+    helmet = Detections(
+        np.array([[210.0, 450.0, 240.0, 480.0]]), np.array([0.7]), np.array([0]), ["helmet"], np.array([3])
+    )
     both = overlay.scene([dets, helmet], zones, ({}, []))
     assert [b.text.split()[0] for b in both.boxes] == ["person", "person", "helmet"]
     assert both.polygons[0].text == "pit: helmet 1, person 1"
@@ -68,10 +70,13 @@ def test_scene_and_drawing_on_a_real_frame():
 
 
 def test_a_gate_line_is_drawn_with_its_counted_direction():
-    rules = parse_rules("rules: [{name: gate, type: gate, gate: main, line: [[100, 200], [600, 200]], direction: entry}]",
-                        "cam0")
+    rules = parse_rules(
+        "rules: [{name: gate, type: gate, gate: main, line: [[100, 200], [600, 200]], direction: entry}]", "cam0"
+    )
     lines = overlay.lines_of(rules)
-    assert [(ln.name, ln.p1, ln.p2, ln.direction) for ln in lines] == [("main", (100.0, 200.0), (600.0, 200.0), "entry")]
+    assert [(ln.name, ln.p1, ln.p2, ln.direction) for ln in lines] == [
+        ("main", (100.0, 200.0), (600.0, 200.0), "entry")
+    ]
     # entry = from the line's left to its right (p1 -> p2 left to right: moving down the image)
     assert lines[0].arrows() == [((350.0, 200.0), (350.0, 230.0))]
     sc = overlay.scene(_dets(), [], ({}, []), lines)
@@ -89,13 +94,34 @@ def test_events_node_draws_zones_and_violations_while_watched(start_node, ros_no
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    start_node("events_node", "-r", "__ns:=/cam0", "-p", f"rules:={rules}", "-p", "snapshots:=false",
-               "-p", "annotated_topic:=image_annotated", "-p", "diagnostics_period:=0.2", name="events")
+    start_node(
+        "events_node",
+        "-r",
+        "__ns:=/cam0",
+        "-p",
+        f"rules:={rules}",
+        "-p",
+        "snapshots:=false",
+        "-p",
+        "annotated_topic:=image_annotated",
+        "-p",
+        "diagnostics_period:=0.2",
+        name="events",
+    )
     n = ros_node("overlay_tester")
     published: list[int] = []
-    n.create_subscription(DiagnosticArray, "/diagnostics", lambda m: published.extend(
-        int(kv.value) for st in m.status if "events_node" in st.name for kv in st.values
-        if kv.key == "annotated_published"), 10)
+    n.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: published.extend(
+            int(kv.value)
+            for st in m.status
+            if "events_node" in st.name
+            for kv in st.values
+            if kv.key == "annotated_published"
+        ),
+        10,
+    )
     frame = sample_frame()
     feeder = FrameFeeder(n, "/cam0", frame, _dets())
     wait_for(feeder.subscribed, 30, what="events_node subscribed to image_raw and detections")

@@ -1,4 +1,5 @@
 """Typed parameters: declared once from a pydantic model, validated, bad values named."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,9 @@ def make_node():
     nodes = []
 
     def _make(**overrides):
-        n = rclpy.create_node("params_test", context=ctx,
-                              parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        n = rclpy.create_node(
+            "params_test", context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
+        )
         nodes.append(n)
         return n
 
@@ -61,12 +63,15 @@ def test_defaults_and_overrides(make_node):
     assert node.describe_parameter("fps").description == "frames per second"
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    ({"fps": -1.0}, "parameter 'fps'"),
-    ({"inner.port": 70000}, "parameter 'inner.port'"),
-    ({"size": [640]}, "parameter 'size': must be [width, height]"),
-    ({"fps": "fast"}, "parameter 'fps'"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        ({"fps": -1.0}, "parameter 'fps'"),
+        ({"inner.port": 70000}, "parameter 'inner.port'"),
+        ({"size": [640]}, "parameter 'size': must be [width, height]"),
+        ({"fps": "fast"}, "parameter 'fps'"),
+    ],
+)
 def test_bad_values_are_named(make_node, overrides, needle):
     with pytest.raises(ConfigError) as err:
         load_config(make_node(**overrides), Cfg)
@@ -92,6 +97,7 @@ def test_runtime_changes_refused_without_handler(make_node):
 
 
 # --- parameter names: a misspelled override is refused, not silently dropped --------------------
+
 
 def test_unknown_override_is_refused_with_suggestion(make_node):
     node = make_node(**{"sourse": "x", "inner.prot": 1999})
@@ -145,8 +151,10 @@ def test_params_file_typo_refused_and_wildcard_site_ids_tolerated(start_node, tm
     from conftest import wait_for
 
     good = tmp_path / "good.yaml"
-    good.write_text("/**:\n  ros__parameters:\n    site_id: s\n    device_id: d\n"
-                    f"/**/camera_node:\n  ros__parameters:\n    source: {SAMPLE}\n    loop: true\n")
+    good.write_text(
+        "/**:\n  ros__parameters:\n    site_id: s\n    device_id: d\n"
+        f"/**/camera_node:\n  ros__parameters:\n    source: {SAMPLE}\n    loop: true\n"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text(good.read_text() + "    fpss: 99.0\n")
     b = start_node("camera_node", "--params-file", str(bad), name="bad")

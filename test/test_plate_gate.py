@@ -2,6 +2,7 @@
 mqtt_bridge_node -> mosquitto, each in its own process over DDS. The allow-listed plate crossing
 the gate line inwards gives gate_open on the ROS events topic and on MQTT; nothing before it
 crosses."""
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,14 @@ rules:
 def frames() -> list[np.ndarray]:
     """640x480 frames: the vehicle moves down 6 px per frame, its plate from ~50 px above the line
     at y=300 to ~70 px below it (a plate track keeps its id at this step)."""
-    car, box = vehicle_scene(render_plate(TEXT, "blue", height=70), random.Random(4), perspective=0.02, blur=0.5, noise=2)
+    car, box = vehicle_scene(
+        render_plate(TEXT, "blue", height=70), random.Random(4), perspective=0.02, blur=0.5, noise=2
+    )
     cy = float(box[1] + box[3]) / 2
     out = []
     for dy in range(int(250 - cy), int(370 - cy), 6):
         f = np.full((480, 640, 3), 90, np.uint8)
-        f[dy:dy + 240, 160:480] = car
+        f[dy : dy + 240, 160:480] = car
         out.append(f)
     return out
 
@@ -54,21 +57,46 @@ def test_allowed_plate_through_the_gate_opens_it_over_ros_and_mqtt(start_node, r
     def on_message(c, u, msg):
         with lock:
             mq.append(json.loads(msg.payload))
+
     sub.on_message = on_message
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
     try:
         start_node("plate_node", "-r", f"__ns:={NS}", "-p", "finder.mode:=frame", name="gate_plate")
-        start_node("events_node", "-r", f"__ns:={NS}", "-p", f"rules:={rules}", "-p", f"site_id:={SITE}",
-                   "-p", f"device_id:={DEVICE}", "-p", f"snapshot_dir:={tmp_path / 'snaps'}", name="gate_events")
-        start_node("mqtt_bridge_node", "-p", f"port:={broker.port}", "-p", f"site_id:={SITE}", "-p", f"device_id:={DEVICE}",
-                   "-p", f"events_topics:=[{NS}/events]", "-p", f"outbox_path:={tmp_path / 'outbox.sqlite'}",
-                   name="gate_bridge")
+        start_node(
+            "events_node",
+            "-r",
+            f"__ns:={NS}",
+            "-p",
+            f"rules:={rules}",
+            "-p",
+            f"site_id:={SITE}",
+            "-p",
+            f"device_id:={DEVICE}",
+            "-p",
+            f"snapshot_dir:={tmp_path / 'snaps'}",
+            name="gate_events",
+        )
+        start_node(
+            "mqtt_bridge_node",
+            "-p",
+            f"port:={broker.port}",
+            "-p",
+            f"site_id:={SITE}",
+            "-p",
+            f"device_id:={DEVICE}",
+            "-p",
+            f"events_topics:=[{NS}/events]",
+            "-p",
+            f"outbox_path:={tmp_path / 'outbox.sqlite'}",
+            name="gate_bridge",
+        )
         node = ros_node("gate_client")
         ros_events: list[dict] = []
         plates: list[Detection2DArray] = []
-        node.create_subscription(Event, f"{NS}/events", lambda m: ros_events.append(event_from_msg(m).to_json()),
-                                 qos.RELIABLE)
+        node.create_subscription(
+            Event, f"{NS}/events", lambda m: ros_events.append(event_from_msg(m).to_json()), qos.RELIABLE
+        )
         node.create_subscription(Detection2DArray, f"{NS}/plates", plates.append, qos.RELIABLE)
         pub = node.create_publisher(Image, f"{NS}/image_raw", qos.SENSOR)
         seq = frames()
@@ -86,8 +114,11 @@ def test_allowed_plate_through_the_gate_opens_it_over_ros_and_mqtt(start_node, r
             msg.header.stamp.sec, msg.header.frame_id = 100 + k, "gatecam"
             pub.publish(msg)
             state["sent"], state["wait"] = k, 0
+
         node.create_timer(0.2, tick)
-        wait_for(lambda: any(e["type"] == "gate_open" for e in ros_events), 150, what="gate_open on the ROS events topic")
+        wait_for(
+            lambda: any(e["type"] == "gate_open" for e in ros_events), 150, what="gate_open on the ROS events topic"
+        )
         ev = next(e for e in ros_events if e["type"] == "gate_open")
         validate_event(ev)
         assert ev["state"] == "new" and ev["zone"] == "north" and ev["plate"]["text"] == TEXT
@@ -95,8 +126,11 @@ def test_allowed_plate_through_the_gate_opens_it_over_ros_and_mqtt(start_node, r
         assert ev["boxes"][0][3] >= 300 - 1  # raised once the plate is past the line, not before
         read_before = [m for m in plates if m.detections and m.header.stamp.sec < 100 + 3]
         assert read_before, "the plate is read before it reaches the line"
-        wait_for(lambda: any(e["type"] == "gate_open" and e["event_id"] == ev["event_id"] for e in list(mq)), 30,
-                 what="the same gate_open over MQTT")
+        wait_for(
+            lambda: any(e["type"] == "gate_open" and e["event_id"] == ev["event_id"] for e in list(mq)),
+            30,
+            what="the same gate_open over MQTT",
+        )
         assert not [e for e in ros_events if e["type"] == "gate_alarm"]
     finally:
         sub.loop_stop()

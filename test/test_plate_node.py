@@ -1,4 +1,5 @@
 """plate_node end to end over DDS on SYNTHETIC plates: images + vehicle detections paired by stamp."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,6 +59,7 @@ def test_reads_plates_in_vehicle_boxes_over_dds(start_node, ros_node, tmp_path: 
 
     def read(t):
         return [d for m in got for d in m.detections if d.results[0].hypothesis.class_id == t]
+
     wait_for(lambda: read(text), 90, what=f"plate {text} (SYNTHETIC) from plate_node")
     d = read(text)[-1]
     extra = {h.hypothesis.class_id.split(":")[0]: h.hypothesis.class_id.split(":")[1] for h in d.results[1:]}
@@ -78,7 +80,7 @@ def test_lists_change_at_run_time_other_parameters_refused(start_node, ros_node)
     from rcl_interfaces.srv import SetParameters
 
     ns = "/lane2"
-    (text, _, img, _), = dataset(1, seed=4)
+    ((text, _, img, _),) = dataset(1, seed=4)
     start_node("plate_node", "-r", f"__ns:={ns}", "-p", "finder.mode:=frame", name="plate2")
     node = ros_node("plate_param_client")
     got: list[Detection2DArray] = []
@@ -88,6 +90,7 @@ def test_lists_change_at_run_time_other_parameters_refused(start_node, ros_node)
 
     def listed():
         return [h.hypothesis.class_id for m in got for d in m.detections for h in d.results[2:]]
+
     wait_for(lambda: "listed:none" in listed(), 90, what="plate read in frame mode")
     client = node.create_client(SetParameters, f"{ns}/plate_node/set_parameters")
     wait_for(client.service_is_ready, 20, what="set_parameters service")
@@ -97,11 +100,15 @@ def test_lists_change_at_run_time_other_parameters_refused(start_node, ros_node)
         fut = client.call_async(SetParameters.Request(parameters=[p]))
         wait_for(fut.done, 20, what=f"set {name}")
         return fut.result().results[0]
+
     res = set_param("deny_list", ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=[text]))
     assert res.successful, res.reason
     n = len(got)
-    wait_for(lambda: "listed:deny" in [h.hypothesis.class_id for m in got[n:] for d in m.detections for h in d.results[2:]],
-             60, what="plate now on the deny list")
+    wait_for(
+        lambda: "listed:deny" in [h.hypothesis.class_id for m in got[n:] for d in m.detections for h in d.results[2:]],
+        60,
+        what="plate now on the deny list",
+    )
     res = set_param("vote_window", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=9))
     assert not res.successful and "vote_window" in res.reason
 
@@ -119,7 +126,7 @@ def test_with_the_real_detector_node(start_node, ros_node, samples: Path) -> Non
     img = cv2.imread(str(samples / "dog.jpg"))
     plate = render_plate(text, "blue", height=70)
     h = int(plate.shape[0] * 120 / plate.shape[1])
-    img[125:125 + h, 520:640] = cv2.resize(plate, (120, h), interpolation=cv2.INTER_AREA)
+    img[125 : 125 + h, 520:640] = cv2.resize(plate, (120, h), interpolation=cv2.INTER_AREA)
     start_node("detector_node", "-r", f"__ns:={ns}", "-p", "task:=coco_objects", name="detector")
     start_node("plate_node", "-r", f"__ns:={ns}", name="plate3")
     node = ros_node("plate_detector_client")
@@ -136,9 +143,13 @@ def test_with_the_real_detector_node(start_node, ros_node, samples: Path) -> Non
         msg.header.stamp.sec = 2000 + count[0]
         count[0] += 1
         pub.publish(msg)
+
     node.create_timer(0.5, tick)
-    wait_for(lambda: any(len(m.detections) == 1 and m.detections[0].results[0].hypothesis.class_id == text for m in got),
-             120, what=f"plate {text} via detector_node")
+    wait_for(
+        lambda: any(len(m.detections) == 1 and m.detections[0].results[0].hypothesis.class_id == text for m in got),
+        120,
+        what=f"plate {text} via detector_node",
+    )
     labels = {d.results[0].hypothesis.class_id for m in vehicles for d in m.detections}
     assert labels & {"car", "truck"}
     assert all(len(m.detections) == 1 for m in got)  # one plate, not one per overlapping vehicle box

@@ -1,5 +1,6 @@
 """Plate reading on SYNTHETIC Chinese plates (rendered here, test/plates_synth.py), plate rules,
 colour, CTC decoding, voting and lists."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,14 @@ import pytest
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.recognition.ocr import ctc_greedy
-from nano_vision_ros.core.recognition.plate_rules import (PROVINCES, clean_plate, fix_confusions, is_valid,
-                                                          plate_colour, plate_type)
+from nano_vision_ros.core.recognition.plate_rules import (
+    PROVINCES,
+    clean_plate,
+    fix_confusions,
+    is_valid,
+    plate_colour,
+    plate_type,
+)
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
 
 from plates_synth import dataset, render_plate
@@ -62,7 +69,7 @@ def test_ctc_greedy_decoder_for_lprnet_style_output() -> None:
     seq = [1, 1, 0, 2, 0, 3, 3, 0, 3, 4, 0]  # 京 京 - A - 1 1 - 1 2 -
     probs = np.full((1, len(seq), len(alphabet)), 0.01, np.float32)
     probs[0, np.arange(len(seq)), seq] = 0.96
-    (text, conf), = ctc_greedy(probs, alphabet, blank=0)
+    ((text, conf),) = ctc_greedy(probs, alphabet, blank=0)
     assert text == "京A112" and conf == pytest.approx(0.96)
 
 
@@ -86,7 +93,9 @@ def test_synthetic_plates_read_whole_plate_exact(reader: PlateReader) -> None:
         if best is not None and best.colour == colour:
             colour_ok += 1
     rate = exact / N_PLATES
-    print(f"SYNTHETIC plates: {exact}/{N_PLATES} exact ({rate:.1%}), colour {colour_ok}/{N_PLATES}; misses {misses[:10]}")
+    print(
+        f"SYNTHETIC plates: {exact}/{N_PLATES} exact ({rate:.1%}), colour {colour_ok}/{N_PLATES}; misses {misses[:10]}"
+    )
     assert rate >= 0.95, misses
     assert colour_ok / N_PLATES >= 0.95
 
@@ -99,8 +108,13 @@ def test_vehicle_boxes_voting_and_lists() -> None:
     try:
         h, w = img.shape[:2]
         # a "person" box is ignored; the car box is searched
-        vehicles = Detections(np.array([[0, 0, w, h], [0, 0, w, h]], np.float32), np.array([0.9, 0.8]),
-                              np.array([0, 1]), ["person", "car"], np.array([-1, 42]))
+        vehicles = Detections(
+            np.array([[0, 0, w, h], [0, 0, w, h]], np.float32),
+            np.array([0.9, 0.8]),
+            np.array([0, 1]),
+            ["person", "car"],
+            np.array([-1, 42]),
+        )
         for i in range(3):
             d = r.process(img, vehicles)
             assert len(d) == 1
@@ -128,17 +142,24 @@ def _fixed_lprnet(path, alphabet: str, text: str, t_steps: int = 24):
         seq += [alphabet.index(ch), alphabet.index(ch), c - 1]  # repeats and blanks, as CTC emits
     seq += [c - 1] * (t_steps - len(seq))
     logits[0, seq, np.arange(t_steps)] = 4.0
-    nodes = [helper.make_node("GlobalAveragePool", ["data"], ["p"]),
-             helper.make_node("ReduceMean", ["p"], ["m"], axes=[1, 3], keepdims=0),  # (N, 1)
-             helper.make_node("Unsqueeze", ["m", "ax"], ["u"]),  # (N, 1, 1)
-             helper.make_node("Mul", ["u", "zero"], ["z"]),
-             helper.make_node("Add", ["z", "logits"], ["out"])]
-    g = helper.make_graph(nodes, "fixed_lprnet",
-                          [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 24, 94])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", c, t_steps])],
-                          [numpy_helper.from_array(np.array([2], np.int64), "ax"),
-                           numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-                           numpy_helper.from_array(logits, "logits")])
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["data"], ["p"]),
+        helper.make_node("ReduceMean", ["p"], ["m"], axes=[1, 3], keepdims=0),  # (N, 1)
+        helper.make_node("Unsqueeze", ["m", "ax"], ["u"]),  # (N, 1, 1)
+        helper.make_node("Mul", ["u", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "logits"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "fixed_lprnet",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 24, 94])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", c, t_steps])],
+        [
+            numpy_helper.from_array(np.array([2], np.int64), "ax"),
+            numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+            numpy_helper.from_array(logits, "logits"),
+        ],
+    )
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return path
 
@@ -150,9 +171,14 @@ def test_lprnet_reader_and_user_plate_detector(tmp_path) -> None:
 
     model = _fixed_lprnet(tmp_path / "lpr.onnx", LPR_ALPHABET, "皖A1B2C3")
     text, _, img, box = dataset(1, seed=9)[0]
-    cfg = PlatesConfig(finder={"mode": "detector", "pipeline": "plates_synth:KnownBoxDetector",
-                               "pipeline_options": "{box: [%s]}" % ", ".join(f"{v:.1f}" for v in box)},
-                       reader={"kind": "lprnet", "model": str(model), "device": "cpu"})
+    cfg = PlatesConfig(
+        finder={
+            "mode": "detector",
+            "pipeline": "plates_synth:KnownBoxDetector",
+            "pipeline_options": "{box: [%s]}" % ", ".join(f"{v:.1f}" for v in box),
+        },
+        reader={"kind": "lprnet", "model": str(model), "device": "cpu"},
+    )
     r = PlateReader(cfg)
     try:
         d = r.process(img)
@@ -184,7 +210,7 @@ def test_synthetic_plates_on_a_real_car_photo(reader: PlateReader, samples) -> N
         plate = render_plate(text, colour, height=70)
         h = int(plate.shape[0] * 150 / plate.shape[1])
         img = car.copy()
-        img[238:238 + h, 220:370] = cv2.resize(plate, (150, h), interpolation=cv2.INTER_AREA)
+        img[238 : 238 + h, 220:370] = cv2.resize(plate, (150, h), interpolation=cv2.INTER_AREA)
         got = [r.text for r in reader.find_and_read(img)]
         ok += got == [text]
     assert ok >= n - 1, f"{ok}/{n}"

@@ -1,4 +1,5 @@
 """camera_node (test pattern, jpeg image_raw/compressed) -> recorder_node (compressed input) -> clip."""
+
 from __future__ import annotations
 
 import time
@@ -16,10 +17,40 @@ def test_camera_to_recorder_compressed(start_node, ros_node, tmp_path):
     from nano_vision_ros.ros.events import clip_from_msg
 
     out = tmp_path / "clips"
-    start_node("camera_node", "-r", "__ns:=/t_camrec", "-p", "source_kind:=test_pattern", "-p", "source:=test://pattern",
-               "-p", "width:=160", "-p", "height:=120", "-p", "fps:=10.0", "-p", "publish_compressed:=true")
-    start_node("recorder_node", "-r", "__ns:=/t_camrec", "-p", "image_topic:=image_raw/compressed", "-p", "compressed:=true",
-               "-p", f"output_dir:={out}", "-p", "pre_seconds:=1.0", "-p", "post_seconds:=1.5", "-p", "fps:=10.0")
+    start_node(
+        "camera_node",
+        "-r",
+        "__ns:=/t_camrec",
+        "-p",
+        "source_kind:=test_pattern",
+        "-p",
+        "source:=test://pattern",
+        "-p",
+        "width:=160",
+        "-p",
+        "height:=120",
+        "-p",
+        "fps:=10.0",
+        "-p",
+        "publish_compressed:=true",
+    )
+    start_node(
+        "recorder_node",
+        "-r",
+        "__ns:=/t_camrec",
+        "-p",
+        "image_topic:=image_raw/compressed",
+        "-p",
+        "compressed:=true",
+        "-p",
+        f"output_dir:={out}",
+        "-p",
+        "pre_seconds:=1.0",
+        "-p",
+        "post_seconds:=1.5",
+        "-p",
+        "fps:=10.0",
+    )
     me = ros_node("camrec_test")
     clips: list[dict] = []
     me.create_subscription(Clip, "/t_camrec/clips", lambda m: clips.append(clip_from_msg(m).model_dump()), qos.NOTICES)

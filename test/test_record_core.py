@@ -1,4 +1,5 @@
 """Recorder core: real ffmpeg H.264 and fragmented MP4s from a simulated camera (frames carry their index as gray level)."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,24 @@ def image_for(index: int) -> np.ndarray:
 
 
 def probe(path: str) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                          "stream=codec_name,width,height,nb_read_frames,avg_frame_rate:format=duration,format_name",
-                          "-of", "json", path], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,avg_frame_rate:format=duration,format_name",
+            "-of",
+            "json",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(out.stdout)
     return {**data["streams"][0], **data["format"]}
 
@@ -73,8 +89,9 @@ def make(tmp_path: Path, **kw) -> tuple[Recorder, list[dict], list[str]]:
     clips: list[dict] = []
     errors: list[str] = []
     kw = {"max_clip_seconds": 30.0, **kw}
-    opt = RecorderOptions(output_dir=str(tmp_path / "clips"), camera="cam1", pre_seconds=3.0, post_seconds=4.0,
-                          fps=FPS, **kw)
+    opt = RecorderOptions(
+        output_dir=str(tmp_path / "clips"), camera="cam1", pre_seconds=3.0, post_seconds=4.0, fps=FPS, **kw
+    )
     return Recorder(opt, on_clip=clips.append, on_error=errors.append), clips, errors
 
 
@@ -86,7 +103,9 @@ def test_clip_has_pre_and_post_seconds(tmp_path):
     assert errors == [] and len(clips) == 1
     c = clips[0]
     assert c["event_ids"] == ["e1"] and Path(c["path"]).is_file()
-    assert c["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and c["end"] == pytest.approx(T0 + 14.0, abs=1e-3)  # closed by frame 140
+    assert c["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and c["end"] == pytest.approx(
+        T0 + 14.0, abs=1e-3
+    )  # closed by frame 140
     info = probe(c["path"])
     assert info["codec_name"] == "h264" and "mp4" in info["format_name"]
     assert abs(int(info["nb_read_frames"]) - 70) <= 2
@@ -102,13 +121,16 @@ def test_clip_has_pre_and_post_seconds(tmp_path):
 def test_overlapping_events_merge_into_one_clip(tmp_path):
     rec, clips, errors = make(tmp_path)
     cam = Camera(rec)
-    cam.run_until(T0 + 40, {
-        100: [{"event_id": "a", "state": "new"}],  # T0+10: clip 7..14
-        120: [{"event_id": "b", "state": "new"}],  # T0+12: overlaps -> 7..16
-        150: [{"event_id": "a", "state": "end"}],  # T0+15: extends -> 7..19
-        250: [{"event_id": "a", "state": "update", "reason": "clip"}],  # about the clip: no new footage
-        300: [{"event_id": "c", "state": "new"}],  # T0+30: a new clip 27..34
-    })
+    cam.run_until(
+        T0 + 40,
+        {
+            100: [{"event_id": "a", "state": "new"}],  # T0+10: clip 7..14
+            120: [{"event_id": "b", "state": "new"}],  # T0+12: overlaps -> 7..16
+            150: [{"event_id": "a", "state": "end"}],  # T0+15: extends -> 7..19
+            250: [{"event_id": "a", "state": "update", "reason": "clip"}],  # about the clip: no new footage
+            300: [{"event_id": "c", "state": "new"}],  # T0+30: a new clip 27..34
+        },
+    )
     rec.flush()
     assert errors == []
     assert [c["event_ids"] for c in clips] == [["a", "b"], ["c"]] and rec.events_ignored == 1
@@ -126,7 +148,9 @@ def test_event_times_from_the_schema_are_used(tmp_path):
     start_iso = dt.datetime.fromtimestamp(T0 + 9.0, dt.timezone.utc).isoformat().replace("+00:00", "Z")
     cam.run_until(T0 + 20, {100: [{"event_id": "s", "state": "new", "start": start_iso, "stamp": "garbage"}]})
     rec.flush()
-    assert clips[0]["start"] == pytest.approx(T0 + 6.0, abs=1e-3) and clips[0]["end"] == pytest.approx(T0 + 13.0, abs=1e-3)
+    assert clips[0]["start"] == pytest.approx(T0 + 6.0, abs=1e-3) and clips[0]["end"] == pytest.approx(
+        T0 + 13.0, abs=1e-3
+    )
 
 
 def test_gaps_are_filled_to_the_requested_duration(tmp_path):
@@ -226,7 +250,9 @@ def test_clip_starts_at_the_keyframe_before_the_asked_pre_roll(tmp_path):
     rec.flush()
     assert errors == [] and len(clips) == 1 and rec.gop == 10
     c = clips[0]
-    assert c["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and c["end"] == pytest.approx(T0 + 15.0, abs=1e-3)  # keyframes at whole seconds
+    assert c["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and c["end"] == pytest.approx(
+        T0 + 15.0, abs=1e-3
+    )  # keyframes at whole seconds
     assert c["frames"] == 80 and int(probe(c["path"])["nb_read_frames"]) == 80
     levels = gray_levels(c["path"])
     assert abs(levels[0] - (70 * 4) % 256) <= 6 and abs(levels[-1] - (149 * 4) % 256) <= 6
@@ -236,11 +262,18 @@ def test_clip_starts_at_the_keyframe_before_the_asked_pre_roll(tmp_path):
 def test_a_long_event_continues_in_the_next_clip_without_footage_twice(tmp_path):
     rec, clips, errors = make(tmp_path, max_clip_seconds=5.0)
     cam = Camera(rec)
-    cam.run_until(T0 + 25, {100: [{"event_id": "long", "state": "new"}],  # 7..12 (5 s at most)
-                            155: [{"event_id": "long", "state": "update"}]})  # T0+15.5: asks 12.5.., after 12
+    cam.run_until(
+        T0 + 25,
+        {
+            100: [{"event_id": "long", "state": "new"}],  # 7..12 (5 s at most)
+            155: [{"event_id": "long", "state": "update"}],
+        },
+    )  # T0+15.5: asks 12.5.., after 12
     rec.flush()
     assert errors == [] and len(clips) == 2
-    assert clips[0]["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and clips[0]["end"] == pytest.approx(T0 + 12.0, abs=1e-3)
+    assert clips[0]["start"] == pytest.approx(T0 + 7.0, abs=1e-3) and clips[0]["end"] == pytest.approx(
+        T0 + 12.0, abs=1e-3
+    )
     assert clips[1]["start"] == pytest.approx(clips[0]["end"], abs=1e-3)  # starts at the keyframe where the first ended
     first, second = gray_levels(clips[0]["path"]), gray_levels(clips[1]["path"])
     assert abs(first[-1] - (119 * 4) % 256) <= 6 and abs(second[0] - (120 * 4) % 256) <= 6
@@ -248,8 +281,12 @@ def test_a_long_event_continues_in_the_next_clip_without_footage_twice(tmp_path)
 
 def _decode(path: Path) -> tuple[int, int]:
     """(return code, frames decoded) of ffmpeg decoding `path` to nothing."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                          "-f", "framemd5", "-"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.returncode, sum(1 for line in out.stdout.splitlines() if line and not line.startswith("#"))
 
 
@@ -286,7 +323,9 @@ def test_a_long_gap_restarts_the_stream_and_bad_frames_are_reported(tmp_path):
     cam.run_until(T0 + 25, {170: [{"event_id": "after", "state": "new"}]})  # T0+17: asks 14..21, stream from 15
     rec.flush()
     assert errors == [] and rec.stats()["encoder_starts"] == 2
-    assert len(clips) == 1 and clips[0]["start"] == pytest.approx(T0 + 15.0, abs=1e-3)  # the new stream's first keyframe
+    assert len(clips) == 1 and clips[0]["start"] == pytest.approx(
+        T0 + 15.0, abs=1e-3
+    )  # the new stream's first keyframe
     assert abs(gray_levels(clips[0]["path"])[0] - (150 * 4) % 256) <= 6
     rec.add_frame(T0 + 30, np.zeros((95, 128, 3), np.uint8))  # odd height: H.264 4:2:0 cannot take it
     assert errors and "odd" in errors[-1]

@@ -1,5 +1,6 @@
 """recorder_node in its own process: frames and typed events over DDS in, a playable MP4 and a typed
 `clips` notice out; an event's updates after its end (the clip / upload-state reports) ask no footage."""
+
 from __future__ import annotations
 
 import threading
@@ -24,9 +25,25 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
     from nano_vision_ros.ros.image import numpy_to_imgmsg
 
     out = tmp_path / "clips"
-    node = start_node("recorder_node", "-p", "image_topic:=/t_rec/image_raw", "-p", "events_topic:=/t_rec/events",
-                      "-p", "clips_topic:=/t_rec/clips", "-p", f"output_dir:={out}", "-p", "camera:=cam1",
-                      "-p", "pre_seconds:=1.0", "-p", "post_seconds:=2.0", "-p", "fps:=10.0")
+    node = start_node(
+        "recorder_node",
+        "-p",
+        "image_topic:=/t_rec/image_raw",
+        "-p",
+        "events_topic:=/t_rec/events",
+        "-p",
+        "clips_topic:=/t_rec/clips",
+        "-p",
+        f"output_dir:={out}",
+        "-p",
+        "camera:=cam1",
+        "-p",
+        "pre_seconds:=1.0",
+        "-p",
+        "post_seconds:=2.0",
+        "-p",
+        "fps:=10.0",
+    )
     me = ros_node("record_test")
     clips: list[dict] = []
     me.create_subscription(Clip, "/t_rec/clips", lambda m: clips.append(clip_from_msg(m).model_dump()), qos.NOTICES)
@@ -46,8 +63,11 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
     th = threading.Thread(target=camera, daemon=True)
     th.start()
     try:
-        wait_for(lambda: ev_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0, 30,
-                 what="recorder subscriptions")
+        wait_for(
+            lambda: ev_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0,
+            30,
+            what="recorder subscriptions",
+        )
         time.sleep(2.0)  # fill the pre-event buffer
         # stamped when published: the recorder places an event's window by its stamp, so an event made
         # before a slow start would arrive with its window already past
@@ -61,8 +81,9 @@ def test_recorder_node_writes_merged_clip(start_node, ros_node, tmp_path):
         ev_pub.publish(bad)  # refused by the event model: ignored, counted, nothing breaks
         wait_for(lambda: clips, 40, what="a clips notice")
         # the events node then reports the clip on the ended event: footage that exists, no new clip
-        ended = event_from_msg(ev_a).model_copy(update={"state": "update", "reason": "clip", "sequence": 2,
-                                                       "end": event_from_msg(ev_a).stamp})
+        ended = event_from_msg(ev_a).model_copy(
+            update={"state": "update", "reason": "clip", "sequence": 2, "end": event_from_msg(ev_a).stamp}
+        )
         ev_pub.publish(event_to_msg(ended))
         time.sleep(3.5)  # longer than post_seconds: a clip it had opened would be announced by now
         assert len(clips) == 1, clips

@@ -1,6 +1,7 @@
 """`ros2 launch nano_vision_ros site.launch.py` for real, from a `colcon build` install space: the
 demo site (on free ports) produces frames, detections and MQTT events, and one SIGINT (Ctrl-C: the
 whole process group) stops every node and every server it started, none left behind."""
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,21 @@ def test_ros2_launch_site_runs_and_sigint_leaves_nothing(tmp_path, ros_node):
     mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
     site = demo_site(tmp_path, mqtt_port, rtmp_port, recv_port)
     log = open(tmp_path / "launch.log", "w+")
-    launch = subprocess.Popen([str(VENV / "bin" / "ros2"), "launch", "nano_vision_ros", "site.launch.py",
-                               f"site_config:={site}"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                              cwd=tmp_path, start_new_session=True)
+    launch = subprocess.Popen(
+        [str(VENV / "bin" / "ros2"), "launch", "nano_vision_ros", "site.launch.py", f"site_config:={site}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     frames, dets, events = [], [], []
     lock = threading.Lock()
     node = ros_node("launch_test_listener")
     node.create_subscription(Image, "/cam0/image_raw", lambda m: frames.append(m.header.stamp), qos.SENSOR)
-    node.create_subscription(Detection2DArray, "/cam0/detections", lambda m: dets.append(len(m.detections)),
-                             qos.RELIABLE)
+    node.create_subscription(
+        Detection2DArray, "/cam0/detections", lambda m: dets.append(len(m.detections)), qos.RELIABLE
+    )
 
     def on_message(_c, _u, msg):
         with lock:
@@ -69,6 +76,7 @@ def test_ros2_launch_site_runs_and_sigint_leaves_nothing(tmp_path, ros_node):
         return (tmp_path / "launch.log").read_text(errors="replace")
 
     try:
+
         def connected():
             note_tree()
             assert launch.poll() is None, log_text()[-4000:]

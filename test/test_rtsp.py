@@ -5,6 +5,7 @@ The server's picture carries the frame index (decode_frame_index) and the server
 time each frame went to the encoder, so the tests check that what arrives are the server's frames,
 in order, and stamped after they were sent.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -34,14 +35,16 @@ pytestmark = pytest.mark.timeout(240)
 def _have_rtsp_server() -> bool:
     if not Path(SYSTEM_PYTHON).exists():
         return False
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
-                           capture_output=True, timeout=60)
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True, timeout=60
+    )
     return probe.returncode == 0
 
 
 if not _have_rtsp_server():  # a missing dependency is an error here, not a skip: see requirements/rtsp.apt
-    raise RuntimeError("test_rtsp needs /usr/bin/python3 with python3-gi and gir1.2-gst-rtsp-server-1.0 "
-                       "(requirements/rtsp.apt)")
+    raise RuntimeError(
+        "test_rtsp needs /usr/bin/python3 with python3-gi and gir1.2-gst-rtsp-server-1.0 (requirements/rtsp.apt)"
+    )
 
 
 class RtspServer:
@@ -57,12 +60,20 @@ class RtspServer:
 
     def start(self) -> None:
         self.lines = []
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--stamps", str(self.stamps_path),
-                                      *self.args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--stamps", str(self.stamps_path), *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-        wait_for(lambda: any(ln.startswith("READY") for ln in self.lines) or self.proc.poll() is not None, 60,
-                 what="the RTSP server to listen")
+        wait_for(
+            lambda: any(ln.startswith("READY") for ln in self.lines) or self.proc.poll() is not None,
+            60,
+            what="the RTSP server to listen",
+        )
         assert self.proc.poll() is None, "\n".join(self.lines)
 
     def _drain(self, proc: subprocess.Popen) -> None:
@@ -120,8 +131,20 @@ def _stamp_ns(header) -> int:
 
 
 def _camera(start_node, ns: str, url: str, *params: str):
-    return start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={url}", "-p", "diagnostics_period:=0.3",
-                      "-p", "reconnect_delay:=0.2", "-p", "reconnect_max_delay:=1.0", *params)
+    return start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        f"source:={url}",
+        "-p",
+        "diagnostics_period:=0.3",
+        "-p",
+        "reconnect_delay:=0.2",
+        "-p",
+        "reconnect_max_delay:=1.0",
+        *params,
+    )
 
 
 @pytest.mark.parametrize("backend", ["opencv", "gstreamer"])
@@ -162,10 +185,16 @@ def test_server_killed_and_restarted(start_node, ros_node, rtsp_server, transpor
     before = len(images)
     server.start()  # the same port
     back = time.monotonic()
-    wait_for(lambda: len(images) >= before + 5, RECOVERY_DEADLINE, what=f"frames within {RECOVERY_DEADLINE:g} s of the restart")
+    wait_for(
+        lambda: len(images) >= before + 5,
+        RECOVERY_DEADLINE,
+        what=f"frames within {RECOVERY_DEADLINE:g} s of the restart",
+    )
     took = time.monotonic() - back
     assert node.alive() and node.pid == pid, "the node was restarted"
-    wait_for(lambda: int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1, 30, what="diagnostics: reconnect counted")
+    wait_for(
+        lambda: int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1, 30, what="diagnostics: reconnect counted"
+    )
     newest = images.snapshot()[-1]
     assert decode_frame_index(newest[5]) in server.sent()  # frames of the new server process
     print(f"RTSP/{transport}: frames again {took:.1f} s after the server restarted")
@@ -175,12 +204,28 @@ def test_server_killed_and_restarted(start_node, ros_node, rtsp_server, transpor
 def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, rtsp_server, backend):
     server = rtsp_server("--user", "site", "--password", "s3cret")
     ns = f"/rtsp_auth_{backend}"
-    node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={server.url(auth='site:wrong')}", "-p", f"backend:={backend}",
-                      "-p", "diagnostics_period:=0.2", "-p", "reconnect_delay:=0.4", "-p", "reconnect_max_delay:=3.2")
+    node = start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        f"source:={server.url(auth='site:wrong')}",
+        "-p",
+        f"backend:={backend}",
+        "-p",
+        "diagnostics_period:=0.2",
+        "-p",
+        "reconnect_delay:=0.4",
+        "-p",
+        "reconnect_max_delay:=3.2",
+    )
     images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
     wait_for(lambda: int((_diag_values(diags) or {}).get("attempts", 0)) >= 1, 60, what="a failed attempt")
     d = _diag_values(diags)
-    assert "RTSP authentication failed (401 Unauthorized)" in d["last_error"] and "wrong user or password" in d["last_error"]
+    assert (
+        "RTSP authentication failed (401 Unauthorized)" in d["last_error"]
+        and "wrong user or password" in d["last_error"]
+    )
     assert "site:wrong" not in d["last_error"]  # credentials never shown
     # the delay after failed attempt k is 0.4 * 2**(k-1) s, at most 3.2 s: three more attempts
     # from the k first seen here take at least the sum of those delays (minus the 0.2 s diagnostics period)
@@ -195,8 +240,16 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
     assert log.count("RTSP authentication failed") == 1 and "retrying with backoff" in log  # logged once, not per retry
     assert "site:wrong" not in log
     # the right password on the same server works (the refusal was the password, nothing else)
-    ok = start_node("camera_node", "-r", f"__ns:={ns}_ok", "-p", f"source:={server.url(auth='site:s3cret')}",
-                    "-p", f"backend:={backend}", name="ok")
+    ok = start_node(
+        "camera_node",
+        "-r",
+        f"__ns:={ns}_ok",
+        "-p",
+        f"source:={server.url(auth='site:s3cret')}",
+        "-p",
+        f"backend:={backend}",
+        name="ok",
+    )
     good, *_ = _subscribe(ros_node, f"{ns}_ok", name="t_sub_ok")
     wait_for(lambda: len(good) >= 3, 90, what="frames with the right password")
     assert ok.alive()
@@ -227,7 +280,6 @@ def test_sample_video_over_rtsp(start_node, ros_node, rtsp_server):
     assert matches == sorted(matches)
 
 
-
 @pytest.mark.parametrize("backend", ["gstreamer", "opencv"])
 def test_stream_that_changes_resolution(start_node, ros_node, rtsp_server, backend):
     """640x480 for 3 s, then 320x240 in the same RTSP session.
@@ -243,7 +295,9 @@ def test_stream_that_changes_resolution(start_node, ros_node, rtsp_server, backe
     wait_for(lambda: len(images) >= 3, 90, what="frames at the first size")
     assert images.snapshot()[0][2:4] == (640, 480)
     if backend == "gstreamer":
-        wait_for(lambda: sum(w == 320 for _h, _e, w, *_ in images.snapshot()[-5:]) == 5, 60, what="frames of the new size")
+        wait_for(
+            lambda: sum(w == 320 for _h, _e, w, *_ in images.snapshot()[-5:]) == 5, 60, what="frames of the new size"
+        )
         wait_for(lambda: infos.snapshot()[-1].width == 320, 10, what="camera_info of the new size")
         sizes = [(w, h) for _h, _e, w, h, *_ in images.snapshot()]
         switch = sizes.index((320, 240))

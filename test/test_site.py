@@ -1,4 +1,5 @@
 """Site file validation, graph building, the runner (real node processes over DDS), colcon build."""
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ def test_repo_site_file_is_valid():
 
 
 def test_graph_namespaces_names_and_ros_args(tmp_path):
-    site = write_site(tmp_path, """
+    site = write_site(
+        tmp_path,
+        """
         params_file: params.yaml
         cameras:
           - name: gate
@@ -44,7 +47,8 @@ def test_graph_namespaces_names_and_ros_args(tmp_path):
           - name: yard
             nodes: [camera]
         site_nodes: [mqtt_bridge]
-    """)
+    """,
+    )
     graph = build_graph(*load_site(site))
     labels = [n.label for n in graph.nodes]
     assert labels == ["gate/camera_node", "gate/helmet_detector", "yard/camera_node", "mqtt_bridge_node"]
@@ -55,16 +59,19 @@ def test_graph_namespaces_names_and_ros_args(tmp_path):
     assert "task:=helmet" in args and "score_threshold:=0.4" in args
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("cameras: [{name: cam0, nodes: [teleporter]}]", "unknown node kind 'teleporter'"),
-    ("cameras: [{name: 0cam, nodes: [camera]}]", "not a valid ROS name"),
-    ("cameras: [{name: a, nodes: [camera]}, {name: a, nodes: [camera]}]", "camera names used twice"),
-    ("cameras: [{name: a, nodes: [camera, camera]}]", "node names used twice"),
-    ("cameras: []", "nothing to run"),
-    ("cameras: [{name: a, nodes: [camera]}]\nparams_file: nope.yaml", "params_file not found"),
-    ("cameras: [{name: a, nodes: [camera]}]\nflavour: vanilla", "flavour"),
-    ("cameras: [{name: a, nodes: [camera]]", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("cameras: [{name: cam0, nodes: [teleporter]}]", "unknown node kind 'teleporter'"),
+        ("cameras: [{name: 0cam, nodes: [camera]}]", "not a valid ROS name"),
+        ("cameras: [{name: a, nodes: [camera]}, {name: a, nodes: [camera]}]", "camera names used twice"),
+        ("cameras: [{name: a, nodes: [camera, camera]}]", "node names used twice"),
+        ("cameras: []", "nothing to run"),
+        ("cameras: [{name: a, nodes: [camera]}]\nparams_file: nope.yaml", "params_file not found"),
+        ("cameras: [{name: a, nodes: [camera]}]\nflavour: vanilla", "flavour"),
+        ("cameras: [{name: a, nodes: [camera]]", "not valid YAML"),
+    ],
+)
 def test_bad_site_files_are_named(tmp_path, body, needle):
     site = tmp_path / "site.yaml"
     site.write_text(body)
@@ -74,7 +81,9 @@ def test_bad_site_files_are_named(tmp_path, body, needle):
 
 def test_dry_run_prints_commands(tmp_path):
     site = write_site(tmp_path, "params_file: params.yaml\ncameras: [{name: cam0, nodes: [camera]}]\n")
-    out = subprocess.run([NANO_VISION, "site", str(site), "--dry-run"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [NANO_VISION, "site", str(site), "--dry-run"], capture_output=True, text=True, check=True
+    ).stdout
     assert "export FASTDDS_DEFAULT_PROFILES_FILE=" in out
     assert "camera_node --ros-args -r __node:=camera_node -r __ns:=/cam0 --params-file" in out
 
@@ -90,6 +99,7 @@ def _image_counter(ros_node, topics):
     def make_cb(topic):
         def cb(_msg: Image) -> None:
             counts[topic] += 1
+
         return cb
 
     for t in topics:
@@ -103,7 +113,9 @@ def _children(pid: int) -> list[int]:
 
 
 def test_runner_starts_and_stops_a_two_node_graph(tmp_path, ros_node):
-    site = write_site(tmp_path, """
+    site = write_site(
+        tmp_path,
+        """
         params_file: params.yaml
         discovery_range: localhost
         startup_grace: 2.0
@@ -112,18 +124,21 @@ def test_runner_starts_and_stops_a_two_node_graph(tmp_path, ros_node):
             nodes: [camera]
           - name: cam_b
             nodes: [camera]
-    """, params="""
+    """,
+        params="""
         /**/camera_node:
           ros__parameters:
             source: "test://pattern"
             width: 320
             height: 240
             fps: 10.0
-    """)
+    """,
+    )
     counts = _image_counter(ros_node, ["/cam_a/image_raw", "/cam_b/image_raw"])
     log = open(tmp_path / "runner.log", "w+")
-    runner = subprocess.Popen([NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    runner = subprocess.Popen(
+        [NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for(lambda: all(c >= 5 for c in counts.values()), timeout=30, what="frames from both cameras")
         kids = _children(runner.pid)
@@ -131,7 +146,9 @@ def test_runner_starts_and_stops_a_two_node_graph(tmp_path, ros_node):
         runner.send_signal(signal.SIGINT)  # Ctrl-C to the runner only; it forwards to the nodes
         assert runner.wait(30) == 0
         for k in kids:
-            assert not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text().lower(), f"node {k} still running"
+            assert not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text().lower(), (
+                f"node {k} still running"
+            )
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
@@ -142,7 +159,9 @@ def test_runner_starts_and_stops_a_two_node_graph(tmp_path, ros_node):
 
 
 def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
-    site = write_site(tmp_path, """
+    site = write_site(
+        tmp_path,
+        """
         params_file: params.yaml
         discovery_range: localhost
         startup_grace: 5.0
@@ -151,15 +170,18 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
             nodes: [camera]
           - name: broken
             nodes: [{kind: camera, params: {source_kind: teleport}}]
-    """, params="""
+    """,
+        params="""
         /**/camera_node:
           ros__parameters:
             source: "test://pattern"
-    """)
+    """,
+    )
     t0 = time.monotonic()
     # --no-check: the runner's own start-up failure path (`nano-vision check` would refuse the site first)
-    res = subprocess.run([NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 1
     assert "broken/camera_node exited with code 2 during start-up" in res.stderr
     assert "source_kind" in res.stderr  # the node's own message names the bad parameter
@@ -179,12 +201,15 @@ def test_runner_names_a_service_port_already_in_use(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        site = write_site(tmp_path, f"""
+        site = write_site(
+            tmp_path,
+            f"""
             params_file: params.yaml
             services:
               mosquitto: {{enabled: true, port: {port}}}
             cameras: [{{name: cam0, nodes: [camera]}}]
-        """)
+        """,
+        )
         res = subprocess.run([NANO_VISION, "site", str(site)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in res.stderr and "services:" in res.stderr
@@ -199,10 +224,26 @@ def test_service_module_runs_each_local_server_until_ctrl_c(tmp_path, service):
     from conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nano_vision_ros.site.services", service, "--port", str(port),
-                             "--workdir", str(tmp_path / "work"), "--dir", str(tmp_path / "clips"),
-                             "--token-file", str(tmp_path / "token")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nano_vision_ros.site.services",
+            service,
+            "--port",
+            str(port),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--dir",
+            str(tmp_path / "clips"),
+            "--token-file",
+            str(tmp_path / "token"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
 
     def listening() -> bool:
         with socket.socket() as s:
@@ -220,7 +261,9 @@ def test_service_module_runs_each_local_server_until_ctrl_c(tmp_path, service):
 
 def test_ports_and_ids_come_from_the_site_file_once(tmp_path):
     """The services' ports are written once (site file); their clients' parameters are derived."""
-    site = write_site(tmp_path, """
+    site = write_site(
+        tmp_path,
+        """
         site_id: s9
         params_file: params.yaml
         services:
@@ -229,7 +272,8 @@ def test_ports_and_ids_come_from_the_site_file_once(tmp_path):
           clip_receiver: {enabled: true, port: 19009, token_file: var/tok}
         cameras: [{name: gate, nodes: [camera, rtmp_streamer]}]
         site_nodes: [mqtt_bridge, uploader, {kind: metrics, params: {port: 9470}}]
-    """)
+    """,
+    )
     graph = build_graph(*load_site(site))
     by = {n.label: n.parameters for n in graph.nodes}
     assert by["mqtt_bridge_node"] == {"site_id": "s9", "host": "127.0.0.1", "port": 18831}

@@ -6,6 +6,7 @@ half grows its RSS by less than 300 MB/hour (25 MB per 5-minute half; ONNX Runti
 Python heap still settle a few MB in the first minutes, a leak of a frame per second would be
 GB/hour), its fd and thread counts trend by less than 20 per hour and move by at most 4 over the
 window (fds/threads flat), no node container or service exits, and events and clips keep arriving. Slow by design (10 minutes)."""
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,26 @@ PER_HOUR = 20.0
 def test_soak_no_growth(tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", str(MINUTES), "--out", str(out),
-         "--interval", "5", "--max-rss-mb-per-hour", str(RSS_MB_PER_HOUR),
-         "--max-fds-per-hour", str(PER_HOUR), "--max-threads-per-hour", str(PER_HOUR)],
-        capture_output=True, text=True, timeout=60 * MINUTES + 300)
+        [
+            sys.executable,
+            str(REPO / "bench" / "soak.py"),
+            "--minutes",
+            str(MINUTES),
+            "--out",
+            str(out),
+            "--interval",
+            "5",
+            "--max-rss-mb-per-hour",
+            str(RSS_MB_PER_HOUR),
+            "--max-fds-per-hour",
+            str(PER_HOUR),
+            "--max-threads-per-hour",
+            str(PER_HOUR),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60 * MINUTES + 300,
+    )
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
     assert proc.returncode != 2, "the demo site did not run through the soak"
     result = json.loads(out.read_text())
@@ -41,8 +58,9 @@ def test_soak_no_growth(tmp_path):
     for name, t in result["trends"].items():
         assert t["rss"] < RSS_MB_PER_HOUR, f"{name}: RSS grows {t['rss']:.1f} MB/h"
         assert t["fds_max"] - t["fds_min"] <= 4, f"{name}: open fds moved {t['fds_min']:.0f}..{t['fds_max']:.0f}"
-        assert t["threads_max"] - t["threads_min"] <= 4, \
+        assert t["threads_max"] - t["threads_min"] <= 4, (
             f"{name}: threads moved {t['threads_min']:.0f}..{t['threads_max']:.0f}"
+        )
     assert proc.returncode == 0, result["over"]
     samples = result["samples"]
     half = samples[len(samples) // 2]

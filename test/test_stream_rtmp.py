@@ -1,4 +1,5 @@
 """rtmp_streamer_node against a real nginx-rtmp: read the stream back with ffprobe; survive nginx restarts."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,23 @@ from nano_vision_ros.site.nginx_rtmp import NginxRtmp
 def probe(url: str, timeout: float = 25.0) -> dict | None:
     """The first video stream ffprobe reads from `url`, or None."""
     try:
-        out = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "8000000", "-show_entries",
-                              "stream=codec_name,width,height,avg_frame_rate,r_frame_rate", "-of", "json", url],
-                             capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-rw_timeout",
+                "8000000",
+                "-show_entries",
+                "stream=codec_name,width,height,avg_frame_rate,r_frame_rate",
+                "-of",
+                "json",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return None
     streams = json.loads(out.stdout or "{}").get("streams", [])
@@ -32,7 +47,9 @@ def test_command_lines_carry_settings():
     assert ff[ff.index("-s") + 1] == "640x360" and ff[ff.index("-r") + 1] == "25"
     assert "keyint=50" in ff[ff.index("-x264-params") + 1] and ff[-1] == "rtmp://h/live/a"
     gst = " ".join(gstreamer_command("rtmp://h/live/a", s, "x264enc"))
-    assert "width=640 height=360" in gst and "key-int-max=50" in gst and "rtmpsink location=rtmp://h/live/a live=1" in gst
+    assert (
+        "width=640 height=360" in gst and "key-int-max=50" in gst and "rtmpsink location=rtmp://h/live/a live=1" in gst
+    )
 
 
 def test_nginx_config_stays_in_workdir(tmp_path):
@@ -103,10 +120,33 @@ class Publisher:
 @pytest.mark.timeout(240)
 def test_stream_reaches_nginx_and_survives_restart(nginx, start_node, ros_node):
     url = f"{nginx.url}/cam1"
-    node = start_node("rtmp_streamer_node", "-p", "image_topic:=/t_stream/image_raw", "-p", f"url:={url}",
-                      "-p", "width:=320", "-p", "height:=240", "-p", "fps:=10", "-p", "gop:=10",
-                      "-p", "bitrate_kbps:=300", "-p", "encoder:=ffmpeg", "-p", "ffmpeg_codec:=libx264",
-                      "-p", "backoff_max:=2.0", "-p", "diagnostics_period:=0.5", "-r", "__node:=streamer_t1")
+    node = start_node(
+        "rtmp_streamer_node",
+        "-p",
+        "image_topic:=/t_stream/image_raw",
+        "-p",
+        f"url:={url}",
+        "-p",
+        "width:=320",
+        "-p",
+        "height:=240",
+        "-p",
+        "fps:=10",
+        "-p",
+        "gop:=10",
+        "-p",
+        "bitrate_kbps:=300",
+        "-p",
+        "encoder:=ffmpeg",
+        "-p",
+        "ffmpeg_codec:=libx264",
+        "-p",
+        "backoff_max:=2.0",
+        "-p",
+        "diagnostics_period:=0.5",
+        "-r",
+        "__node:=streamer_t1",
+    )
     me = ros_node("stream_test")
     diag = Diag(me, "streamer_t1")
     pub = Publisher(me, "/t_stream/image_raw")
@@ -128,8 +168,11 @@ def test_stream_reaches_nginx_and_survives_restart(nginx, start_node, ros_node):
 
         # The server returns on the same port: the stream resumes by itself.
         nginx.start()
-        wait_for(lambda: diag.values.get("state") == "streaming" and diag.num("restarts") > restarts, 40,
-                 what="stream resumed by a restarted encoder")
+        wait_for(
+            lambda: diag.values.get("state") == "streaming" and diag.num("restarts") > restarts,
+            40,
+            what="stream resumed by a restarted encoder",
+        )
         info = wait_for(lambda: probe(url), 60, interval=0.5, what="stream readable again after nginx restart")
         assert info["codec_name"] == "h264" and (info["width"], info["height"]) == (320, 240)
         assert node.alive()
@@ -154,9 +197,11 @@ def test_example_param_files_validate():
     from nano_vision_ros.nodes.rtmp_streamer_node import StreamerConfig
     from nano_vision_ros.nodes.uploader_node import UploaderConfig
 
-    for name, node, model in [("rtmp_streamer", "rtmp_streamer_node", StreamerConfig),
-                              ("recorder", "recorder_node", RecorderConfig),
-                              ("uploader", "uploader_node", UploaderConfig)]:
+    for name, node, model in [
+        ("rtmp_streamer", "rtmp_streamer_node", StreamerConfig),
+        ("recorder", "recorder_node", RecorderConfig),
+        ("uploader", "uploader_node", UploaderConfig),
+    ]:
         params = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())[node]["ros__parameters"]
         assert set(params) == set(model.model_fields) - {"token"}, name  # the token never goes in a file
         model.model_validate(params)
@@ -168,15 +213,16 @@ def test_gstreamer_encoder_streams_and_scales(nginx):
     from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 
     url = f"{nginx.url}/gst"
-    st = RtmpStreamer(StreamerOptions(url=url, width=256, height=144, fps=10, gop=10, bitrate_kbps=200,
-                                      encoder="gstreamer"))
+    st = RtmpStreamer(
+        StreamerOptions(url=url, width=256, height=144, fps=10, gop=10, bitrate_kbps=200, encoder="gstreamer")
+    )
     stop = threading.Event()
 
     def feed():
         i = 0
         while not stop.is_set():
             frame = np.zeros((240, 320, 3), np.uint8)
-            frame[:, (i * 9) % 320:] = 180
+            frame[:, (i * 9) % 320 :] = 180
             st.push(frame)
             i += 1
             time.sleep(0.05)
@@ -205,7 +251,9 @@ def test_bad_frame_does_not_stop_the_writer():
         started.append(settings)
         return "fake/cat", ["sh", "-c", "cat > /dev/null"]  # an 'encoder' that swallows its input
 
-    st = RtmpStreamer(StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=50), command_factory=fake_factory)
+    st = RtmpStreamer(
+        StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=50), command_factory=fake_factory
+    )
     try:
         st.push(np.zeros((48, 64), np.float32))  # not BGR uint8
         wait_for(lambda: st.errors >= 1, 10, what="bad frame counted")
@@ -223,12 +271,32 @@ def test_bad_frame_does_not_stop_the_writer():
 def test_url_names_the_camera_namespace(nginx, start_node, ros_node, namespace, camera):
     """The default url template streams /<ns>/image_raw to rtmp://…/live/<camera>; the camera is the
     namespace's last part (ros.naming.camera_name), so /site/cam0 streams as cam0 like /cam0."""
-    node = start_node("rtmp_streamer_node", "-r", f"__ns:={namespace}", "-p", "image_topic:=image_raw",
-                      "-p", f"url:={nginx.url}/{{camera}}", "-p", "fps:=10", "-p", "gop:=10", "-p", "width:=160",
-                      "-p", "height:=120", "-p", "encoder:=ffmpeg", "-p", "ffmpeg_codec:=libx264")
+    node = start_node(
+        "rtmp_streamer_node",
+        "-r",
+        f"__ns:={namespace}",
+        "-p",
+        "image_topic:=image_raw",
+        "-p",
+        f"url:={nginx.url}/{{camera}}",
+        "-p",
+        "fps:=10",
+        "-p",
+        "gop:=10",
+        "-p",
+        "width:=160",
+        "-p",
+        "height:=120",
+        "-p",
+        "encoder:=ffmpeg",
+        "-p",
+        "ffmpeg_codec:=libx264",
+    )
     pub = Publisher(ros_node("ns_test"), f"{namespace}/image_raw")
     try:
-        info = wait_for(lambda: probe(f"{nginx.url}/{camera}", timeout=15), 60, interval=0.5, what=f"stream at live/{camera}")
+        info = wait_for(
+            lambda: probe(f"{nginx.url}/{camera}", timeout=15), 60, interval=0.5, what=f"stream at live/{camera}"
+        )
         assert (info["width"], info["height"]) == (160, 120)
         assert node.alive()
     finally:
@@ -239,8 +307,10 @@ def test_stalled_input_keeps_the_stream_alive():
     """No new frame: the last picture is repeated (slowly after max_repeat), the age is reported."""
     from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 
-    st = RtmpStreamer(StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=20, max_repeat=0.3,
-                                      keepalive=0.2), command_factory=lambda s: ("fake/cat", ["sh", "-c", "cat > /dev/null"]))
+    st = RtmpStreamer(
+        StreamerOptions(url="rtmp://127.0.0.1:1/live/x", width=64, height=48, fps=20, max_repeat=0.3, keepalive=0.2),
+        command_factory=lambda s: ("fake/cat", ["sh", "-c", "cat > /dev/null"]),
+    )
     try:
         st.push(np.zeros((48, 64, 3), np.uint8))
         wait_for(lambda: st.stats()["input_age_s"] > 1.0, 10, what="input age reported")

@@ -1,4 +1,5 @@
 """ByteTrack-style tracker: ids stable under jitter and short misses; new objects get new ids."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,12 @@ LABELS = ["person", "car"]
 
 def _dets(boxes, scores=None, cls=None):
     n = len(boxes)
-    return Detections(np.array(boxes, np.float32).reshape(-1, 4), scores if scores is not None else [0.9] * n,
-                      cls if cls is not None else [0] * n, LABELS)
+    return Detections(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        scores if scores is not None else [0.9] * n,
+        cls if cls is not None else [0] * n,
+        LABELS,
+    )
 
 
 def _walk(f):
@@ -52,7 +57,7 @@ def test_low_score_keeps_track_alive_but_does_not_start_one():
     tid = tr.update(_dets([[10, 10, 60, 110]], scores=[0.9])).track_ids[0]
     out = tr.update(_dets([[12, 10, 62, 110], [400, 400, 450, 500]], scores=[0.2, 0.3]))
     assert out.track_ids[0] == tid  # occluded (low score) but same object
-    assert out.track_ids[1] == -1   # weak detection of a new object: no id
+    assert out.track_ids[1] == -1  # weak detection of a new object: no id
 
 
 def test_class_aware_matching():

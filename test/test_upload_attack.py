@@ -4,6 +4,7 @@ Every test runs the real `nano-vision receive` process. Attackers use distinct l
 addresses (127.0.0.2, 127.0.0.3, …; Linux routes all of 127.0.0.0/8 to lo) so the per-address cap
 can be told apart from the good client, which comes from 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,9 @@ class SlowLoris:
 
     def __init__(self, port: int, count: int, sources: list[str], every: float = 2.0, pause: float = 0.5) -> None:
         self.port, self.every, self.pause = port, every, pause
-        self.slots: list[dict] = [{"src": sources[i % len(sources)], "sock": None, "sent": 0, "next": 0.0}
-                                  for i in range(count)]
+        self.slots: list[dict] = [
+            {"src": sources[i % len(sources)], "sock": None, "sent": 0, "next": 0.0} for i in range(count)
+        ]
         self.opened = 0
         self.closed_by_server = 0
         self.replies: dict[str, int] = {}
@@ -144,7 +146,7 @@ class SlowLoris:
                     self._open(slot)
                     continue
                 try:
-                    slot["sock"].send(self.JUNK[slot["sent"] % (len(self.JUNK) - 1):][:1])
+                    slot["sock"].send(self.JUNK[slot["sent"] % (len(self.JUNK) - 1) :][:1])
                     slot["sent"] += 1
                 except OSError:
                     self.closed_by_server += 1
@@ -183,8 +185,11 @@ def real_clip(tmp_path: Path, samples: Path) -> tuple[Path, str]:
 FORTY = [f"127.0.0.{i}" for i in range(2, 42)]
 
 
-@pytest.mark.parametrize("sources, extra", [(FORTY, ()), (["127.0.0.1"], ()), (FORTY, ("--max-pending", "16"))],
-                         ids=["40-addresses", "same-address-as-client", "pending-pool-smaller-than-attack"])
+@pytest.mark.parametrize(
+    "sources, extra",
+    [(FORTY, ()), (["127.0.0.1"], ()), (FORTY, ("--max-pending", "16"))],
+    ids=["40-addresses", "same-address-as-client", "pending-pool-smaller-than-attack"],
+)
 def test_good_upload_during_slowloris(receiver, tmp_path, samples, sources, extra):
     """40 slow-loris connections (a byte every 2 s, reconnecting when cut): a good client still
     uploads a real clip, checksum exact, well within 60 s (defaults, or a pending pool smaller
@@ -195,8 +200,9 @@ def test_good_upload_during_slowloris(receiver, tmp_path, samples, sources, extr
         wait_for(lambda: attack.opened >= 40, 30, what="40 attacking connections open")
         time.sleep(3)  # every attacker has sent a byte or two: they hold whatever they can hold
         clip, digest = real_clip(tmp_path, samples)
-        res = upload_until(ServerAddress("127.0.0.1", rx.port, TOKEN, timeout=10), clip, "cam0/vtest.avi",
-                           time.monotonic() + 60)
+        res = upload_until(
+            ServerAddress("127.0.0.1", rx.port, TOKEN, timeout=10), clip, "cam0/vtest.avi", time.monotonic() + 60
+        )
         assert res.sha256 == digest and sha(rx.root / "cam0" / "vtest.avi") == digest
     finally:
         attack.stop()
@@ -215,7 +221,7 @@ def test_slow_header_is_cut_at_the_header_deadline(receiver):
     sent = 0
     while not has_reply(s) and time.monotonic() - t0 < 30:
         try:
-            s.send(junk[sent:sent + 1])
+            s.send(junk[sent : sent + 1])
         except OSError:
             break
         sent += 1
@@ -248,7 +254,7 @@ def test_slow_body_is_cut_and_resume_is_exact(receiver, tmp_path):
             cut = True
             break
         try:
-            s.send(data[sent:sent + 10])  # 20 bytes/s: far below --min-rate
+            s.send(data[sent : sent + 10])  # 20 bytes/s: far below --min-rate
         except OSError:
             cut = True
             break
@@ -324,9 +330,29 @@ def test_slow_tls_handshake_is_cut_at_the_header_deadline(receiver, tmp_path):
     import subprocess
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     rx = receiver("--tls-cert", str(cert), "--tls-key", str(key), "--header-timeout", "3")
     s = connect_from("127.0.0.2", rx.port)
     s.sendall(b"\x16\x03\x01\x02\x00")  # a TLS handshake record of 512 bytes … sent one byte a second
@@ -345,15 +371,21 @@ def test_slow_tls_handshake_is_cut_at_the_header_deadline(receiver, tmp_path):
     assert sha(rx.root / "tls.mp4") == digest
 
 
-@pytest.mark.parametrize("option, value", [("--max-pending", "0"), ("--header-timeout", "0"),
-                                           ("--max-per-address", "-1"), ("--min-rate", "-5")])
+@pytest.mark.parametrize(
+    "option, value",
+    [("--max-pending", "0"), ("--header-timeout", "0"), ("--max-per-address", "-1"), ("--min-rate", "-5")],
+)
 def test_limits_that_would_disable_the_protection_are_refused(tmp_path, option, value):
     import os
     import subprocess
     import sys
 
     exe = Path(sys.executable).parent / "nano-vision"
-    out = subprocess.run([str(exe), "receive", "--dir", str(tmp_path), "--port", "0", option, value],
-                         env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN}, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [str(exe), "receive", "--dir", str(tmp_path), "--port", "0", option, value],
+        env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1 and option in out.stderr, out.stderr

@@ -1,4 +1,5 @@
 """HTTP PUT transport against a real nginx (WebDAV PUT, Bearer token checked by nginx)."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,22 @@ def dav(tmp_path):
     port = free_port()
     conf = d / "nginx.conf"
     conf.write_text(CONF.format(d=d, port=port, token=TOKEN, user="user root;" if os.geteuid() == 0 else ""))
-    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(d), "-c", str(conf), "-e", str(d / "error.log"),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            shutil.which("nginx") or "/usr/sbin/nginx",
+            "-p",
+            str(d),
+            "-c",
+            str(conf),
+            "-e",
+            str(d / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def up():
         assert proc.poll() is None, (d / "error.log").read_text()
@@ -110,12 +125,21 @@ def test_uploader_node_http_transport(dav, start_node, ros_node, tmp_path):
     clip = tmp_path / "cam2_20260101T000000_h.mp4"
     digest = make_clip(clip, 200_000)
     # clips_topics left at ['*']: the uploader discovers /t_http/clips and answers on /t_http/clip_status.
-    start_node("uploader_node", "-p", "transport:=http", "-p", f"url:={base}", "-p", f"queue_db:={tmp_path / 'q.sqlite'}",
-               env={"NANO_VISION_UPLOAD_TOKEN": TOKEN})
+    start_node(
+        "uploader_node",
+        "-p",
+        "transport:=http",
+        "-p",
+        f"url:={base}",
+        "-p",
+        f"queue_db:={tmp_path / 'q.sqlite'}",
+        env={"NANO_VISION_UPLOAD_TOKEN": TOKEN},
+    )
     me = ros_node("http_test")
     statuses: list[dict] = []
-    me.create_subscription(ClipStatus, "/t_http/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()),
-                           qos.NOTICES)
+    me.create_subscription(
+        ClipStatus, "/t_http/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()), qos.NOTICES
+    )
     pub = me.create_publisher(Clip, "/t_http/clips", qos.NOTICES)
     wait_for(lambda: pub.get_subscription_count() > 0, 30, what="uploader subscription")
     pub.publish(Clip(event_ids=["h"], camera="cam2", path=str(clip), sha256=digest))

@@ -1,5 +1,6 @@
 """uploader_node in its own process: clips notices in, files at the receiver, clip_status out; the
 queue survives a restart of the node while the receiver is down."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,13 +17,24 @@ def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tm
     port = free_port()
     clip = tmp_path / "cam1_20260101T000000_ev1.mp4"
     digest = make_clip(clip, 500_000)
-    args = ["-p", "clips_topics:=[/t_up/clips]", "-p", f"port:={port}",
-            "-p", f"queue_db:={tmp_path / 'queue.sqlite'}", "-p", "backoff_min:=0.5", "-p", "backoff_max:=1.0"]
+    args = [
+        "-p",
+        "clips_topics:=[/t_up/clips]",
+        "-p",
+        f"port:={port}",
+        "-p",
+        f"queue_db:={tmp_path / 'queue.sqlite'}",
+        "-p",
+        "backoff_min:=0.5",
+        "-p",
+        "backoff_max:=1.0",
+    ]
     env = {"NANO_VISION_UPLOAD_TOKEN": TOKEN}
     me = ros_node("upload_test")
     statuses: list[dict] = []
-    me.create_subscription(ClipStatus, "/t_up/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()),
-                           qos.NOTICES)
+    me.create_subscription(
+        ClipStatus, "/t_up/clip_status", lambda m: statuses.append(status_from_msg(m).model_dump()), qos.NOTICES
+    )
     clips_pub = me.create_publisher(Clip, "/t_up/clips", qos.NOTICES)
 
     # 1. No receiver yet: the clip is queued, tried, and stays queued with the error.
@@ -30,7 +42,9 @@ def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tm
     wait_for(lambda: clips_pub.get_subscription_count() > 0, 30, what="uploader subscription")
     clips_pub.publish(Clip(event_ids=["ev1"], camera="cam1", path=str(clip), size=clip.stat().st_size, sha256=digest))
     clips_pub.publish(Clip(path=str(tmp_path / "missing.mp4")))  # refused, logged
-    wait_for(lambda: any(s["state"] == "queued" and s["error"] for s in statuses), 30, what="a failed try, still queued")
+    wait_for(
+        lambda: any(s["state"] == "queued" and s["error"] for s in statuses), 30, what="a failed try, still queued"
+    )
     assert all(s["state"] != "done" for s in statuses)
     node.stop()
 

@@ -1,6 +1,7 @@
 """Receiver progress against the real `nano-vision receive` process: a fragmented MP4 clip half
 uploaded shows received/expected and a rate on GET /status, and its partial file already plays
 (ffprobe) while the upload is still open; then it completes, or stays `partial`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,33 @@ TOKEN = "progress-token"
 def _fragmented_mp4(path: Path) -> None:
     """A clip the way the recorder writes it (core.recording.ClipWriter: H.264 stream-copied into
     fragmented MP4): 6 s of 320x240 at 10 fps from ffmpeg's test source, a keyframe a second."""
-    h264 = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-t", "6",
-                           "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-pix_fmt", "yuv420p", "-f", "h264", "-"],
-                          check=True, capture_output=True, timeout=60).stdout
+    h264 = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=10",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "h264",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
     w = ClipWriter(path, fps=10.0)
     w.feed(h264)
     w.finish()
@@ -37,9 +62,25 @@ def _fragmented_mp4(path: Path) -> None:
 
 def _frames(path: Path) -> int:
     """Frames ffmpeg decodes from `path` (errors at a cut end are expected and ignored)."""
-    out = subprocess.run(["ffprobe", "-v", "quiet", "-count_frames", "-select_streams", "v:0",
-                          "-show_entries", "stream=nb_read_frames,width,height", "-of", "json", str(path)],
-                         check=False, capture_output=True, text=True, timeout=60)  # a cut file may end in an error
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "quiet",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "json",
+            str(path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # a cut file may end in an error
     streams = json.loads(out.stdout or "{}").get("streams") or [{}]
     s = streams[0]
     assert not s or (s.get("width"), s.get("height")) == (320, 240), s
@@ -61,10 +102,22 @@ def receiver(tmp_path):
         exe = Path(sys.executable).parent / "nano-vision"
         log = open(tmp_path / f"receiver-{port}.log", "ab")  # noqa: SIM115 - closed at teardown
         logs.append(log)
-        p = subprocess.Popen([str(exe), "receive", "--dir", str(tmp_path / "received"), "--port", str(port),
-                              "--status-port", str(status_port)],
-                             env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN}, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            [
+                str(exe),
+                "receive",
+                "--dir",
+                str(tmp_path / "received"),
+                "--port",
+                str(port),
+                "--status-port",
+                str(status_port),
+            ],
+            env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(p)
 
         def up() -> bool:
@@ -105,7 +158,7 @@ def test_half_uploaded_fragmented_clip_plays_and_shows_progress(receiver, tmp_pa
         send_json(sock, {"proto": PROTO, "token": TOKEN, "name": "cam0/cam0_event.mp4", "size": size, "sha256": sha})
         assert recv_json(sock) == {"ok": True, "offset": 0}
         for i in range(0, half, 4096):  # half the file over ~0.5 s, so the rate is a real rate
-            sock.sendall(data[i:min(i + 4096, half)])
+            sock.sendall(data[i : min(i + 4096, half)])
             time.sleep(0.5 * 4096 / half)
 
         def receiving():
@@ -141,10 +194,14 @@ def test_cut_upload_is_listed_as_partial_after_a_restart(receiver, tmp_path):
         send_json(sock, {"proto": PROTO, "token": TOKEN, "name": "c.mp4", "size": len(data), "sha256": sha})
         recv_json(sock)
         sock.sendall(data[:third])
-        wait_for(lambda: [u for u in _status(status_port)["uploads"] if u["received"] == third], 10,
-                 what="a third received")
-    wait_for(lambda: [u for u in _status(status_port)["uploads"] if u["state"] == "partial"], 10,
-             what="cut upload listed partial")
+        wait_for(
+            lambda: [u for u in _status(status_port)["uploads"] if u["received"] == third], 10, what="a third received"
+        )
+    wait_for(
+        lambda: [u for u in _status(status_port)["uploads"] if u["state"] == "partial"],
+        10,
+        what="cut upload listed partial",
+    )
     os.kill(p.pid, signal.SIGTERM)
     p.wait(10)
     receiver(port, status_port)
@@ -157,8 +214,13 @@ def test_site_clip_receiver_with_status_port_serves_progress(tmp_path):
     from nano_vision_ros.site.config import ReceiverEntry
     from nano_vision_ros.site.services import ClipReceiver
 
-    entry = ReceiverEntry(enabled=True, port=free_port(), dir=str(tmp_path / "rx"), token_file=str(tmp_path / "token"),
-                          status_port=free_port())
+    entry = ReceiverEntry(
+        enabled=True,
+        port=free_port(),
+        dir=str(tmp_path / "rx"),
+        token_file=str(tmp_path / "token"),
+        status_port=free_port(),
+    )
     with ClipReceiver(entry.port, entry.host, entry.dir, entry.token_file, entry.status_port):
         token = (tmp_path / "token").read_text().strip()
         body = wait_for(lambda: _try_status(entry.status_port, token), 20, what="the site receiver's /status")

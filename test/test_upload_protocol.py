@@ -1,4 +1,5 @@
 """Upload protocol against the real `nano-vision receive` process: resume after cuts, refusals."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,13 @@ class ReceiverProcess:
         self.root, self.port = root, port
         exe = Path(sys.executable).parent / "nano-vision"
         self.log = open(root.parent / f"receiver-{port}.log", "ab")
-        self.proc = subprocess.Popen([str(exe), "receive", "--dir", str(root), "--port", str(port), *extra],
-                                     env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(exe), "receive", "--dir", str(root), "--port", str(port), *extra],
+            env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(self._listening, 30, what=f"receiver on port {port}")
 
     def _listening(self) -> bool:
@@ -167,8 +172,13 @@ def test_receiver_killed_mid_file_resumes_after_restart(receiver, tmp_path):
             killed.append(done)
 
     with pytest.raises(UploadError):
-        upload_file(ServerAddress("127.0.0.1", rx.port, TOKEN, timeout=10), clip, "cam2/c.mp4", chunk=64 * 1024,
-                    progress=progress)
+        upload_file(
+            ServerAddress("127.0.0.1", rx.port, TOKEN, timeout=10),
+            clip,
+            "cam2/c.mp4",
+            chunk=64 * 1024,
+            progress=progress,
+        )
     assert killed
     rx2 = receiver(port=rx.port)
     res = upload_file(ServerAddress("127.0.0.1", rx2.port, TOKEN), clip, "cam2/c.mp4")
@@ -220,8 +230,13 @@ def test_refusals(receiver, tmp_path):
 def test_receiver_needs_a_token(tmp_path):
     exe = Path(sys.executable).parent / "nano-vision"
     env = {k: v for k, v in os.environ.items() if k != "NANO_VISION_UPLOAD_TOKEN"}
-    out = subprocess.run([str(exe), "receive", "--dir", str(tmp_path), "--port", "0"], env=env,
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [str(exe), "receive", "--dir", str(tmp_path), "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "no token" in out.stderr
 
 
@@ -236,8 +251,18 @@ def test_connection_limit(receiver, tmp_path):
     try:
         for i in range(2):  # two authenticated uploads that stall before their body
             s = socket.create_connection(("127.0.0.1", rx.port), timeout=10)
-            s.sendall(json.dumps({"proto": PROTO, "token": TOKEN, "name": f"held{i}.mp4", "size": 1000,
-                                  "sha256": hashlib.sha256(b"held%d" % i).hexdigest()}).encode() + b"\n")
+            s.sendall(
+                json.dumps(
+                    {
+                        "proto": PROTO,
+                        "token": TOKEN,
+                        "name": f"held{i}.mp4",
+                        "size": 1000,
+                        "sha256": hashlib.sha256(b"held%d" % i).hexdigest(),
+                    }
+                ).encode()
+                + b"\n"
+            )
             assert json.loads(s.makefile().readline()) == {"ok": True, "offset": 0}
             held.append(s)
         with pytest.raises(UploadError) as err:
@@ -261,9 +286,29 @@ def _try_upload(port: int, clip: Path) -> bool:
 def test_tls(receiver, tmp_path):
     """--tls-cert/--tls-key: a client that trusts the certificate uploads; a plain one gets nowhere."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     rx = receiver("--tls-cert", str(cert), "--tls-key", str(key))
     clip = tmp_path / "t.mp4"
     digest = make_clip(clip, 100_000)

@@ -1,4 +1,5 @@
 """Uploader core with its SQLite queue and a real receiver: states, permanent failures, persistence."""
+
 from __future__ import annotations
 
 from conftest import wait_for
@@ -57,8 +58,13 @@ def test_max_attempts_ends_in_failed(tmp_path):
     clip = tmp_path / "a.mp4"
     digest = make_clip(clip, 1000)
     statuses: list[dict] = []
-    up = Uploader(q, ServerAddress("127.0.0.1", free_port(), TOKEN, timeout=2), on_status=statuses.append,
-                  backoff_min=0.05, max_attempts=max_attempts)
+    up = Uploader(
+        q,
+        ServerAddress("127.0.0.1", free_port(), TOKEN, timeout=2),
+        on_status=statuses.append,
+        backoff_min=0.05,
+        max_attempts=max_attempts,
+    )
     up.start()
     try:
         up.add(str(clip), "a.mp4", digest, 1000)

@@ -1,5 +1,6 @@
 """Browser live view over WebRTC: webrtc_node (own process) fed by camera_node over DDS, watched by
 a real headless Chromium (test/cdp.py); bad offers, tokens, viewers that leave, the missing extra."""
+
 from __future__ import annotations
 
 import json
@@ -65,10 +66,28 @@ def wait_http(port: int) -> None:
 @pytest.mark.timeout(150)
 def test_chromium_plays_the_live_view_and_a_leaving_viewer_frees_everything(start_node, ros_node, browser, samples):
     port = free_port()
-    cam = start_node("camera_node", "-r", "__ns:=/wcam", "-p", f"source:={REPO / 'samples' / 'vtest.mp4'}",
-                     "-p", "loop:=true", name="camera")
-    web = start_node("webrtc_node", "-r", "__ns:=/wcam", "-p", "image_topic:=image_raw", "-p", f"port:={port}",
-                     "-p", "fps:=10.0", name="webrtc")
+    cam = start_node(
+        "camera_node",
+        "-r",
+        "__ns:=/wcam",
+        "-p",
+        f"source:={REPO / 'samples' / 'vtest.mp4'}",
+        "-p",
+        "loop:=true",
+        name="camera",
+    )
+    web = start_node(
+        "webrtc_node",
+        "-r",
+        "__ns:=/wcam",
+        "-p",
+        "image_topic:=image_raw",
+        "-p",
+        f"port:={port}",
+        "-p",
+        "fps:=10.0",
+        name="webrtc",
+    )
     probe = ros_node("webrtc_probe")
     wait_http(port)
     # idle without a viewer: no subscription, so the camera (or the detector's annotation) has no reader
@@ -118,8 +137,9 @@ def test_bad_offers_are_400_tokens_are_checked_and_the_node_keeps_serving(start_
     port = free_port()
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
-    web = start_node("webrtc_node", "-p", f"port:={port}", "-p", f"token_file:={token_file}", "-p", "max_viewers:=1",
-                     name="webrtc")
+    web = start_node(
+        "webrtc_node", "-p", f"port:={port}", "-p", f"token_file:={token_file}", "-p", "max_viewers:=1", name="webrtc"
+    )
     wait_http(port)
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer s3cret-token", "Content-Type": "application/sdp"}
@@ -136,8 +156,9 @@ def test_bad_offers_are_400_tokens_are_checked_and_the_node_keeps_serving(start_
         await pc.setLocalDescription(await pc.createOffer()); return pc.localDescription.sdp; })()""")
     assert "m=video" in offer
     no_video = offer.split("m=video")[0]
-    only_vp9 = "\r\n".join(line for line in offer.split("\r\n")
-                           if not any(c in line for c in ("H264", "VP8", "profile-level-id")))
+    only_vp9 = "\r\n".join(
+        line for line in offer.split("\r\n") if not any(c in line for c in ("H264", "VP8", "profile-level-id"))
+    )
     broken_fingerprint = offer.replace("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 ZZ:")
     cases = [
         (b"hello", "not an SDP offer"),
@@ -205,10 +226,12 @@ def test_params_file_and_site_kind():
 def test_offer_filter_keeps_only_loopback_candidates_for_a_loopback_server():
     from nano_vision_ros.core.streaming.webrtc import _only_reachable_candidates
 
-    sdp = ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
-           "a=candidate:1 1 udp 2122260223 192.0.2.7 40000 typ host\r\n"
-           "a=candidate:2 1 udp 2122260223 127.0.0.1 40001 typ host\r\n"
-           "a=candidate:3 1 udp 2122260223 abcd.local 40002 typ host\r\n")
+    sdp = (
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        "a=candidate:1 1 udp 2122260223 192.0.2.7 40000 typ host\r\n"
+        "a=candidate:2 1 udp 2122260223 127.0.0.1 40001 typ host\r\n"
+        "a=candidate:3 1 udp 2122260223 abcd.local 40002 typ host\r\n"
+    )
     out = _only_reachable_candidates(sdp, ["127.0.0.1"])
     assert "127.0.0.1 40001" in out and "192.0.2.7" not in out and ".local" not in out
     assert _only_reachable_candidates(sdp, []) == sdp  # every interface: the browser's candidates stay
@@ -217,8 +240,13 @@ def test_offer_filter_keeps_only_loopback_candidates_for_a_loopback_server():
 
 def test_node_module_runs_as_python_m():
     """`python -m nano_vision_ros.nodes.webrtc_node --help`-style start with a bad argument fails fast, clearly."""
-    res = subprocess.run([sys.executable, "-m", "nano_vision_ros.nodes.webrtc_node", "--ros-args", "-p", "codec:=mjpeg"],
-                         check=False, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "nano_vision_ros.nodes.webrtc_node", "--ros-args", "-p", "codec:=mjpeg"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and "parameter 'codec'" in res.stderr + res.stdout
 
 
@@ -248,23 +276,31 @@ def test_site_kind_in_a_camera_container_serves_an_aiortc_client(tmp_path, monke
     # this client, like the node, keeps ICE on loopback (aioice leaves 127.0.0.1 out by default)
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     port = free_port()
-    (tmp_path / "params.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "params.yaml").write_text(
+        textwrap.dedent("""
         /**/camera_node:
           ros__parameters: {source: "test://pattern", width: 320, height: 240, fps: 10.0}
         /cam0/webrtc_node:
           ros__parameters: {image_topic: image_raw, port: PORT}
-    """).replace("PORT", str(port)))
-    (tmp_path / "site.yaml").write_text(textwrap.dedent("""
+    """).replace("PORT", str(port))
+    )
+    (tmp_path / "site.yaml").write_text(
+        textwrap.dedent("""
         params_file: params.yaml
         discovery_range: localhost
         processes: per_camera
         cameras:
           - name: cam0
             nodes: [camera, webrtc]
-    """))
+    """)
+    )
     log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read back at the end
-    runner = subprocess.Popen([str(Path(sys.executable).parent / "nano-vision"), "site", str(tmp_path / "site.yaml"),
-                               "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    runner = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nano-vision"), "site", str(tmp_path / "site.yaml"), "--no-services"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     async def watch() -> list[tuple[int, int]]:
         pc = RTCPeerConnection()
@@ -273,8 +309,13 @@ def test_site_kind_in_a_camera_container_serves_an_aiortc_client(tmp_path, monke
         track_ready: asyncio.Future = asyncio.get_running_loop().create_future()
         pc.on("track", lambda track: track_ready.done() or track_ready.set_result(track))
         await pc.setLocalDescription(await pc.createOffer())
-        code, answer = await asyncio.to_thread(http, "POST", f"http://127.0.0.1:{port}/whep", pc.localDescription.sdp.encode(),
-                                               {"Content-Type": "application/sdp"})
+        code, answer = await asyncio.to_thread(
+            http,
+            "POST",
+            f"http://127.0.0.1:{port}/whep",
+            pc.localDescription.sdp.encode(),
+            {"Content-Type": "application/sdp"},
+        )
         assert code == 201, answer
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         track = await asyncio.wait_for(track_ready, 20)

@@ -1,5 +1,6 @@
 """``nano-vision``: the project's command line. Each sub-command lives in its own module,
 imported only when used, so a missing optional dependency of one never breaks the others."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,16 @@ import sys
 #: sub-command -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "site": ("nano_vision_ros.site.cli", "run a site's node graph (cameras and the nodes attached to each)"),
-    "check": ("nano_vision_ros.site.check", "validate a whole site (files, parameters, models, rules, ports) before it starts"),
+    "check": (
+        "nano_vision_ros.site.check",
+        "validate a whole site (files, parameters, models, rules, ports) before it starts",
+    ),
     "receive": ("nano_vision_ros.core.upload.receiver_cli", "receive uploaded clips (the uploader's server side)"),
     "faces": ("nano_vision_ros.core.recognition.faces_cli", "enroll, list, delete, export and import known faces"),
-    "attributes": ("nano_vision_ros.core.attributes.cli", "collect crops of people, train and evaluate attribute classifiers (PPE)"),
+    "attributes": (
+        "nano_vision_ros.core.attributes.cli",
+        "collect crops of people, train and evaluate attribute classifiers (PPE)",
+    ),
     "env": ("nano_vision_ros.site.env_cli", "print the environment variables the project's runners apply"),
 }
 

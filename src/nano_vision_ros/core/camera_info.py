@@ -5,6 +5,7 @@
 file is given (all-zero K, as camera_info_manager publishes for an uncalibrated camera);
 ``scaled(w, h)`` fits a calibration to a resized frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -38,8 +39,12 @@ class CameraCalibration:
             return replace(self, width=width, height=height)
         sx, sy = width / self.width, height / self.height
         k = list(self.k)
-        k[0] *= sx; k[1] *= sx; k[2] *= sx
-        k[3] *= sy; k[4] *= sy; k[5] *= sy
+        k[0] *= sx
+        k[1] *= sx
+        k[2] *= sx
+        k[3] *= sy
+        k[4] *= sy
+        k[5] *= sy
         p = list(self.p)
         for i in range(4):
             p[i] *= sx
@@ -82,15 +87,28 @@ def parse_calibration(doc: Any, where: str = "calibration") -> CameraCalibration
         raise ValueError(f"{where}: image size {w}x{h} is not positive")
     k = _matrix(doc, "camera_matrix", 9, where)
     d = _matrix(doc, "distortion_coefficients", None, where)
-    r = _matrix(doc, "rectification_matrix", 9, where) if "rectification_matrix" in doc else (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
+    r = (
+        _matrix(doc, "rectification_matrix", 9, where)
+        if "rectification_matrix" in doc
+        else (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
+    )
     if "projection_matrix" in doc:
         p = _matrix(doc, "projection_matrix", 12, where)
     else:  # monocular: P = [K | 0]
         p = (k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, k[6], k[7], k[8], 0.0)
-    return CameraCalibration(width=w, height=h, camera_name=str(doc.get("camera_name", "") or ""),
-                             distortion_model=str(doc.get("distortion_model", "plumb_bob") or "plumb_bob"),
-                             d=d, k=k, r=r, p=p, binning_x=int(doc.get("binning_x", 0) or 0),
-                             binning_y=int(doc.get("binning_y", 0) or 0), source=where)
+    return CameraCalibration(
+        width=w,
+        height=h,
+        camera_name=str(doc.get("camera_name", "") or ""),
+        distortion_model=str(doc.get("distortion_model", "plumb_bob") or "plumb_bob"),
+        d=d,
+        k=k,
+        r=r,
+        p=p,
+        binning_x=int(doc.get("binning_x", 0) or 0),
+        binning_y=int(doc.get("binning_y", 0) or 0),
+        source=where,
+    )
 
 
 def load_calibration(url: str, parameter: str = "camera_info_url") -> CameraCalibration:
@@ -101,11 +119,15 @@ def load_calibration(url: str, parameter: str = "camera_info_url") -> CameraCali
     try:
         text = path.read_text()
     except OSError as err:
-        raise ConfigError(f"parameter '{parameter}': cannot read {url!r} ({path}): {err.strerror or err}", parameter) from None
+        raise ConfigError(
+            f"parameter '{parameter}': cannot read {url!r} ({path}): {err.strerror or err}", parameter
+        ) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"parameter '{parameter}': {path} is not valid YAML: {str(err).splitlines()[0]}", parameter) from None
+        raise ConfigError(
+            f"parameter '{parameter}': {path} is not valid YAML: {str(err).splitlines()[0]}", parameter
+        ) from None
     try:
         return parse_calibration(doc, str(path))
     except ValueError as err:

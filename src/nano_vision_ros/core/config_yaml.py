@@ -17,6 +17,7 @@ lines without raising, for callers that collect problems of several files (``nan
 A union of models gives one clean line per problem when it is discriminated
 (``Annotated[A | B, Field(discriminator="type")]``); a plain union reports every member's complaint.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -60,7 +61,13 @@ class YamlDoc:
         """`loc` (a pydantic error location) reduced to the keys/indices that exist in the data."""
         cur, path = self.data, []
         for part in loc:
-            if isinstance(cur, dict) and part in cur or isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            if (
+                isinstance(cur, dict)
+                and part in cur
+                or isinstance(cur, list)
+                and isinstance(part, int)
+                and 0 <= part < len(cur)
+            ):
                 cur = cur[part]
             elif isinstance(cur, (dict, list)):
                 continue  # a union member's tag or class name in the location, not a key
@@ -73,8 +80,9 @@ class YamlDoc:
         return f"{self.source}:{self.line(loc)}"
 
 
-def load_yaml(path: str | Path | None = None, *, text: str | None = None, source: str | None = None,
-              line_offset: int = 0) -> YamlDoc:
+def load_yaml(
+    path: str | Path | None = None, *, text: str | None = None, source: str | None = None, line_offset: int = 0
+) -> YamlDoc:
     """Parse a YAML file (or `text`) keeping lines; ConfigError with file:line when it is not YAML."""
     if text is None:
         if path is None:
@@ -195,8 +203,7 @@ def _dotted(loc: Loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def problems(err: ValidationError, doc: YamlDoc, model: type[BaseModel] | None = None,
-             prefix: Loc = ()) -> list[str]:
+def problems(err: ValidationError, doc: YamlDoc, model: type[BaseModel] | None = None, prefix: Loc = ()) -> list[str]:
     """One ``file:line: …`` line per error of `err`; `prefix` is where the validated data sits in `doc`."""
     out: list[str] = []
     for e in err.errors():
@@ -231,7 +238,9 @@ def problems(err: ValidationError, doc: YamlDoc, model: type[BaseModel] | None =
 
 def duplicate_problems(doc: YamlDoc) -> list[str]:
     """YAML keeps the last of two equal keys without a word; name each repeat."""
-    return [f"{doc.source}:{line}: key '{_dotted(loc)}' given twice (the later one wins)" for loc, line in doc.duplicates]
+    return [
+        f"{doc.source}:{line}: key '{_dotted(loc)}' given twice (the later one wins)" for loc, line in doc.duplicates
+    ]
 
 
 def validate_yaml(model: type[M], doc: YamlDoc, data: Any = None, *, parameter: str | None = None) -> M:
@@ -247,5 +256,5 @@ def validate_yaml(model: type[M], doc: YamlDoc, data: Any = None, *, parameter: 
 
 
 def _line_of(problem: str, source: str) -> int:
-    head = problem[len(source) + 1:].split(":", 1)[0]
+    head = problem[len(source) + 1 :].split(":", 1)[0]
     return int(head) if head.isdigit() else 0

@@ -1,4 +1,5 @@
 """Error types shared by the core and the nodes."""
+
 from __future__ import annotations
 
 

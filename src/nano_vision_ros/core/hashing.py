@@ -1,4 +1,5 @@
 """File digests: one sha256 of a file for the recorder, the uploader, the receiver and model caches."""
+
 from __future__ import annotations
 
 import hashlib

@@ -8,6 +8,7 @@ frame size and a high trim threshold the same memory is reused: ~3 ms per frame
 (docs/performance/image_transport.md). This is process-wide and costs only the memory of the
 few largest frames in flight.
 """
+
 from __future__ import annotations
 
 import ctypes

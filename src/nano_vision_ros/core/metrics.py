@@ -14,6 +14,7 @@ turns it, at scrape time, into metrics with standard names and labels (docs/METR
 - CPU and memory per node process come from /proc/<pid> (the ``pid`` value the diagnostics carry)
   when the status comes from this host.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,7 +91,7 @@ def proc_usage(pid: int) -> tuple[float, float] | None:
             statm = f.read().split()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and ')'
+    fields = stat[stat.rfind(")") + 2 :].split()  # the command name may hold spaces and ')'
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
         rss = int(statm[1]) * _PAGE
@@ -102,8 +103,9 @@ def proc_usage(pid: int) -> tuple[float, float] | None:
 class MetricsStore:
     """Latest status per node, with the monotonic time it arrived. Thread-safe."""
 
-    def __init__(self, stale_after: float = 5.0, forget_after: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stale_after: float = 5.0, forget_after: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stale_after = stale_after
         self.forget_after = forget_after
         self._clock = clock
@@ -140,8 +142,9 @@ class MetricsStore:
 class MetricsCollector(Collector):
     """prometheus_client collector over a MetricsStore (builds the families at each scrape)."""
 
-    def __init__(self, store: MetricsStore, hostname: str | None = None,
-                 self_node: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self, store: MetricsStore, hostname: str | None = None, self_node: tuple[str, int] | None = None
+    ) -> None:
         self.store = store
         self.hostname = hostname or socket.gethostname()
         self.self_node = self_node  # (name, pid) of the process serving /metrics
@@ -151,26 +154,68 @@ class MetricsCollector(Collector):
 
     def _families(self, snap: list[tuple[float, Status]]) -> Iterator[Metric]:
         L = ["node", "camera"]
-        up = GaugeMetricFamily("nano_vision_node_up", "1 while the node reports diagnostics, 0 once silent for longer than the staleness period", labels=L)
-        level = GaugeMetricFamily("nano_vision_node_level", "diagnostic level: 0 OK, 1 WARN, 2 ERROR, 3 STALE (silent)", labels=L)
-        age = GaugeMetricFamily("nano_vision_node_report_age_seconds", "seconds since the node's last diagnostics", labels=L)
-        fps = GaugeMetricFamily("nano_vision_node_fps", "frames per second the node handles (measured by the node)", labels=L)
-        lat = GaugeMetricFamily("nano_vision_node_latency_seconds", "latency of a processing stage (smoothed by the node)", labels=[*L, "stage"])
+        up = GaugeMetricFamily(
+            "nano_vision_node_up",
+            "1 while the node reports diagnostics, 0 once silent for longer than the staleness period",
+            labels=L,
+        )
+        level = GaugeMetricFamily(
+            "nano_vision_node_level", "diagnostic level: 0 OK, 1 WARN, 2 ERROR, 3 STALE (silent)", labels=L
+        )
+        age = GaugeMetricFamily(
+            "nano_vision_node_report_age_seconds", "seconds since the node's last diagnostics", labels=L
+        )
+        fps = GaugeMetricFamily(
+            "nano_vision_node_fps", "frames per second the node handles (measured by the node)", labels=L
+        )
+        lat = GaugeMetricFamily(
+            "nano_vision_node_latency_seconds",
+            "latency of a processing stage (smoothed by the node)",
+            labels=[*L, "stage"],
+        )
         frames = CounterMetricFamily("nano_vision_node_frames", "frames handled since the node started", labels=L)
-        dropped = CounterMetricFamily("nano_vision_node_dropped", "inputs dropped (queue full, too slow) since the node started", labels=L)
+        dropped = CounterMetricFamily(
+            "nano_vision_node_dropped", "inputs dropped (queue full, too slow) since the node started", labels=L
+        )
         errors = CounterMetricFamily("nano_vision_node_errors", "processing errors since the node started", labels=L)
-        bad = CounterMetricFamily("nano_vision_node_bad_frames", "bad input frames by cause since the node started", labels=[*L, "kind"])
-        cam_state = GaugeMetricFamily("nano_vision_camera_state", "1 for the camera's current capture state, 0 for the others", labels=[*L, "state"])
-        reconnects = CounterMetricFamily("nano_vision_camera_reconnects", "reconnects of the camera source since the node started", labels=L)
-        outbox = GaugeMetricFamily("nano_vision_outbox_depth", "MQTT outbox messages not yet acknowledged by the broker", labels=L)
-        outbox_age = GaugeMetricFamily("nano_vision_outbox_oldest_age_seconds", "age of the oldest message in the MQTT outbox (0 when empty)", labels=L)
-        outbox_drop = CounterMetricFamily("nano_vision_outbox_dropped", "outbox messages dropped at the bound (updates first)", labels=[*L, "reason"])
-        mqtt_up = GaugeMetricFamily("nano_vision_mqtt_connected", "1 while the bridge is connected to the broker", labels=L)
+        bad = CounterMetricFamily(
+            "nano_vision_node_bad_frames", "bad input frames by cause since the node started", labels=[*L, "kind"]
+        )
+        cam_state = GaugeMetricFamily(
+            "nano_vision_camera_state",
+            "1 for the camera's current capture state, 0 for the others",
+            labels=[*L, "state"],
+        )
+        reconnects = CounterMetricFamily(
+            "nano_vision_camera_reconnects", "reconnects of the camera source since the node started", labels=L
+        )
+        outbox = GaugeMetricFamily(
+            "nano_vision_outbox_depth", "MQTT outbox messages not yet acknowledged by the broker", labels=L
+        )
+        outbox_age = GaugeMetricFamily(
+            "nano_vision_outbox_oldest_age_seconds",
+            "age of the oldest message in the MQTT outbox (0 when empty)",
+            labels=L,
+        )
+        outbox_drop = CounterMetricFamily(
+            "nano_vision_outbox_dropped", "outbox messages dropped at the bound (updates first)", labels=[*L, "reason"]
+        )
+        mqtt_up = GaugeMetricFamily(
+            "nano_vision_mqtt_connected", "1 while the bridge is connected to the broker", labels=L
+        )
         upq = GaugeMetricFamily("nano_vision_upload_queue_depth", "clips waiting or being uploaded", labels=L)
-        upitems = GaugeMetricFamily("nano_vision_upload_queue_items", "clips in the upload queue by state", labels=[*L, "state"])
-        upbytes = CounterMetricFamily("nano_vision_upload_sent_bytes", "clip bytes sent by the uploader since it started", labels=L)
-        cpu = CounterMetricFamily("process_cpu_seconds_total", "user and system CPU time of the node's process", labels=[*L, "pid"])
-        rss = GaugeMetricFamily("process_resident_memory_bytes", "resident memory of the node's process", labels=[*L, "pid"])
+        upitems = GaugeMetricFamily(
+            "nano_vision_upload_queue_items", "clips in the upload queue by state", labels=[*L, "state"]
+        )
+        upbytes = CounterMetricFamily(
+            "nano_vision_upload_sent_bytes", "clip bytes sent by the uploader since it started", labels=L
+        )
+        cpu = CounterMetricFamily(
+            "process_cpu_seconds_total", "user and system CPU time of the node's process", labels=[*L, "pid"]
+        )
+        rss = GaugeMetricFamily(
+            "process_resident_memory_bytes", "resident memory of the node's process", labels=[*L, "pid"]
+        )
         seen_pids: set[tuple[str, int]] = set()
 
         for a, st in sorted(snap, key=lambda x: x[1].name):
@@ -220,8 +265,28 @@ class MetricsCollector(Collector):
         if self.self_node is not None and self.self_node not in seen_pids:
             name, pid = self.self_node
             self._add_proc(cpu, rss, [name, ""], pid)
-        yield from (up, level, age, fps, lat, frames, dropped, errors, bad, cam_state, reconnects,
-                    outbox, outbox_age, outbox_drop, mqtt_up, upq, upitems, upbytes, cpu, rss)
+        yield from (
+            up,
+            level,
+            age,
+            fps,
+            lat,
+            frames,
+            dropped,
+            errors,
+            bad,
+            cam_state,
+            reconnects,
+            outbox,
+            outbox_age,
+            outbox_drop,
+            mqtt_up,
+            upq,
+            upitems,
+            upbytes,
+            cpu,
+            rss,
+        )
 
     @staticmethod
     def _add(family: GaugeMetricFamily | CounterMetricFamily, labels: list[str], value: object) -> None:

@@ -4,6 +4,7 @@ The node's pydantic model (what ROS parameters hold) and the core's dataclass (w
 share most field names; ``options_from`` takes every dataclass field the model has, and the
 overrides for those that differ (units, derived values). A field added to both is passed on by itself.
 """
+
 from __future__ import annotations
 
 import dataclasses

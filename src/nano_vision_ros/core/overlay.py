@@ -6,6 +6,7 @@ ImageAnnotations (nodes/foxglove_node.py). The events node feeds it: it knows th
 rules) and which tracks are in an active event (``Violations``, from the events it publishes).
 Everything is computed only while someone watches; a scene of ~20 objects draws in ~1 ms at 768x576.
 """
+
 from __future__ import annotations
 
 import threading
@@ -60,8 +61,9 @@ def zones_of(rules: Iterable[Any]) -> list[ZoneShape]:
     for r in rules:
         z = getattr(r, "zone", None)
         if z is not None and z.name not in out:
-            out[z.name] = ZoneShape(z.name, tuple((float(x), float(y)) for x, y in z.polygon),
-                                    getattr(z, "anchor", "bottom_center"))
+            out[z.name] = ZoneShape(
+                z.name, tuple((float(x), float(y)) for x, y in z.polygon), getattr(z, "anchor", "bottom_center")
+            )
     return list(out.values())
 
 
@@ -91,8 +93,14 @@ def lines_of(rules: Iterable[Any]) -> list[LineShape]:
         line = getattr(r, "line", None)
         if line is not None:
             (x1, y1), (x2, y2) = line
-            out.append(LineShape(str(getattr(r, "gate", "") or r.name), (float(x1), float(y1)), (float(x2), float(y2)),
-                                 str(getattr(r, "direction", "any"))))
+            out.append(
+                LineShape(
+                    str(getattr(r, "gate", "") or r.name),
+                    (float(x1), float(y1)),
+                    (float(x2), float(y2)),
+                    str(getattr(r, "direction", "any")),
+                )
+            )
     return out
 
 
@@ -191,9 +199,12 @@ def label_color(label: str) -> tuple[int, int, int]:
     return class_color(zlib.crc32(label.encode()) % 1000)
 
 
-def scene(dets: Detections | Sequence[Detections], zones: list[ZoneShape] | None = None,
-          violations: tuple[dict[int, list[str]], list[str]] | None = None,
-          lines: list[LineShape] | None = None) -> Scene:
+def scene(
+    dets: Detections | Sequence[Detections],
+    zones: list[ZoneShape] | None = None,
+    violations: tuple[dict[int, list[str]], list[str]] | None = None,
+    lines: list[LineShape] | None = None,
+) -> Scene:
     """The shapes for one frame: label-coloured boxes (of one or several detectors), violators red
     with their rules, zones with counts, lines with the direction they count."""
     zones, lines = zones or [], lines or []
@@ -256,8 +267,12 @@ def draw(image: np.ndarray, sc: Scene) -> np.ndarray:
         (ax, ay), (bx, by) = ((round(x), round(y)) for x, y in ln.points)
         cv2.line(out, (ax, ay), (bx, by), ln.color, 2, cv2.LINE_AA)
         for (sx, sy), (ex, ey) in ln.arrows:
-            cv2.arrowedLine(out, (round(sx), round(sy)), (round(ex), round(ey)), ln.color, 2, cv2.LINE_AA, tipLength=0.35)
-        _label(out, ln.text, min(ax, bx) + 2, min(ay, by) - 4 if min(ay, by) > 20 else max(ay, by) + 18, ln.color, BLACK)
+            cv2.arrowedLine(
+                out, (round(sx), round(sy)), (round(ex), round(ey)), ln.color, 2, cv2.LINE_AA, tipLength=0.35
+            )
+        _label(
+            out, ln.text, min(ax, bx) + 2, min(ay, by) - 4 if min(ay, by) > 20 else max(ay, by) + 18, ln.color, BLACK
+        )
     for b in sc.boxes:
         x1, y1, x2, y2 = (round(v) for v in b.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), b.color, 3 if b.violation else 2)
@@ -267,6 +282,14 @@ def draw(image: np.ndarray, sc: Scene) -> np.ndarray:
         y0, y1 = int(sc.legend[0].position[1]) - 4, int(sc.legend[-1].position[1]) + 18
         cv2.rectangle(out, (2, y0), (2 + width, y1), PANEL, -1)
         for t in sc.legend:
-            cv2.putText(out, t.text, (int(t.position[0]), int(t.position[1]) + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        t.color, 1, cv2.LINE_AA)
+            cv2.putText(
+                out,
+                t.text,
+                (int(t.position[0]), int(t.position[1]) + 13),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                t.color,
+                1,
+                cv2.LINE_AA,
+            )
     return out

@@ -4,6 +4,7 @@ Order: an absolute or existing relative path as given; ``$NANO_VISION_DATA_DIR``
 checkout (editable install); the ament share directory (``colcon build`` / ``ros2 run``).
 ``package://nano_vision_ros/<rel>`` and ``file://`` URLs are accepted too (camera_info_url style).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,9 +34,9 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     """The existing file or folder `path` names; if none exists, the path as given (callers report it)."""
     text = str(path)
     if text.startswith("file://"):
-        return Path(text[len("file://"):])
+        return Path(text[len("file://") :])
     if text.startswith("package://"):
-        pkg, _, rel = text[len("package://"):].partition("/")
+        pkg, _, rel = text[len("package://") :].partition("/")
         if pkg != PACKAGE:
             try:
                 from ament_index_python.packages import get_package_share_directory

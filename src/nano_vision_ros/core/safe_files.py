@@ -6,14 +6,21 @@ opened with ``O_NONBLOCK | O_NOFOLLOW`` (a FIFO, a device or a socket cannot mak
 read wait) and must be a regular file (``fstat``) of at most ``max_bytes``. Any refusal is an
 ``UnsafePathError`` (a ValueError) whose message names the path and the reason.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 from collections.abc import Sequence
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symlink"),
+)
 
 
 class UnsafePathError(ValueError):
@@ -41,7 +48,9 @@ def check_path(path: str, allowed_dirs: Sequence[str] | None, what: str = "path"
         raise UnsafePathError(f"{what} {path!r} must be an absolute path")
     dirs = normalise_dirs(allowed_dirs)
     if not dirs:
-        raise UnsafePathError(f"{what} is not accepted: no directory is allowed for reading (allowed_image_dirs is empty)")
+        raise UnsafePathError(
+            f"{what} is not accepted: no directory is allowed for reading (allowed_image_dirs is empty)"
+        )
     real = os.path.realpath(path)
     if not any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in dirs):
         raise UnsafePathError(f"{what} {path!r} is outside the allowed directories ({', '.join(dirs)})")
@@ -51,7 +60,13 @@ def check_path(path: str, allowed_dirs: Sequence[str] | None, what: str = "path"
 def read_regular_file(path: str, allowed_dirs: Sequence[str] | None, max_bytes: int, what: str = "path") -> bytes:
     """The bytes of a regular file of at most `max_bytes`; UnsafePathError otherwise (never blocks)."""
     real = check_path(path, allowed_dirs, what)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    flags = (
+        os.O_RDONLY
+        | os.O_NONBLOCK
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_NOCTTY", 0)
+    )
     try:
         fd = os.open(real, flags)
     except FileNotFoundError:
@@ -83,7 +98,9 @@ def read_regular_file(path: str, allowed_dirs: Sequence[str] | None, max_bytes: 
         os.close(fd)
 
 
-def read_image(path: str, allowed_dirs: Sequence[str] | None, max_bytes: int, what: str = "image_path"):  # -> np.ndarray
+def read_image(
+    path: str, allowed_dirs: Sequence[str] | None, max_bytes: int, what: str = "image_path"
+):  # -> np.ndarray
     """A JPEG/PNG/... file read with `read_regular_file`, decoded to BGR uint8; UnsafePathError/ValueError."""
     import cv2
     import numpy as np

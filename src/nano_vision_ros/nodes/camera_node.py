@@ -8,6 +8,7 @@ into the memory of the outgoing message (an ``array.array`` the ``Image`` keeps)
 copies left are the ones rclpy and the DDS transport make. A failing source is retried with
 bounded exponential backoff; the node never exits because of it.
 """
+
 from __future__ import annotations
 
 import array
@@ -59,21 +60,30 @@ class CameraNode(Node):
         super().__init__(name, **kwargs)
         self.cfg = load_config(self, CameraNodeConfig)
         cfg = self.cfg
-        self._calibration: CameraCalibration | None = load_calibration(cfg.camera_info_url) if cfg.camera_info_url else None
+        self._calibration: CameraCalibration | None = (
+            load_calibration(cfg.camera_info_url) if cfg.camera_info_url else None
+        )
         if cfg.kind in ("gstreamer", "csi") or cfg.backend == "gstreamer":
             if not gst.gst_available():
-                raise ConfigError(f"parameter 'source_kind': {cfg.kind} needs {gst.GST_LAUNCH} (GStreamer), which is not installed",
-                                  "source_kind")
+                raise ConfigError(
+                    f"parameter 'source_kind': {cfg.kind} needs {gst.GST_LAUNCH} (GStreamer), which is not installed",
+                    "source_kind",
+                )
             if cfg.kind == "csi" and not gst.has_element("nvarguscamerasrc"):
-                log.warning("nvarguscamerasrc is not installed (not a Jetson?): the CSI source will keep failing and retrying")
+                log.warning(
+                    "nvarguscamerasrc is not installed (not a Jetson?): the CSI source will keep failing and retrying"
+                )
         self._rgb = cfg.encoding == "rgb8"
         self._info_cache: tuple[int, int, CameraInfo] | None = None
         self._warned_aspect = False
 
         self._pub_image = self.create_publisher(Image, "image_raw", qos.sensor(cfg.qos_depth))
         self._pub_info = self.create_publisher(CameraInfo, "camera_info", qos.sensor(cfg.qos_depth))
-        self._pub_jpeg = (self.create_publisher(CompressedImage, "image_raw/compressed", qos.sensor(cfg.qos_depth))
-                          if cfg.publish_compressed else None)
+        self._pub_jpeg = (
+            self.create_publisher(CompressedImage, "image_raw/compressed", qos.sensor(cfg.qos_depth))
+            if cfg.publish_compressed
+            else None
+        )
         # one outgoing Image, reused: its data is the array the capture writes into
         self._msg = Image(encoding=cfg.encoding, is_bigendian=0)
         self._msg.header.frame_id = cfg.frame_id
@@ -82,15 +92,26 @@ class CameraNode(Node):
 
         self.source = create_source(cfg, rgb=self._rgb)
         self.loop = CaptureLoop(
-            self.source, self._publish, pace=cfg.pace, fps=cfg.fps, max_rate=cfg.max_rate,
-            resize=(cfg.resize_width, cfg.resize_height), rgb=self._rgb,
-            reconnect_delay=cfg.reconnect_delay, reconnect_max_delay=cfg.reconnect_max_delay,
-            clock=lambda: self.get_clock().now().nanoseconds, allocate=self._allocate, name="capture")
+            self.source,
+            self._publish,
+            pace=cfg.pace,
+            fps=cfg.fps,
+            max_rate=cfg.max_rate,
+            resize=(cfg.resize_width, cfg.resize_height),
+            rgb=self._rgb,
+            reconnect_delay=cfg.reconnect_delay,
+            reconnect_max_delay=cfg.reconnect_max_delay,
+            clock=lambda: self.get_clock().now().nanoseconds,
+            allocate=self._allocate,
+            name="capture",
+        )
         self._diag = Diagnostics(self, self._collect, cfg.diagnostics_period)
-        self.get_logger().info(f"source {self.source.name} ({cfg.kind}), publishing {self.resolve_topic_name('image_raw')} "
-                               f"{cfg.encoding} frame_id={cfg.frame_id}"
-                               + (f", max {cfg.max_rate:g} Hz" if cfg.max_rate else "")
-                               + (", +compressed" if cfg.publish_compressed else ""))
+        self.get_logger().info(
+            f"source {self.source.name} ({cfg.kind}), publishing {self.resolve_topic_name('image_raw')} "
+            f"{cfg.encoding} frame_id={cfg.frame_id}"
+            + (f", max {cfg.max_rate:g} Hz" if cfg.max_rate else "")
+            + (", +compressed" if cfg.publish_compressed else "")
+        )
         self.loop.start()
 
     # -- capture thread ----------------------------------------------------------------------------
@@ -120,7 +141,9 @@ class CameraNode(Node):
         self._pub_info.publish(info)
         if self._pub_jpeg is not None and self._pub_jpeg.get_subscription_count():
             bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if self._rgb else frame
-            jpeg = numpy_to_compressed(bgr, "jpeg", self.cfg.jpeg_quality, Header(stamp=stamp, frame_id=self.cfg.frame_id))
+            jpeg = numpy_to_compressed(
+                bgr, "jpeg", self.cfg.jpeg_quality, Header(stamp=stamp, frame_id=self.cfg.frame_id)
+            )
             jpeg.format = f"{self.cfg.encoding}; jpeg compressed bgr8"
             self._pub_jpeg.publish(jpeg)
 
@@ -133,11 +156,22 @@ class CameraNode(Node):
         else:
             if cal.aspect_differs(width, height) and not self._warned_aspect:
                 self._warned_aspect = True
-                self.get_logger().warning(f"calibration is for {cal.width}x{cal.height}, frames are {width}x{height} "
-                                          "(another aspect ratio): camera_info is scaled but likely wrong")
+                self.get_logger().warning(
+                    f"calibration is for {cal.width}x{cal.height}, frames are {width}x{height} "
+                    "(another aspect ratio): camera_info is scaled but likely wrong"
+                )
             cal = cal.scaled(width, height)
-        info = CameraInfo(width=width, height=height, distortion_model=cal.distortion_model, d=list(cal.d),
-                          k=list(cal.k), r=list(cal.r), p=list(cal.p), binning_x=cal.binning_x, binning_y=cal.binning_y)
+        info = CameraInfo(
+            width=width,
+            height=height,
+            distortion_model=cal.distortion_model,
+            d=list(cal.d),
+            k=list(cal.k),
+            r=list(cal.r),
+            p=list(cal.p),
+            binning_x=cal.binning_x,
+            binning_y=cal.binning_y,
+        )
         info.header.frame_id = self.cfg.frame_id
         self._info_cache = (width, height, info)
         return info

@@ -11,6 +11,7 @@ id = track id), ``detections/labels`` (LabelInfo, latched), ``image_annotated`` 
 ``/diagnostics``. Service ``~/set_threshold`` (nano_vision_msgs/SetThreshold): sets the
 ``score_threshold`` / ``nms_threshold`` parameters, so it and ``ros2 param set`` are one path.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,17 +82,29 @@ class MotionParams(BaseModel):
         return v
 
     def to_core(self) -> MotionConfig:
-        return MotionConfig(enabled=self.enabled, width=self.width, sensitivity=self.sensitivity,
-                            min_area=self.min_area, alpha=self.alpha, keepalive_period=self.keepalive_period,
-                            hold=self.hold, masks=parse_masks(self.masks))
+        return MotionConfig(
+            enabled=self.enabled,
+            width=self.width,
+            sensitivity=self.sensitivity,
+            min_area=self.min_area,
+            alpha=self.alpha,
+            keepalive_period=self.keepalive_period,
+            hold=self.hold,
+            masks=parse_masks(self.masks),
+        )
 
 
 class AttributeParams(BaseModel):
     """Attribute classifiers on person tracks (PPE: hard hat, vest; docs/PPE.md)."""
 
-    models: list[str] = Field(default_factory=list, description="classifier ONNX files from `nano-vision attributes "
-                              "train` (backbone + head, one each); [] = no attribute stage")
-    person_labels: list[str] = Field(default_factory=lambda: ["person"], description="labels whose tracks are classified")
+    models: list[str] = Field(
+        default_factory=list,
+        description="classifier ONNX files from `nano-vision attributes "
+        "train` (backbone + head, one each); [] = no attribute stage",
+    )
+    person_labels: list[str] = Field(
+        default_factory=lambda: ["person"], description="labels whose tracks are classified"
+    )
     min_attempts: int = Field(3, ge=1, description="vote: attempts before a class is assigned")
     agreement: float = Field(0.6, gt=0, le=1, description="vote: share of the window's attempts the class must have")
     min_score: float = Field(0.8, ge=0, le=1, description="vote: mean score of those attempts")
@@ -101,32 +114,51 @@ class AttributeParams(BaseModel):
     min_height: int = Field(32, ge=8, description="person box height (px) below which no crop is classified")
 
     def vote(self) -> VoteConfig:
-        return VoteConfig(self.min_attempts, self.agreement, self.min_score, self.window, self.period, self.recheck,
-                          forget=max(10.0, 3 * self.recheck))
+        return VoteConfig(
+            self.min_attempts,
+            self.agreement,
+            self.min_score,
+            self.window,
+            self.period,
+            self.recheck,
+            forget=max(10.0, 3 * self.recheck),
+        )
 
 
 class DetectorConfig(BaseModel):
     task: str = Field("coco_objects", description="task profile name in config/tasks, or a path to a profile YAML")
     model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
     backend: str = Field("", description="auto | onnxruntime | tensorrt | opencv ('' = the profile's)")
-    device: str = Field("", description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt) ('' = profile's)")
+    device: str = Field(
+        "", description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt) ('' = profile's)"
+    )
     score_threshold: float | None = Field(None, ge=0, le=1, description="minimum score; not set = the profile's")
     nms_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold; not set = the profile's")
     input_topic: str = Field("image_raw", description="image topic (sensor_msgs/Image)")
-    input_topics: list[str] = Field(default_factory=list, description="several cameras, one model: image topics with "
-                                    "a namespace (/cam0/image_raw); outputs go to each one's namespace; [] = input_topic")
+    input_topics: list[str] = Field(
+        default_factory=list,
+        description="several cameras, one model: image topics with "
+        "a namespace (/cam0/image_raw); outputs go to each one's namespace; [] = input_topic",
+    )
     detections_topic: str = Field("detections", description="Detection2DArray output topic")
     annotate: bool = Field(True, description="publish image_annotated (only computed while someone subscribes)")
     annotated_topic: str = Field("image_annotated", description="annotated image topic")
     warmup_runs: int = Field(2, ge=0, description="inferences on a blank frame at configure")
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = auto: usable cores // detectors_on_machine")
-    detectors_on_machine: int = Field(1, ge=1, description="detector nodes sharing this machine's CPU (the site sets it; "
-                                                           "auto threads divide the cores among them)")
+    threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads; 0 = auto: usable cores // detectors_on_machine"
+    )
+    detectors_on_machine: int = Field(
+        1,
+        ge=1,
+        description="detector nodes sharing this machine's CPU (the site sets it; "
+        "auto threads divide the cores among them)",
+    )
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     motion: MotionParams = Field(default_factory=MotionParams)
     attributes: AttributeParams = Field(default_factory=AttributeParams)
-    command_timeout: float = Field(4.0, gt=0, description="longest a set_threshold call may take before it is "
-                                                          "answered 'timeout' (s)")
+    command_timeout: float = Field(
+        4.0, gt=0, description="longest a set_threshold call may take before it is answered 'timeout' (s)"
+    )
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
@@ -172,8 +204,9 @@ def _camera_prefixes(cfg: DetectorConfig) -> list[tuple[str, str]]:
     for t in cfg.input_topics:
         ns = t.rstrip("/").rsplit("/", 1)[0] if "/" in t.strip("/") else ""
         if not ns:
-            raise ConfigError(f"parameter 'input_topics': {t!r} has no camera namespace (e.g. /cam0/image_raw)",
-                              "input_topics")
+            raise ConfigError(
+                f"parameter 'input_topics': {t!r} has no camera namespace (e.g. /cam0/image_raw)", "input_topics"
+            )
         out.append((t, ns + "/"))
     if len({p for _, p in out}) != len(out):
         raise ConfigError(f"parameter 'input_topics': two topics share a namespace: {cfg.input_topics}", "input_topics")
@@ -208,9 +241,15 @@ class DetectorNode(ModelLifecycleNode):
             prefixes = _camera_prefixes(c)
             profile = load_profile(c.task)
             det = build_detector(
-                profile, model=c.model or None, backend=c.backend or None, device=c.device or None,
-                score_threshold=c.score_threshold, nms_threshold=c.nms_threshold,
-                detectors=c.detectors_on_machine, **({"threads": c.threads} if c.threads else {}))
+                profile,
+                model=c.model or None,
+                backend=c.backend or None,
+                device=c.device or None,
+                score_threshold=c.score_threshold,
+                nms_threshold=c.nms_threshold,
+                detectors=c.detectors_on_machine,
+                **({"threads": c.threads} if c.threads else {}),
+            )
             if hasattr(det, "warmup") and c.warmup_runs:
                 det.warmup(c.warmup_runs)
             classifiers = [AttributeClassifier(m) for m in c.attributes.models]
@@ -231,22 +270,37 @@ class DetectorNode(ModelLifecycleNode):
         self.cameras = []
         for topic, prefix in prefixes:
             cam = _Camera(topic, prefix)
-            cam.tracker = ByteTracker(TrackerConfig(
-                high_threshold=tc.high_threshold, low_threshold=tc.low_threshold, new_track_threshold=tc.high_threshold,
-                match_iou=tc.match_iou, track_buffer=tc.track_buffer, class_aware=tc.class_aware)) if tc.enabled else None
+            cam.tracker = (
+                ByteTracker(
+                    TrackerConfig(
+                        high_threshold=tc.high_threshold,
+                        low_threshold=tc.low_threshold,
+                        new_track_threshold=tc.high_threshold,
+                        match_iou=tc.match_iou,
+                        track_buffer=tc.track_buffer,
+                        class_aware=tc.class_aware,
+                    )
+                )
+                if tc.enabled
+                else None
+            )
             cam.gate = MotionGate(c.motion.to_core())
             if classifiers:  # one stage (votes per track id) per camera, sharing the loaded classifiers
-                cam.attributes = AttributeStage(classifiers, c.attributes.vote(), tuple(c.attributes.person_labels),
-                                                c.attributes.min_height)
+                cam.attributes = AttributeStage(
+                    classifiers, c.attributes.vote(), tuple(c.attributes.person_labels), c.attributes.min_height
+                )
             cam.det_pub = self.create_publisher(Detection2DArray, prefix + c.detections_topic, qos.RELIABLE)
             cam.label_pub = self.create_publisher(LabelInfo, prefix + c.detections_topic + "/labels", qos.LATCHED)
-            cam.ann_pub = self.create_publisher(Image, prefix + c.annotated_topic, qos.sensor(1)) if c.annotate else None
+            cam.ann_pub = (
+                self.create_publisher(Image, prefix + c.annotated_topic, qos.sensor(1)) if c.annotate else None
+            )
             self.cameras.append(cam)
         self._publish_labels()
         backend = getattr(getattr(det, "backend", None), "name", type(det).__name__)
         self.state_text = "inactive"
-        self.get_logger().info(f"task {profile.name!r} loaded ({backend}, {len(det.labels)} classes) in "
-                               f"{time.monotonic() - t0:.1f}s")
+        self.get_logger().info(
+            f"task {profile.name!r} loaded ({backend}, {len(det.labels)} classes) in {time.monotonic() - t0:.1f}s"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -254,7 +308,9 @@ class DetectorNode(ModelLifecycleNode):
         # one after another (the shipped models have a fixed batch of 1: no batching across cameras)
         self.input_subs = []
         for cam in self.cameras:
-            cam.worker = LatestWorker(lambda msg, cam=cam: self._handle(cam, msg), name=f"detector{len(self.input_subs)}")
+            cam.worker = LatestWorker(
+                lambda msg, cam=cam: self._handle(cam, msg), name=f"detector{len(self.input_subs)}"
+            )
             self.input_subs.append(self.create_subscription(Image, cam.topic, cam.worker.submit, qos.SENSOR))
         self.worker = self.cameras[0].worker if self.cameras else None
         self.state_text = "active"
@@ -384,8 +440,11 @@ class DetectorNode(ModelLifecycleNode):
 
     def _srv_set_threshold(self, req: SetThreshold.Request, resp: SetThreshold.Response) -> SetThreshold.Response:
         """Set the parameters (validated and applied by the same callback as `ros2 param set`)."""
-        params = [Parameter(k, value=round(float(v), 6)) for k, v in (("score_threshold", req.score_threshold),
-                                                                       ("nms_threshold", req.nms_threshold)) if v >= 0]
+        params = [
+            Parameter(k, value=round(float(v), 6))
+            for k, v in (("score_threshold", req.score_threshold), ("nms_threshold", req.nms_threshold))
+            if v >= 0
+        ]
         if not params:
             raise ValueError("give score_threshold and/or nms_threshold (0..1; negative = unchanged)")
         result = self.set_parameters_atomically(params)
@@ -399,14 +458,21 @@ class DetectorNode(ModelLifecycleNode):
 
     # -- diagnostics -------------------------------------------------------------------------------
     def _collect(self) -> tuple[int, str, dict[str, object]]:
-        values: dict[str, object] = {"state": self.state_text, "task": self.cfg.task, "frames": self.frames,
-                                     "fps": self._fps.value}
+        values: dict[str, object] = {
+            "state": self.state_text,
+            "task": self.cfg.task,
+            "frames": self.frames,
+            "fps": self._fps.value,
+        }
         gates = [c.gate for c in self.cameras if c.gate is not None]
         if gates:
             runs, seen = sum(g.model_runs for g in gates), sum(g.frames for g in gates)
-            values.update(model_runs=runs, gated_share=round(1.0 - runs / seen, 4) if seen else 0.0,
-                          motion_gating=gates[0].config.enabled,
-                          motion_share=max((g.last_motion.share for g in gates if g.last_motion is not None), default=0.0))
+            values.update(
+                model_runs=runs,
+                gated_share=round(1.0 - runs / seen, 4) if seen else 0.0,
+                motion_gating=gates[0].config.enabled,
+                motion_share=max((g.last_motion.share for g in gates if g.last_motion is not None), default=0.0),
+            )
         if len(self.cameras) > 1:
             for cam in self.cameras:
                 name = camera_name(cam.prefix)

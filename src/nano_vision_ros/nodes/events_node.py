@@ -11,6 +11,7 @@ are ``nano_vision_msgs/Clip``, ``clip_status`` ``nano_vision_msgs/ClipStatus``. 
 time-bounded by ros.services.BoundedServices): ``~/snapshot`` (Snapshot), ``~/reload_config``
 (ReloadConfig).
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,19 +59,27 @@ class EventsNodeConfig(BaseModel):
     device_id: str = Field("device", min_length=1, description="device id written into every event")
     camera: str = Field("", description="camera name in events; default: the node's namespace (/cam0 -> cam0)")
     rules: str = Field("", description="rules as a YAML string or a .yaml file path (see docs/EVENTS.md)")
-    detections_topics: list[str] = Field(default_factory=lambda: ["detections"], min_length=1,
-                                         description="Detection2DArray topics evaluated by `detections` rules")
+    detections_topics: list[str] = Field(
+        default_factory=lambda: ["detections"],
+        min_length=1,
+        description="Detection2DArray topics evaluated by `detections` rules",
+    )
     faces_topic: str = Field("faces", description="face identities (Detection2DArray, class_id = identity|unknown)")
     plates_topic: str = Field("plates", description="plate reads (Detection2DArray, class_id = plate text)")
     image_topic: str = Field("image_raw", description="frames for snapshots (sensor_msgs/Image, sensor QoS)")
     snapshots: bool = Field(True, description="cut a JPEG snapshot for each new event (and answer `snapshot`)")
-    annotated_topic: str = Field("", description="publish the annotated view here (boxes, zones with counts, violators "
-                                 "in red with the rule, legend; drawn only while someone subscribes); '' = none")
+    annotated_topic: str = Field(
+        "",
+        description="publish the annotated view here (boxes, zones with counts, violators "
+        "in red with the rule, legend; drawn only while someone subscribes); '' = none",
+    )
     events_topic: str = Field("events", description="output events (nano_vision_msgs/Event)")
     clips_topic: str = Field("clips", description="recorder clip notices (nano_vision_msgs/Clip)")
     clip_status_topic: str = Field("clip_status", description="uploader clip states (nano_vision_msgs/ClipStatus)")
     history_depth: int = Field(500, ge=1, le=100000, description="events kept for late-joining subscribers")
-    snapshot_dir: str = Field("~/.local/share/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)")
+    snapshot_dir: str = Field(
+        "~/.local/share/nano_vision/snapshots", description="where event JPEGs go (<dir>/<camera>/<event_id>.jpg)"
+    )
     snapshot_quality: int = Field(85, ge=10, le=100)
     snapshot_max_files: int = Field(2000, ge=1, description="oldest snapshots are deleted beyond this")
     frame_buffer: int = Field(10, ge=1, le=300, description="newest frames kept to match snapshots by stamp")
@@ -78,7 +87,9 @@ class EventsNodeConfig(BaseModel):
     tick_period: float = Field(0.5, gt=0.0, description="how often absent tracks are ended when no frames come (s)")
     queue_size: int = Field(200, ge=1, description="detections waiting for the rules thread; beyond: dropped, counted")
     commands: bool = Field(True, description="offer the snapshot / reload_config services")
-    command_timeout: float = Field(4.0, gt=0, description="longest a service call may run before it is answered 'timeout' (s)")
+    command_timeout: float = Field(
+        4.0, gt=0, description="longest a service call may run before it is answered 'timeout' (s)"
+    )
     diagnostics_period: float = Field(1.0, gt=0)
 
     @field_validator("detections_topics")
@@ -104,7 +115,9 @@ class EventsNode(Node):
         self.images_in = 0
         self.images_buffered = 0
         self.frames = FrameBuffer(self.cfg.frame_buffer)
-        self.snapshots = SnapshotWriter(self.cfg.snapshot_dir, self.camera, self.cfg.snapshot_quality, self.cfg.snapshot_max_files)
+        self.snapshots = SnapshotWriter(
+            self.cfg.snapshot_dir, self.camera, self.cfg.snapshot_quality, self.cfg.snapshot_max_files
+        )
         self._q: queue.Queue[tuple | None] = queue.Queue(maxsize=self.cfg.queue_size)
         self.dropped = 0
         self.invalid = 0
@@ -113,21 +126,47 @@ class EventsNode(Node):
         self.last_ms = 0.0
         self.published = 0
         self._clock_ref: tuple[float, float] | None = None
-        events_qos = QoSProfile(depth=self.cfg.history_depth, history=HistoryPolicy.KEEP_LAST,
-                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        events_qos = QoSProfile(
+            depth=self.cfg.history_depth,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self.pub = self.create_publisher(EventMsg, self.cfg.events_topic, events_qos)
         # results must not be lost while this process is starved of CPU: reader history as deep as the queue
-        results = QoSProfile(depth=self.cfg.queue_size, history=HistoryPolicy.KEEP_LAST,
-                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self.subs = [self.create_subscription(Detection2DArray, t, lambda m, i=i: self._enqueue(("detections", m, i)), results)
-                     for i, t in enumerate(self.cfg.detections_topics)]
-        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results))
-        self.subs.append(self.create_subscription(Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results))
-        self.subs.append(self.create_subscription(Clip, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results))
-        self.subs.append(self.create_subscription(ClipStatus, self.cfg.clip_status_topic,
-                                                  lambda m: self._enqueue(("clip_status", m)), results))
-        self.view = AnnotatedView(self, self.cfg.annotated_topic, self.frames, self.cfg.snapshot_tolerance) \
-            if self.cfg.annotated_topic else None
+        results = QoSProfile(
+            depth=self.cfg.queue_size,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        self.subs = [
+            self.create_subscription(Detection2DArray, t, lambda m, i=i: self._enqueue(("detections", m, i)), results)
+            for i, t in enumerate(self.cfg.detections_topics)
+        ]
+        self.subs.append(
+            self.create_subscription(
+                Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results
+            )
+        )
+        self.subs.append(
+            self.create_subscription(
+                Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results
+            )
+        )
+        self.subs.append(
+            self.create_subscription(Clip, self.cfg.clips_topic, lambda m: self._enqueue(("clip", m)), results)
+        )
+        self.subs.append(
+            self.create_subscription(
+                ClipStatus, self.cfg.clip_status_topic, lambda m: self._enqueue(("clip_status", m)), results
+            )
+        )
+        self.view = (
+            AnnotatedView(self, self.cfg.annotated_topic, self.frames, self.cfg.snapshot_tolerance)
+            if self.cfg.annotated_topic
+            else None
+        )
         if self.view is not None:
             self.view.zones, self.view.lines = overlay.zones_of(self.engine.rules), overlay.lines_of(self.engine.rules)
         if self.cfg.snapshots or self.view is not None:
@@ -143,8 +182,10 @@ class EventsNode(Node):
         self.diag = diagnostics.Diagnostics(self, self._collect, self.cfg.diagnostics_period)
         if not self.engine.rules:
             self.get_logger().warning("no rules configured (parameter 'rules'): no events will be raised")
-        self.get_logger().info(f"camera {self.camera}: {len(self.engine.rules)} rules "
-                               f"({', '.join(r.name for r in self.engine.rules)}) -> {self.pub.topic_name}")
+        self.get_logger().info(
+            f"camera {self.camera}: {len(self.engine.rules)} rules "
+            f"({', '.join(r.name for r in self.engine.rules)}) -> {self.pub.topic_name}"
+        )
 
     def _make_engine(self) -> EventEngine:
         rules = parse_rules(self.cfg.rules, self.camera)
@@ -276,14 +317,28 @@ class EventsNode(Node):
         msg = f"{self.engine.active()} active events"
         if self.dropped or self.invalid:
             level, msg = diagnostics.WARN, f"{self.dropped} inputs dropped, {self.invalid} invalid events"
-        return level, msg, {"camera": self.camera, "rules": len(self.engine.rules), "detections_processed": self.processed,
-                            "events_published": self.published, "active_events": self.engine.active(),
-                            "inputs_dropped": self.dropped, "invalid_events": self.invalid, "bad_notices": self.bad_notices,
-                            "images_received": self.images_in, "images_buffered": self.images_buffered,
-                            "snapshots_written": self.snapshots.written, "snapshots_failed": self.snapshots.failed,
-                            "latency_ms": self.last_ms, "queue": self._q.qsize(),
-                            **({"annotated_published": self.view.published} if self.view is not None else {}),
-                            **self._compliance()}
+        return (
+            level,
+            msg,
+            {
+                "camera": self.camera,
+                "rules": len(self.engine.rules),
+                "detections_processed": self.processed,
+                "events_published": self.published,
+                "active_events": self.engine.active(),
+                "inputs_dropped": self.dropped,
+                "invalid_events": self.invalid,
+                "bad_notices": self.bad_notices,
+                "images_received": self.images_in,
+                "images_buffered": self.images_buffered,
+                "snapshots_written": self.snapshots.written,
+                "snapshots_failed": self.snapshots.failed,
+                "latency_ms": self.last_ms,
+                "queue": self._q.qsize(),
+                **({"annotated_published": self.view.published} if self.view is not None else {}),
+                **self._compliance(),
+            },
+        )
 
     def _compliance(self) -> dict[str, object]:
         """PPE rules: people checked, violators and compliant share per rule and zone (in the bridge's stats)."""

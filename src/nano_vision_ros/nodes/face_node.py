@@ -12,6 +12,7 @@ Services (nano_vision_msgs/srv): ``~/enroll_face`` (EnrollFace: name, image_path
 ``command_timeout``; ``image_path`` is read with core.safe_files (a regular file inside
 ``allowed_image_dirs``, size-capped, opened without blocking).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,10 +48,14 @@ class FaceNodeConfig(FacesConfig):
     faces_topic: str = Field("faces", description="output Detection2DArray topic")
     commands: bool = Field(True, description="offer the enroll_face / delete_face / list_faces services")
     max_image_bytes: int = Field(10_000_000, ge=1000, description="largest enrollment image accepted by enroll_face")
-    allowed_image_dirs: list[str] = Field(default_factory=lambda: ["~/.local/share/nano_vision/enroll"],
-                                          description="enroll_face image_path must be a regular file inside one of these "
-                                                      "(symlinks resolved); [''] = image_path refused")
-    command_timeout: float = Field(4.0, gt=0, description="longest a service call may run before it is answered 'timeout' (s)")
+    allowed_image_dirs: list[str] = Field(
+        default_factory=lambda: ["~/.local/share/nano_vision/enroll"],
+        description="enroll_face image_path must be a regular file inside one of these "
+        "(symlinks resolved); [''] = image_path refused",
+    )
+    command_timeout: float = Field(
+        4.0, gt=0, description="longest a service call may run before it is answered 'timeout' (s)"
+    )
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
 
@@ -81,7 +86,8 @@ class FaceNode(ModelLifecycleNode):
             self.rec = rec
         self.get_logger().info(
             f"faces: {self.cfg.detector.kind} + {rec.model_name}, gallery {rec.gallery.path} "
-            f"({len(rec.gallery.list())} identities), match {self.cfg.match.metric} threshold {self.cfg.match.threshold}")
+            f"({len(rec.gallery.list())} identities), match {self.cfg.match.metric} threshold {self.cfg.match.threshold}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -117,8 +123,16 @@ class FaceNode(ModelLifecycleNode):
     def _srv_list(self, req: ListFaces.Request, resp: ListFaces.Response) -> ListFaces.Response:
         with self._lock:
             found = self._registry().gallery.list()
-        resp.identities = [FaceIdentity(name=i.name, embeddings=int(i.embeddings), created=to_time(i.created),
-                                        updated=to_time(i.updated), thumbnail=bool(i.has_thumbnail)) for i in found]
+        resp.identities = [
+            FaceIdentity(
+                name=i.name,
+                embeddings=int(i.embeddings),
+                created=to_time(i.created),
+                updated=to_time(i.updated),
+                thumbnail=bool(i.has_thumbnail),
+            )
+            for i in found
+        ]
         return resp
 
     def _srv_delete(self, req: DeleteFace.Request, resp: DeleteFace.Response) -> DeleteFace.Response:
@@ -154,10 +168,18 @@ class FaceNode(ModelLifecycleNode):
     # --- diagnostics ---------------------------------------------------------------------------
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         w = self.worker
-        values: dict[str, object] = {"frames": self.frames, "faces": self.faces_seen, "last_ms": self.last_ms,
-                                     "dropped": w.dropped if w else 0, "errors": w.errors if w else 0}
+        values: dict[str, object] = {
+            "frames": self.frames,
+            "faces": self.faces_seen,
+            "last_ms": self.last_ms,
+            "dropped": w.dropped if w else 0,
+            "errors": w.errors if w else 0,
+        }
         if self.services_host is not None:
-            values["commands_handled"], values["commands_failed"] = self.services_host.handled, self.services_host.failed
+            values["commands_handled"], values["commands_failed"] = (
+                self.services_host.handled,
+                self.services_host.failed,
+            )
         if self.rec is None:
             return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
         if w and w.last_error:

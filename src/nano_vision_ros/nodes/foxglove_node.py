@@ -18,6 +18,7 @@ Nothing but the events subscription and a graph look-up every ``discovery_period
 no Foxglove client subscribes. On a ROS install, ``foxglove_bridge`` serves every ROS topic
 instead (docs/FOXGLOVE.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,13 +56,20 @@ FOXGLOVE_HINT = "pip install 'foxglove-sdk>=0.30,<0.31' (requirements/foxglove.t
 class FoxgloveConfig(BaseModel):
     host: str = Field("127.0.0.1", description="address the WebSocket server binds (0.0.0.0: other machines; no auth)")
     port: int = Field(8765, ge=0, le=65535, description="WebSocket port (0 = any free port, logged)")
-    cameras: list[str] = Field(default_factory=list, description="camera namespaces to serve (cam0, site/gate); "
-                               "[] = every namespace with an events or detections topic")
-    image_topics: list[str] = Field(default_factory=lambda: ["image_annotated", "image_raw"],
-                                    description="image topics of each camera served as JPEG (relative to the camera)")
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="camera namespaces to serve (cam0, site/gate); "
+        "[] = every namespace with an events or detections topic",
+    )
+    image_topics: list[str] = Field(
+        default_factory=lambda: ["image_annotated", "image_raw"],
+        description="image topics of each camera served as JPEG (relative to the camera)",
+    )
     detections_topic: str = Field("detections", description="Detection2DArray drawn as ImageAnnotations")
     events_topic: str = Field("events", description="events topic of each camera (nano_vision_msgs/Event)")
-    events_node: str = Field("events_node", description="name of each camera's events node (its `rules` give the zones)")
+    events_node: str = Field(
+        "events_node", description="name of each camera's events node (its `rules` give the zones)"
+    )
     max_fps: float = Field(5.0, gt=0, le=60, description="most JPEG frames and annotations per second per camera")
     jpeg_quality: int = Field(80, ge=10, le=100)
     discovery_period: float = Field(2.0, gt=0, description="s between looks at the graph for new cameras")
@@ -109,30 +117,88 @@ def annotations(sc: overlay.Scene, stamp_ns: int) -> Any:
     black, white = color(overlay.BLACK), color(overlay.WHITE)
     points, texts = [], []
     for p in sc.polygons:
-        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineLoop, thickness=2.0,
-                                       points=[Point2(x=x, y=y) for x, y in p.points], outline_color=color(p.color)))
+        points.append(
+            PointsAnnotation(
+                timestamp=ts,
+                type=PointsAnnotationType.LineLoop,
+                thickness=2.0,
+                points=[Point2(x=x, y=y) for x, y in p.points],
+                outline_color=color(p.color),
+            )
+        )
         x, y = min(q[0] for q in p.points), min(q[1] for q in p.points)
-        texts.append(TextAnnotation(timestamp=ts, position=Point2(x=x + 2, y=y + 16), text=p.text, font_size=13.0,
-                                    text_color=black, background_color=color(p.color, 0.85)))
+        texts.append(
+            TextAnnotation(
+                timestamp=ts,
+                position=Point2(x=x + 2, y=y + 16),
+                text=p.text,
+                font_size=13.0,
+                text_color=black,
+                background_color=color(p.color, 0.85),
+            )
+        )
     for ln in sc.lines:
-        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineStrip, thickness=2.0,
-                                       points=[Point2(x=x, y=y) for x, y in ln.points], outline_color=color(ln.color)))
-        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineList, thickness=2.0,
-                                       points=[Point2(x=x, y=y) for a in ln.arrows for x, y in a],
-                                       outline_color=color(ln.color)))
+        points.append(
+            PointsAnnotation(
+                timestamp=ts,
+                type=PointsAnnotationType.LineStrip,
+                thickness=2.0,
+                points=[Point2(x=x, y=y) for x, y in ln.points],
+                outline_color=color(ln.color),
+            )
+        )
+        points.append(
+            PointsAnnotation(
+                timestamp=ts,
+                type=PointsAnnotationType.LineList,
+                thickness=2.0,
+                points=[Point2(x=x, y=y) for a in ln.arrows for x, y in a],
+                outline_color=color(ln.color),
+            )
+        )
         (ax, ay), (bx, by) = ln.points
-        texts.append(TextAnnotation(timestamp=ts, position=Point2(x=min(ax, bx) + 2, y=min(ay, by) - 4), text=ln.text,
-                                    font_size=12.0, text_color=black, background_color=color(ln.color, 0.85)))
+        texts.append(
+            TextAnnotation(
+                timestamp=ts,
+                position=Point2(x=min(ax, bx) + 2, y=min(ay, by) - 4),
+                text=ln.text,
+                font_size=12.0,
+                text_color=black,
+                background_color=color(ln.color, 0.85),
+            )
+        )
     for b in sc.boxes:
         x1, y1, x2, y2 = b.box
-        points.append(PointsAnnotation(timestamp=ts, type=PointsAnnotationType.LineLoop, thickness=3.0 if b.violation else 2.0,
-                                       points=[Point2(x=x1, y=y1), Point2(x=x2, y=y1), Point2(x=x2, y=y2), Point2(x=x1, y=y2)],
-                                       outline_color=color(b.color)))
-        texts.append(TextAnnotation(timestamp=ts, position=Point2(x=x1, y=max(12.0, y1 - 2)), text=b.text, font_size=12.0,
-                                    text_color=white if b.violation else black, background_color=color(b.color, 0.85)))
+        points.append(
+            PointsAnnotation(
+                timestamp=ts,
+                type=PointsAnnotationType.LineLoop,
+                thickness=3.0 if b.violation else 2.0,
+                points=[Point2(x=x1, y=y1), Point2(x=x2, y=y1), Point2(x=x2, y=y2), Point2(x=x1, y=y2)],
+                outline_color=color(b.color),
+            )
+        )
+        texts.append(
+            TextAnnotation(
+                timestamp=ts,
+                position=Point2(x=x1, y=max(12.0, y1 - 2)),
+                text=b.text,
+                font_size=12.0,
+                text_color=white if b.violation else black,
+                background_color=color(b.color, 0.85),
+            )
+        )
     for t in sc.legend:
-        texts.append(TextAnnotation(timestamp=ts, position=Point2(x=t.position[0], y=t.position[1] + 13), text=t.text,
-                                    font_size=12.0, text_color=color(t.color), background_color=color(overlay.PANEL, 0.8)))
+        texts.append(
+            TextAnnotation(
+                timestamp=ts,
+                position=Point2(x=t.position[0], y=t.position[1] + 13),
+                text=t.text,
+                font_size=12.0,
+                text_color=color(t.color),
+                background_color=color(overlay.PANEL, 0.8),
+            )
+        )
     return ImageAnnotations(points=points, texts=texts)
 
 
@@ -159,8 +225,16 @@ class _Subscribers:
 class _Feed:
     """One ROS topic -> one Foxglove channel, subscribed in ROS only while the channel is watched."""
 
-    def __init__(self, node: FoxgloveNode, msg_type: Any, topic: str, channel: Any, qos_profile: Any,
-                 handle: Any, max_fps: float | None) -> None:
+    def __init__(
+        self,
+        node: FoxgloveNode,
+        msg_type: Any,
+        topic: str,
+        channel: Any,
+        qos_profile: Any,
+        handle: Any,
+        max_fps: float | None,
+    ) -> None:
         self.node, self.msg_type, self.topic, self.channel, self.qos = node, msg_type, topic, channel, qos_profile
         self.sub: Any = None
         self.min_dt = 1.0 / max_fps if max_fps else 0.0
@@ -207,11 +281,13 @@ class FoxgloveNode(Node):
         self.fg = _foxglove()
         self.subscribers = _Subscribers()
         try:
-            self.server = self.fg.start_server(name="nano_vision_ros", host=c.host, port=c.port,
-                                               server_listener=self.subscribers)
+            self.server = self.fg.start_server(
+                name="nano_vision_ros", host=c.host, port=c.port, server_listener=self.subscribers
+            )
         except Exception as err:  # noqa: BLE001 - the SDK raises its own error type for a port in use
-            raise ConfigError(f"parameter 'port': cannot serve Foxglove WebSocket on {c.host}:{c.port}: {err}",
-                              "port") from None
+            raise ConfigError(
+                f"parameter 'port': cannot serve Foxglove WebSocket on {c.host}:{c.port}: {err}", "port"
+            ) from None
         self.port = self.server.port
         self.cameras: dict[str, _Camera] = {}
         self.jpeg_encoded = 0
@@ -220,15 +296,26 @@ class FoxgloveNode(Node):
         from foxglove.channels import LogChannel
 
         self.log_channel = LogChannel("/events_log")
-        schema = self.fg.Schema(name="diagnostic_msgs/msg/DiagnosticArray", encoding="jsonschema",
-                                data=json.dumps({"type": "object"}).encode())
+        schema = self.fg.Schema(
+            name="diagnostic_msgs/msg/DiagnosticArray",
+            encoding="jsonschema",
+            data=json.dumps({"type": "object"}).encode(),
+        )
         self.diag_channel = self.fg.Channel("/diagnostics", message_encoding="json", schema=schema)
-        self.diag_feed = _Feed(self, DiagnosticArray, "/diagnostics", self.diag_channel, 50, self._send_diagnostics, None)
+        self.diag_feed = _Feed(
+            self, DiagnosticArray, "/diagnostics", self.diag_channel, 50, self._send_diagnostics, None
+        )
         self._event_schema = self.fg.Schema(
-            name="nano_vision_ros.Event", encoding="jsonschema",
-            data=resources.files("nano_vision_ros").joinpath("schemas/event.schema.json").read_bytes())
-        self._events_qos = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            name="nano_vision_ros.Event",
+            encoding="jsonschema",
+            data=resources.files("nano_vision_ros").joinpath("schemas/event.schema.json").read_bytes(),
+        )
+        self._events_qos = QoSProfile(
+            depth=100,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         for cam in c.cameras:
             self._add_camera(cam)
         self.create_timer(0.25, self._reconcile)
@@ -236,8 +323,9 @@ class FoxgloveNode(Node):
             self.create_timer(c.discovery_period, self._discover)
         self.create_timer(c.zones_period, self._read_zones)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
-        self.get_logger().info(f"Foxglove WebSocket on ws://{c.host}:{self.port} "
-                               f"(cameras: {', '.join(c.cameras) or 'found on the graph'})")
+        self.get_logger().info(
+            f"Foxglove WebSocket on ws://{c.host}:{self.port} (cameras: {', '.join(c.cameras) or 'found on the graph'})"
+        )
 
     # -- cameras ------------------------------------------------------------------------------------
     def _discover(self) -> None:
@@ -253,14 +341,32 @@ class FoxgloveNode(Node):
         cam = _Camera(name)
         c = self.cfg
         for t in c.image_topics:
-            cam.feeds.append(_Feed(self, Image, f"/{name}/{t}", CompressedImageChannel(f"/{name}/{t}"), qos.sensor(1),
-                                   self._send_image, c.max_fps))
-        cam.feeds.append(_Feed(self, Detection2DArray, f"/{name}/{c.detections_topic}",
-                               ImageAnnotationsChannel(f"/{name}/annotations"), qos.RELIABLE,
-                               lambda ch, m, cam=cam: self._send_annotations(cam, ch, m), c.max_fps))
+            cam.feeds.append(
+                _Feed(
+                    self,
+                    Image,
+                    f"/{name}/{t}",
+                    CompressedImageChannel(f"/{name}/{t}"),
+                    qos.sensor(1),
+                    self._send_image,
+                    c.max_fps,
+                )
+            )
+        cam.feeds.append(
+            _Feed(
+                self,
+                Detection2DArray,
+                f"/{name}/{c.detections_topic}",
+                ImageAnnotationsChannel(f"/{name}/annotations"),
+                qos.RELIABLE,
+                lambda ch, m, cam=cam: self._send_annotations(cam, ch, m),
+                c.max_fps,
+            )
+        )
         cam.events_channel = self.fg.Channel(f"/{name}/events", message_encoding="json", schema=self._event_schema)
-        cam.events_sub = self.create_subscription(EventMsg, f"/{name}/{c.events_topic}",
-                                                  lambda m, cam=cam: self._on_event(cam, m), self._events_qos)
+        cam.events_sub = self.create_subscription(
+            EventMsg, f"/{name}/{c.events_topic}", lambda m, cam=cam: self._on_event(cam, m), self._events_qos
+        )
         cam.param_client = self.create_client(GetParameters, f"/{name}/{c.events_node}/get_parameters")
         self.cameras[name] = cam
         self._read_zones(cam)
@@ -304,8 +410,15 @@ class FoxgloveNode(Node):
         if not ok:
             raise ValueError(f"JPEG encoding failed for a {img.shape} frame")
         ns = _ns(msg.header.stamp)
-        channel.log(CompressedImage(timestamp=Timestamp(ns // 1_000_000_000, ns % 1_000_000_000),
-                                    frame_id=msg.header.frame_id, data=jpeg.tobytes(), format="jpeg"), log_time=ns)
+        channel.log(
+            CompressedImage(
+                timestamp=Timestamp(ns // 1_000_000_000, ns % 1_000_000_000),
+                frame_id=msg.header.frame_id,
+                data=jpeg.tobytes(),
+                format="jpeg",
+            ),
+            log_time=ns,
+        )
         self.jpeg_encoded += 1
 
     def _send_annotations(self, cam: _Camera, channel: Any, msg: Detection2DArray) -> None:
@@ -315,10 +428,19 @@ class FoxgloveNode(Node):
 
     def _send_diagnostics(self, channel: Any, msg: DiagnosticArray) -> None:
         st = msg.header.stamp
-        body = {"header": {"stamp": {"sec": st.sec, "nsec": st.nanosec}, "frame_id": msg.header.frame_id},
-                "status": [{"level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
-                            "name": s.name, "message": s.message, "hardware_id": s.hardware_id,
-                            "values": [{"key": kv.key, "value": kv.value} for kv in s.values]} for s in msg.status]}
+        body = {
+            "header": {"stamp": {"sec": st.sec, "nsec": st.nanosec}, "frame_id": msg.header.frame_id},
+            "status": [
+                {
+                    "level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
+                    "name": s.name,
+                    "message": s.message,
+                    "hardware_id": s.hardware_id,
+                    "values": [{"key": kv.key, "value": kv.value} for kv in s.values],
+                }
+                for s in msg.status
+            ],
+        }
         channel.log(body, log_time=_ns(st))
 
     # -- events (light: parse, remember the violators, forward) --------------------------------------
@@ -335,14 +457,20 @@ class FoxgloveNode(Node):
         self.events_seen += 1
         cam.events_channel.log(ev.to_json_text())  # the MQTT JSON, same schema
         level = LogLevel.Warning if ev.state == "new" else LogLevel.Info
-        self.log_channel.log(Log(level=level, name=cam.name,
-                                 message=f"[{ev.state}] {ev.message or ev.type} ({ev.rule})"))
+        self.log_channel.log(
+            Log(level=level, name=cam.name, message=f"[{ev.state}] {ev.message or ev.type} ({ev.rule})")
+        )
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         watched = sum(1 for cam in self.cameras.values() for f in cam.feeds if f.sub is not None)
-        values: dict[str, object] = {"url": f"ws://{self.cfg.host}:{self.port}", "cameras": len(self.cameras),
-                                     "ros_subscriptions_watched": watched, "jpeg_encoded": self.jpeg_encoded,
-                                     "events_seen": self.events_seen, "bad_events": self.bad_events}
+        values: dict[str, object] = {
+            "url": f"ws://{self.cfg.host}:{self.port}",
+            "cameras": len(self.cameras),
+            "ros_subscriptions_watched": watched,
+            "jpeg_encoded": self.jpeg_encoded,
+            "events_seen": self.events_seen,
+            "bad_events": self.bad_events,
+        }
         for cam in self.cameras.values():
             values[f"{cam.name}.zones"] = len(cam.zones)
         return diagnostics.OK, f"{len(self.cameras)} cameras, {watched} topics watched", values

@@ -4,6 +4,7 @@ Thin: each status is copied into core.metrics.MetricsStore (a dict copy, no work
 callback); the metrics are built only when Prometheus scrapes, on prometheus_client's own HTTP
 thread, which blocks on its socket between scrapes (the node idles).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ MAX_VALUES = 200  # key/values kept per status (a hostile publisher cannot make 
 class MetricsConfig(BaseModel):
     host: str = Field("127.0.0.1", description="address /metrics listens on (0.0.0.0 for a Prometheus on another host)")
     port: int = Field(9469, ge=1, le=65535, description="TCP port of /metrics")
-    stale_after: float = Field(5.0, gt=0, description="a node silent this long (s) is reported up=0 and its series withdrawn")
+    stale_after: float = Field(
+        5.0, gt=0, description="a node silent this long (s) is reported up=0 and its series withdrawn"
+    )
     forget_after: float = Field(3600.0, gt=0, description="a node silent this long (s) is dropped from /metrics")
     diagnostics_period: float = Field(1.0, gt=0, description="period of this node's own diagnostics (s)")
 
@@ -43,8 +46,13 @@ def status_of(st: object) -> Status:
     lv = st.level  # type: ignore[attr-defined]
     level = lv[0] if isinstance(lv, (bytes, bytearray)) and lv else int(lv) if isinstance(lv, int) else 0
     values = {kv.key: kv.value for kv in list(st.values)[:MAX_VALUES]}  # type: ignore[attr-defined]
-    return Status(name=str(st.name)[:200], level=level, message=str(st.message)[:200],  # type: ignore[attr-defined]
-                  hardware_id=str(st.hardware_id)[:200], values=values)  # type: ignore[attr-defined]
+    return Status(
+        name=str(st.name)[:200],
+        level=level,
+        message=str(st.message)[:200],  # type: ignore[attr-defined]
+        hardware_id=str(st.hardware_id)[:200],
+        values=values,
+    )  # type: ignore[attr-defined]
 
 
 class MetricsNode(Node):
@@ -69,8 +77,12 @@ class MetricsNode(Node):
             self.statuses += 1
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
-        values: dict[str, object] = {"nodes": len(self.store), "statuses": self.statuses,
-                                     "refused_nodes": self.store.refused, "url": f"http://{self.cfg.host}:{self.cfg.port}/metrics"}
+        values: dict[str, object] = {
+            "nodes": len(self.store),
+            "statuses": self.statuses,
+            "refused_nodes": self.store.refused,
+            "url": f"http://{self.cfg.host}:{self.cfg.port}/metrics",
+        }
         if self.store.refused:
             return diagnostics.WARN, f"{self.store.refused} statuses of new nodes refused (too many nodes)", values
         return diagnostics.OK, f"{values['nodes']} nodes", values

@@ -14,6 +14,7 @@ thread (started on demand, gone when the lane is empty). A lane calls the nodes'
 target) asynchronously with ``command_timeout``. A target that never answers fills only its own
 lane (``busy`` for it alone); every other target is still served.
 """
+
 from __future__ import annotations
 
 import collections
@@ -73,10 +74,17 @@ class MqttBridgeConfig(BaseModel):
     key_file: str = Field("", description="client key for mutual TLS")
     tls_insecure: bool = Field(False, description="skip the broker host name check (testing only)")
     topic_prefix: str = Field("nano_vision", description="first topic level(s)")
-    events_topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1,
-                                     description="ROS event topics to forward, e.g. [/cam0/events, /cam1/events]")
-    history_depth: int = Field(500, ge=1, le=100000, description="events received from publishers' history on (re)start")
-    outbox_path: str = Field("", description="SQLite outbox file; default $XDG_STATE_HOME/nano_vision/mqtt_outbox.sqlite")
+    events_topics: list[str] = Field(
+        default_factory=lambda: ["events"],
+        min_length=1,
+        description="ROS event topics to forward, e.g. [/cam0/events, /cam1/events]",
+    )
+    history_depth: int = Field(
+        500, ge=1, le=100000, description="events received from publishers' history on (re)start"
+    )
+    outbox_path: str = Field(
+        "", description="SQLite outbox file; default $XDG_STATE_HOME/nano_vision/mqtt_outbox.sqlite"
+    )
     outbox_max_messages: int = Field(100_000, ge=10, description="bound of the outbox (oldest updates dropped first)")
     outbox_synchronous: str = Field("FULL", description="SQLite synchronous mode: FULL (power-loss safe) or NORMAL")
     window: int = Field(100, ge=1, le=1000, description="outbox messages in flight (published, not yet acknowledged)")
@@ -88,12 +96,20 @@ class MqttBridgeConfig(BaseModel):
     allowed_commands: list[str] = Field(default_factory=lambda: list(KNOWN_COMMANDS), description="allow-list")
     command_max_bytes: int = Field(1_000_000, ge=64, description="largest command payload accepted")
     command_timeout: float = Field(5.0, gt=0, description="longest wait for the nodes' service responses (s)")
-    command_queue_size: int = Field(8, ge=1, le=1000, description="commands waiting per (target, command) lane; beyond: busy")
-    command_max_lanes: int = Field(16, ge=1, le=256, description="(target, command) lanes with work at once; beyond: busy")
-    snapshot_max_bytes: int = Field(2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>")
+    command_queue_size: int = Field(
+        8, ge=1, le=1000, description="commands waiting per (target, command) lane; beyond: busy"
+    )
+    command_max_lanes: int = Field(
+        16, ge=1, le=256, description="(target, command) lanes with work at once; beyond: busy"
+    )
+    snapshot_max_bytes: int = Field(
+        2_000_000, ge=1000, description="largest snapshot JPEG published on …/snapshot/<camera>"
+    )
     ha_discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
-    ha_event_types: list[str] = Field(default_factory=lambda: list(ha.DEFAULT_TYPES), description="binary sensors per camera")
+    ha_event_types: list[str] = Field(
+        default_factory=lambda: list(ha.DEFAULT_TYPES), description="binary sensors per camera"
+    )
     diagnostics_period: float = Field(1.0, gt=0)
 
     @field_validator("site_id", "device_id")
@@ -152,15 +168,29 @@ class MqttBridgeNode(Node):
         self.t_stats = f"{self.base}/stats"
         self.cameras = sorted({_camera_of(self.resolve_topic_name(t)) for t in c.events_topics})
         try:
-            self.outbox = Outbox(c.outbox_path or _default_outbox(), c.outbox_max_messages, synchronous=c.outbox_synchronous)
+            self.outbox = Outbox(
+                c.outbox_path or _default_outbox(), c.outbox_max_messages, synchronous=c.outbox_synchronous
+            )
         except (OutboxError, ValueError) as err:
             raise ConfigError(f"parameter 'outbox_path': {err}", "outbox_path") from None
         self.validator = CommandValidator(c.allowed_commands, c.command_max_bytes)
-        settings = LinkSettings(host=c.host, port=c.port, client_id=c.client_id or f"nano-vision-{c.site_id}-{c.device_id}",
-                                keepalive=c.keepalive, username=c.username, password=password, tls=c.tls,
-                                ca_file=c.ca_file, cert_file=c.cert_file, key_file=c.key_file, tls_insecure=c.tls_insecure,
-                                reconnect_min=c.reconnect_min, reconnect_max=c.reconnect_max, window=c.window,
-                                will_topic=self.t_status)
+        settings = LinkSettings(
+            host=c.host,
+            port=c.port,
+            client_id=c.client_id or f"nano-vision-{c.site_id}-{c.device_id}",
+            keepalive=c.keepalive,
+            username=c.username,
+            password=password,
+            tls=c.tls,
+            ca_file=c.ca_file,
+            cert_file=c.cert_file,
+            key_file=c.key_file,
+            tls_insecure=c.tls_insecure,
+            reconnect_min=c.reconnect_min,
+            reconnect_max=c.reconnect_max,
+            window=c.window,
+            will_topic=self.t_status,
+        )
         self.received = 0
         self.duplicates = 0
         self.events_lost = 0  # only beyond _HELD_MAX held events, or held at stop
@@ -182,15 +212,21 @@ class MqttBridgeNode(Node):
         self._ingest: queue.Queue[tuple[str, str, str, dict] | None] = queue.Queue()
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="mqtt-ingest", daemon=True)
         self._ingest_thread.start()
-        ev_qos = QoSProfile(depth=c.history_depth, history=HistoryPolicy.KEEP_LAST,
-                            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        ev_qos = QoSProfile(
+            depth=c.history_depth,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self.subs = [self.create_subscription(EventMsg, t, self._on_event, ev_qos) for t in c.events_topics]
         self.diag_sub = self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.stats_timer = self.create_timer(c.stats_period, self._publish_stats) if c.stats_period > 0 else None
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.link.start()
-        self.get_logger().info(f"forwarding {', '.join(self.resolve_topic_name(t) for t in c.events_topics)} to "
-                               f"{self.link.url} {self.t_events} (outbox {self.outbox.path}, {len(self.outbox)} pending)")
+        self.get_logger().info(
+            f"forwarding {', '.join(self.resolve_topic_name(t) for t in c.events_topics)} to "
+            f"{self.link.url} {self.t_events} (outbox {self.outbox.path}, {len(self.outbox)} pending)"
+        )
 
     # -- events -----------------------------------------------------------------------------------
     def _on_event(self, msg: EventMsg) -> None:
@@ -199,8 +235,9 @@ class MqttBridgeNode(Node):
             model = event_from_msg(msg)
         except ValueError as err:
             self.bad_events += 1
-            self.get_logger().error(f"not a valid event, not forwarded: {msg.event_id[:64]!r}: {err}",
-                                    throttle_duration_sec=5.0)
+            self.get_logger().error(
+                f"not a valid event, not forwarded: {msg.event_id[:64]!r}: {err}", throttle_duration_sec=5.0
+            )
             return
         ev = model.to_json()
         self._ingest.put((json.dumps(ev, separators=(",", ":")), model.state, f"{model.event_id}:{model.sequence}", ev))
@@ -243,8 +280,9 @@ class MqttBridgeNode(Node):
                     batch = batch[over:]
                 held = batch
                 self.store_error = str(err)
-                self.get_logger().error(f"{len(held)} events held in memory, not stored yet: {err}",
-                                        throttle_duration_sec=5.0)
+                self.get_logger().error(
+                    f"{len(held)} events held in memory, not stored yet: {err}", throttle_duration_sec=5.0
+                )
                 if stopping:
                     self.events_lost += len(held)
                     self.get_logger().error(f"stopping with {len(held)} events the outbox never accepted: {err}")
@@ -278,9 +316,15 @@ class MqttBridgeNode(Node):
             link.subscribe(f"{self.base}/cmd/+", qos=1)
         if not self.cfg.ha_discovery:
             return
-        for topic, payload in ha.discovery_configs(base=self.base, prefix=self.cfg.ha_prefix, site_id=self.cfg.site_id,
-                                                   device_id=self.cfg.device_id, status_topic=self.t_status,
-                                                   cameras=self.cameras, types=self.cfg.ha_event_types):
+        for topic, payload in ha.discovery_configs(
+            base=self.base,
+            prefix=self.cfg.ha_prefix,
+            site_id=self.cfg.site_id,
+            device_id=self.cfg.device_id,
+            status_topic=self.t_status,
+            cameras=self.cameras,
+            types=self.cfg.ha_event_types,
+        ):
             link.publish_now(topic, payload, qos=1, retain=True)
 
     # -- commands ---------------------------------------------------------------------------------
@@ -289,9 +333,9 @@ class MqttBridgeNode(Node):
         if not topic.startswith(prefix):
             return
         try:
-            self._cmd_q.put_nowait((topic[len(prefix):], payload))
+            self._cmd_q.put_nowait((topic[len(prefix) :], payload))
         except queue.Full:
-            self._reject(topic[len(prefix):], CommandRejected("busy", "too many commands queued; retry later"))
+            self._reject(topic[len(prefix) :], CommandRejected("busy", "too many commands queued; retry later"))
 
     def _reply_topic(self, name: str) -> str:
         """``cmd/<name>/reply``; for a name that cannot be a topic level there, ``cmd/_invalid/reply``."""
@@ -302,7 +346,9 @@ class MqttBridgeNode(Node):
     def _reject(self, name: str, err: CommandRejected) -> None:
         with self._lock:
             self.commands_rejected += 1
-        self.get_logger().warning(f"command {name[:64]!r} rejected: {err.code}: {str(err)[:200]}", throttle_duration_sec=1.0)
+        self.get_logger().warning(
+            f"command {name[:64]!r} rejected: {err.code}: {str(err)[:200]}", throttle_duration_sec=1.0
+        )
         self.link.publish_now(self._reply_topic(name), json.dumps(error_reply(name, err)), qos=1)
 
     def _command_loop(self) -> None:
@@ -332,8 +378,10 @@ class MqttBridgeNode(Node):
             if lane is None and len(self._lanes) >= self.cfg.command_max_lanes:
                 busy = f"{len(self._lanes)} targets have commands in progress (limit {self.cfg.command_max_lanes}); retry later"
             elif lane is not None and len(lane) >= self.cfg.command_queue_size:
-                busy = (f"{len(lane)} {name} commands for target {key[0]!r} are waiting (limit {self.cfg.command_queue_size}); "
-                        "that target is slow or not answering, retry later")
+                busy = (
+                    f"{len(lane)} {name} commands for target {key[0]!r} are waiting (limit {self.cfg.command_queue_size}); "
+                    "that target is slow or not answering, retry later"
+                )
             else:
                 if lane is None:
                     lane = self._lanes[key] = collections.deque()
@@ -356,7 +404,9 @@ class MqttBridgeNode(Node):
             try:
                 self._handle_command(req)
             except Exception as err:  # noqa: BLE001 - never let a command stop the lane
-                self._reject(req["command"], CommandRejected("internal", f"{type(err).__name__}: {err}"[:300], req["request_id"]))
+                self._reject(
+                    req["command"], CommandRejected("internal", f"{type(err).__name__}: {err}"[:300], req["request_id"])
+                )
 
     def _handle_command(self, req: dict[str, Any]) -> None:
         name = req["command"]
@@ -374,7 +424,9 @@ class MqttBridgeNode(Node):
                 self.commands_ok += 1
             else:
                 self.commands_rejected += 1
-        self.get_logger().info(f"command {name} ({req['request_id']}): {'ok' if reply['ok'] else reply['error']['message']}")
+        self.get_logger().info(
+            f"command {name} ({req['request_id']}): {'ok' if reply['ok'] else reply['error']['message']}"
+        )
         self.link.publish_now(f"{self.base}/cmd/{name}/reply", json.dumps(reply, default=str), qos=1)
         if name == "snapshot" and reply["ok"]:
             for r in replies:
@@ -394,21 +446,37 @@ class MqttBridgeNode(Node):
         for st in msg.status:
             values = {kv.key: kv.value for kv in st.values[:40]}
             with self._lock:
-                self._nodes[st.name] = {"level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
-                                        "message": st.message[:200], "values": values, "time": time.time()}
+                self._nodes[st.name] = {
+                    "level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                    "message": st.message[:200],
+                    "values": values,
+                    "time": time.time(),
+                }
 
     def _publish_stats(self) -> None:
         now = time.time()
         with self._lock:
             nodes = {k: v for k, v in self._nodes.items() if now - v["time"] < max(30.0, 3 * self.cfg.stats_period)}
-        body = {"time": now, "site_id": self.cfg.site_id, "device_id": self.cfg.device_id,
-                "host": self.health.collect(), "nodes": nodes, "bridge": self._bridge_stats()}
+        body = {
+            "time": now,
+            "site_id": self.cfg.site_id,
+            "device_id": self.cfg.device_id,
+            "host": self.health.collect(),
+            "nodes": nodes,
+            "bridge": self._bridge_stats(),
+        }
         self.link.publish_now(self.t_stats, json.dumps(body, default=str), qos=0)
 
     def _bridge_stats(self) -> dict[str, Any]:
-        s: dict[str, Any] = {"events_received": self.received, "duplicates": self.duplicates, "bad_events": self.bad_events,
-                             "events_lost": self.events_lost, "store_error": self.store_error,
-                             "commands_ok": self.commands_ok, "commands_rejected": self.commands_rejected}
+        s: dict[str, Any] = {
+            "events_received": self.received,
+            "duplicates": self.duplicates,
+            "bad_events": self.bad_events,
+            "events_lost": self.events_lost,
+            "store_error": self.store_error,
+            "commands_ok": self.commands_ok,
+            "commands_rejected": self.commands_rejected,
+        }
         s.update(self.outbox.stats())
         s.update(self.link.stats())
         return s

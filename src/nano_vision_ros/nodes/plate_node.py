@@ -9,6 +9,7 @@ Publishes ``plates`` (vision_msgs/Detection2DArray): per plate ``results[0]`` = 
 (voted over the track) with the reading confidence, ``results[1].class_id`` = ``colour:<blue|
 yellow|green|white|black>``, ``results[2].class_id`` = ``listed:<allow|deny|none>``, ``id`` = track.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,9 @@ class PlateNodeConfig(PlatesConfig):
     image_topic: str = Field("image_raw", description="input frames (sensor_msgs/Image)")
     detections_topic: str = Field("detections", description="vehicle detections (Detection2DArray) in mode vehicles")
     plates_topic: str = Field("plates", description="output Detection2DArray topic")
-    pair_buffer: int = Field(8, ge=1, le=100, description="unpaired images / detections kept while waiting for the other")
+    pair_buffer: int = Field(
+        8, ge=1, le=100, description="unpaired images / detections kept while waiting for the other"
+    )
     publish_empty: bool = Field(False, description="also publish frames without plates (empty arrays)")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
@@ -87,11 +90,16 @@ class PlateNode(ModelLifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.worker = LatestWorker(self._handle, name="plate-worker")
         if self.cfg.finder.mode == "vehicles":
-            self.input_subs = [self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)),
-                         self.create_subscription(Detection2DArray, self.cfg.detections_topic, self._on_dets, qos.RELIABLE)]
+            self.input_subs = [
+                self.create_subscription(Image, self.cfg.image_topic, self._on_image, qos.sensor(2)),
+                self.create_subscription(Detection2DArray, self.cfg.detections_topic, self._on_dets, qos.RELIABLE),
+            ]
         else:
-            self.input_subs = [self.create_subscription(Image, self.cfg.image_topic, lambda m: self.worker.submit((m, None)),
-                                                  qos.SENSOR)]
+            self.input_subs = [
+                self.create_subscription(
+                    Image, self.cfg.image_topic, lambda m: self.worker.submit((m, None)), qos.SENSOR
+                )
+            ]
         return super().on_activate(state)
 
     def _free(self) -> None:
@@ -156,9 +164,14 @@ class PlateNode(ModelLifecycleNode):
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         w = self.worker
-        values: dict[str, object] = {"frames": self.frames, "plates": self.plates, "last_ms": self.last_ms,
-                                     "unpaired": self.unpaired, "dropped": w.dropped if w else 0,
-                                     "errors": w.errors if w else 0}
+        values: dict[str, object] = {
+            "frames": self.frames,
+            "plates": self.plates,
+            "last_ms": self.last_ms,
+            "unpaired": self.unpaired,
+            "dropped": w.dropped if w else 0,
+            "errors": w.errors if w else 0,
+        }
         if self.reader is None:
             return diagnostics.ERROR if self.load_error else diagnostics.OK, self.load_error or "not configured", values
         if w and w.last_error:

@@ -10,6 +10,7 @@ ends there. Each finished clip is announced on ``clips`` (nano_vision_msgs/Clip:
 start, end, duration, size, sha256, event_ids), reliable and transient-local so an uploader
 started later still gets recent clips.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,21 +42,32 @@ MB = 1024 * 1024
 
 
 class RecorderConfig(BaseModel):
-    image_topic: str = Field("image_raw", description="frames to record (use image_raw/compressed with compressed:=true)")
-    compressed: bool = Field(False, description="image_topic is a sensor_msgs/CompressedImage (jpeg bytes kept as they are)")
+    image_topic: str = Field(
+        "image_raw", description="frames to record (use image_raw/compressed with compressed:=true)"
+    )
+    compressed: bool = Field(
+        False, description="image_topic is a sensor_msgs/CompressedImage (jpeg bytes kept as they are)"
+    )
     events_topic: str = Field("events", description="events topic (nano_vision_msgs/Event)")
     clips_topic: str = Field("clips", description="where finished clips are announced")
     camera: str = Field("", description="camera name for file names and the event filter; '' = the node's namespace")
     output_dir: str = Field("~/.local/share/nano_vision/clips", description="folder for the MP4 clips")
     pre_seconds: float = Field(20.0, ge=0, le=300, description="seconds before the event")
     post_seconds: float = Field(40.0, gt=0, le=600, description="seconds after the (last merged) event")
-    max_clip_seconds: float = Field(180.0, gt=0, le=3600, description="longest clip; a longer event continues in the next")
+    max_clip_seconds: float = Field(
+        180.0, gt=0, le=3600, description="longest clip; a longer event continues in the next"
+    )
     fps: float = Field(15.0, gt=0, le=60, description="clip frame rate (frames are resampled to it)")
     buffer_max_mb: float = Field(96.0, gt=0, description="memory bound of the ring buffer in MiB")
-    codec: str = Field("libx264", description="ffmpeg H.264 encoder of the recording stream (encoded once; clips are cut by stream copy)")
+    codec: str = Field(
+        "libx264",
+        description="ffmpeg H.264 encoder of the recording stream (encoded once; clips are cut by stream copy)",
+    )
     crf: int = Field(26, ge=0, le=51, description="x264 quality (lower = better, bigger)")
     preset: str = Field("ultrafast", description="x264 preset (ultrafast: half the CPU of veryfast, ~1.5x the bytes)")
-    keyframe_seconds: float = Field(1.0, gt=0, le=10, description="keyframe interval: clips start up to this much before pre_seconds")
+    keyframe_seconds: float = Field(
+        1.0, gt=0, le=10, description="keyframe interval: clips start up to this much before pre_seconds"
+    )
     max_total_mb: float = Field(5000.0, ge=0, description="disk quota of output_dir in MiB (oldest deleted); 0 = none")
     max_age_hours: float = Field(168.0, ge=0, description="clips older than this are deleted; 0 = keep")
     min_free_mb: float = Field(200.0, ge=0, description="skip (and report) a clip when less disk is free")
@@ -79,13 +91,24 @@ class RecorderNode(Node):
         self.bad_events = 0
         self.recorder = Recorder(
             RecorderOptions(
-                output_dir=os.path.expanduser(c.output_dir), camera=self.camera, pre_seconds=c.pre_seconds,
-                post_seconds=c.post_seconds, max_clip_seconds=c.max_clip_seconds, fps=c.fps,
-                buffer_max_bytes=int(c.buffer_max_mb * MB), codec=c.codec, crf=c.crf, preset=c.preset,
+                output_dir=os.path.expanduser(c.output_dir),
+                camera=self.camera,
+                pre_seconds=c.pre_seconds,
+                post_seconds=c.post_seconds,
+                max_clip_seconds=c.max_clip_seconds,
+                fps=c.fps,
+                buffer_max_bytes=int(c.buffer_max_mb * MB),
+                codec=c.codec,
+                crf=c.crf,
+                preset=c.preset,
                 keyframe_seconds=c.keyframe_seconds,
-                max_total_bytes=int(c.max_total_mb * MB), max_age_seconds=c.max_age_hours * 3600.0,
-                min_free_bytes=int(c.min_free_mb * MB)),
-            on_clip=self._publish_clip, on_error=lambda text: None)
+                max_total_bytes=int(c.max_total_mb * MB),
+                max_age_seconds=c.max_age_hours * 3600.0,
+                min_free_bytes=int(c.min_free_mb * MB),
+            ),
+            on_clip=self._publish_clip,
+            on_error=lambda text: None,
+        )
         self.pub = self.create_publisher(Clip, c.clips_topic, qos.NOTICES)
         self.worker = LatestWorker(self._handle_frame, name="recorder-frames")
         msg_type = CompressedImage if c.compressed else Image
@@ -98,7 +121,8 @@ class RecorderNode(Node):
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.get_logger().info(
             f"recording {self.resolve_topic_name(c.image_topic)} ({c.pre_seconds:g}s pre / {c.post_seconds:g}s post) "
-            f"to {self.recorder.opt.output_dir} as camera {self.camera}")
+            f"to {self.recorder.opt.output_dir} as camera {self.camera}"
+        )
 
     # -- frames ------------------------------------------------------------------------------------
     def _stamp(self, msg: Image | CompressedImage) -> float:
@@ -145,16 +169,29 @@ class RecorderNode(Node):
                 self.get_logger().error(f"event {ev.event_id}: {err}")
 
     def _publish_clip(self, info: dict) -> None:
-        notice = ClipNotice(path=info["path"], camera=info.get("camera", self.camera), start=info.get("start"),
-                            end=info.get("end"), duration=info.get("duration"), size=info.get("size"),
-                            sha256=info.get("sha256"), event_ids=list(info.get("event_ids", [])))
+        notice = ClipNotice(
+            path=info["path"],
+            camera=info.get("camera", self.camera),
+            start=info.get("start"),
+            end=info.get("end"),
+            duration=info.get("duration"),
+            size=info.get("size"),
+            sha256=info.get("sha256"),
+            event_ids=list(info.get("event_ids", [])),
+        )
         self.pub.publish(clip_to_msg(notice))
-        self.get_logger().info(f"clip {info['name']} ({info['duration']:.1f}s, {info['size']} bytes) for {info['event_ids']}")
+        self.get_logger().info(
+            f"clip {info['name']} ({info['duration']:.1f}s, {info['size']} bytes) for {info['event_ids']}"
+        )
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         s = self.recorder.stats()
-        s.update(frames_recorded=self.frames_recorded, frames_dropped=self.worker.dropped,
-                 frame_errors=self.worker.errors, bad_events=self.bad_events)
+        s.update(
+            frames_recorded=self.frames_recorded,
+            frames_dropped=self.worker.dropped,
+            frame_errors=self.worker.errors,
+            bad_events=self.bad_events,
+        )
         if not s["output_dir_writable"]:
             return diagnostics.ERROR, f"output_dir not writable: {s['last_error']}"[:200], s
         if s["last_error"]:

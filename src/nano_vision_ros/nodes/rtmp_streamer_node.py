@@ -4,6 +4,7 @@ The subscription callback only hands the message to a ``LatestWorker``; its thre
 BGR and passes the frame to ``core.streaming.RtmpStreamer``, whose own writer thread feeds the
 encoder subprocess. Neither blocks the subscription: late frames are dropped and counted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 class StreamerConfig(BaseModel):
     image_topic: str = Field("image_annotated", description="image topic to stream (image_raw or image_annotated)")
-    url: str = Field("rtmp://127.0.0.1:1935/live/{camera}",
-                     description="RTMP URL to publish to; {camera} = the node's namespace (e.g. cam0)")
+    url: str = Field(
+        "rtmp://127.0.0.1:1935/live/{camera}",
+        description="RTMP URL to publish to; {camera} = the node's namespace (e.g. cam0)",
+    )
     width: int = Field(0, ge=0, le=7680, description="output width; 0 = the image's width")
     height: int = Field(0, ge=0, le=4320, description="output height; 0 = the image's height")
     fps: float = Field(15.0, gt=0, le=120, description="output frame rate (extra input frames are skipped)")

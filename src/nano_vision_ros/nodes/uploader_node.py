@@ -10,6 +10,7 @@ state change (queued, uploading, done, failed; with remote name and error) is pu
 ``clip_status`` (nano_vision_msgs/ClipStatus) for the events node to forward as an event update.
 Clip notices are ``nano_vision_msgs/Clip``; discovery takes every ``.../clips`` topic of that type.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,19 +52,29 @@ def _http_upload(url: str, addr: ServerAddress, path: str, name: str, sha256: st
 
 
 class UploaderConfig(BaseModel):
-    clips_topics: list[str] = Field(default_factory=lambda: ["*"],
-                                    description="clip notice topics (nano_vision_msgs/Clip); ['*'] = every '.../clips' topic, discovered")
-    status_topic: str = Field("clip_status", description="upload states; relative = beside each clips topic (/cam0/clip_status)")
-    transport: Literal["tcp", "http"] = Field("tcp", description="tcp: nano-vision-upload/1 (resumable); http: PUT to url")
+    clips_topics: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="clip notice topics (nano_vision_msgs/Clip); ['*'] = every '.../clips' topic, discovered",
+    )
+    status_topic: str = Field(
+        "clip_status", description="upload states; relative = beside each clips topic (/cam0/clip_status)"
+    )
+    transport: Literal["tcp", "http"] = Field(
+        "tcp", description="tcp: nano-vision-upload/1 (resumable); http: PUT to url"
+    )
     url: str = Field("", description="http transport: base URL, the clip goes to <url>/<name> (e.g. a WebDAV folder)")
     host: str = Field("127.0.0.1", description="receiver host")
     port: int = Field(9009, ge=1, le=65535, description="receiver TCP port")
     token_file: str = Field("", description=f"file holding the token; '' = ${TOKEN_ENV}, then the token parameter")
-    token: str = Field("", description="the token (prefer token_file or the environment: parameters are readable by any ROS tool)")
+    token: str = Field(
+        "", description="the token (prefer token_file or the environment: parameters are readable by any ROS tool)"
+    )
     tls: bool = Field(False, description="connect over TLS")
     tls_ca: str = Field("", description="CA file that signs the receiver's certificate ('' = system CAs)")
     timeout: float = Field(30.0, gt=0, description="socket timeout in s")
-    queue_db: str = Field("~/.local/share/nano_vision/upload_queue.sqlite", description="persistent queue (SQLite file)")
+    queue_db: str = Field(
+        "~/.local/share/nano_vision/upload_queue.sqlite", description="persistent queue (SQLite file)"
+    )
     remote_prefix: str = Field("", description="folder on the receiver; '' = the camera name of the clip")
     backoff_min: float = Field(2.0, gt=0, description="first retry delay in s")
     backoff_max: float = Field(300.0, gt=0, description="longest retry delay in s")
@@ -89,9 +100,16 @@ class UploaderNode(Node):
         self.queue = UploadQueue(os.path.expanduser(c.queue_db))
         addr = ServerAddress(c.host, c.port, token, tls=c.tls, tls_ca=c.tls_ca or None, timeout=c.timeout)
         upload = functools.partial(_http_upload, c.url) if c.transport == "http" else upload_file
-        self.uploader = Uploader(self.queue, addr, on_status=self._publish, backoff_min=c.backoff_min,
-                                 backoff_max=c.backoff_max, max_attempts=c.max_attempts,
-                                 delete_after_upload=c.delete_after_upload, upload=upload)
+        self.uploader = Uploader(
+            self.queue,
+            addr,
+            on_status=self._publish,
+            backoff_min=c.backoff_min,
+            backoff_max=c.backoff_max,
+            max_attempts=c.max_attempts,
+            delete_after_upload=c.delete_after_upload,
+            upload=upload,
+        )
         if c.clips_topics == ["*"]:
             self._discover()
             self.discovery = self.create_timer(2.0, self._discover)
@@ -110,17 +128,25 @@ class UploaderNode(Node):
             return read_token_file(c.token_file)
         token = os.environ.get(TOKEN_ENV, "") or c.token
         if not token:
-            raise ConfigError(f"parameter 'token': no upload token (set token_file, ${TOKEN_ENV} or token)", parameter="token")
+            raise ConfigError(
+                f"parameter 'token': no upload token (set token_file, ${TOKEN_ENV} or token)", parameter="token"
+            )
         return token
 
     def _discover(self) -> None:
         """Subscribe every nano_vision_msgs/Clip topic named '.../clips' (one uploader for all cameras)."""
         for name, types in self.get_topic_names_and_types():
-            if (name == "/clips" or name.endswith("/clips")) and "nano_vision_msgs/msg/Clip" in types and name not in self._subs:
+            if (
+                (name == "/clips" or name.endswith("/clips"))
+                and "nano_vision_msgs/msg/Clip" in types
+                and name not in self._subs
+            ):
                 self._subscribe(name)
 
     def _subscribe(self, topic: str) -> None:
-        self._subs[topic] = self.create_subscription(Clip, topic, functools.partial(self._on_clip, topic=topic), qos.NOTICES)
+        self._subs[topic] = self.create_subscription(
+            Clip, topic, functools.partial(self._on_clip, topic=topic), qos.NOTICES
+        )
         self.get_logger().info(f"taking clips from {topic}")
 
     def _status_topic_for(self, clips_topic: str) -> str:
@@ -147,17 +173,28 @@ class UploaderNode(Node):
             self.bad_notices += 1
             self.get_logger().error(f"clip notice ignored: {err}: {msg.path[:200]!r}")
             return
-        meta = {"event_ids": list(clip.event_ids), "camera": clip.camera,
-                "status_topic": self._status_topic_for(topic or self.resolve_topic_name("clips"))}
+        meta = {
+            "event_ids": list(clip.event_ids),
+            "camera": clip.camera,
+            "status_topic": self._status_topic_for(topic or self.resolve_topic_name("clips")),
+        }
         self.uploader.add(path, name, sha, size, meta)
 
     def _publish(self, status: dict) -> None:
         item = self.queue.get(status["path"])
-        topic = (item.meta.get("status_topic") if item else None) or self._status_topic_for(self.resolve_topic_name("clips"))
-        msg = status_to_msg(ClipStatusNotice(
-            path=status["path"], state=status["state"], sha256=status.get("sha256") or None,
-            remote=status.get("remote") or None, error=(status.get("error") or "")[:1000] or None,
-            event_ids=[str(e) for e in status.get("event_ids") or []]))
+        topic = (item.meta.get("status_topic") if item else None) or self._status_topic_for(
+            self.resolve_topic_name("clips")
+        )
+        msg = status_to_msg(
+            ClipStatusNotice(
+                path=status["path"],
+                state=status["state"],
+                sha256=status.get("sha256") or None,
+                remote=status.get("remote") or None,
+                error=(status.get("error") or "")[:1000] or None,
+                event_ids=[str(e) for e in status.get("event_ids") or []],
+            )
+        )
         try:
             pub = self._pubs.get(topic)
             if pub is None:

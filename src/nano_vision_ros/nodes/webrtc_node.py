@@ -6,6 +6,7 @@ connected, so the detector does not even draw ``image_annotated`` otherwise. Fra
 every viewer. aiortc/PyAV/aiohttp are the optional ``webrtc`` extra: missing, the node exits with
 a message naming them (docs/nodes/webrtc_node.md, docs/WEBRTC.md).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,16 @@ class WebRtcConfig(BaseModel):
     height: int = Field(0, ge=0, le=2160, description="output height; 0 = the image's height")
     fps: float = Field(10.0, gt=0, le=60, description="most frames per second sent (extra input frames are skipped)")
     bitrate_kbps: int = Field(1500, ge=100, le=20000, description="target bitrate in kbit/s")
-    gop: int = Field(20, ge=1, le=600, description="keyframe interval in frames (a viewer that lags resyncs at the next one)")
+    gop: int = Field(
+        20, ge=1, le=600, description="keyframe interval in frames (a viewer that lags resyncs at the next one)"
+    )
     max_viewers: int = Field(4, ge=1, le=64, description="viewers at once; more are answered 503")
-    token_file: str = Field("", description=f"file holding an access token; '' = ${TOKEN_ENV}; neither = no authentication")
-    ice_addresses: list[str] = Field(default_factory=list,
-                                     description="addresses offered as ICE candidates; [] = host (every interface for 0.0.0.0)")
+    token_file: str = Field(
+        "", description=f"file holding an access token; '' = ${TOKEN_ENV}; neither = no authentication"
+    )
+    ice_addresses: list[str] = Field(
+        default_factory=list, description="addresses offered as ICE candidates; [] = host (every interface for 0.0.0.0)"
+    )
     title: str = Field("", description="page title; '' = 'live view <camera>'")
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
 
@@ -65,19 +71,28 @@ class WebRtcNode(Node):
         self._sub_lock = threading.Lock()
         self.sub = None
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="webrtc-encode")
-        opts = options_from(WebRtcOptions, c, token=self._token(), ice_addresses=tuple(c.ice_addresses),
-                            title=c.title or f"live view {camera}")
+        opts = options_from(
+            WebRtcOptions,
+            c,
+            token=self._token(),
+            ice_addresses=tuple(c.ice_addresses),
+            title=c.title or f"live view {camera}",
+        )
         try:
             self.server = WebRtcServer(opts, self._set_subscribed)
         except RuntimeMissingError as err:
             raise ConfigError(str(err), "codec") from None
         except OSError as err:
-            raise ConfigError(f"parameter 'port': cannot serve on {c.host}:{c.port}: {err.strerror or err}", "port") from None
+            raise ConfigError(
+                f"parameter 'port': cannot serve on {c.host}:{c.port}: {err.strerror or err}", "port"
+            ) from None
         self.topic = self.resolve_topic_name(c.image_topic)
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         auth = "token required" if opts.token else "no authentication"
-        self.get_logger().info(f"live view of {self.topic} on http://{c.host}:{c.port}/ ({c.codec}, {auth}); "
-                               "subscribes only while someone watches")
+        self.get_logger().info(
+            f"live view of {self.topic} on http://{c.host}:{c.port}/ ({c.codec}, {auth}); "
+            "subscribes only while someone watches"
+        )
 
     def _token(self) -> str:
         c = self.cfg
@@ -89,7 +104,9 @@ class WebRtcNode(Node):
         """Called by the server when the first viewer arrives (True) and the last one leaves (False)."""
         with self._sub_lock:
             if on and self.sub is None:
-                self.sub = self.create_subscription(Image, self.cfg.image_topic, self.worker.submit, qos.sensor(1))  # newest frame only: no backlog in the reader
+                self.sub = self.create_subscription(
+                    Image, self.cfg.image_topic, self.worker.submit, qos.sensor(1)
+                )  # newest frame only: no backlog in the reader
             elif not on and self.sub is not None:
                 self.destroy_subscription(self.sub)
                 self.sub = None

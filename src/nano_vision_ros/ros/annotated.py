@@ -5,6 +5,7 @@ and every detections topic of the camera, and it already keeps the newest frames
 for snapshots. ``submit`` is called from the rules thread; it costs a subscriber count when nobody
 watches, else a hand-over to a drop-oldest worker that converts, draws (core.overlay) and publishes.
 """
+
 from __future__ import annotations
 
 import logging

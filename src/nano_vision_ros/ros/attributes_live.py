@@ -3,6 +3,7 @@
 Subscribes to ``/<camera>/image_raw`` and ``/<camera>/detections`` (tracked, from the site's
 detector_node) and pairs them by header stamp; the pairing and saving is core/attributes/collect.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,9 @@ def collect_live(camera: str, out: Path, minutes: float, config: CollectConfig) 
             ex.spin_once(timeout_sec=0.2)
             if time.monotonic() - last > 10.0:
                 last = time.monotonic()
-                print(f"{counts['images']} images, {counts['detections']} detections, {col.saved} crop sets",
-                      flush=True)
+                print(
+                    f"{counts['images']} images, {counts['detections']} detections, {col.saved} crop sets", flush=True
+                )
         if not counts["paired"]:
             print(f"warning: no image/detections pair seen on {ns} (is the site running, with a detector on {camera}?)")
     finally:

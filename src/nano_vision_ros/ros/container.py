@@ -9,6 +9,7 @@ keeps its own name, namespace, parameters and remappings: its ``--ros-args`` are
 node's own ``cli_args`` with ``use_global_arguments=False``, exactly what it would get as its own
 process. Start-up, autostart and shutdown are runtime.run_nodes, the same as for one node.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,11 @@ def node_class(executable: str) -> type[Node]:
         module = importlib.import_module(f"nano_vision_ros.nodes.{executable}")
     except ImportError as err:
         raise ContainerError(f"node {executable!r}: cannot import its module: {err}") from None
-    classes = [c for _n, c in inspect.getmembers(module, inspect.isclass)
-               if issubclass(c, Node) and c.__module__ == module.__name__]
+    classes = [
+        c
+        for _n, c in inspect.getmembers(module, inspect.isclass)
+        if issubclass(c, Node) and c.__module__ == module.__name__
+    ]
     if len(classes) != 1:
         raise ContainerError(f"node {executable!r}: expected one Node class in its module, found {len(classes)}")
     return classes[0]
@@ -47,7 +51,11 @@ def parse_spec(text: str) -> dict[str, Any]:
         spec = json.loads(text)
     except ValueError as err:
         raise ContainerError(f"node argument is not JSON ({err}): {text[:80]!r}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("executable"), str) or not isinstance(spec.get("args"), list):
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("executable"), str)
+        or not isinstance(spec.get("args"), list)
+    ):
         raise ContainerError(f"node argument needs 'executable' and 'args': {text[:80]!r}")
     return spec
 
@@ -59,8 +67,12 @@ def factories(specs: list[dict[str, Any]]) -> list[tuple[str, Callable[[], Node]
         args = [str(a) for a in spec["args"]]
         ns = str(spec.get("namespace", "") or "")
         label = f"{ns.strip('/')}/{spec.get('name', spec['executable'])}".strip("/")
-        out.append((label, lambda cls=cls, args=args, ns=ns: cls(namespace=ns or None, cli_args=args,
-                                                                 use_global_arguments=False)))
+        out.append(
+            (
+                label,
+                lambda cls=cls, args=args, ns=ns: cls(namespace=ns or None, cli_args=args, use_global_arguments=False),
+            )
+        )
     return out
 
 

@@ -4,6 +4,7 @@ Attributes voted on a person track (core/attributes) ride as extra hypotheses af
 ``class_id = "attr:<classifier>=<value>|<votes>/<attempts>|<version>"``, ``score`` = the mean score
 of the votes; readers that take ``results[0]`` see the detection as before.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,7 @@ def parse_attribute(class_id: str, score: float) -> tuple[str, dict] | None:
     """(classifier name, vote dict) of an attribute hypothesis; None if it is not one (or malformed)."""
     if not class_id.startswith(ATTR_PREFIX):
         return None
-    body = class_id[len(ATTR_PREFIX):]
+    body = class_id[len(ATTR_PREFIX) :]
     name, sep, rest = body.partition("=")
     parts = rest.split("|")
     if not sep or not name or len(parts) != 3 or "/" not in parts[1]:
@@ -65,8 +66,14 @@ def parse_attribute(class_id: str, score: float) -> tuple[str, dict] | None:
     votes, _, attempts = parts[1].partition("/")
     if not (votes.isdigit() and attempts.isdigit()):
         return None
-    return name, {"value": parts[0], "score": round(float(score), 4), "votes": int(votes), "attempts": int(attempts),
-                  "classifier": name, "version": parts[2]}
+    return name, {
+        "value": parts[0],
+        "score": round(float(score), 4),
+        "votes": int(votes),
+        "attempts": int(attempts),
+        "classifier": name,
+        "version": parts[2],
+    }
 
 
 def from_msg(msg: Detection2DArray) -> Detections:
@@ -84,8 +91,14 @@ def from_msg(msg: Detection2DArray) -> Detections:
         tids.append(int(d.id) if d.id.lstrip("-").isdigit() else -1)
         a = dict(p for p in (parse_attribute(r.hypothesis.class_id, r.hypothesis.score) for r in d.results[1:]) if p)
         attrs.append({"attributes": a} if a else {})
-    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
-                      np.array(cls, np.int32), labels, np.array(tids, np.int64), attrs)
+    return Detections(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(scores, np.float32),
+        np.array(cls, np.int32),
+        labels,
+        np.array(tids, np.int64),
+        attrs,
+    )
 
 
 def label_info(labels: list[str], threshold: float, header: Header | None = None) -> LabelInfo:

@@ -4,6 +4,7 @@
 ``Diagnostics`` reports the ``BadFrames`` its node holds (directly or as a worker's ``bad``)
 without the node's ``collect`` doing anything.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,10 @@ class BadFrames:
             self._last_t = now
             self._window[kind] = self._window.get(kind, 0) + 1
             if self._logged_t is None:
-                line: str | None = (f"{self.name}: bad frame ({kind}) {text}; further bad frames are counted in "
-                                    f"diagnostics and summarised every {self.period:g} s")
+                line: str | None = (
+                    f"{self.name}: bad frame ({kind}) {text}; further bad frames are counted in "
+                    f"diagnostics and summarised every {self.period:g} s"
+                )
                 self._window.clear()
                 self._logged_t = now
             else:
@@ -122,8 +125,12 @@ class Diagnostics:
             level, message, values = ERROR, f"diagnostics failed: {type(err).__name__}: {err}"[:200], {}
         level, message, values = self._add_bad_frames(level, message, dict(values))
         values.setdefault("pid", os.getpid())  # the metrics node reads CPU and memory of this process from /proc
-        st = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,
-                              name=self._name, message=message, hardware_id=self._hw)
+        st = DiagnosticStatus(
+            level=bytes([level]) if isinstance(level, int) else level,
+            name=self._name,
+            message=message,
+            hardware_id=self._hw,
+        )
         st.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self._node.get_clock().now().to_msg()
@@ -135,7 +142,9 @@ class Diagnostics:
             if isinstance(bad, BadFrames):
                 yield bad
 
-    def _add_bad_frames(self, level: object, message: str, values: dict[str, object]) -> tuple[object, str, dict[str, object]]:
+    def _add_bad_frames(
+        self, level: object, message: str, values: dict[str, object]
+    ) -> tuple[object, str, dict[str, object]]:
         """Bad-frame counts of every BadFrames the node holds; WARN while bad frames keep coming."""
         for i, bad in enumerate(self._bad_frames()):
             bad.flush()

@@ -9,6 +9,7 @@ string, a negative number or a ``has_*`` flag, as each message field documents. 
 ValueError (pydantic's ValidationError) for a message the model refuses. The PPE rules' `evidence`
 (no message field of its own) travels as ``evidence.<field>`` entries of ``Event.extra``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -106,13 +107,22 @@ def event_to_msg(ev: Event) -> EventMsg:
         m.snapshot_width, m.snapshot_height = ev.snapshot.width, ev.snapshot.height
     if ev.clip is not None:
         c = ev.clip
-        m.clips = [ClipRef(path=c.path, duration=-1.0 if c.duration is None else c.duration,
-                           size=-1 if c.size is None else c.size, sha256=c.sha256 or "",
-                           upload_state=_UPLOAD.index(c.upload_state), remote=c.remote or "", error=c.error or "")]
+        m.clips = [
+            ClipRef(
+                path=c.path,
+                duration=-1.0 if c.duration is None else c.duration,
+                size=-1 if c.size is None else c.size,
+                sha256=c.sha256 or "",
+                upload_state=_UPLOAD.index(c.upload_state),
+                remote=c.remote or "",
+                error=c.error or "",
+            )
+        ]
     m.message = ev.message or ""
     if ev.evidence is not None:  # rule-specific detail: the open-ended `extra` key/values
-        m.extra = [KeyValue(key=f"{_EVIDENCE}{k}", value=str(v))
-                   for k, v in ev.evidence.model_dump().items() if v is not None]
+        m.extra = [
+            KeyValue(key=f"{_EVIDENCE}{k}", value=str(v)) for k, v in ev.evidence.model_dump().items() if v is not None
+        ]
     return m
 
 
@@ -121,30 +131,54 @@ def event_from_msg(m: EventMsg) -> Event:
     if m.type not in _TYPE_BY_CODE or m.state >= len(_STATES):
         raise ValueError(f"event {m.event_id!r}: unknown type {m.type} or state {m.state}")
     fields: dict[str, Any] = {
-        "schema_version": m.schema_version, "event_id": m.event_id, "sequence": m.sequence, "site_id": m.site_id,
-        "device_id": m.device_id, "camera": m.camera, "type": _TYPE_BY_CODE[m.type], "rule": m.rule,
-        "state": _STATES[m.state], "reason": _opt(m.reason), "stamp": _required(m.stamp, "stamp"),
-        "start": _required(m.start, "start"), "end": time_to_iso(m.end), "updated": time_to_iso(m.updated),
-        "zone": _opt(m.zone), "dwell_s": _neg(m.dwell), "count": None if m.count < 0 else m.count,
+        "schema_version": m.schema_version,
+        "event_id": m.event_id,
+        "sequence": m.sequence,
+        "site_id": m.site_id,
+        "device_id": m.device_id,
+        "camera": m.camera,
+        "type": _TYPE_BY_CODE[m.type],
+        "rule": m.rule,
+        "state": _STATES[m.state],
+        "reason": _opt(m.reason),
+        "stamp": _required(m.stamp, "stamp"),
+        "start": _required(m.start, "start"),
+        "end": time_to_iso(m.end),
+        "updated": time_to_iso(m.updated),
+        "zone": _opt(m.zone),
+        "dwell_s": _neg(m.dwell),
+        "count": None if m.count < 0 else m.count,
         "threshold": m.threshold if m.has_threshold else None,
-        "face": FaceInfo(identity=m.face_identity, known=m.face_known, watchlist=m.face_watchlist,
-                         score=_neg(m.face_score)) if m.has_face else None,
-        "plate": PlateInfo(text=m.plate_text, list=_PLATE_LISTS[m.plate_list] if m.plate_list < 3 else "?",
-                           score=_neg(m.plate_score)) if m.has_plate else None,
-        "snapshot": SnapshotRef(path=m.snapshot_path, stamp=time_to_iso(m.snapshot_stamp), width=m.snapshot_width,
-                                height=m.snapshot_height) if m.snapshot_path else None,
+        "face": FaceInfo(
+            identity=m.face_identity, known=m.face_known, watchlist=m.face_watchlist, score=_neg(m.face_score)
+        )
+        if m.has_face
+        else None,
+        "plate": PlateInfo(
+            text=m.plate_text, list=_PLATE_LISTS[m.plate_list] if m.plate_list < 3 else "?", score=_neg(m.plate_score)
+        )
+        if m.has_plate
+        else None,
+        "snapshot": SnapshotRef(
+            path=m.snapshot_path, stamp=time_to_iso(m.snapshot_stamp), width=m.snapshot_width, height=m.snapshot_height
+        )
+        if m.snapshot_path
+        else None,
         "clip": _clip_info(m.clips[-1]) if m.clips else None,
-        "track_ids": list(m.track_ids), "labels": list(m.labels),
-        "scores": [round(float(s), 4) for s in m.scores], "boxes": [_corners(b) for b in m.boxes],
+        "track_ids": list(m.track_ids),
+        "labels": list(m.labels),
+        "scores": [round(float(s), 4) for s in m.scores],
+        "boxes": [_corners(b) for b in m.boxes],
         "evidence": _evidence(m.extra),
-        "message": _opt(m.message), "published": _required(m.published, "published"),
+        "message": _opt(m.message),
+        "published": _required(m.published, "published"),
     }
     return Event.model_validate(fields)
 
 
 def _evidence(extra: list[KeyValue]) -> Evidence | None:
     """`evidence.<field>` entries of `extra` -> the PPE evidence (pydantic parses the strings back)."""
-    fields = {kv.key[len(_EVIDENCE):]: kv.value for kv in extra if kv.key.startswith(_EVIDENCE)}
+    fields = {kv.key[len(_EVIDENCE) :]: kv.value for kv in extra if kv.key.startswith(_EVIDENCE)}
     return Evidence.model_validate(fields) if fields else None
 
 
@@ -163,31 +197,64 @@ def _corners(box: BoundingBox2D) -> tuple[float, float, float, float]:
 def _clip_info(c: ClipRef) -> ClipInfo:
     if c.upload_state >= len(_UPLOAD):
         raise ValueError(f"clip {c.path!r}: unknown upload_state {c.upload_state}")
-    return ClipInfo(path=c.path, duration=_neg(c.duration), size=None if c.size < 0 else c.size,
-                    sha256=_opt(c.sha256), upload_state=_UPLOAD[c.upload_state], remote=_opt(c.remote),
-                    error=_opt(c.error))
+    return ClipInfo(
+        path=c.path,
+        duration=_neg(c.duration),
+        size=None if c.size < 0 else c.size,
+        sha256=_opt(c.sha256),
+        upload_state=_UPLOAD[c.upload_state],
+        remote=_opt(c.remote),
+        error=_opt(c.error),
+    )
 
 
 # -- clips --------------------------------------------------------------------------------------------
 def clip_to_msg(c: ClipNotice) -> Clip:
-    return Clip(path=c.path, camera=c.camera, start=to_time(c.start) if c.start else Time(),
-                end=to_time(c.end) if c.end else Time(), duration=float(c.duration or 0.0), size=int(c.size or 0),
-                sha256=c.sha256 or "", event_ids=list(c.event_ids))
+    return Clip(
+        path=c.path,
+        camera=c.camera,
+        start=to_time(c.start) if c.start else Time(),
+        end=to_time(c.end) if c.end else Time(),
+        duration=float(c.duration or 0.0),
+        size=int(c.size or 0),
+        sha256=c.sha256 or "",
+        event_ids=list(c.event_ids),
+    )
 
 
 def clip_from_msg(m: Clip) -> ClipNotice:
     start, end = from_time(m.start), from_time(m.end)
-    return ClipNotice(path=m.path, camera=m.camera, start=start or None, end=end or None, duration=m.duration,
-                      size=m.size, sha256=_opt(m.sha256), event_ids=list(m.event_ids))
+    return ClipNotice(
+        path=m.path,
+        camera=m.camera,
+        start=start or None,
+        end=end or None,
+        duration=m.duration,
+        size=m.size,
+        sha256=_opt(m.sha256),
+        event_ids=list(m.event_ids),
+    )
 
 
 def status_to_msg(s: ClipStatusNotice) -> ClipStatus:
-    return ClipStatus(path=s.path, sha256=s.sha256 or "", state=_STATUS.index(s.state), remote=s.remote or "",
-                      error=s.error or "", event_ids=list(s.event_ids))
+    return ClipStatus(
+        path=s.path,
+        sha256=s.sha256 or "",
+        state=_STATUS.index(s.state),
+        remote=s.remote or "",
+        error=s.error or "",
+        event_ids=list(s.event_ids),
+    )
 
 
 def status_from_msg(m: ClipStatus) -> ClipStatusNotice:
     if m.state >= len(_STATUS):
         raise ValueError(f"clip status {m.path!r}: unknown state {m.state}")
-    return ClipStatusNotice(path=m.path, sha256=_opt(m.sha256), state=_STATUS[m.state], remote=_opt(m.remote),
-                            error=_opt(m.error), event_ids=list(m.event_ids))
+    return ClipStatusNotice(
+        path=m.path,
+        sha256=_opt(m.sha256),
+        state=_STATUS[m.state],
+        remote=_opt(m.remote),
+        error=_opt(m.error),
+        event_ids=list(m.event_ids),
+    )

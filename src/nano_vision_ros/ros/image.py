@@ -7,6 +7,7 @@ wrong with a bad message. The system ``cv_bridge`` is used where it imports and 
 views the message buffer instead of copying it. PyPI's ``cv-bridge`` is ROS 1's and is never
 imported on purpose.
 """
+
 from __future__ import annotations
 
 import array
@@ -44,7 +45,15 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "bayer_gbrg16": (np.dtype(np.uint16), 1),
     "bayer_grbg16": (np.dtype(np.uint16), 1),
 }
-_CV_DEPTHS = {"8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16, "32S": np.int32, "32F": np.float32, "64F": np.float64}
+_CV_DEPTHS = {
+    "8U": np.uint8,
+    "8S": np.int8,
+    "16U": np.uint16,
+    "16S": np.int16,
+    "32S": np.int32,
+    "32F": np.float32,
+    "64F": np.float64,
+}
 for _d, _t in _CV_DEPTHS.items():
     for _c in (1, 2, 3, 4):
         ENCODINGS[f"{_d}C{_c}"] = (np.dtype(_t), _c)
@@ -74,8 +83,11 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int]:
     try:
         return ENCODINGS[encoding]
     except (KeyError, TypeError):
-        raise ImageError(f"encoding {_short(encoding)} unknown (unsupported image encoding; supported: "
-                         f"{', '.join(sorted(ENCODINGS))}, nv12, nv21)", "encoding") from None
+        raise ImageError(
+            f"encoding {_short(encoding)} unknown (unsupported image encoding; supported: "
+            f"{', '.join(sorted(ENCODINGS))}, nv12, nv21)",
+            "encoding",
+        ) from None
 
 
 def _short(value: object, limit: int = 40) -> str:
@@ -164,8 +176,9 @@ def compressed_to_numpy(msg: CompressedImage, flags: int | None = None) -> np.nd
     return img
 
 
-def numpy_to_compressed(arr: np.ndarray, fmt: str = "jpeg", quality: int = 90, header: Header | None = None,
-                        encoding: str = "bgr8") -> CompressedImage:
+def numpy_to_compressed(
+    arr: np.ndarray, fmt: str = "jpeg", quality: int = 90, header: Header | None = None, encoding: str = "bgr8"
+) -> CompressedImage:
     """Encode to jpeg or png; `format` follows image_transport: '<encoding>; jpeg compressed bgr8'."""
     import cv2
 
@@ -246,6 +259,7 @@ def converter() -> Any:
 # ---------------------------------------------------------------------------------------------
 # The one image message -> BGR conversion.
 
+
 def _cv2() -> Any:
     import cv2
 
@@ -253,16 +267,28 @@ def _cv2() -> Any:
 
 
 _COLOR_CODES: dict[str, str] = {
-    "rgb8": "COLOR_RGB2BGR", "rgb16": "COLOR_RGB2BGR",
-    "bgra8": "COLOR_BGRA2BGR", "8UC4": "COLOR_BGRA2BGR", "rgba8": "COLOR_RGBA2BGR",
-    "mono8": "COLOR_GRAY2BGR", "8UC1": "COLOR_GRAY2BGR", "mono16": "COLOR_GRAY2BGR", "16UC1": "COLOR_GRAY2BGR",
+    "rgb8": "COLOR_RGB2BGR",
+    "rgb16": "COLOR_RGB2BGR",
+    "bgra8": "COLOR_BGRA2BGR",
+    "8UC4": "COLOR_BGRA2BGR",
+    "rgba8": "COLOR_RGBA2BGR",
+    "mono8": "COLOR_GRAY2BGR",
+    "8UC1": "COLOR_GRAY2BGR",
+    "mono16": "COLOR_GRAY2BGR",
+    "16UC1": "COLOR_GRAY2BGR",
     # ROS "yuv422" is UYVY byte order (image_encodings.h); "yuv422_yuy2" and "yuyv" are YUYV.
-    "yuv422": "COLOR_YUV2BGR_UYVY", "uyvy": "COLOR_YUV2BGR_UYVY",
-    "yuyv": "COLOR_YUV2BGR_YUY2", "yuv422_yuy2": "COLOR_YUV2BGR_YUY2",
-    "bayer_rggb8": "COLOR_BayerRGGB2BGR", "bayer_bggr8": "COLOR_BayerBGGR2BGR",
-    "bayer_gbrg8": "COLOR_BayerGBRG2BGR", "bayer_grbg8": "COLOR_BayerGRBG2BGR",
-    "bayer_rggb16": "COLOR_BayerRGGB2BGR", "bayer_bggr16": "COLOR_BayerBGGR2BGR",
-    "bayer_gbrg16": "COLOR_BayerGBRG2BGR", "bayer_grbg16": "COLOR_BayerGRBG2BGR",
+    "yuv422": "COLOR_YUV2BGR_UYVY",
+    "uyvy": "COLOR_YUV2BGR_UYVY",
+    "yuyv": "COLOR_YUV2BGR_YUY2",
+    "yuv422_yuy2": "COLOR_YUV2BGR_YUY2",
+    "bayer_rggb8": "COLOR_BayerRGGB2BGR",
+    "bayer_bggr8": "COLOR_BayerBGGR2BGR",
+    "bayer_gbrg8": "COLOR_BayerGBRG2BGR",
+    "bayer_grbg8": "COLOR_BayerGRBG2BGR",
+    "bayer_rggb16": "COLOR_BayerRGGB2BGR",
+    "bayer_bggr16": "COLOR_BayerBGGR2BGR",
+    "bayer_gbrg16": "COLOR_BayerGBRG2BGR",
+    "bayer_grbg16": "COLOR_BayerGRBG2BGR",
 }
 _AS_IS = {"bgr8", "8UC3", "bgr16", "16UC3"}
 _NV = {"nv12": "COLOR_YUV2BGR_NV12", "nv21": "COLOR_YUV2BGR_NV21"}
@@ -314,8 +340,9 @@ def _checked_view(msg: Image, native: bool = True) -> tuple[str, np.ndarray]:
         return enc, _rows(msg, h * 3 // 2, w, "step*height*3/2")  # Y rows then interleaved chroma rows
     if enc not in _AS_IS and enc not in _COLOR_CODES:
         if enc in ENCODINGS:
-            raise ImageError(f"encoding {enc!r} cannot be shown as BGR (supported: {', '.join(BGR_ENCODINGS)})",
-                             "encoding")
+            raise ImageError(
+                f"encoding {enc!r} cannot be shown as BGR (supported: {', '.join(BGR_ENCODINGS)})", "encoding"
+            )
         raise ImageError(f"encoding {_short(enc)} unknown (supported: {', '.join(BGR_ENCODINGS)})", "encoding")
     if _COLOR_CODES.get(enc, "").startswith("COLOR_YUV2") and int(msg.width) % 2:
         raise ImageError(f"{enc} needs an even width, got {int(msg.width)}", "size")
@@ -326,8 +353,9 @@ def _convert(cv2: Any, arr: np.ndarray, code: int, enc: str) -> np.ndarray:
     try:
         return cv2.cvtColor(arr, code)
     except cv2.error as err:
-        raise ImageError(f"{enc} image {arr.shape} could not be converted: {str(err).strip()[-200:]}",
-                         "convert") from None
+        raise ImageError(
+            f"{enc} image {arr.shape} could not be converted: {str(err).strip()[-200:]}", "convert"
+        ) from None
 
 
 def _compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
@@ -366,12 +394,16 @@ def checked_jpeg(msg: CompressedImage) -> bytes:
     fmt = msg.format if isinstance(msg.format, str) else ""
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     if buf.size < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): "
-                         "no jpeg start marker", "decode")
+        raise ImageError(
+            f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): no jpeg start marker",
+            "decode",
+        )
     size = _compressed_size(buf)
     if size is None:
-        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): "
-                         "no jpeg frame header", "decode")
+        raise ImageError(
+            f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes): no jpeg frame header",
+            "decode",
+        )
     _check_size(*size)
     cv2 = _cv2()
     try:
@@ -400,8 +432,7 @@ def _compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
     except cv2.error:
         img = None
     if img is None or img.ndim != 3 or img.shape[2] != 3:
-        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes)",
-                         "decode")
+        raise ImageError(f"compressed image could not be decoded (format {_short(fmt)}, {buf.size} bytes)", "decode")
     if img.dtype != np.uint8:
         img = (img >> 8).astype(np.uint8)
     return img

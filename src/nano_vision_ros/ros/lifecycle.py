@@ -4,6 +4,7 @@ configure/activate are each node's own (load the model, subscribe). The way down
 all: deactivate stops the input (subscription + worker); cleanup, shutdown and error stop the
 input and free the model, so GPU memory and sessions go with the state, not with the process.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@
 camera name and the MQTT bridge for command targets (a target ``cam0`` is every service whose node
 lives in a namespace ending in ``cam0``), so both sides agree by construction.
 """
+
 from __future__ import annotations
 
 

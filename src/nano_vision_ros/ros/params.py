@@ -14,6 +14,7 @@ declared: ROS's own parameters, ``autostart`` (declared later by ``ros.runtime``
 names of ``SITE_WIDE`` that a params file gives every node in its ``/**:`` section (rclpy does not
 say which section an override came from, so the rule is by name).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -151,7 +152,11 @@ def load_config(
     known = set(_flatten_defaults(model))
 
     def _on_set(params: list[Parameter]) -> SetParametersResult:
-        mine = {p.name[len(prefix):]: p.value for p in params if p.name.startswith(prefix) and p.name[len(prefix):] in known}
+        mine = {
+            p.name[len(prefix) :]: p.value
+            for p in params
+            if p.name.startswith(prefix) and p.name[len(prefix) :] in known
+        }
         if not mine:
             return SetParametersResult(successful=True)
         if on_change is None:
@@ -185,7 +190,7 @@ def _tolerated(name: str) -> bool:
 
 
 def unknown_name_message(node: Node, names: list[str]) -> str:
-    """"node /cam0/camera_node: unknown parameter 'sourse' (did you mean 'source'?)" for each name."""
+    """ "node /cam0/camera_node: unknown parameter 'sourse' (did you mean 'source'?)" for each name."""
     declared = sorted(n for n in node._parameters if not _tolerated(n))
     parts = []
     for name in names:

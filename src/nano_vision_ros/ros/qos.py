@@ -1,4 +1,5 @@
 """QoS by kind of traffic."""
+
 from __future__ import annotations
 
 from rclpy.qos import (

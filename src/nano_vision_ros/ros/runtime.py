@@ -7,6 +7,7 @@
 - Ctrl-C / SIGTERM: the executor stops, the node is destroyed (its ``destroy_node`` releases
   devices, subprocesses and models), rclpy shuts down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,9 @@ EXIT_CONFIG = 2
 def setup_python_logging() -> None:
     """Route the core's module loggers to stderr in the ROS log line style."""
     level = os.environ.get("NANO_VISION_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO),
-                        format="[%(levelname)s] [%(name)s]: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), format="[%(levelname)s] [%(name)s]: %(message)s", stream=sys.stderr
+    )
 
 
 #: NANO_VISION_EXECUTOR: which rclpy executor spins a process's nodes (see make_executor).
@@ -73,8 +75,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads
     return run_nodes([("", factory)], args, threads)
 
 
-def run_nodes(factories: list[tuple[str, Callable[[], Node]]], args: list[str] | None = None,
-              threads: int | None = None) -> int:
+def run_nodes(
+    factories: list[tuple[str, Callable[[], Node]]], args: list[str] | None = None, threads: int | None = None
+) -> int:
     """Create the nodes (in order) in one context and one executor, spin until SIGINT/SIGTERM.
 
     One process per node and a container of several nodes (nano_vision_ros.ros.container) share

@@ -22,6 +22,7 @@ target, args}`` into calls of every matching service (target ``"*"``, a camera n
 ros.naming.camera_name, or a node's fully qualified name, looked up in the ROS graph) and returns
 the per-node replies ``{node, ok, result, error}`` the MQTT reply carries (docs/EVENTS.md).
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,8 +59,12 @@ class BoundedServices:
 
     def add(self, srv_type: Any, name: str, handler: Handler) -> Any:
         self._overrunning[name] = []
-        srv = self.node.create_service(srv_type, f"~/{name}", lambda req, resp: self._serve(srv_type, name, handler, req, resp),
-                                       callback_group=MutuallyExclusiveCallbackGroup())
+        srv = self.node.create_service(
+            srv_type,
+            f"~/{name}",
+            lambda req, resp: self._serve(srv_type, name, handler, req, resp),
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
         self.services.append(srv)
         return srv
 
@@ -67,20 +72,26 @@ class BoundedServices:
         alive = self._overrunning[name] = [t for t in self._overrunning[name] if t.is_alive()]
         if len(alive) >= self.max_overrun:
             self.failed += 1
-            return _refuse(resp, f"busy: {len(alive)} earlier {name} request(s) still running past their "
-                                 f"{self.timeout:g}s limit")
+            return _refuse(
+                resp, f"busy: {len(alive)} earlier {name} request(s) still running past their {self.timeout:g}s limit"
+            )
         done = threading.Event()
         box: dict[str, Any] = {}
-        t = threading.Thread(target=self._run, args=(name, handler, req, srv_type.Response(), box, done),
-                             name=f"srv-{name}", daemon=True)
+        t = threading.Thread(
+            target=self._run, args=(name, handler, req, srv_type.Response(), box, done), name=f"srv-{name}", daemon=True
+        )
         t.start()
         if not done.wait(self.timeout):
             alive.append(t)
             self.timed_out += 1
             self.failed += 1
             box["late"] = True  # read by _run under the GIL: its result is only logged
-            log.warning("%s%s still running after %gs: answered timeout", self.node.get_fully_qualified_name(),
-                        f"/{name}", self.timeout)
+            log.warning(
+                "%s%s still running after %gs: answered timeout",
+                self.node.get_fully_qualified_name(),
+                f"/{name}",
+                self.timeout,
+            )
             return _refuse(resp, f"timeout: {name} did not finish within {self.timeout:g}s")
         if "error" in box:
             self.failed += 1
@@ -90,7 +101,9 @@ class BoundedServices:
         out.success = True
         return out
 
-    def _run(self, name: str, handler: Handler, req: Any, resp: Any, box: dict[str, Any], done: threading.Event) -> None:
+    def _run(
+        self, name: str, handler: Handler, req: Any, resp: Any, box: dict[str, Any], done: threading.Event
+    ) -> None:
         try:
             box["result"] = handler(req, resp)
         except Exception as err:  # noqa: BLE001 - every failure becomes success=false
@@ -135,8 +148,9 @@ def _f32(x: float) -> float:
 @dataclass(frozen=True)
 class CommandSpec:
     """How one MQTT command maps onto one service: type, short name, request from args, result."""
-    srv: str                                     # "nano_vision_msgs/srv/SetThreshold"
-    service: str                                 # "set_threshold" (under each node's name)
+
+    srv: str  # "nano_vision_msgs/srv/SetThreshold"
+    service: str  # "set_threshold" (under each node's name)
     request: Callable[[Any, dict[str, Any]], Any]
     result: Callable[[Any, str, dict[str, Any]], dict[str, Any]]  # (response, node's camera, args) -> reply's result
 
@@ -178,20 +192,38 @@ def _with(**fields: Any) -> Callable[[Any, dict[str, Any]], Any]:
         for k, v in fields.items():
             setattr(req, k, v(args) if callable(v) else v)
         return req
+
     return make
 
 
 COMMANDS: dict[str, CommandSpec] = {
-    "enroll_face": CommandSpec("nano_vision_msgs/srv/EnrollFace", "enroll_face", _enroll_request,
-                               lambda r, cam, args: {"name": r.name, "added": r.added, "total": r.total, "faces": r.faces}),
-    "delete_face": CommandSpec("nano_vision_msgs/srv/DeleteFace", "delete_face", _with(name=lambda a: a["name"]),
-                               lambda r, cam, args: {"deleted": args["name"]}),
-    "set_threshold": CommandSpec("nano_vision_msgs/srv/SetThreshold", "set_threshold", _set_threshold_request,
-                                 lambda r, cam, args: {"score_threshold": _f32(r.score_threshold), "nms_threshold": _f32(r.nms_threshold)}),
-    "snapshot": CommandSpec("nano_vision_msgs/srv/Snapshot", "snapshot", _with(camera=lambda a: a.get("camera", "")),
-                            _snapshot_result),
-    "reload_config": CommandSpec("nano_vision_msgs/srv/ReloadConfig", "reload_config", _with(),
-                                 lambda r, cam, args: {"camera": cam, "rules": list(r.rules)}),
+    "enroll_face": CommandSpec(
+        "nano_vision_msgs/srv/EnrollFace",
+        "enroll_face",
+        _enroll_request,
+        lambda r, cam, args: {"name": r.name, "added": r.added, "total": r.total, "faces": r.faces},
+    ),
+    "delete_face": CommandSpec(
+        "nano_vision_msgs/srv/DeleteFace",
+        "delete_face",
+        _with(name=lambda a: a["name"]),
+        lambda r, cam, args: {"deleted": args["name"]},
+    ),
+    "set_threshold": CommandSpec(
+        "nano_vision_msgs/srv/SetThreshold",
+        "set_threshold",
+        _set_threshold_request,
+        lambda r, cam, args: {"score_threshold": _f32(r.score_threshold), "nms_threshold": _f32(r.nms_threshold)},
+    ),
+    "snapshot": CommandSpec(
+        "nano_vision_msgs/srv/Snapshot", "snapshot", _with(camera=lambda a: a.get("camera", "")), _snapshot_result
+    ),
+    "reload_config": CommandSpec(
+        "nano_vision_msgs/srv/ReloadConfig",
+        "reload_config",
+        _with(),
+        lambda r, cam, args: {"camera": cam, "rules": list(r.rules)},
+    ),
 }
 
 
@@ -260,14 +292,21 @@ class ServiceCommands:
             ns, node, _ = split_service(name)
             if not done.wait(max(0.0, deadline - time.monotonic())) or not fut.done():
                 client.remove_pending_request(fut)
-                replies.append({"node": node, "ok": False, "result": None,
-                                "error": f"timeout: no answer within {timeout:g}s"})
+                replies.append(
+                    {"node": node, "ok": False, "result": None, "error": f"timeout: no answer within {timeout:g}s"}
+                )
                 continue
             answered += 1
             resp = fut.result()
             ok = bool(resp.success)
-            replies.append({"node": node, "ok": ok, "result": spec.result(resp, camera_name(ns), request.get("args") or {}) if ok else None,
-                            "error": None if ok else resp.message})
+            replies.append(
+                {
+                    "node": node,
+                    "ok": ok,
+                    "result": spec.result(resp, camera_name(ns), request.get("args") or {}) if ok else None,
+                    "error": None if ok else resp.message,
+                }
+            )
         return replies if answered else []
 
     def destroy(self) -> None:

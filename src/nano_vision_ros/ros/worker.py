@@ -1,4 +1,5 @@
 """Keep subscription callbacks light: hand the newest item to a worker thread, drop the rest."""
+
 from __future__ import annotations
 
 import logging

@@ -12,6 +12,7 @@ services' ports (free now, not used twice); folders the nodes write (writable) a
 (``python -m nano_vision_ros.site.check``), so the models and node modules it loads do not stay in
 the runner's memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,8 +134,15 @@ def _writable(path: Path) -> bool:
 class SiteCheck:
     """Collects every problem of a site (``.problems``), never stopping at the first."""
 
-    def __init__(self, site_path: str | Path, board: str | None = None, *, ports: bool = True,
-                 models: bool = True, services: bool = True) -> None:
+    def __init__(
+        self,
+        site_path: str | Path,
+        board: str | None = None,
+        *,
+        ports: bool = True,
+        models: bool = True,
+        services: bool = True,
+    ) -> None:
         self.site_arg = str(site_path)
         self.board = board
         self.check_ports = ports
@@ -174,8 +182,11 @@ class SiteCheck:
         except ConfigError as err:  # a file the site file names (params_file, Fast DDS profiles), a board
             key = err.parameter or ""
             top = self.site_doc.data if self.site_doc is not None and isinstance(self.site_doc.data, dict) else {}
-            self._add(self._site_where(key) if key in top else str(path), str(err),
-                      "paths are relative to the site file, then the working folder, then the package")
+            self._add(
+                self._site_where(key) if key in top else str(path),
+                str(err),
+                "paths are relative to the site file, then the working folder, then the package",
+            )
         self._collect_nodes()
         self._params_file()
         for node in self.nodes:
@@ -234,8 +245,13 @@ class SiteCheck:
         for ci, cam in enumerate(site.cameras):
             for ni, e in enumerate(cam.nodes):
                 if self._here(e.board, cam.board):
-                    self._node(e, f"/{cam.name}/{e.node_name}", cam.name, ("cameras", ci, "nodes", ni),
-                               site.board_of(e.board, cam.board))
+                    self._node(
+                        e,
+                        f"/{cam.name}/{e.node_name}",
+                        cam.name,
+                        ("cameras", ci, "nodes", ni),
+                        site.board_of(e.board, cam.board),
+                    )
         for si, e in enumerate(site.site_nodes):
             if self._here(e.board):
                 self._node(e, f"/{e.node_name}", "", ("site_nodes", si), site.board_of(e.board))
@@ -244,8 +260,12 @@ class SiteCheck:
         assert self.site is not None
         view = NodeView(entry, fqn, camera, loc)
         for name, value in derived_parameters(self.site, entry.kind, board).items():
-            svc = {"mqtt_bridge": "mosquitto", "rtmp_streamer": "nginx_rtmp", "uploader": "clip_receiver"}.get(entry.kind)
-            where = self._site_where(name) if name in ("site_id", "device_id") else self._site_where("services", svc or "")
+            svc = {"mqtt_bridge": "mosquitto", "rtmp_streamer": "nginx_rtmp", "uploader": "clip_receiver"}.get(
+                entry.kind
+            )
+            where = (
+                self._site_where(name) if name in ("site_id", "device_id") else self._site_where("services", svc or "")
+            )
             view.params[name] = Param(value, where, "derived")
         for name, value in flatten(entry.params).items():
             view.params[name] = Param(value, self._site_where(*loc, "params", *name.split(".")), "site")
@@ -255,8 +275,9 @@ class SiteCheck:
         """Every node of the site, on every board."""
         site = self.site
         assert site is not None
-        return ([f"/{c.name}/{e.node_name}" for c in site.cameras for e in c.nodes]
-                + [f"/{e.node_name}" for e in site.site_nodes])
+        return [f"/{c.name}/{e.node_name}" for c in site.cameras for e in c.nodes] + [
+            f"/{e.node_name}" for e in site.site_nodes
+        ]
 
     def _params_file(self) -> None:
         """Params file sections merged into each node (under what the site derives or sets itself)."""
@@ -281,7 +302,11 @@ class SiteCheck:
         for key, section in data.items():
             if not isinstance(section, dict) or "ros__parameters" not in section:
                 close = difflib.get_close_matches("ros__parameters", list(section) if isinstance(section, dict) else [])
-                hint = f"did you mean 'ros__parameters' (not {close[0]!r})?" if close else "write `NODE: {ros__parameters: {…}}`"
+                hint = (
+                    f"did you mean 'ros__parameters' (not {close[0]!r})?"
+                    if close
+                    else "write `NODE: {ros__parameters: {…}}`"
+                )
                 self._add(doc.where((key,)), f"section '{key}' has no `ros__parameters:`", hint)
                 continue
             for extra in (k for k in section if k != "ros__parameters"):
@@ -294,16 +319,22 @@ class SiteCheck:
             every = self._all_fqns()  # a section may be for another board's nodes
             if not any(_match(str(key), f) for f in every) and str(key) not in ("/**", "**"):
                 known = ", ".join(every)
-                self._add(doc.where((key,)), f"section '{key}' matches no node of this site",
-                          f"the site's nodes: {known} (wildcards: /**/NAME)")
+                self._add(
+                    doc.where((key,)),
+                    f"section '{key}' matches no node of this site",
+                    f"the site's nodes: {known} (wildcards: /**/NAME)",
+                )
             for name, value in flatten(values).items():
                 where = doc.where((key, "ros__parameters", *name.split(".")))
                 for n in matched:
                     old = n.params.get(name)
                     if old is not None and old.source == "derived" and old.value != value:
-                        self._add(where, f"{n.fqn}: parameter '{name}' is {value!r} here but the site file's "
-                                  f"services give {old.value!r} ({old.where})",
-                                  "set it in one place: remove it here, or set `enabled: false` on the service")
+                        self._add(
+                            where,
+                            f"{n.fqn}: parameter '{name}' is {value!r} here but the site file's "
+                            f"services give {old.value!r} ({old.where})",
+                            "set it in one place: remove it here, or set `enabled: false` on the service",
+                        )
                     if old is None or old.source == "params":
                         n.params[name] = Param(value, where)
 
@@ -322,7 +353,9 @@ class SiteCheck:
                 values[name] = p.value
             elif name not in SITE_WIDE and name not in ROS_OWN and not name.startswith(ROS_OWN_PREFIXES):
                 close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
-                hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "not a parameter of this node"
+                hint = (
+                    f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "not a parameter of this node"
+                )
                 self._add(p.where, f"{node.fqn}: unknown parameter '{name}'", hint)
         try:
             node.config = model.model_validate(unflatten({k: v for k, v in values.items() if v is not None}))
@@ -335,8 +368,11 @@ class SiteCheck:
                 else:  # a check across parameters; its message starts with the parameter when it is about one
                     name = msg.split(":", 1)[0] if msg.split(":", 1)[0] in node.params else ""
                     text = msg
-                self._add(self._where_of(node, name), f"{node.fqn}: {text}"[:500],
-                          f"see docs/nodes/{node.entry.executable}.md")
+                self._add(
+                    self._where_of(node, name),
+                    f"{node.fqn}: {text}"[:500],
+                    f"see docs/nodes/{node.entry.executable}.md",
+                )
 
     def _where_of(self, node: NodeView, name: str) -> str:
         """Where a parameter's value comes from (params file, site file); else the node's entry."""
@@ -362,21 +398,33 @@ class SiteCheck:
                     continue  # the site's clip receiver creates it at start
                 p = paths.resolve(value)
                 if not p.is_file() or not os.access(p, os.R_OK):
-                    self._add(where, f"{node.fqn}: {name} {value!r}: {'not readable' if p.is_file() else 'file not found'}",
-                              "give an existing file (relative paths: working folder, then the package)")
+                    self._add(
+                        where,
+                        f"{node.fqn}: {name} {value!r}: {'not readable' if p.is_file() else 'file not found'}",
+                        "give an existing file (relative paths: working folder, then the package)",
+                    )
             elif leaf in _WRITE_DIRS or leaf in _WRITE_FILES:
                 d = Path(value).expanduser()
                 d = d if leaf in _WRITE_DIRS else d.parent
                 if not _writable(d):
-                    self._add(where, f"{node.fqn}: {name} {value!r}: folder {d} cannot be written or created",
-                              "choose a folder this user can write")
-            elif ("model" in leaf and value.lower().endswith(_MODEL_SUFFIXES) and node.entry.kind != "detector"
-                  and not paths.resolve(value).is_file()):
+                    self._add(
+                        where,
+                        f"{node.fqn}: {name} {value!r}: folder {d} cannot be written or created",
+                        "choose a folder this user can write",
+                    )
+            elif (
+                "model" in leaf
+                and value.lower().endswith(_MODEL_SUFFIXES)
+                and node.entry.kind != "detector"
+                and not paths.resolve(value).is_file()
+            ):
                 self._add(where, f"{node.fqn}: {name} {value!r}: model file not found")
         if node.entry.kind == "camera":
             url = str(cfg.get("camera_info_url", ""))
             if url and not paths.resolve(url).is_file():
-                self._add(self._where_of(node, "camera_info_url"), f"{node.fqn}: camera_info_url {url!r}: file not found")
+                self._add(
+                    self._where_of(node, "camera_info_url"), f"{node.fqn}: camera_info_url {url!r}: file not found"
+                )
 
     # -- detector: task profile, model --------------------------------------------------------
     def _detector(self, node: NodeView) -> None:
@@ -396,8 +444,9 @@ class SiteCheck:
             return  # a pipeline class loads its own models at configure
         where = self._where_of(node, "model") if cfg.model else self._where_of(node, "task")
         try:
-            det = build_detector(profile, model=cfg.model or None, backend=cfg.backend or None,
-                                 device=cfg.device or None)
+            det = build_detector(
+                profile, model=cfg.model or None, backend=cfg.backend or None, device=cfg.device or None
+            )
         except RuntimeMissingError as err:
             self.notes.append(f"{where}: {node.fqn}: model not loaded here ({err})")
             return
@@ -448,12 +497,18 @@ class SiteCheck:
             for k, v in data.items():
                 if k in ("polygon", "line", "points") and isinstance(v, list):
                     for i, pt in enumerate(v):
-                        if (isinstance(pt, (list, tuple)) and len(pt) == 2
-                                and all(isinstance(c, (int, float)) for c in pt)
-                                and not (0 <= pt[0] <= w and 0 <= pt[1] <= h)):
-                            self._add(doc.where((*loc, k, i)), f"{node.fqn}: rules: point {list(pt)} of "
-                                      f"'{'.'.join(str(x) for x in (*loc, k))}' is outside the camera's {w}x{h} image",
-                                      "zones and lines are in image pixels of the published frames")
+                        if (
+                            isinstance(pt, (list, tuple))
+                            and len(pt) == 2
+                            and all(isinstance(c, (int, float)) for c in pt)
+                            and not (0 <= pt[0] <= w and 0 <= pt[1] <= h)
+                        ):
+                            self._add(
+                                doc.where((*loc, k, i)),
+                                f"{node.fqn}: rules: point {list(pt)} of "
+                                f"'{'.'.join(str(x) for x in (*loc, k))}' is outside the camera's {w}x{h} image",
+                                "zones and lines are in image pixels of the published frames",
+                            )
                 else:
                     self._shapes(node, doc, v, (*loc, k), size)
         elif isinstance(data, list):
@@ -501,42 +556,61 @@ class SiteCheck:
                 continue
             where = self._site_where("services", name, "port")
             if svc.port in used:
-                self._add(where, f"services.{name}: port {svc.port} is also {used[svc.port]}", "give each server its own port")
+                self._add(
+                    where, f"services.{name}: port {svc.port} is also {used[svc.port]}", "give each server its own port"
+                )
             used[svc.port] = f"services.{name}"
             if self.check_ports and svc.port and not _port_free(svc.host, svc.port):
-                self._add(where, f"services.{name}: port {svc.host}:{svc.port} is already in use",
-                          "another server holds it: change its port under `services:` (its clients follow), or set "
-                          "`enabled: false` to use the running server (then set its clients' parameters in the params file)")
+                self._add(
+                    where,
+                    f"services.{name}: port {svc.host}:{svc.port} is already in use",
+                    "another server holds it: change its port under `services:` (its clients follow), or set "
+                    "`enabled: false` to use the running server (then set its clients' parameters in the params file)",
+                )
             extra = getattr(svc, "status_port", 0)  # the clip receiver's progress page
             if extra:
                 where = self._site_where("services", name, "status_port")
                 if extra in used:
-                    self._add(where, f"services.{name}.status_port {extra} is also {used[extra]}",
-                              "give each server its own port")
+                    self._add(
+                        where,
+                        f"services.{name}.status_port {extra} is also {used[extra]}",
+                        "give each server its own port",
+                    )
                 used[extra] = f"services.{name}.status_port"
                 if self.check_ports and not _port_free(svc.host, extra):
-                    self._add(where, f"services.{name}: status port {svc.host}:{extra} is already in use",
-                              "choose another `status_port` (0 = off)")
+                    self._add(
+                        where,
+                        f"services.{name}: status port {svc.host}:{extra} is already in use",
+                        "choose another `status_port` (0 = off)",
+                    )
         for node in self.nodes:
             cfg: Any = node.config
             if node.entry.kind in SERVER_KINDS and cfg is not None:
                 where = self._where_of(node, "port")
                 if cfg.port and cfg.port in used:  # 0: any free port
-                    self._add(where, f"{node.fqn}: port {cfg.port} is also {used[cfg.port]}", "give each server its own port")
+                    self._add(
+                        where, f"{node.fqn}: port {cfg.port} is also {used[cfg.port]}", "give each server its own port"
+                    )
                 if cfg.port:
                     used[cfg.port] = node.fqn
                 if self.check_ports and cfg.port and not _port_free(cfg.host, cfg.port):
-                    self._add(where, f"{node.fqn}: port {cfg.host}:{cfg.port} is already in use", "choose another `port`")
+                    self._add(
+                        where, f"{node.fqn}: port {cfg.host}:{cfg.port} is already in use", "choose another `port`"
+                    )
         rx = site.services.clip_receiver
         if rx.enabled and self._here(rx.board):
             for key, folder in (("dir", Path(rx.dir)), ("token_file", Path(rx.token_file).parent)):
                 if not _writable(folder.expanduser()):
-                    self._add(self._site_where("services", "clip_receiver", key),
-                              f"services.clip_receiver.{key}: folder {folder} cannot be written or created")
+                    self._add(
+                        self._site_where("services", "clip_receiver", key),
+                        f"services.clip_receiver.{key}: folder {folder} cannot be written or created",
+                    )
 
     def summary(self) -> str:
         assert self.site is not None
-        what = ["parameters", "task profiles"] + (["models"] if self.check_models else []) + ["rules", "files", "folders"]
+        what = (
+            ["parameters", "task profiles"] + (["models"] if self.check_models else []) + ["rules", "files", "folders"]
+        )
         what += ["ports"] if self.check_ports else []
         board = f" board {self.board}" if self.board else ""
         return f"OK: site {self.site_arg}{board}: {len(self.nodes)} node(s); {', '.join(what)} checked"
@@ -547,13 +621,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default=None, help="check only this board's part of a multi-board site")
     p.add_argument("--no-ports", action="store_true", help="do not check that the services' ports are free")
     p.add_argument("--no-models", action="store_true", help="do not load the detectors' models")
-    p.add_argument("--no-services", action="store_true",
-                   help="the site's local servers will not be started: do not check their ports")
+    p.add_argument(
+        "--no-services",
+        action="store_true",
+        help="the site's local servers will not be started: do not check their ports",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    check = SiteCheck(args.config, args.board, ports=not args.no_ports, models=not args.no_models,
-                      services=not args.no_services)
+    check = SiteCheck(
+        args.config, args.board, ports=not args.no_ports, models=not args.no_models, services=not args.no_services
+    )
     found = check.run()
     for note in check.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -566,8 +644,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_in_child(site: str | Path, board: str | None = None, *, ports: bool = True,
-                   services: bool = True) -> tuple[int, str]:
+def check_in_child(
+    site: str | Path, board: str | None = None, *, ports: bool = True, services: bool = True
+) -> tuple[int, str]:
     """Run the check in a child interpreter (models and node modules do not stay in this process);
     returns its exit code and its report (the problems, or the OK line)."""
     cmd = [sys.executable, "-m", "nano_vision_ros.site.check", str(site)]

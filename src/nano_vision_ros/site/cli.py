@@ -1,4 +1,5 @@
 """``nano-vision site [CONFIG]``: run a site's node graph on a machine without launch_ros."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ _NOT_PASSED = "the site does not pass `nano-vision check`, nothing started:\n"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default="config/site.yaml", help="site file (default: config/site.yaml)")
-    p.add_argument("--board", default=None,
-                   help="start only this board's part of a multi-board site (its `boards:` entry)")
+    p.add_argument(
+        "--board", default=None, help="start only this board's part of a multi-board site (its `boards:` entry)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the node commands and environment, start nothing")
     p.add_argument("--no-services", action="store_true", help="do not start the local mosquitto / nginx-rtmp")
     p.add_argument("--no-check", action="store_true", help="start without `nano-vision check` first")
@@ -63,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, ImportError, ConfigError) as err:
         hint = ""
         if "already in use" in str(err):
-            hint = ("\n  another server holds that port: change its port under `services:` in the site file (and the "
-                    "nodes' matching parameters in the params file), or set `enabled: false` to use the running one")
+            hint = (
+                "\n  another server holds that port: change its port under `services:` in the site file (and the "
+                "nodes' matching parameters in the params file), or set `enabled: false` to use the running one"
+            )
         print(f"nano-vision site: start-up failed: {err}{hint}", file=sys.stderr)
         return 1
-    print(f"[site] {len(graph.nodes)} node(s) in {len(runner.procs)} process(es) running; Ctrl-C stops them", flush=True)
+    print(
+        f"[site] {len(graph.nodes)} node(s) in {len(runner.procs)} process(es) running; Ctrl-C stops them", flush=True
+    )
     try:
         code = runner.supervise(duration=args.duration)
     except StartupError as err:

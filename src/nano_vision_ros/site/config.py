@@ -1,4 +1,5 @@
 """The site file (config/site.yaml): cameras, the nodes attached to each, site-wide nodes, services."""
+
 from __future__ import annotations
 
 import re
@@ -99,7 +100,9 @@ class CameraEntry(BaseModel):
         names = [n.node_name for n in self.nodes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"camera {self.name}: node names used twice: {', '.join(sorted(dup))} (give each a distinct name)")
+            raise ValueError(
+                f"camera {self.name}: node names used twice: {', '.join(sorted(dup))} (give each a distinct name)"
+            )
         return self
 
 
@@ -185,9 +188,11 @@ class SiteConfig(BaseModel):
             raise ValueError(f"board names used twice: {', '.join(sorted(dup))}")
         lonely = [b.name for b in self.boards if not (b.static_peers or b.discovery_server)]
         if len(self.boards) > 1 and self.discovery_range == "localhost" and lonely:
-            raise ValueError(f"discovery_range: localhost keeps board(s) {', '.join(lonely)} to themselves; a site "
-                             "with boards needs `subnet` (multicast on the LAN), or static_peers / discovery_server "
-                             "on every board")
+            raise ValueError(
+                f"discovery_range: localhost keeps board(s) {', '.join(lonely)} to themselves; a site "
+                "with boards needs `subnet` (multicast on the LAN), or static_peers / discovery_server "
+                "on every board"
+            )
         refs = [(f"camera {c.name}", c.board) for c in self.cameras]
         refs += [(f"camera {c.name} node {n.node_name}", n.board) for c in self.cameras for n in c.nodes]
         refs += [(f"site node {n.node_name}", n.board) for n in self.site_nodes]

@@ -1,4 +1,5 @@
 """``nano-vision env``: the environment the runners apply, for starting nodes by hand (`eval $(nano-vision env)`)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """The one place that turns a site file into nodes: used by the launch file and the runner."""
+
 from __future__ import annotations
 
 import json
@@ -53,11 +54,12 @@ class NodeSpec:
             args += ["-r", f"{src}:={dst}"]
         return args
 
-
     def container_arg(self) -> str:
         """The node as one argument of nano_vision_ros.ros.container."""
-        return json.dumps({"executable": self.executable, "name": self.name, "namespace": self.namespace,
-                           "args": self.ros_args()}, separators=(",", ":"))
+        return json.dumps(
+            {"executable": self.executable, "name": self.name, "namespace": self.namespace, "args": self.ros_args()},
+            separators=(",", ":"),
+        )
 
 
 @dataclass
@@ -166,8 +168,11 @@ def derived_parameters(site: SiteConfig, kind: str, board: str = "") -> dict[str
     elif kind == "rtmp_streamer" and svc.nginx_rtmp.enabled:
         out["url"] = f"rtmp://{service_address(site, 'nginx_rtmp', board)}:{svc.nginx_rtmp.port}/live/{{camera}}"
     elif kind == "uploader" and svc.clip_receiver.enabled:
-        out.update(host=service_address(site, "clip_receiver", board), port=svc.clip_receiver.port,
-                   token_file=svc.clip_receiver.token_file)
+        out.update(
+            host=service_address(site, "clip_receiver", board),
+            port=svc.clip_receiver.port,
+            token_file=svc.clip_receiver.token_file,
+        )
     return out
 
 
@@ -227,8 +232,14 @@ def build_graph(site: SiteConfig, site_path: Path, board: str | None = None) -> 
         for proc in processes:
             if not any(n.kind in IMAGE_KINDS for n in proc.nodes):
                 proc.env["FASTDDS_DEFAULT_PROFILES_FILE"] = small
-    return SiteGraph(nodes=nodes, env=environment(site, site_path, board or ""), site=site, site_path=site_path,
-                     processes=processes, board=board or "")
+    return SiteGraph(
+        nodes=nodes,
+        env=environment(site, site_path, board or ""),
+        site=site,
+        site_path=site_path,
+        processes=processes,
+        board=board or "",
+    )
 
 
 def transport_profile(value: str, site_path: Path, key: str) -> str:

@@ -1,6 +1,7 @@
 """What the project's local servers (mosquitto, nginx-rtmp, the clip receiver) share: run as our
 child in its own process group with its output in a log file, wait until its port accepts, and
 stop it by PID (SIGTERM, then SIGKILL to the group)."""
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,9 @@ class LocalServer:
 
     def _spawn(self, cmd: list[str], stdout_log: Path) -> None:
         with open(stdout_log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
 
     def _wait_listening(self, timeout: float) -> None:
         assert self.proc is not None
@@ -68,7 +70,9 @@ class LocalServer:
                 return
             time.sleep(0.05)
         self.stop()
-        raise self.error(f"{self.name} did not listen on {self.host}:{self.port} within {timeout:.0f}s: {self.log_tail()}")
+        raise self.error(
+            f"{self.name} did not listen on {self.host}:{self.port} within {timeout:.0f}s: {self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM (servers save state and stop their workers), SIGKILL to the group if it does not exit."""

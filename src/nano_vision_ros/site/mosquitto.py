@@ -6,6 +6,7 @@ Persistence (on by default) keeps queued QoS 1 messages of persistent sessions a
 messages across a stop/start in the same work dir. Used by the site runner for the demo, by
 ``python -m nano_vision_ros.site.services mosquitto`` and by the tests.
 """
+
 from __future__ import annotations
 
 import base64
@@ -81,7 +82,10 @@ class Mosquitto(LocalServer):
             f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 100",
             f"log_dest file {self.log_path}",
-            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
             "connection_messages true",
             f"listener {self.port} {self.host}",
         ]

@@ -5,6 +5,7 @@ holds the pid file, logs and temp paths, and nginx runs in the foreground (``dae
 child process, so it never touches the system nginx (``/etc/nginx``, ``/run/nginx.pid``) and is
 stopped by its PID. Used by the site runner, ``python -m nano_vision_ros.site.services`` and tests.
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,8 +103,17 @@ class NginxRtmp(LocalServer):
         for sub in ("logs", "temp"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.render_config())
-        cmd = [self.nginx, "-p", str(self.workdir), "-c", str(self.conf_path), "-e", str(self.workdir / "logs" / "error.log"),
-               "-g", "daemon off;"]
+        cmd = [
+            self.nginx,
+            "-p",
+            str(self.workdir),
+            "-c",
+            str(self.conf_path),
+            "-e",
+            str(self.workdir / "logs" / "error.log"),
+            "-g",
+            "daemon off;",
+        ]
         self._spawn(cmd, self.workdir / "logs" / "stdout.log")
         self._wait_listening(timeout)
 

@@ -5,6 +5,7 @@ Logs are prefixed with the node's label, Ctrl-C/SIGTERM is forwarded (SIGINT, th
 SIGKILL after ``stop_timeout``), a node that dies during start-up fails the whole start with its
 last log lines, a node that dies later is reported (and restarted if ``respawn``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,15 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, text=True, errors="replace", bufsize=1,
+            self.cmd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+            bufsize=1,
         )
         self.started_at = time.monotonic()
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.spec.label}", daemon=True)
@@ -131,8 +139,10 @@ class SiteRunner:
             r = ClipReceiver(rx.port, rx.host, rx.dir, rx.token_file, rx.status_port)
             r.start()
             self.services.append(r)
-            self._say(f"clip receiver on {rx.host}:{rx.port} -> {rx.dir} (pid {r.pid})"
-                      + (f", progress http://{rx.host}:{rx.status_port}/status" if rx.status_port else ""))
+            self._say(
+                f"clip receiver on {rx.host}:{rx.port} -> {rx.dir} (pid {r.pid})"
+                + (f", progress http://{rx.host}:{rx.status_port}/status" if rx.status_port else "")
+            )
 
     # -- nodes -------------------------------------------------------------------------------
     def _command(self, spec: ProcessSpec) -> list[str]:
@@ -141,7 +151,9 @@ class SiteRunner:
         node = spec.nodes[0]
         exe = find_executable(node.executable)
         if exe is None:
-            raise StartupError(f"{spec.label}: executable '{node.executable}' not found (is the package installed? run `make setup`)")
+            raise StartupError(
+                f"{spec.label}: executable '{node.executable}' not found (is the package installed? run `make setup`)"
+            )
         return spec.command(exe)
 
     def _say(self, text: str) -> None:

@@ -1,5 +1,6 @@
 """``python -m nano_vision_ros.site.services mosquitto|nginx_rtmp --port N``: one local service in
 the foreground until Ctrl-C (the launch file's way to start what `nano-vision site` starts itself)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,14 @@ class ClipReceiver(LocalServer):
 
     name = "clip receiver"
 
-    def __init__(self, port: int, host: str, directory: str | os.PathLike[str], token_file: str | os.PathLike[str],
-                 status_port: int = 0) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str,
+        directory: str | os.PathLike[str],
+        token_file: str | os.PathLike[str],
+        status_port: int = 0,
+    ) -> None:
         super().__init__(port, host)
         self.directory = Path(directory)
         self.token_file = Path(token_file)
@@ -40,8 +47,18 @@ class ClipReceiver(LocalServer):
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(24) + "\n")
         exe = Path(sys.executable).parent / "nano-vision"
-        cmd = [str(exe) if exe.exists() else "nano-vision", "receive", "--dir", str(self.directory),
-               "--host", self.host, "--port", str(self.port), "--token-file", str(self.token_file)]
+        cmd = [
+            str(exe) if exe.exists() else "nano-vision",
+            "receive",
+            "--dir",
+            str(self.directory),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--token-file",
+            str(self.token_file),
+        ]
         if self.status_port:
             cmd += ["--status-port", str(self.status_port)]
         self._log = self.directory.parent / f"clip_receiver-{self.port}.log"

@@ -6,6 +6,7 @@ pre-processing (size, layout, channel order, mean/std) travels inside the file a
 by anyone who has the file. ``extract`` cuts a backbone out of a shipped model (see
 ``models/attr_backbone_*.onnx.md``); ``bench/attributes_backbones.py`` compared the candidates.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,12 @@ class BackboneSpec:
     name: str
     width: int
     height: int
-    layout: str = "nhwc"            # nhwc | nchw
-    channel_order: str = "rgb"      # rgb | bgr
+    layout: str = "nhwc"  # nhwc | nchw
+    channel_order: str = "rgb"  # rgb | bgr
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    batch: int = 0                  # 0 = any batch size; 1 = one image per run
-    features: int = 0               # length of the feature vector
+    batch: int = 0  # 0 = any batch size; 1 = one image per run
+    features: int = 0  # length of the feature vector
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -77,15 +78,22 @@ def extract(src: str, out: str, spec: BackboneSpec, input_name: str, output_name
     sub = utils.Extractor(model).extract_model([input_name], [output_name])
     g = sub.graph
     if pool:
-        g.node.extend([helper.make_node("GlobalAveragePool", [output_name], ["_attr_pool"]),
-                       helper.make_node("Flatten", ["_attr_pool"], ["features"], axis=1)])
+        g.node.extend(
+            [
+                helper.make_node("GlobalAveragePool", [output_name], ["_attr_pool"]),
+                helper.make_node("Flatten", ["_attr_pool"], ["features"], axis=1),
+            ]
+        )
     else:
         g.node.append(helper.make_node("Flatten", [output_name], ["features"], axis=1))
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, None))
     dims = g.input[0].type.tensor_type.shape.dim
-    shape = ([spec.batch or "N", spec.height, spec.width, 3] if spec.layout == "nhwc"
-             else [spec.batch or "N", 3, spec.height, spec.width])
+    shape = (
+        [spec.batch or "N", spec.height, spec.width, 3]
+        if spec.layout == "nhwc"
+        else [spec.batch or "N", 3, spec.height, spec.width]
+    )
     for d, v in zip(dims, shape):
         d.Clear()
         if isinstance(v, str):
@@ -148,6 +156,6 @@ class FeatureExtractor:
         step = 1 if self.spec.batch == 1 else batch
         outs = []
         for s in range(0, len(crops), step):
-            x = self.spec.preprocess(crops[s:s + step])
+            x = self.spec.preprocess(crops[s : s + step])
             outs.append(self.session.run([self.output], {self.input: x})[0].reshape(len(x), -1))
         return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, self.spec.features), np.float32)

@@ -8,6 +8,7 @@ and its attempts' mean score is at least `min_score`. A track is classified ever
 until assigned, then every `recheck` seconds (a hat taken off later is still seen), never every
 frame; a track unseen for `forget` seconds is dropped.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ class AttributeClassifier:
         except Exception as err:  # noqa: BLE001 - onnx raises DecodeError & co on a broken file
             raise ModelError(f"attribute model {p}: not a readable ONNX file: {err}") from None
         if ATTR_KEY not in meta or META_KEY not in meta:
-            raise ModelError(f"attribute model {p}: no {ATTR_KEY}/{META_KEY} metadata (train it with "
-                             "`nano-vision attributes train`)")
+            raise ModelError(
+                f"attribute model {p}: no {ATTR_KEY}/{META_KEY} metadata (train it with `nano-vision attributes train`)"
+            )
         self.info: dict[str, Any] = json.loads(meta[ATTR_KEY])
         self.spec = BackboneSpec.from_json(meta[META_KEY])
         self.name: str = self.info["name"]
@@ -71,8 +73,10 @@ class AttributeClassifier:
         if not crops:
             return np.zeros((0, len(self.classes)), np.float32)
         step = 1 if self.spec.batch == 1 else 16
-        outs = [self.session.run([self._out], {self._in: self.spec.preprocess(crops[s:s + step])})[0]
-                for s in range(0, len(crops), step)]
+        outs = [
+            self.session.run([self._out], {self._in: self.spec.preprocess(crops[s : s + step])})[0]
+            for s in range(0, len(crops), step)
+        ]
         return np.concatenate(outs).astype(np.float32)
 
 
@@ -82,24 +86,31 @@ class VoteConfig:
     agreement: float = 0.6
     min_score: float = 0.8
     window: int = 7
-    period: float = 1.0     # s between attempts while unassigned
-    recheck: float = 5.0    # s between attempts once assigned
-    forget: float = 10.0    # s unseen before a track's votes are dropped
+    period: float = 1.0  # s between attempts while unassigned
+    recheck: float = 5.0  # s between attempts once assigned
+    forget: float = 10.0  # s unseen before a track's votes are dropped
 
 
 @dataclass
 class Vote:
     """A track's standing for one classifier (what travels with the detection)."""
 
-    value: str | None          # assigned class, None while undecided
-    score: float               # mean score of the leading class's attempts
-    votes: int                 # attempts for the leading class
-    attempts: int              # attempts in the window
-    leading: str               # the most frequent class so far (assigned or not)
+    value: str | None  # assigned class, None while undecided
+    score: float  # mean score of the leading class's attempts
+    votes: int  # attempts for the leading class
+    attempts: int  # attempts in the window
+    leading: str  # the most frequent class so far (assigned or not)
 
     def as_dict(self, clf: AttributeClassifier) -> dict[str, Any]:
-        return {"value": self.value, "leading": self.leading, "score": round(self.score, 4), "votes": self.votes,
-                "attempts": self.attempts, "classifier": clf.name, "version": clf.version}
+        return {
+            "value": self.value,
+            "leading": self.leading,
+            "score": round(self.score, 4),
+            "votes": self.votes,
+            "attempts": self.attempts,
+            "classifier": clf.name,
+            "version": clf.version,
+        }
 
 
 @dataclass
@@ -160,8 +171,13 @@ class AttributeStage:
     """Classifiers x voters on the person tracks of each frame; votes land in
     ``dets.attributes[i]["attributes"][classifier name]`` (every frame, from the last vote)."""
 
-    def __init__(self, classifiers: list[AttributeClassifier], vote: VoteConfig | None = None,
-                 person_labels: tuple[str, ...] = ("person",), min_height: int = 32) -> None:
+    def __init__(
+        self,
+        classifiers: list[AttributeClassifier],
+        vote: VoteConfig | None = None,
+        person_labels: tuple[str, ...] = ("person",),
+        min_height: int = 32,
+    ) -> None:
         self.classifiers = classifiers
         self.voters = {c.name: TrackVoter(vote) for c in classifiers}
         self.person_labels = person_labels
@@ -217,13 +233,22 @@ def evaluate_folder(model: str, folder: str | Path) -> dict[str, Any]:
     ds = load_dataset(folder)
     unknown = [c for c in ds.classes if c not in clf.classes]
     if unknown:
-        raise ConfigError(f"{folder}: class folder(s) {', '.join(unknown)} unknown to {clf.name} ({', '.join(clf.classes)})")
+        raise ConfigError(
+            f"{folder}: class folder(s) {', '.join(unknown)} unknown to {clf.name} ({', '.join(clf.classes)})"
+        )
     y = np.array([clf.classes.index(ds.classes[k]) for k in ds.y])
     pred = []
     for s in range(0, len(ds.files), 32):
-        pred.append(clf.predict(read_crops(ds.files[s:s + 32])).argmax(axis=1))
+        pred.append(clf.predict(read_crops(ds.files[s : s + 32])).argmax(axis=1))
     p = np.concatenate(pred) if pred else np.zeros(0, np.int64)
     cm = confusion(y, p, len(clf.classes))
     acc, bal = scores(cm)
-    return {"classifier": clf.name, "version": clf.version, "classes": clf.classes, "crops": len(y),
-            "accuracy": acc, "balanced_accuracy": bal, "confusion": cm}
+    return {
+        "classifier": clf.name,
+        "version": clf.version,
+        "classes": clf.classes,
+        "crops": len(y),
+        "accuracy": acc,
+        "balanced_accuracy": bal,
+        "confusion": cm,
+    }

@@ -5,6 +5,7 @@ saved one (mean absolute difference of 16x16 grey thumbnails below `min_change`)
 of a site give a few hundred distinct crops, not thousands of near-copies. File names carry the
 camera, the stamp and the track (``cam0_000123.4_t17_torso.jpg``): `train` splits by track from them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,11 +32,11 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 class CollectConfig:
     regions: tuple[str, ...] = ("person", "head", "torso")
     person_labels: tuple[str, ...] = ("person",)
-    every: float = 3.0          # s between two crops of one track
+    every: float = 3.0  # s between two crops of one track
     min_score: float = 0.5
-    min_height: int = 48        # person box height in pixels
-    min_change: float = 6.0     # grey levels (0..255) of mean thumbnail change to keep a crop
-    max_crops: int = 5000       # per run (disk bound)
+    min_height: int = 48  # person box height in pixels
+    min_change: float = 6.0  # grey levels (0..255) of mean thumbnail change to keep a crop
+    max_crops: int = 5000  # per run (disk bound)
 
 
 @dataclass
@@ -94,8 +95,9 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def contact_sheet(files: list[Path], out: Path, cell: tuple[int, int] = (72, 144), columns: int = 16,
-                  label: bool = True) -> Path:
+def contact_sheet(
+    files: list[Path], out: Path, cell: tuple[int, int] = (72, 144), columns: int = 16, label: bool = True
+) -> Path:
     """One image of many crops (each fitted into `cell`, numbered, file stem below) to sort quickly."""
     cw, ch = cell
     rows = max(1, math.ceil(len(files) / columns))
@@ -106,19 +108,31 @@ def contact_sheet(files: list[Path], out: Path, cell: tuple[int, int] = (72, 144
         if img is None:
             continue
         s = min(cw / img.shape[1], ch / img.shape[0])
-        im = cv2.resize(img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        im = cv2.resize(
+            img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))), interpolation=cv2.INTER_AREA
+        )
         r, col = divmod(k, columns)
         y0, x0 = r * (ch + text_h), col * cw
-        sheet[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
+        sheet[y0 : y0 + im.shape[0], x0 : x0 + im.shape[1]] = im
         if label:
-            cv2.putText(sheet, str(k), (x0 + 2, y0 + ch + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet, str(k), (x0 + 2, y0 + ch + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA
+            )
     out = Path(out)
     cv2.imwrite(str(out), sheet)
     return out
 
 
-def collect_video(video: str, out: Path, *, camera: str = "cam0", task: str = "coco_objects", minutes: float = 0.0,
-                  config: CollectConfig | None = None, progress=None) -> CropCollector:
+def collect_video(
+    video: str,
+    out: Path,
+    *,
+    camera: str = "cam0",
+    task: str = "coco_objects",
+    minutes: float = 0.0,
+    config: CollectConfig | None = None,
+    progress=None,
+) -> CropCollector:
     """Run the project's detector + tracker on a video file and collect crops (offline `collect`)."""
     from nano_vision_ros.core.detection.profiles import build_detector, load_profile
     from nano_vision_ros.core.errors import ConfigError

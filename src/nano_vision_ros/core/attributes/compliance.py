@@ -3,6 +3,7 @@
 Why here and not in the rule: the schedule and the tally are the same for a hard-hat and a vest
 rule (and any later PPE rule); the rule types in core/events/rules.py hold one of each.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -17,7 +18,9 @@ _DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def _hhmm(v: str) -> str:
     h, sep, m = v.partition(":")
-    if not (sep and h.isdigit() and m.isdigit() and 0 <= int(h) <= 24 and 0 <= int(m) < 60 and int(h) * 60 + int(m) <= 1440):
+    if not (
+        sep and h.isdigit() and m.isdigit() and 0 <= int(h) <= 24 and 0 <= int(m) < 60 and int(h) * 60 + int(m) <= 1440
+    ):
         raise ValueError(f"{v!r}: expected HH:MM (00:00 .. 24:00)")
     return f"{int(h):02d}:{int(m):02d}"
 

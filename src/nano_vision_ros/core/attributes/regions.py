@@ -3,6 +3,7 @@
 Fractions of the box height from its top; the same geometry for collecting, training and running,
 so a classifier sees at run time the kind of crop it was trained on.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -16,7 +17,9 @@ REGIONS: dict[str, tuple[float, float]] = {"person": (0.0, 1.0), "head": (0.0, 0
 MIN_SIDE = 12
 
 
-def region_box(box: np.ndarray, region: str, shape: tuple[int, ...], pad: float = 0.1) -> tuple[int, int, int, int] | None:
+def region_box(
+    box: np.ndarray, region: str, shape: tuple[int, ...], pad: float = 0.1
+) -> tuple[int, int, int, int] | None:
     """Integer x1, y1, x2, y2 of `region` of a person `box`, padded by `pad` of its width and clipped
     to the image; None when the crop would be smaller than MIN_SIDE."""
     top, bottom = REGIONS[region]
@@ -36,4 +39,4 @@ def crop(image: np.ndarray, box: np.ndarray, region: str, pad: float = 0.1) -> n
     r = region_box(box, region, image.shape, pad)
     if r is None:
         return None
-    return image[r[1]:r[3], r[0]:r[2]].copy()
+    return image[r[1] : r[3], r[0] : r[2]].copy()

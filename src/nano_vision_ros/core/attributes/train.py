@@ -8,6 +8,7 @@ never sit on both sides: the figure is what a new person would get. The result i
 the backbone graph with the head appended (Gemm + Softmax, standardisation folded into the weights),
 class map, region and card in its metadata (``nano_vision.attribute``).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -39,8 +40,8 @@ _TRACK = re.compile(r"^(?P<cam>.+?)_[\d.]+_t(?P<tid>\d+)_")
 class Dataset:
     classes: list[str]
     files: list[Path]
-    y: np.ndarray       # class index per file
-    groups: list[str]   # track (or file) per file: CV never splits a group
+    y: np.ndarray  # class index per file
+    groups: list[str]  # track (or file) per file: CV never splits a group
 
 
 def group_of(path: Path) -> str:
@@ -58,7 +59,9 @@ def load_dataset(folder: str | Path, classes: list[str] | None = None) -> Datase
     classes = list(classes) if classes else found
     missing = [c for c in classes if c not in found]
     if missing:
-        raise ConfigError(f"{folder}: no crops for class(es) {', '.join(missing)} (found: {', '.join(found) or 'none'})")
+        raise ConfigError(
+            f"{folder}: no crops for class(es) {', '.join(missing)} (found: {', '.join(found) or 'none'})"
+        )
     if len(classes) < 2:
         raise ConfigError(f"{folder}: need at least two class folders with crops (found: {', '.join(found) or 'none'})")
     files, y, groups = [], [], []
@@ -80,13 +83,14 @@ def read_crops(files: list[Path]) -> list[np.ndarray]:
     return out
 
 
-def features_of(extractor: FeatureExtractor, files: list[Path], progress: Callable[..., Any] | None = None,
-                batch: int = 16) -> np.ndarray:
+def features_of(
+    extractor: FeatureExtractor, files: list[Path], progress: Callable[..., Any] | None = None, batch: int = 16
+) -> np.ndarray:
     bar = progress(total=len(files), unit="crop", desc="features") if progress else None
     out = []
     try:
         for s in range(0, len(files), batch):
-            out.append(extractor.run(read_crops(files[s:s + batch]), batch))
+            out.append(extractor.run(read_crops(files[s : s + batch]), batch))
             if bar is not None:
                 bar.update(len(out[-1]))
     finally:
@@ -130,7 +134,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1.0) -> H
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         W = theta[: d * n_classes].reshape(d, n_classes)
-        b = theta[d * n_classes:]
+        b = theta[d * n_classes :]
         z = xs @ W + b
         z -= z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -143,7 +147,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1.0) -> H
     theta0 = np.zeros(d * n_classes + n_classes)
     res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
     W = res.x[: d * n_classes].reshape(d, n_classes)
-    return Head(W, res.x[d * n_classes:], mu, sd)
+    return Head(W, res.x[d * n_classes :], mu, sd)
 
 
 def group_folds(groups: list[str], y: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
@@ -181,8 +185,9 @@ class CvResult:
     groups: int
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, groups: list[str], n_classes: int, k: int = 5,
-                   l2: float = 1.0, seed: int = 0) -> CvResult:
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, groups: list[str], n_classes: int, k: int = 5, l2: float = 1.0, seed: int = 0
+) -> CvResult:
     """Grouped k-fold: each fold's tracks are predicted by a head trained on the other tracks."""
     k = max(2, min(k, len(set(groups))))
     pred = np.full(len(y), -1)
@@ -207,7 +212,7 @@ def scores(cm: np.ndarray) -> tuple[float, float]:
 
 def confusion_text(cm: np.ndarray, classes: list[str]) -> str:
     w = max(8, *(len(c) for c in classes)) + 1
-    lines = ["true \\ predicted".ljust(w) + "".join(c[:w - 1].rjust(w) for c in classes)]
+    lines = ["true \\ predicted".ljust(w) + "".join(c[: w - 1].rjust(w) for c in classes)]
     for i, c in enumerate(classes):
         lines.append(c.ljust(w) + "".join(str(int(v)).rjust(w) for v in cm[i]))
     return "\n".join(lines)
@@ -222,10 +227,26 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) ->
     cv2.putText(img, "predicted ->", (left, 48), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
     for i in range(n):
         row = cm[i].sum() or 1
-        cv2.putText(img, classes[i][:18], (6, top + i * cell + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, classes[i][:10], (left + i * cell + 4, top + n * cell + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            classes[i][:18],
+            (6, top + i * cell + cell // 2 + 5),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            img,
+            classes[i][:10],
+            (left + i * cell + 4, top + n * cell + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
         for j in range(n):
             share = cm[i, j] / row
             shade = int(255 - 200 * share)
@@ -250,8 +271,12 @@ def compose(backbone_path: str, head: Head, info: dict[str, Any], out: Path) -> 
     feat = g.output[0].name
     W, b = head.folded()
     g.initializer.extend([numpy_helper.from_array(W, "attr_head_W"), numpy_helper.from_array(b, "attr_head_b")])
-    g.node.extend([helper.make_node("Gemm", [feat, "attr_head_W", "attr_head_b"], ["attr_logits"]),
-                   helper.make_node("Softmax", ["attr_logits"], ["probs"], axis=1)])
+    g.node.extend(
+        [
+            helper.make_node("Gemm", [feat, "attr_head_W", "attr_head_b"], ["attr_logits"]),
+            helper.make_node("Softmax", ["attr_logits"], ["probs"], axis=1),
+        ]
+    )
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, [None, W.shape[1]]))
     keep = [p for p in model.metadata_props if p.key == META_KEY]
@@ -274,9 +299,19 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def train(folder: str | Path, name: str, out_dir: str | Path, *, region: str = "torso",
-          backbone: str = DEFAULT_BACKBONE, version: str = "", folds: int = 5, l2: float = 1.0,
-          progress: Callable[..., Any] | None = None, threads: int = 2) -> TrainResult:
+def train(
+    folder: str | Path,
+    name: str,
+    out_dir: str | Path,
+    *,
+    region: str = "torso",
+    backbone: str = DEFAULT_BACKBONE,
+    version: str = "",
+    folds: int = 5,
+    l2: float = 1.0,
+    progress: Callable[..., Any] | None = None,
+    threads: int = 2,
+) -> TrainResult:
     """Features, grouped cross-validation, final head on all crops, one ONNX + card + confusion PNG."""
     import time
 
@@ -297,17 +332,32 @@ def train(folder: str | Path, name: str, out_dir: str | Path, *, region: str = "
     version = version or now.strftime("%Y%m%dT%H%M%SZ")
     counts = {c: int((ds.y == k).sum()) for k, c in enumerate(ds.classes)}
     info = {
-        "name": name, "version": version, "classes": ds.classes, "region": region,
-        "backbone": ext.spec.name, "trained": now.isoformat(), "data": str(Path(folder).resolve()),
-        "crops": counts, "tracks": len(set(ds.groups)),
-        "cv": {"folds": cv.folds, "accuracy": round(cv.accuracy, 4), "balanced_accuracy": round(cv.balanced_accuracy, 4),
-               "confusion": cv.confusion.tolist(), "split": "by track"},
+        "name": name,
+        "version": version,
+        "classes": ds.classes,
+        "region": region,
+        "backbone": ext.spec.name,
+        "trained": now.isoformat(),
+        "data": str(Path(folder).resolve()),
+        "crops": counts,
+        "tracks": len(set(ds.groups)),
+        "cv": {
+            "folds": cv.folds,
+            "accuracy": round(cv.accuracy, 4),
+            "balanced_accuracy": round(cv.balanced_accuracy, 4),
+            "confusion": cv.confusion.tolist(),
+            "split": "by track",
+        },
         "head": {"type": "softmax regression", "l2": l2},
     }
     out = Path(out_dir)
     model = compose(backbone, head, info, out / f"{name}.onnx")
-    png = confusion_png(cv.confusion, ds.classes, out / f"{name}.confusion.png",
-                        f"{name}: cross-validated by track, acc {cv.accuracy:.1%}")
+    png = confusion_png(
+        cv.confusion,
+        ds.classes,
+        out / f"{name}.confusion.png",
+        f"{name}: cross-validated by track, acc {cv.accuracy:.1%}",
+    )
     card = out / f"{name}.onnx.md"
     card.write_text(_card(info, cv, ds.classes, model, time.monotonic() - t0, t_feat))
     return TrainResult(model, card, png, cv, info)
@@ -318,16 +368,18 @@ def _card(info: dict[str, Any], cv: CvResult, classes: list[str], model: Path, s
 
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     crops = ", ".join(f"{c} {n}" for c, n in info["crops"].items())
-    return (f"# {model.name}\n\n"
-            f"- What: attribute classifier `{info['name']}` version `{info['version']}`, classes {classes} "
-            f"(output `probs` [N,{len(classes)}], softmax, in this order), run on the `{info['region']}` region of person boxes.\n"
-            f"- Made by: `nano-vision attributes train` on {info['trained']} in {seconds:.0f} s "
-            f"({t_feat:.0f} s of it backbone features), head: softmax regression (L2 {info['head']['l2']}) on frozen "
-            f"`{info['backbone']}` features.\n"
-            f"- Data: `{info['data']}`: {crops} crops from {info['tracks']} tracks.\n"
-            f"- Cross-validated ({cv.folds} folds, split by track: no track on both sides): accuracy "
-            f"{cv.accuracy:.1%}, balanced accuracy {cv.balanced_accuracy:.1%}.\n"
-            f"- sha256: `{sha}`\n"
-            f"- License: the backbone's (see its models/*.onnx.md); the head is trained on your data.\n\n"
-            f"Confusion matrix (rows true, columns predicted):\n\n```\n{confusion_text(cv.confusion, classes)}\n```\n\n"
-            "A site's real accuracy is what `nano-vision attributes eval` shows on held-out crops of that site.\n")
+    return (
+        f"# {model.name}\n\n"
+        f"- What: attribute classifier `{info['name']}` version `{info['version']}`, classes {classes} "
+        f"(output `probs` [N,{len(classes)}], softmax, in this order), run on the `{info['region']}` region of person boxes.\n"
+        f"- Made by: `nano-vision attributes train` on {info['trained']} in {seconds:.0f} s "
+        f"({t_feat:.0f} s of it backbone features), head: softmax regression (L2 {info['head']['l2']}) on frozen "
+        f"`{info['backbone']}` features.\n"
+        f"- Data: `{info['data']}`: {crops} crops from {info['tracks']} tracks.\n"
+        f"- Cross-validated ({cv.folds} folds, split by track: no track on both sides): accuracy "
+        f"{cv.accuracy:.1%}, balanced accuracy {cv.balanced_accuracy:.1%}.\n"
+        f"- sha256: `{sha}`\n"
+        f"- License: the backbone's (see its models/*.onnx.md); the head is trained on your data.\n\n"
+        f"Confusion matrix (rows true, columns predicted):\n\n```\n{confusion_text(cv.confusion, classes)}\n```\n\n"
+        "A site's real accuracy is what `nano-vision attributes eval` shows on held-out crops of that site.\n"
+    )

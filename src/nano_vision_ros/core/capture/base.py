@@ -1,4 +1,5 @@
 """What every frame source is: open, read into a buffer, close; failures are SourceError."""
+
 from __future__ import annotations
 
 import numpy as np

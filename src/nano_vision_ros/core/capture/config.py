@@ -13,6 +13,7 @@
 ``test://pattern``                 ``test_pattern`` moving pattern that encodes the frame index
 =================================  ===============  =============================================
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -22,8 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from nano_vision_ros.core.capture.base import FrameSource
 
 SourceKind = Literal["auto", "file", "v4l2", "url", "gstreamer", "csi", "test_pattern"]
-URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://", "tcp://", "udp://",
-               "srt://", "rtp://", "hls+http://")
+URL_SCHEMES = (
+    "rtsp://",
+    "rtsps://",
+    "http://",
+    "https://",
+    "rtmp://",
+    "rtmps://",
+    "tcp://",
+    "udp://",
+    "srt://",
+    "rtp://",
+    "hls+http://",
+)
 MAX_SIDE = 16384
 DEFAULT_PATTERN_SIZE = (640, 480)
 DEFAULT_CSI_MODE = (1920, 1080, 30.0)
@@ -50,28 +62,61 @@ class CaptureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_kind: SourceKind = Field("auto", description="file | v4l2 | url | gstreamer | csi | test_pattern | auto (from `source`)")
-    source: str = Field("samples/vtest.mp4", validate_default=True, description="file path, device index/path, URL, gst pipeline, csi://<sensor>, test://pattern")
+    source_kind: SourceKind = Field(
+        "auto", description="file | v4l2 | url | gstreamer | csi | test_pattern | auto (from `source`)"
+    )
+    source: str = Field(
+        "samples/vtest.mp4",
+        validate_default=True,
+        description="file path, device index/path, URL, gst pipeline, csi://<sensor>, test://pattern",
+    )
     backend: Literal["auto", "opencv", "gstreamer"] = Field(
-        "auto", description="reader for file/url: opencv (FFmpeg) or gstreamer (gst-launch subprocess); auto = gstreamer where Jetson's nvv4l2decoder exists, else opencv")
-    width: int = Field(0, ge=0, le=MAX_SIDE, description="capture width (v4l2/csi/test_pattern/gstreamer scale); 0 = source's own")
-    height: int = Field(0, ge=0, le=MAX_SIDE, validate_default=True, description="capture height; set together with width")
-    fps: float = Field(0.0, ge=0.0, le=1000.0, description="capture rate (v4l2/csi) or pacing rate (file/test_pattern); 0 = source's own")
-    pace: bool = Field(True, description="file/test_pattern: deliver at `fps` (the file's rate); false = as fast as possible")
+        "auto",
+        description="reader for file/url: opencv (FFmpeg) or gstreamer (gst-launch subprocess); auto = gstreamer where Jetson's nvv4l2decoder exists, else opencv",
+    )
+    width: int = Field(
+        0, ge=0, le=MAX_SIDE, description="capture width (v4l2/csi/test_pattern/gstreamer scale); 0 = source's own"
+    )
+    height: int = Field(
+        0, ge=0, le=MAX_SIDE, validate_default=True, description="capture height; set together with width"
+    )
+    fps: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="capture rate (v4l2/csi) or pacing rate (file/test_pattern); 0 = source's own",
+    )
+    pace: bool = Field(
+        True, description="file/test_pattern: deliver at `fps` (the file's rate); false = as fast as possible"
+    )
     loop: bool = Field(True, description="file: start again at the end (false: stop, node stays up)")
     pixel_format: Literal["auto", "MJPG", "YUYV"] = Field("auto", description="v4l2 pixel format")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
     low_latency: bool = Field(True, description="url: no demuxer buffering, short probing")
-    latency_ms: int = Field(0, ge=0, le=10000, description="RTSP jitter buffer for the gstreamer backend (rtspsrc latency)")
+    latency_ms: int = Field(
+        0, ge=0, le=10000, description="RTSP jitter buffer for the gstreamer backend (rtspsrc latency)"
+    )
     sensor_id: int = Field(0, ge=0, le=15, description="csi: sensor id (csi://N in `source` sets it too)")
-    flip_method: int = Field(0, ge=0, le=7, description="csi: nvvidconv flip-method (0 none, 2 rotate 180, 4 horizontal, 6 vertical)")
-    resize_width: int = Field(0, ge=0, le=MAX_SIDE, description="published width; 0 = as captured (one of the two keeps the aspect)")
-    resize_height: int = Field(0, ge=0, le=MAX_SIDE, validate_default=True, description="published height; 0 = as captured")
+    flip_method: int = Field(
+        0, ge=0, le=7, description="csi: nvvidconv flip-method (0 none, 2 rotate 180, 4 horizontal, 6 vertical)"
+    )
+    resize_width: int = Field(
+        0, ge=0, le=MAX_SIDE, description="published width; 0 = as captured (one of the two keeps the aspect)"
+    )
+    resize_height: int = Field(
+        0, ge=0, le=MAX_SIDE, validate_default=True, description="published height; 0 = as captured"
+    )
     max_rate: float = Field(0.0, ge=0.0, le=1000.0, description="publish at most this many frames/s (0 = every frame)")
     open_timeout: float = Field(10.0, gt=0.0, le=300.0, description="seconds to wait for a source to open")
-    read_timeout: float = Field(5.0, gt=0.0, le=300.0, description="seconds without a frame before the source counts as lost")
-    reconnect_delay: float = Field(0.5, gt=0.0, le=60.0, description="first retry delay after a failure (doubles each try)")
-    reconnect_max_delay: float = Field(10.0, gt=0.0, le=600.0, validate_default=True, description="upper bound of the retry delay")
+    read_timeout: float = Field(
+        5.0, gt=0.0, le=300.0, description="seconds without a frame before the source counts as lost"
+    )
+    reconnect_delay: float = Field(
+        0.5, gt=0.0, le=60.0, description="first retry delay after a failure (doubles each try)"
+    )
+    reconnect_max_delay: float = Field(
+        10.0, gt=0.0, le=600.0, validate_default=True, description="upper bound of the retry delay"
+    )
 
     @field_validator("source", mode="before")
     @classmethod
@@ -89,7 +134,7 @@ class CaptureConfig(BaseModel):
             raise ValueError(f"not a stream URL (expected one of {', '.join(s.rstrip(':/') for s in URL_SCHEMES)})")
         if kind == "v4l2" and not (v.strip().isdigit() or v.startswith("/dev/")):
             raise ValueError("a V4L2 device is an index (0) or a /dev path")
-        if kind == "csi" and v.startswith("csi://") and not v[len("csi://"):].isdigit():
+        if kind == "csi" and v.startswith("csi://") and not v[len("csi://") :].isdigit():
             raise ValueError("csi://<sensor id>, e.g. csi://0")
         return v
 
@@ -125,8 +170,8 @@ class CaptureConfig(BaseModel):
 
     @property
     def csi_sensor(self) -> int:
-        if self.source.startswith("csi://") and self.source[len("csi://"):].isdigit():
-            return int(self.source[len("csi://"):])
+        if self.source.startswith("csi://") and self.source[len("csi://") :].isdigit():
+            return int(self.source[len("csi://") :])
         return self.sensor_id
 
 
@@ -150,14 +195,25 @@ def create_source(cfg: CaptureConfig, rgb: bool = False) -> FrameSource:
     if kind == "gstreamer":
         return gst.GstSubprocessSource(cfg.source, cfg.width, cfg.height, cfg.fps, **common)
     # auto: Jetson's hardware decoder when GStreamer has it, else OpenCV's FFmpeg (software)
-    use_gst = cfg.backend == "gstreamer" or (cfg.backend == "auto" and kind in ("file", "url") and gst.hardware_decoder())
+    use_gst = cfg.backend == "gstreamer" or (
+        cfg.backend == "auto" and kind in ("file", "url") and gst.hardware_decoder()
+    )
     if kind == "file":
         if use_gst:
             from nano_vision_ros.core.paths import resolve
 
             path = str(resolve(cfg.source))
-            return gst.GstSubprocessSource(gst.file_pipeline(path), cfg.width, cfg.height, cfg.fps, finite=True,
-                                           loop=cfg.loop, name=f"file {path} (gstreamer)", path=path, **common)
+            return gst.GstSubprocessSource(
+                gst.file_pipeline(path),
+                cfg.width,
+                cfg.height,
+                cfg.fps,
+                finite=True,
+                loop=cfg.loop,
+                name=f"file {path} (gstreamer)",
+                path=path,
+                **common,
+            )
         return OpenCVSource("file", cfg.source, loop=cfg.loop, **common)
     if kind == "url":
         if use_gst:
@@ -165,6 +221,7 @@ def create_source(cfg: CaptureConfig, rgb: bool = False) -> FrameSource:
             return gst.GstSubprocessSource(pipe, cfg.width, cfg.height, cfg.fps, **common)
         return OpenCVSource("url", cfg.source, transport=cfg.transport, low_latency=cfg.low_latency, **common)
     if kind == "v4l2":
-        return OpenCVSource("v4l2", cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
-                            pixel_format=cfg.pixel_format, **common)
+        return OpenCVSource(
+            "v4l2", cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps, pixel_format=cfg.pixel_format, **common
+        )
     raise ValueError(f"unknown source kind {kind!r}")

@@ -7,6 +7,7 @@ pipe of our own, and the negotiated caps printed by ``-v`` tell the frame size. 
 builders use the hardware decoder (``nvv4l2decoder`` + ``nvvidconv``) when ``gst-inspect-1.0``
 finds it, and ``decodebin`` / ``avdec_h264`` elsewhere.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -47,7 +48,10 @@ def has_element(name: str) -> bool:
     if shutil.which(GST_INSPECT) is None:
         return False
     try:
-        return subprocess.run([GST_INSPECT, "--exists", name], capture_output=True, timeout=30, check=False).returncode == 0
+        return (
+            subprocess.run([GST_INSPECT, "--exists", name], capture_output=True, timeout=30, check=False).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -86,22 +90,33 @@ def url_pipeline(url: str, transport: str = "tcp", latency_ms: int = 0, hw: bool
     """RTSP with a small jitter buffer and the chosen transport; other URLs via urisourcebin."""
     hw = hardware_decoder() if hw is None else hw
     if url.startswith(("rtsp://", "rtsps://")):
-        src = f"rtspsrc location={shlex.quote(url)} latency={int(latency_ms)} protocols={transport} drop-on-latency=true"
+        src = (
+            f"rtspsrc location={shlex.quote(url)} latency={int(latency_ms)} protocols={transport} drop-on-latency=true"
+        )
         return f"{src} ! {_decode(hw)}"
     if hw:
         return f"urisourcebin uri={shlex.quote(url)} ! {_decode(True)}"
     return f"uridecodebin uri={shlex.quote(url)}"
 
 
-def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: float = 30.0,
-                 flip_method: int = 0, out_width: int = 0, out_height: int = 0) -> str:
+def csi_pipeline(
+    sensor_id: int = 0,
+    width: int = 1920,
+    height: int = 1080,
+    fps: float = 30.0,
+    flip_method: int = 0,
+    out_width: int = 0,
+    out_height: int = 0,
+) -> str:
     """Jetson CSI camera (``nvarguscamerasrc``): NV12 in NVMM at the sensor mode, converted (and
     flipped, scaled) by ``nvvidconv`` to BGRx, then to BGR."""
     fr = _fraction(fps or 30.0)
     ow, oh = (out_width, out_height) if out_width and out_height else (width, height)
-    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
-            f"video/x-raw(memory:NVMM),width={int(width)},height={int(height)},framerate={fr},format=NV12 ! "
-            f"nvvidconv flip-method={int(flip_method)} ! video/x-raw,width={int(ow)},height={int(oh)},format=BGRx")
+    return (
+        f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
+        f"video/x-raw(memory:NVMM),width={int(width)},height={int(height)},framerate={fr},format=NV12 ! "
+        f"nvvidconv flip-method={int(flip_method)} ! video/x-raw,width={int(ow)},height={int(oh)},format=BGRx"
+    )
 
 
 def parse_caps(line: str) -> tuple[int, int, float] | None:
@@ -130,8 +145,18 @@ def _fraction(fps: float) -> str:
 
 def full_command(pipeline: str, fd: int, width: int = 0, height: int = 0) -> list[str]:
     """The gst-launch argv for `pipeline` + BGR tail + ``fdsink fd=<fd>``."""
-    return [GST_LAUNCH, "-v", "-e", *shlex.split(pipeline), "!", *shlex.split(sink_tail(width, height)),
-            "!", "fdsink", f"fd={fd}", "sync=false"]
+    return [
+        GST_LAUNCH,
+        "-v",
+        "-e",
+        *shlex.split(pipeline),
+        "!",
+        *shlex.split(sink_tail(width, height)),
+        "!",
+        "fdsink",
+        f"fd={fd}",
+        "sync=false",
+    ]
 
 
 class GstSubprocessSource(FrameSource):
@@ -141,9 +166,19 @@ class GstSubprocessSource(FrameSource):
     ``loop`` the pipeline is started again) rather than a failure.
     """
 
-    def __init__(self, pipeline: str, width: int = 0, height: int = 0, fps: float = 0.0,
-                 open_timeout: float = 10.0, read_timeout: float = 5.0, finite: bool = False,
-                 loop: bool = True, name: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+        finite: bool = False,
+        loop: bool = True,
+        name: str | None = None,
+        path: str | None = None,
+    ) -> None:
         super().__init__()
         self.path = path  # a file the pipeline reads: checked before starting (gst's own error says little)
         self.pipeline = pipeline
@@ -181,24 +216,38 @@ class GstSubprocessSource(FrameSource):
         self._caps = None
         self._resized = None
         try:
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          pass_fds=(wfd,), start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(wfd,),
+                start_new_session=True,
+            )
         except OSError as err:
             os.close(rfd)
             os.close(wfd)
             raise SourceError(f"cannot start {GST_LAUNCH}: {err}") from err
         os.close(wfd)
         self._rfd = rfd
-        self._reader = threading.Thread(target=self._read_messages, args=(self._proc,), name="gst-messages", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_messages, args=(self._proc,), name="gst-messages", daemon=True
+        )
         self._reader.start()
         deadline = time.monotonic() + self.open_timeout
         while not self._caps_seen.wait(0.05):
             if self._proc.poll() is not None or time.monotonic() > deadline:
-                why = self._error_text() or ("timed out waiting for caps" if self._proc.poll() is None else f"exited with code {self._proc.returncode}")
+                why = self._error_text() or (
+                    "timed out waiting for caps"
+                    if self._proc.poll() is None
+                    else f"exited with code {self._proc.returncode}"
+                )
                 self.close()
                 if "rtspsrc" in self.pipeline and "Unauthorized" in why:
-                    raise AuthenticationError("RTSP authentication failed (401 Unauthorized): wrong user or password "
-                                              "(or none) in the rtspsrc location")
+                    raise AuthenticationError(
+                        "RTSP authentication failed (401 Unauthorized): wrong user or password "
+                        "(or none) in the rtspsrc location"
+                    )
                 raise SourceError(f"gstreamer pipeline did not start: {why}")
         fmt_w, fmt_h, fps = self._caps  # type: ignore[misc]
         self.width, self.height = fmt_w, fmt_h
@@ -224,8 +273,13 @@ class GstSubprocessSource(FrameSource):
             self._lines.append(line)
 
     def _error_text(self) -> str:
-        errs = [ln for ln in self._lines if ln.startswith(("ERROR", "WARNING: erroneous", "Additional debug info"))
-                or "ERROR" in ln or "erroneous pipeline" in ln]
+        errs = [
+            ln
+            for ln in self._lines
+            if ln.startswith(("ERROR", "WARNING: erroneous", "Additional debug info"))
+            or "ERROR" in ln
+            or "erroneous pipeline" in ln
+        ]
         return " | ".join(errs[-3:])[:500]
 
     def interrupt(self) -> None:
@@ -287,8 +341,14 @@ class GstSubprocessSource(FrameSource):
             # frames of the new size are on the pipe, read as if of the old one: drop this frame
             # and start the pipeline again, which reads the new size off its caps
             new = self._resized
-            log.info("%s: resolution changed %dx%d -> %dx%d: restarting the pipeline", self.name,
-                     self.width, self.height, new[0], new[1])
+            log.info(
+                "%s: resolution changed %dx%d -> %dx%d: restarting the pipeline",
+                self.name,
+                self.width,
+                self.height,
+                new[0],
+                new[1],
+            )
             self.open()
             raise _Restarted
         if self._raw is not None:
@@ -309,4 +369,3 @@ class GstSubprocessSource(FrameSource):
 
 class _Restarted(Exception):
     """Internal: a looping finite pipeline was restarted; read again."""
-

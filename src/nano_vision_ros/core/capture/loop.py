@@ -5,6 +5,7 @@ executor. Each frame is handed to ``sink(frame, stamp_ns, seq)`` on this thread;
 preallocated buffer that is reused for the next frame, so the sink uses it before returning
 (publishing a ROS message copies it). State changes are logged once each, never per frame.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,13 @@ from nano_vision_ros.core.capture.base import EndOfStream, FrameSource, SourceEr
 
 log = logging.getLogger(__name__)
 
-CONNECTING, STREAMING, RECONNECTING, FINISHED, STOPPED = "connecting", "streaming", "reconnecting", "finished", "stopped"
+CONNECTING, STREAMING, RECONNECTING, FINISHED, STOPPED = (
+    "connecting",
+    "streaming",
+    "reconnecting",
+    "finished",
+    "stopped",
+)
 Sink = Callable[[np.ndarray, int, int], None]
 
 
@@ -46,11 +53,23 @@ class CaptureLoop:
       without another copy); default ``np.empty``.
     """
 
-    def __init__(self, source: FrameSource, sink: Sink, *, pace: bool = True, fps: float = 0.0,
-                 max_rate: float = 0.0, resize: tuple[int, int] = (0, 0), rgb: bool = False,
-                 reconnect_delay: float = 0.5, reconnect_max_delay: float = 10.0,
-                 clock: Callable[[], int] = time.time_ns, allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
-                 on_state: Callable[[str, str], None] | None = None, name: str = "capture") -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        sink: Sink,
+        *,
+        pace: bool = True,
+        fps: float = 0.0,
+        max_rate: float = 0.0,
+        resize: tuple[int, int] = (0, 0),
+        rgb: bool = False,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 10.0,
+        clock: Callable[[], int] = time.time_ns,
+        allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
+        name: str = "capture",
+    ) -> None:
         self.source = source
         self._sink = sink
         self.pace, self.fps, self.max_rate = pace, fps, max_rate
@@ -65,12 +84,12 @@ class CaptureLoop:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         # statistics (read by diagnostics from another thread; plain ints/strs are safe to read)
         self.state = CONNECTING
-        self.frames = 0          # delivered to the sink
-        self.read_frames = 0     # read from the source
-        self.drops = 0           # read but lost (sink error, corrupt frame)
-        self.throttled = 0       # skipped on purpose by max_rate
-        self.reconnects = 0      # recoveries after a failure
-        self.attempts = 0        # failed opens/reads in a row (0 while streaming)
+        self.frames = 0  # delivered to the sink
+        self.read_frames = 0  # read from the source
+        self.drops = 0  # read but lost (sink error, corrupt frame)
+        self.throttled = 0  # skipped on purpose by max_rate
+        self.reconnects = 0  # recoveries after a failure
+        self.attempts = 0  # failed opens/reads in a row (0 while streaming)
         self.last_error = ""
         self.width = self.height = 0
         self._times: deque[float] = deque(maxlen=31)
@@ -102,10 +121,19 @@ class CaptureLoop:
         return (len(times) - 1) / max(1e-9, times[-1] - times[0])
 
     def stats(self) -> dict[str, object]:
-        return {"state": self.state, "source": self.source.name, "fps": round(self.fps_measured(), 2),
-                "frames": self.frames, "drops": self.drops, "throttled": self.throttled,
-                "reconnects": self.reconnects, "attempts": self.attempts, "width": self.width, "height": self.height,
-                "last_error": self.last_error}
+        return {
+            "state": self.state,
+            "source": self.source.name,
+            "fps": round(self.fps_measured(), 2),
+            "frames": self.frames,
+            "drops": self.drops,
+            "throttled": self.throttled,
+            "reconnects": self.reconnects,
+            "attempts": self.attempts,
+            "width": self.width,
+            "height": self.height,
+            "last_error": self.last_error,
+        }
 
     # -- thread -----------------------------------------------------------------------------------
     def _set_state(self, state: str, detail: str) -> None:
@@ -114,11 +142,21 @@ class CaptureLoop:
                 return
             old, self.state = self.state, state
         if state == STREAMING:
-            log.info("%s: streaming %dx%d%s", self.source.name, self.source.width, self.source.height,
-                     f" ({detail})" if detail else "")
+            log.info(
+                "%s: streaming %dx%d%s",
+                self.source.name,
+                self.source.width,
+                self.source.height,
+                f" ({detail})" if detail else "",
+            )
         elif state == RECONNECTING:
-            log.warning("%s: %s; retrying with backoff (%.1f s, up to %.0f s)", self.source.name, detail,
-                        self.reconnect_delay, self.reconnect_max_delay)
+            log.warning(
+                "%s: %s; retrying with backoff (%.1f s, up to %.0f s)",
+                self.source.name,
+                detail,
+                self.reconnect_delay,
+                self.reconnect_max_delay,
+            )
         elif state == FINISHED:
             log.info("%s: %s", self.source.name, detail or "end of stream")
         elif state == STOPPED and old != STOPPED:
@@ -210,8 +248,9 @@ class CaptureLoop:
             if frame.shape[:2] != (out_h, out_w) or convert or frame is not out:
                 if frame.shape[:2] != (out_h, out_w):
                     shrink = out_w < frame.shape[1]
-                    cv2.resize(frame, (out_w, out_h), dst=out,
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+                    cv2.resize(
+                        frame, (out_w, out_h), dst=out, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+                    )
                     if convert:
                         cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
                 elif convert:
@@ -230,7 +269,9 @@ class CaptureLoop:
             self.frames += 1
             self._times.append(time.monotonic())
 
-    def _buffer(self, attr: str, shape: tuple[int, ...], alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None) -> np.ndarray:
+    def _buffer(
+        self, attr: str, shape: tuple[int, ...], alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None
+    ) -> np.ndarray:
         buf = getattr(self, attr)
         if buf is None or buf.shape != shape:
             buf = (alloc or (lambda s: np.empty(s, np.uint8)))(shape)

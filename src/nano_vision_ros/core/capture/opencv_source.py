@@ -1,4 +1,5 @@
 """Files, V4L2 devices and network streams through OpenCV (FFmpeg and V4L2 backends)."""
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,9 @@ def quiet_backend_logs() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cv2.VideoCapture("/nonexistent/nano-vision-ffmpeg-init", cv2.CAP_FFMPEG).release()
         with open("/proc/self/maps") as maps:
-            lib = next((ln.split()[-1] for ln in maps if "libavutil" in ln and ln.rstrip().endswith(tuple("0123456789"))), None)
+            lib = next(
+                (ln.split()[-1] for ln in maps if "libavutil" in ln and ln.rstrip().endswith(tuple("0123456789"))), None
+            )
         if lib:
             ctypes.CDLL(lib).av_log_set_level(8)  # AV_LOG_FATAL
     except Exception as err:  # noqa: BLE001 - cosmetic only
@@ -78,9 +81,21 @@ class OpenCVSource(FrameSource):
     one-frame driver buffer so frames are fresh.
     """
 
-    def __init__(self, kind: str, target: str, *, width: int = 0, height: int = 0, fps: float = 0.0,
-                 pixel_format: str = "auto", loop: bool = True, transport: str = "tcp", low_latency: bool = True,
-                 open_timeout: float = 10.0, read_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        target: str,
+        *,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        pixel_format: str = "auto",
+        loop: bool = True,
+        transport: str = "tcp",
+        low_latency: bool = True,
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+    ) -> None:
         super().__init__()
         if kind not in ("file", "url", "v4l2"):
             raise ValueError(f"OpenCVSource kind must be file, url or v4l2, not {kind!r}")
@@ -99,8 +114,12 @@ class OpenCVSource(FrameSource):
 
         quiet_backend_logs()
         self.close()
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout * 1000),
+        ]
         if self.kind == "url" and self.low_latency:
             # one decoder thread: FFmpeg's frame threading holds back (threads - 1) frames, which
             # for a live camera is pure latency (docs/performance/capture.md)
@@ -142,9 +161,11 @@ class OpenCVSource(FrameSource):
             cap.release()
             if self.kind == "url":
                 check_rtsp_auth(self.target, min(3.0, self.open_timeout))  # a named error for a wrong password
-            why = {"file": "cannot decode the file (not a video, or a codec FFmpeg lacks)",
-                   "url": "cannot open the stream (refused, unreachable, timed out or not a video)",
-                   "v4l2": "cannot open the device (missing, busy or not a capture device)"}[self.kind]
+            why = {
+                "file": "cannot decode the file (not a video, or a codec FFmpeg lacks)",
+                "url": "cannot open the stream (refused, unreachable, timed out or not a video)",
+                "v4l2": "cannot open the device (missing, busy or not a capture device)",
+            }[self.kind]
             raise SourceError(why)
         self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -152,8 +173,14 @@ class OpenCVSource(FrameSource):
         self.nominal_fps = fps if 0 < fps < 1000 else 0.0
         self._cap = cap
         if self.kind == "v4l2" and self.req_width and (self.width, self.height) != (self.req_width, self.req_height):
-            log.warning("%s: asked for %dx%d, device gives %dx%d", self.name, self.req_width, self.req_height,
-                        self.width, self.height)
+            log.warning(
+                "%s: asked for %dx%d, device gives %dx%d",
+                self.name,
+                self.req_width,
+                self.req_height,
+                self.width,
+                self.height,
+            )
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         cap = self._cap
@@ -175,8 +202,9 @@ class OpenCVSource(FrameSource):
                 self.open()
             ok, frame = self._cap.read(self._fit(out))  # type: ignore[union-attr]
             if not ok or frame is None:
-                raise SourceError("no frame after reopening the changed file" if changed
-                                  else "no frame after rewinding to the start")
+                raise SourceError(
+                    "no frame after reopening the changed file" if changed else "no frame after rewinding to the start"
+                )
         if frame.ndim != 3 or frame.shape[2] != 3:
             import cv2
 

@@ -6,6 +6,7 @@ A receiver can read the index back (``decode_frame_index``) and regenerate the e
 check every byte that crossed a transport. Rendering is one strided copy plus small fills, so
 1080p frames cost about a millisecond.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -16,8 +17,19 @@ from nano_vision_ros.core.capture.base import FrameSource
 
 BITS = 32
 # BGR colour bars (white, yellow, cyan, green, magenta, red, blue, black)
-_BARS_BGR = np.array([(235, 235, 235), (16, 235, 235), (235, 235, 16), (16, 235, 16),
-                      (235, 16, 235), (16, 16, 235), (235, 16, 16), (16, 16, 16)], np.uint8)
+_BARS_BGR = np.array(
+    [
+        (235, 235, 235),
+        (16, 235, 235),
+        (235, 235, 16),
+        (16, 235, 16),
+        (235, 16, 235),
+        (16, 16, 235),
+        (235, 16, 16),
+        (16, 16, 16),
+    ],
+    np.uint8,
+)
 _SCROLL_PX = 4  # horizontal scroll per frame
 
 
@@ -30,7 +42,7 @@ def block_size(width: int, height: int) -> int:
 def _base(width: int, height: int, rgb: bool) -> np.ndarray:
     """Two frame widths of colour bars times a vertical ramp (read-only, shared)."""
     xs = (np.arange(width) * len(_BARS_BGR)) // width
-    bars = _BARS_BGR[xs][:, ::-1] if rgb else _BARS_BGR[xs]                   # (W, 3)
+    bars = _BARS_BGR[xs][:, ::-1] if rgb else _BARS_BGR[xs]  # (W, 3)
     ramp = (np.arange(height, dtype=np.int64) * 160 // max(1, height - 1) + 96).astype(np.uint16)  # 96..256
     img = (bars[None, :, :].astype(np.uint16) * ramp[:, None, None] >> 8).astype(np.uint8)
     base = np.ascontiguousarray(np.concatenate([img, img], axis=1))
@@ -38,34 +50,43 @@ def _base(width: int, height: int, rgb: bool) -> np.ndarray:
     return base
 
 
-def render_test_pattern(index: int, width: int, height: int, out: np.ndarray | None = None,
-                        rgb: bool = False) -> np.ndarray:
+def render_test_pattern(
+    index: int, width: int, height: int, out: np.ndarray | None = None, rgb: bool = False
+) -> np.ndarray:
     """Frame number `index` of the pattern, written into `out` when its shape fits."""
     if out is None or out.shape != (height, width, 3) or out.dtype != np.uint8:
         out = np.empty((height, width, 3), np.uint8)
     base = _base(width, height, rgb)
     off = (index * _SCROLL_PX) % width
-    np.copyto(out, base[:, off:off + width])
+    np.copyto(out, base[:, off : off + width])
     # bouncing box (integer triangle waves, so every process renders the same bytes)
     s = max(2, min(width, height) // 6)
     span_x, span_y = max(1, width - s), max(1, height - s)
     tx, ty = (index * 7) % (2 * span_x), (index * 5) % (2 * span_y)
     x = tx if tx < span_x else 2 * span_x - tx
     y = ty if ty < span_y else 2 * span_y - ty
-    out[y:y + s, x:x + s] = 128
+    out[y : y + s, x : x + s] = 128
     # the index: black strip, then 32 blocks (MSB first), white = 1
     b = block_size(width, height)
-    out[: b, : (BITS + 2) * b] = 0
+    out[:b, : (BITS + 2) * b] = 0
     value = index & 0xFFFFFFFF
     for i in range(BITS):
         if value >> (BITS - 1 - i) & 1:
-            out[:b, (i + 1) * b:(i + 2) * b] = 255
+            out[:b, (i + 1) * b : (i + 2) * b] = 255
     if height >= 8 * b and b >= 4:
         import cv2
 
         scale = b / 16.0
-        cv2.putText(out, f"#{index}", (b, 3 * b), cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2,
-                    (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_8)
+        cv2.putText(
+            out,
+            f"#{index}",
+            (b, 3 * b),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale * 1.2,
+            (255, 255, 255),
+            max(1, int(2 * scale)),
+            cv2.LINE_8,
+        )
     return out
 
 

@@ -6,6 +6,7 @@ itself (with the URL's credentials, Basic or Digest as the camera asks) and, on 
 :class:`AuthenticationError` naming the problem. The loop retries it with backoff like any other
 source failure (the password may be fixed on the camera side).
 """
+
 from __future__ import annotations
 
 import base64
@@ -64,7 +65,9 @@ def check_rtsp_auth(url: str, timeout: float = 3.0) -> None:
     try:
         code, challenge = _describe(parts.hostname, port, uri, auth, timeout)
         if code == 401 and user and challenge.lower().startswith("digest"):
-            code, challenge = _describe(parts.hostname, port, uri, _digest(user, password, "DESCRIBE", uri, challenge), timeout)
+            code, challenge = _describe(
+                parts.hostname, port, uri, _digest(user, password, "DESCRIBE", uri, challenge), timeout
+            )
     except OSError:
         return
     if code == 401:

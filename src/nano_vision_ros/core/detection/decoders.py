@@ -5,6 +5,7 @@ output shapes (``auto``). ``bind`` checks the model's outputs once at load time,
 does not fit its decoder is a ``ModelError`` at configure time, not a crash on the first frame.
 Each decoder also names the pre-processing its model family is usually trained with (``preset``).
 """
+
 from __future__ import annotations
 
 import math
@@ -76,7 +77,11 @@ class YoloV5Decoder(Decoder):
     decoded here with the anchor grid (``anchors`` option, YOLOv5 P3-P5 defaults)."""
 
     name = "yolov5"
-    DEFAULT_ANCHORS: ClassVar[list[list[int]]] = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+    DEFAULT_ANCHORS: ClassVar[list[list[int]]] = [
+        [10, 13, 16, 30, 33, 23],
+        [30, 61, 62, 45, 59, 119],
+        [116, 90, 156, 198, 373, 326],
+    ]
 
     def bind(self, inputs, outputs, input_w, input_h):
         super().bind(inputs, outputs, input_w, input_h)
@@ -84,11 +89,17 @@ class YoloV5Decoder(Decoder):
         if self.raw:
             for o in outputs:
                 if len(o.shape) != 5 or _dim(o.shape, 1) not in (None, 3):
-                    raise ModelError(f"yolov5 decoder: raw head outputs must be [1,3,H,W,5+C], got {o.name} {list(o.shape)}")
+                    raise ModelError(
+                        f"yolov5 decoder: raw head outputs must be [1,3,H,W,5+C], got {o.name} {list(o.shape)}"
+                    )
             self._grids: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
-            self.anchors = np.asarray(self.options.get("anchors", self.DEFAULT_ANCHORS), np.float32).reshape(len(outputs), -1, 2)
+            self.anchors = np.asarray(self.options.get("anchors", self.DEFAULT_ANCHORS), np.float32).reshape(
+                len(outputs), -1, 2
+            )
         elif len(outputs[0].shape) != 3:
-            raise ModelError(f"yolov5 decoder: expected output [1,N,5+C], got {outputs[0].name} {list(outputs[0].shape)}")
+            raise ModelError(
+                f"yolov5 decoder: expected output [1,N,5+C], got {outputs[0].name} {list(outputs[0].shape)}"
+            )
         last = _dim(outputs[0].shape, -1)
         if last is not None:
             if last < 6:
@@ -184,8 +195,10 @@ class YoloV3Decoder(Decoder):
             elif len(shape) == 3 and self.i_scores is None:
                 self.i_scores = i
         if self.i_boxes is None or self.i_scores is None:
-            raise ModelError("yolov3 decoder: needs a boxes output [1,N,4] and a scores output [1,N,C] or [1,C,N]; "
-                             f"got {[(o.name, list(o.shape)) for o in outputs]}")
+            raise ModelError(
+                "yolov3 decoder: needs a boxes output [1,N,4] and a scores output [1,N,C] or [1,C,N]; "
+                f"got {[(o.name, list(o.shape)) for o in outputs]}"
+            )
         bs = outputs[self.i_boxes].shape
         ss = outputs[self.i_scores].shape
         n = _dim(bs, 1)
@@ -238,7 +251,12 @@ class NanoDetDecoder(Decoder):
     ``center_offset`` (0.5: NanoDet-m's cell centres; 0 for NanoDet-Plus)."""
 
     name = "nanodet"
-    preset: ClassVar[dict[str, Any]] = {"resize": "resize", "channel_order": "bgr", "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395]}
+    preset: ClassVar[dict[str, Any]] = {
+        "resize": "resize",
+        "channel_order": "bgr",
+        "mean": [103.53, 116.28, 123.675],
+        "std": [57.375, 57.12, 58.395],
+    }
 
     def bind(self, inputs, outputs, input_w, input_h):
         super().bind(inputs, outputs, input_w, input_h)
@@ -266,9 +284,11 @@ class NanoDetDecoder(Decoder):
                 ncls = last
         missing = [cells[n][0] for n in cells if n not in cls_out or n not in reg_out]
         if missing:
-            raise ModelError(f"nanodet decoder: for input {input_w}x{input_h} expected score and box maps for strides "
-                             f"{self.strides} ({sorted(cells)} cells, box maps of {bins} = 4x(reg_max+1) bins); missing for "
-                             f"strides {missing}; outputs {[(o.name, list(o.shape)) for o in outputs]}")
+            raise ModelError(
+                f"nanodet decoder: for input {input_w}x{input_h} expected score and box maps for strides "
+                f"{self.strides} ({sorted(cells)} cells, box maps of {bins} = 4x(reg_max+1) bins); missing for "
+                f"strides {missing}; outputs {[(o.name, list(o.shape)) for o in outputs]}"
+            )
         self.num_classes = ncls
         self.levels = []
         for n, (s, gh, gw) in cells.items():
@@ -295,8 +315,11 @@ class NanoDetDecoder(Decoder):
             all_c.append(cls)
         if not all_b:
             return _empty()
-        return (np.concatenate(all_b).astype(np.float32), np.concatenate(all_s).astype(np.float32),
-                np.concatenate(all_c).astype(np.int32))
+        return (
+            np.concatenate(all_b).astype(np.float32),
+            np.concatenate(all_s).astype(np.float32),
+            np.concatenate(all_c).astype(np.int32),
+        )
 
 
 class EndToEndDecoder(Decoder):
@@ -322,9 +345,14 @@ class EndToEndDecoder(Decoder):
             if len(shapes[1]) == 3 and _dim(shapes[1], 2) == 4:
                 self.mode = 4
         if self.mode is None:
-            raise ModelError("end2end decoder: expected an output [1,N,6] / [1,N,7] or EfficientNMS's four outputs; "
-                             f"got {[(o.name, list(o.shape)) for o in outputs]}")
-        self.layout = self.options.get("layout") or {6: "xyxy_score_class", 7: "batch_xyxy_class_score", 4: "efficient_nms"}[self.mode]
+            raise ModelError(
+                "end2end decoder: expected an output [1,N,6] / [1,N,7] or EfficientNMS's four outputs; "
+                f"got {[(o.name, list(o.shape)) for o in outputs]}"
+            )
+        self.layout = (
+            self.options.get("layout")
+            or {6: "xyxy_score_class", 7: "batch_xyxy_class_score", 4: "efficient_nms"}[self.mode]
+        )
 
     def __call__(self, outputs, score_threshold):
         if self.mode == 4:
@@ -352,7 +380,12 @@ class CenterNetDecoder(EndToEndDecoder):
     """The shared MobileNetV3 CenterNet: NHWC RGB 0..255, detections ``[1, 100, 6]`` in input pixels."""
 
     name = "centernet"
-    preset: ClassVar[dict[str, Any]] = {"resize": "resize", "channel_order": "rgb", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    preset: ClassVar[dict[str, Any]] = {
+        "resize": "resize",
+        "channel_order": "rgb",
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
+    }
 
 
 DECODERS: dict[str, type[Decoder]] = {
@@ -373,7 +406,9 @@ def guess_decoder(outputs: list[TensorInfo]) -> str:
     shapes = [tuple(o.shape) for o in outputs]
     if len(shapes) == 1 and len(shapes[0]) == 2 and _dim(shapes[0], 1) == 7:
         return "end2end"
-    if any(len(s) == 3 and _dim(s, 2) in (6, 7) for s in shapes) and not (len(shapes) == 1 and _dim(shapes[0], 1) in (6, 7)):
+    if any(len(s) == 3 and _dim(s, 2) in (6, 7) for s in shapes) and not (
+        len(shapes) == 1 and _dim(shapes[0], 1) in (6, 7)
+    ):
         return "end2end"
     if len(shapes) >= 4 and len(shapes[1]) == 3 and _dim(shapes[1], 2) == 4 and len(shapes[0]) == 2:
         return "end2end"
@@ -390,7 +425,9 @@ def guess_decoder(outputs: list[TensorInfo]) -> str:
         if b is None:
             return "yolov8"
         return "yolov5"
-    raise ModelError(f"cannot guess the decoder from outputs {[list(s) for s in shapes]}; set 'decoder' in the task profile")
+    raise ModelError(
+        f"cannot guess the decoder from outputs {[list(s) for s in shapes]}; set 'decoder' in the task profile"
+    )
 
 
 def make_decoder(name: str, outputs: list[TensorInfo], **options: Any) -> Decoder:

@@ -1,4 +1,5 @@
 """Class names from a labels file (txt / yaml / json) or from model metadata (Ultralytics ``names``)."""
+
 from __future__ import annotations
 
 import ast

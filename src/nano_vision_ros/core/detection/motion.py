@@ -9,6 +9,7 @@ seconds after the last motion, and at least every ``keepalive_period`` seconds o
 static objects and open tracks stay confirmed. A near-global change (lights, camera shake) resets
 the background and counts as motion. ROS-free: numpy + OpenCV, about 0.3 ms per frame at 160 px.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,13 +24,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class MotionConfig:
     enabled: bool = True
-    width: int = 160                 # the grey image is this wide (aspect kept)
-    sensitivity: int = 25            # grey-level difference (0..255) that counts as a moving pixel
-    min_area: float = 0.0005         # smallest motion box, share of the frame area
-    alpha: float = 0.2               # background learning rate per frame (a stopped object fades in ~0.6 s at 10 fps)
-    keepalive_period: float = 1.0    # s: the model runs at least this often without motion
-    hold: float = 0.5                # s: keep running the model this long after the last motion
-    global_change: float = 0.6       # moving share above this resets the background (lights, shake)
+    width: int = 160  # the grey image is this wide (aspect kept)
+    sensitivity: int = 25  # grey-level difference (0..255) that counts as a moving pixel
+    min_area: float = 0.0005  # smallest motion box, share of the frame area
+    alpha: float = 0.2  # background learning rate per frame (a stopped object fades in ~0.6 s at 10 fps)
+    keepalive_period: float = 1.0  # s: the model runs at least this often without motion
+    hold: float = 0.5  # s: keep running the model this long after the last motion
+    global_change: float = 0.6  # moving share above this resets the background (lights, shake)
     masks: list[list[tuple[float, float]]] = field(default_factory=list)  # polygons, source pixels
 
     def __post_init__(self) -> None:
@@ -175,8 +176,13 @@ class MotionGate:
         self.last_motion = motion
         if motion:
             self._last_motion = now
-        run = (self._force or bool(motion) or now - self._last_motion < c.hold
-               or now - self._last_run >= c.keepalive_period or now < self._last_run)  # clock went back
+        run = (
+            self._force
+            or bool(motion)
+            or now - self._last_motion < c.hold
+            or now - self._last_run >= c.keepalive_period
+            or now < self._last_run
+        )  # clock went back
         if run:
             self._force = False
             self._last_run = now

@@ -1,4 +1,5 @@
 """Class-aware non-maximum suppression (OpenCV's batched NMS, numpy fallback)."""
+
 from __future__ import annotations
 
 import cv2
@@ -30,13 +31,14 @@ def nms_numpy(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_
         keep.append(i)
         if order.size == 1:
             break
-        ious = iou_matrix(b[i:i + 1], b[order[1:]])[0]
+        ious = iou_matrix(b[i : i + 1], b[order[1:]])[0]
         order = order[1:][ious <= iou_threshold]
     return np.asarray(keep, np.int64)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
-        max_detections: int = 300) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float, max_detections: int = 300
+) -> np.ndarray:
     """Indexes kept, best score first. Uses cv2.dnn.NMSBoxesBatched (C++) where available."""
     n = len(boxes)
     if n == 0:
@@ -45,7 +47,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_thresh
         xywh = np.empty((n, 4), np.float32)
         xywh[:, :2] = boxes[:, :2]
         xywh[:, 2:] = boxes[:, 2:] - boxes[:, :2]
-        idx = cv2.dnn.NMSBoxesBatched(xywh, scores.astype(np.float32), class_ids.astype(np.int32), 0.0, float(iou_threshold))
+        idx = cv2.dnn.NMSBoxesBatched(
+            xywh, scores.astype(np.float32), class_ids.astype(np.int32), 0.0, float(iou_threshold)
+        )
         idx = np.asarray(idx, np.int64).reshape(-1)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
     else:  # pragma: no cover - very old OpenCV

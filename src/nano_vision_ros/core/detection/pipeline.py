@@ -3,6 +3,7 @@
 Implements the ``Detector`` protocol. Per-stage times of the last frame are kept in
 ``timings`` (milliseconds) for the node's diagnostics and the benchmark.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,9 @@ from nano_vision_ros.core.inference.base import InferenceBackend, TensorInfo
 log = logging.getLogger(__name__)
 
 
-def input_geometry(info: TensorInfo, layout: str = "auto", fallback: tuple[int, int] | None = None) -> tuple[str, int, int]:
+def input_geometry(
+    info: TensorInfo, layout: str = "auto", fallback: tuple[int, int] | None = None
+) -> tuple[str, int, int]:
     """(layout, width, height) of an image input ``[1,3,H,W]`` or ``[1,H,W,3]``, read from the model."""
     shape = tuple(info.shape)
     if len(shape) != 4:
@@ -32,11 +35,15 @@ def input_geometry(info: TensorInfo, layout: str = "auto", fallback: tuple[int, 
         elif shape[3] == 3:
             layout = "nhwc"
         else:
-            raise ModelError(f"model input {info.name} {list(shape)}: cannot tell NCHW from NHWC (no axis of 3 channels)")
+            raise ModelError(
+                f"model input {info.name} {list(shape)}: cannot tell NCHW from NHWC (no axis of 3 channels)"
+            )
     h, w = (shape[2], shape[3]) if layout == "nchw" else (shape[1], shape[2])
     if not (isinstance(h, int) and h > 0 and isinstance(w, int) and w > 0):
         if fallback is None:
-            raise ModelError(f"model input {info.name} {list(shape)} has a dynamic size; set input.width/height in the profile")
+            raise ModelError(
+                f"model input {info.name} {list(shape)} has a dynamic size; set input.width/height in the profile"
+            )
         w, h = fallback
     return layout, int(w), int(h)
 

@@ -4,6 +4,7 @@ One ``Preprocessor`` per model: the letterbox canvas and the output tensor are a
 per frame the only allocation is OpenCV's resized image. Normalisation is ``(x - mean) / std``
 per channel in the model's channel order (``mean=0, std=255`` gives YOLO's 0..1 input).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ class Preprocessor:
         assert t is not None
         nw, nh = int(round(w * t.scale_x)), int(round(h * t.scale_y))
         px, py = int(t.pad_x), int(t.pad_y)
-        roi = self._canvas[py:py + nh, px:px + nw]
+        roi = self._canvas[py : py + nh, px : px + nw]
         if (nw, nh) == (w, h):
             roi[:] = image_bgr
         else:

@@ -4,6 +4,7 @@ A profile names either a single-stage model (``model`` + ``decoder``) or a pipel
 (``pipeline: "module:Class"`` + ``options``) implementing the ``Detector`` protocol. Users add a
 task by dropping a YAML file in ``config/tasks/`` (or pointing at one by path); no code changes.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -51,7 +52,8 @@ class DecoderOptions(BaseModel):
     reg_max: int | None = Field(None, ge=1, description="nanodet: distribution bins - 1")
     center_offset: float | None = Field(None, description="nanodet: anchor centre offset")
     layout: Literal["xyxy_score_class", "batch_xyxy_class_score", "efficient_nms"] | None = Field(
-        None, description="end2end: output layout")
+        None, description="end2end: output layout"
+    )
 
 
 class BackendOptions(BaseModel):
@@ -126,7 +128,9 @@ def find_profile(task: str) -> Path:
     else:
         p = resolve(f"{TASKS_DIR}/{task}.yaml")
     if not p.is_file():
-        raise ConfigError(f"task profile {task!r} not found; known tasks: {', '.join(available_tasks()) or 'none'}", "task")
+        raise ConfigError(
+            f"task profile {task!r} not found; known tasks: {', '.join(available_tasks()) or 'none'}", "task"
+        )
     return p
 
 
@@ -160,17 +164,28 @@ def calibration_preprocess(profile: TaskProfile, onnx_path: str):
 
     inputs, outputs, _ = onnx_io(onnx_path)
     name = guess_decoder(outputs) if profile.decoder == "auto" else profile.decoder
-    pre = {**DECODERS[name].preset,
-           **{k: v for k, v in profile.input.model_dump(exclude={"width", "height", "on_device"}).items() if v is not None}}
+    pre = {
+        **DECODERS[name].preset,
+        **{
+            k: v for k, v in profile.input.model_dump(exclude={"width", "height", "on_device"}).items() if v is not None
+        },
+    }
     size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
     layout, w, h = input_geometry(inputs[0], pre.pop("layout", "auto"), size)
     p = Preprocessor(w, h, layout=layout, **pre)
     return lambda image: p(image)[0].copy()
 
 
-def build_detector(profile: TaskProfile, *, model: str | None = None, backend: str | None = None,
-                   device: str | None = None, score_threshold: float | None = None,
-                   nms_threshold: float | None = None, **backend_options: Any) -> Detector:
+def build_detector(
+    profile: TaskProfile,
+    *,
+    model: str | None = None,
+    backend: str | None = None,
+    device: str | None = None,
+    score_threshold: float | None = None,
+    nms_threshold: float | None = None,
+    **backend_options: Any,
+) -> Detector:
     """Load the task's model (or pipeline); ModelError / RuntimeMissingError / ConfigError on failure."""
     if profile.pipeline:
         cls = _import(profile.pipeline)
@@ -190,7 +205,11 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
         raise ConfigError(f"task {profile.name!r} names no model; set 'model'", "model")
     resolved = str(resolve(model_path))
     opts = {**profile.backend_options.kwargs(), **backend_options}
-    if (backend or profile.backend) == "tensorrt" and resolved.lower().endswith(".onnx") and opts.get("precision") == "int8":
+    if (
+        (backend or profile.backend) == "tensorrt"
+        and resolved.lower().endswith(".onnx")
+        and opts.get("precision") == "int8"
+    ):
         opts.setdefault("preprocess", calibration_preprocess(profile, resolved))
     be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
     try:
@@ -209,10 +228,15 @@ def build_detector(profile: TaskProfile, *, model: str | None = None, backend: s
         size = (profile.input.width, profile.input.height) if profile.input.width and profile.input.height else None
         try:
             return SingleStageDetector(
-                be, decoder, labels, pre,
+                be,
+                decoder,
+                labels,
+                pre,
                 score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
                 nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
-                max_detections=profile.max_detections, classes=profile.classes, input_size=size,
+                max_detections=profile.max_detections,
+                classes=profile.classes,
+                input_size=size,
                 device_preprocess=profile.input.on_device,
             )
         except ModelError as err:

@@ -1,4 +1,5 @@
 """The one result type every detector, tracker and recogniser exchanges."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,8 +51,14 @@ class Detections:
 
     def select(self, mask: np.ndarray) -> Detections:
         idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
-        return Detections(self.boxes[idx], self.scores[idx], self.class_ids[idx], self.labels,
-                          self.track_ids[idx], [self.attributes[i] for i in idx])
+        return Detections(
+            self.boxes[idx],
+            self.scores[idx],
+            self.class_ids[idx],
+            self.labels,
+            self.track_ids[idx],
+            [self.attributes[i] for i in idx],
+        )
 
 
 class Detector(Protocol):

@@ -5,6 +5,7 @@ uploader reports its upload state (`ClipStatusNotice`). Both come on their own t
 can overtake its clip's notice; `ClipBook` keeps such statuses until the notice arrives. The
 engine turns both into `update` publications (reason `clip` / `clip_status`) of the events named.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -32,8 +33,9 @@ class ClipNotice(BaseModel):
 
     def clip_info(self) -> ClipInfo:
         """The event's `clip` field for this clip, before any upload state."""
-        return ClipInfo(path=self.path, duration=self.duration, size=self.size, sha256=self.sha256,
-                        upload_state="pending")
+        return ClipInfo(
+            path=self.path, duration=self.duration, size=self.size, sha256=self.sha256, upload_state="pending"
+        )
 
 
 class ClipStatusNotice(BaseModel):

@@ -9,6 +9,7 @@ YAML forms accepted by `parse_rules`::
 or a bare list of rules. Each rule is one of the typed models of `rules.py` (chosen by `type`);
 a key that its type does not have is refused with the file and line and the closest names.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,8 +78,12 @@ def rules_from_doc(doc: YamlDoc) -> tuple[EventsConfig | None, list[str]]:
     if doc.data is None:
         doc = YamlDoc({}, doc.source, doc.lines, doc.duplicates)
     if isinstance(doc.data, list):
-        doc = YamlDoc({"rules": doc.data}, doc.source, {("rules", *k): v for k, v in doc.lines.items()},
-                      [(("rules", *k), line) for k, line in doc.duplicates])
+        doc = YamlDoc(
+            {"rules": doc.data},
+            doc.source,
+            {("rules", *k): v for k, v in doc.lines.items()},
+            [(("rules", *k), line) for k, line in doc.duplicates],
+        )
     found = duplicate_problems(doc)
     try:
         shape = _FileShape.model_validate(doc.data)
@@ -121,8 +126,10 @@ def parse_rules(text_or_path: str, camera: str) -> list[RuleBase]:
     else:
         doc = _load(text=text_or_path, source=_INLINE)
     if doc.data is not None and not isinstance(doc.data, (dict, list)):
-        raise ConfigError(f"{_named(ConfigProblems([doc.where()]))}: expected a mapping with `rules`/`cameras` "
-                          "or a list of rules", "rules")
+        raise ConfigError(
+            f"{_named(ConfigProblems([doc.where()]))}: expected a mapping with `rules`/`cameras` or a list of rules",
+            "rules",
+        )
     cfg, found = rules_from_doc(doc)
     if cfg is None:
         raise _named(ConfigProblems(found)) from None

@@ -9,6 +9,7 @@ Clip notices (recorder) and upload states (uploader) become `update` events (rea
 `clip_status`) of the events they name, also after their `end` (bookkeeping in `clips.ClipBook`).
 Every publication is a `model.Event`: the MQTT JSON and the ROS message are made from it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,14 +41,25 @@ class _State:
     last_pub: float = 0.0
 
 
-_EXTRA_MODELS = {"face": FaceInfo, "plate": PlateInfo, "evidence": Evidence}  # Hit.extra dicts -> their typed event fields
+_EXTRA_MODELS = {
+    "face": FaceInfo,
+    "plate": PlateInfo,
+    "evidence": Evidence,
+}  # Hit.extra dicts -> their typed event fields
 
 
 class EventEngine:
     """Per-camera rule evaluation and event lifecycle; thread-safe (one lock)."""
 
-    def __init__(self, rules: list[RuleBase], site_id: str, device_id: str, camera: str,
-                 clock: Callable[[], float] = time.time, remember: int = 2000) -> None:
+    def __init__(
+        self,
+        rules: list[RuleBase],
+        site_id: str,
+        device_id: str,
+        camera: str,
+        clock: Callable[[], float] = time.time,
+        remember: int = 2000,
+    ) -> None:
         self.rules = list(rules)
         self.site_id, self.device_id, self.camera = site_id, device_id, camera
         self.clock = clock
@@ -111,10 +123,21 @@ class EventEngine:
         if st.event is None:
             if st.last - st.first >= rule.debounce and st.frames >= rule.min_frames:
                 now = iso(self.clock())
-                st.event = Event(event_id=str(uuid.uuid4()), sequence=0, site_id=self.site_id,
-                                 device_id=self.device_id, camera=self.camera, type=hit.type, rule=rule.name,
-                                 state="new", stamp=iso(stamp), start=iso(st.first), end=None, published=now,
-                                 **payload)
+                st.event = Event(
+                    event_id=str(uuid.uuid4()),
+                    sequence=0,
+                    site_id=self.site_id,
+                    device_id=self.device_id,
+                    camera=self.camera,
+                    type=hit.type,
+                    rule=rule.name,
+                    state="new",
+                    stamp=iso(stamp),
+                    start=iso(st.first),
+                    end=None,
+                    published=now,
+                    **payload,
+                )
                 st.last_pub = stamp
                 self.active_count += 1
                 return self._publish(st.event)
@@ -161,8 +184,9 @@ class EventEngine:
             for k in [k for k, until in self._cooldown.items() if until <= stamp]:
                 del self._cooldown[k]
 
-    def _publish(self, ev: Event, state: str | None = None, stamp: float | None = None,
-                 reason: str | None = None) -> Event:
+    def _publish(
+        self, ev: Event, state: str | None = None, stamp: float | None = None, reason: str | None = None
+    ) -> Event:
         """Stamp the next publication of `ev` and return a copy of it (`ev` keeps changing)."""
         if state is not None:
             ev.sequence += 1

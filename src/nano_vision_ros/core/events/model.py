@@ -5,6 +5,7 @@ The committed JSON Schema (``schemas/event.schema.json``) is generated from `Eve
 ``nano_vision_msgs/msg/Event.msg`` is its typed ROS form (conversions in ``ros/events.py``). The
 three change together: `SCHEMA_VERSION` and the message definition move in one commit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,14 @@ class Event(_Strict):
     Consumers deduplicate by (event_id, sequence). The field order is the JSON's.
     """
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "description": "One publication of an event: state new, then zero or more updates, then end, all with "
-                       "the same event_id and an increasing sequence. Consumers deduplicate by (event_id, "
-                       "sequence). Times are ISO-8601 UTC strings."})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "description": "One publication of an event: state new, then zero or more updates, then end, all with "
+            "the same event_id and an increasing sequence. Consumers deduplicate by (event_id, "
+            "sequence). Times are ISO-8601 UTC strings."
+        },
+    )
 
     schema_version: Literal[SCHEMA_VERSION] = SCHEMA_VERSION  # type: ignore[valid-type]
     event_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -124,8 +129,9 @@ class Event(_Strict):
     track_ids: list[int] = Field(max_length=256, description="track -1 = untracked")
     labels: list[Annotated[str, Field(max_length=128)]] = Field(max_length=256)
     scores: list[Annotated[float, Field(ge=0, le=1)]] = Field(max_length=256)
-    boxes: list[tuple[float, float, float, float]] = Field(max_length=256,
-                                                           description="x1, y1, x2, y2 in source-image pixels")
+    boxes: list[tuple[float, float, float, float]] = Field(
+        max_length=256, description="x1, y1, x2, y2 in source-image pixels"
+    )
     message: str | None = Field(None, max_length=512, description="one human-readable line")
     published: IsoTime  # when the events node published it
 
@@ -150,10 +156,12 @@ class Event(_Strict):
 def json_schema() -> dict[str, Any]:
     """The event JSON Schema (draft 2020-12) generated from `Event`."""
     body = Event.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"https://nano-vision-ros.example/schemas/event/{SCHEMA_VERSION}.json",
-            **{k: v for k, v in body.items() if k != "title"},
-            "title": "nano_vision_ros site-safety event"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://nano-vision-ros.example/schemas/event/{SCHEMA_VERSION}.json",
+        **{k: v for k, v in body.items() if k != "title"},
+        "title": "nano_vision_ros site-safety event",
+    }
 
 
 def schema_text() -> str:

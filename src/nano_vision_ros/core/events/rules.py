@@ -5,6 +5,7 @@ the lifecycle (debounce, end, cooldown) that is the same for every type. To add 
 one class here (a `type: Literal[...]` tag, its fields, `event_types`, `evaluate`) and list it in
 `RULE_TYPES`; the rules file, its error messages and the engine pick it up from there.
 """
+
 from __future__ import annotations
 
 import re
@@ -145,8 +146,12 @@ class _PpeRule(RuleBase):
     region: tuple[float, float] = Field(description="top/bottom of the person box (fractions) where the PPE must be")
     min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="share of the PPE box inside the region")
     require_ppe: bool = Field(True, description="boxes: a person with no PPE box in the region is in violation")
-    attribute: str | None = Field(None, min_length=1, max_length=64,
-                                  description="attribute classifier name (`nano-vision attributes train --name`)")
+    attribute: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="attribute classifier name (`nano-vision attributes train --name`)",
+    )
     violation_values: list[str] = Field(description="attribute classes that are a violation")
     zone: Zone | None = Field(None, description="PPE required only for people inside this zone")
     schedule: list[Schedule] = Field(default_factory=list, description="active only in these hours; [] = always")
@@ -158,8 +163,10 @@ class _PpeRule(RuleBase):
         if not 0.0 <= top < bottom <= 1.0:
             raise ValueError(f"rule {self.name}: region must be 0 <= top < bottom <= 1")
         if self.attribute and not self.violation_values:
-            raise ValueError(f"rule {self.name}: attribute {self.attribute!r} needs violation_values (its classes "
-                             "that are a violation)")
+            raise ValueError(
+                f"rule {self.name}: attribute {self.attribute!r} needs violation_values (its classes "
+                "that are a violation)"
+            )
         return self
 
     def evaluate_at(self, dets: Detections, stamp: float) -> list[Hit]:
@@ -175,8 +182,9 @@ class _PpeRule(RuleBase):
         typ = self.event_types[0]
         top, bottom = self.region
         zname = self.zone.name if self.zone is not None else "all"
-        persons = [p for p in self._labelled(dets, self.person_labels)
-                   if self.zone is None or self.zone.inside(dets.boxes[p])]
+        persons = [
+            p for p in self._labelled(dets, self.person_labels) if self.zone is None or self.zone.inside(dets.boxes[p])
+        ]
         ppe = self._labelled(dets, self.ppe_labels)
         bad = self._labelled(dets, self.violation_labels)
         bad = [j for j in bad if self.zone is None or self.zone.inside(dets.boxes[j])]
@@ -193,8 +201,10 @@ class _PpeRule(RuleBase):
                 vote = (dets.attributes[p].get("attributes") or {}).get(self.attribute)
                 judged = bool(vote and vote.get("value")) or bool(viol)
                 if vote and vote.get("value") in self.violation_values:
-                    evidence = {"source": "attribute", **{k: vote.get(k) for k in (
-                        "classifier", "version", "value", "votes", "attempts", "score")}}
+                    evidence = {
+                        "source": "attribute",
+                        **{k: vote.get(k) for k in ("classifier", "version", "value", "votes", "attempts", "score")},
+                    }
             else:
                 judged = True
                 has_ppe = any(_box_overlap(dets.boxes[j], region) >= self.min_overlap for j in ppe)
@@ -211,8 +221,13 @@ class _PpeRule(RuleBase):
                 hits.add(_key(dets, p), typ, p, **extra).idx.extend(viol)
         for j in bad:  # a bare head / no-vest box with no person around it is a violation on its own
             if j not in used_bad:
-                hits.add(_key(dets, j, "v"), typ, j, evidence={"source": "boxes"},
-                         **({"zone": self.zone.name} if self.zone is not None else {}))
+                hits.add(
+                    _key(dets, j, "v"),
+                    typ,
+                    j,
+                    evidence={"source": "boxes"},
+                    **({"zone": self.zone.name} if self.zone is not None else {}),
+                )
         return hits.all()
 
 
@@ -221,10 +236,13 @@ class NoHardhatRule(_PpeRule):
     type: Literal["no_hardhat"]
     ppe_labels: list[str] = Field(default_factory=lambda: ["helmet", "hardhat", "hard_hat", "hard-hat"])
     violation_labels: list[str] = Field(
-        default_factory=lambda: ["head", "no_helmet", "no-helmet", "no_hardhat", "no-hardhat"])
+        default_factory=lambda: ["head", "no_helmet", "no-helmet", "no_hardhat", "no-hardhat"]
+    )
     region: tuple[float, float] = Field((0.0, 0.35), description="top/bottom of the person box (fractions): the head")
-    violation_values: list[str] = Field(default_factory=lambda: ["no_helmet", "no_hardhat", "head", "bare_head"],
-                                        description="attribute classes that are a violation")
+    violation_values: list[str] = Field(
+        default_factory=lambda: ["no_helmet", "no_hardhat", "head", "bare_head"],
+        description="attribute classes that are a violation",
+    )
 
 
 class NoVestRule(_PpeRule):
@@ -233,8 +251,9 @@ class NoVestRule(_PpeRule):
     ppe_labels: list[str] = Field(default_factory=lambda: ["vest", "reflective_vest", "safety_vest"])
     violation_labels: list[str] = Field(default_factory=lambda: ["no-vest", "no_vest", "no-safety-vest"])
     region: tuple[float, float] = Field((0.15, 0.75), description="top/bottom of the person box (fractions): the torso")
-    violation_values: list[str] = Field(default_factory=lambda: ["no_vest", "no-vest"],
-                                        description="attribute classes that are a violation")
+    violation_values: list[str] = Field(
+        default_factory=lambda: ["no_vest", "no-vest"], description="attribute classes that are a violation"
+    )
 
 
 class _PresenceRule(RuleBase):
@@ -330,8 +349,18 @@ class CountRule(RuleBase):
         for label, threshold in self.thresholds.items():
             idx = [i for i in self._labelled(dets, [label]) if self.zone is None or self.zone.inside(dets.boxes[i])]
             if len(idx) >= threshold:
-                out.append(Hit(f"count:{label}", "count", idx, {"count": len(idx), "threshold": float(threshold),
-                                                                "zone": self.zone.name if self.zone else None}))
+                out.append(
+                    Hit(
+                        f"count:{label}",
+                        "count",
+                        idx,
+                        {
+                            "count": len(idx),
+                            "threshold": float(threshold),
+                            "zone": self.zone.name if self.zone else None,
+                        },
+                    )
+                )
         return out
 
 
@@ -360,8 +389,12 @@ class FaceRule(RuleBase):
             if (typ == "face_known" and not self.report_known) or (typ == "face_unknown" and not self.report_unknown):
                 continue
             key = _key(dets, i) if int(dets.track_ids[i]) >= 0 else f"id:{ident}"
-            hits.add(key, typ, i, face={"identity": ident, "known": known, "watchlist": on_list,
-                                        "score": float(dets.scores[i])})
+            hits.add(
+                key,
+                typ,
+                i,
+                face={"identity": ident, "known": known, "watchlist": on_list, "score": float(dets.scores[i])},
+            )
         return hits.all()
 
 
@@ -474,14 +507,27 @@ class GateRule(_PlateListRule):
             if (lst == "deny" and self.on_deny == "ignore") or (lst == "none" and self.on_unknown == "ignore"):
                 continue
             typ = "gate_open" if lst == "allow" else "gate_alarm"
-            hits.add(key, typ, i, zone=self.gate,
-                     plate={"text": text[:32], "list": lst, "score": float(dets.scores[i])})
+            hits.add(
+                key, typ, i, zone=self.gate, plate={"text": text[:32], "list": lst, "score": float(dets.scores[i])}
+            )
         return hits.all()
 
 
 #: every rule type; a new one is a class above and an entry here
-RULE_TYPES: tuple[type[RuleBase], ...] = (NoHardhatRule, NoVestRule, NoMaskRule, SmokeRule, FireRule, IntrusionRule,
-                                          LoiteringRule, CountRule, FaceRule, PlateRule, ObjectRule, GateRule)
+RULE_TYPES: tuple[type[RuleBase], ...] = (
+    NoHardhatRule,
+    NoVestRule,
+    NoMaskRule,
+    SmokeRule,
+    FireRule,
+    IntrusionRule,
+    LoiteringRule,
+    CountRule,
+    FaceRule,
+    PlateRule,
+    ObjectRule,
+    GateRule,
+)
 
 #: one rule of any type, chosen by its `type` field
 Rule = Annotated[Union[RULE_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a tuple of classes

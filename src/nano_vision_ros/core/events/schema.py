@@ -1,4 +1,5 @@
 """The event JSON Schema (``schemas/event.schema.json``, generated from `model.Event`) and a cached validator."""
+
 from __future__ import annotations
 
 import datetime as dt

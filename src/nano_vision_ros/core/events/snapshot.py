@@ -1,4 +1,5 @@
 """JPEG snapshots of events: a small buffer of recent frames matched by stamp, boxes drawn."""
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,9 @@ class FrameBuffer:
 class SnapshotWriter:
     """Writes `<dir>/<camera>/<event_id>.jpg` with the event's boxes; keeps at most `max_files`."""
 
-    def __init__(self, directory: str | os.PathLike[str], camera: str, quality: int = 85, max_files: int = 2000) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], camera: str, quality: int = 85, max_files: int = 2000
+    ) -> None:
         self.dir = Path(os.path.expanduser(str(directory))) / camera
         self.quality = int(quality)
         self.max_files = max_files
@@ -49,8 +52,9 @@ class SnapshotWriter:
         self.failed = 0
         self._files: deque[Path] = deque()
 
-    def write(self, event: dict[str, Any], frame: np.ndarray, frame_stamp: float,
-              crop: bool = False) -> dict[str, Any] | None:
+    def write(
+        self, event: dict[str, Any], frame: np.ndarray, frame_stamp: float, crop: bool = False
+    ) -> dict[str, Any] | None:
         """`crop`: only the first box, padded (a PPE violation's snapshot is the person)."""
         img = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         if crop and event.get("boxes"):
@@ -66,8 +70,16 @@ class SnapshotWriter:
         for box, label in zip(event.get("boxes", []), event.get("labels", [])):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 2)
-            cv2.putText(img, f"{event['type']}:{label}"[:40], (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.5, (0, 0, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                img,
+                f"{event['type']}:{label}"[:40],
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (0, 0, 255),
+                1,
+                cv2.LINE_AA,
+            )
         path = self.dir / f"{event['event_id']}.jpg"
         tmp = path.with_suffix(".jpg.tmp")
         try:

@@ -4,6 +4,7 @@
 ``.engine``/``.trt`` -> tensorrt) unless ``backend`` names one. A missing runtime raises
 ``RuntimeMissingError`` with what to install; a missing or corrupt model raises ``ModelError``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,11 +27,15 @@ _BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".trt": "tensorrt",
 def backend_for(path: str, backend: str = "auto") -> str:
     if backend != "auto":
         if backend not in BACKENDS:
-            raise ConfigError(f"unknown inference backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}", "backend")
+            raise ConfigError(
+                f"unknown inference backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}", "backend"
+            )
         return backend
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _BY_SUFFIX:
-        raise ConfigError(f"cannot tell the backend from model file {path!r} (suffix {suffix!r}); set backend", "backend")
+        raise ConfigError(
+            f"cannot tell the backend from model file {path!r} (suffix {suffix!r}); set backend", "backend"
+        )
     return _BY_SUFFIX[suffix]
 
 

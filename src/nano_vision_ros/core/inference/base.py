@@ -1,4 +1,5 @@
 """The one interface every inference backend implements."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -3,6 +3,7 @@
 The detector runs inference on a worker thread, not the thread that loaded the model, so the
 device's primary context is retained once and pushed/popped around every call (``with mem.active():``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,8 @@ def import_pycuda():
     except ImportError as err:
         raise RuntimeMissingError(
             "pycuda is not installed: on Jetson `pip install pycuda` (needs CUDA headers: "
-            "export CUDA_ROOT=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin)") from err
+            "export CUDA_ROOT=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin)"
+        ) from err
     return cuda
 
 

@@ -5,6 +5,7 @@ uploading the float tensor, and frees the CPU (the Nano's weak spot). One CUDA C
 at run time by pycuda (``SourceModule``) or CuPy (``RawKernel``); bilinear sampling uses OpenCV's
 half-pixel convention so results match ``Preprocessor`` to within rounding.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -54,8 +55,16 @@ extern "C" __global__ void letterbox_normalise(
 
 
 class _Params:
-    def __init__(self, width: int, height: int, resize: str, channel_order: str,
-                 mean: Sequence[float], std: Sequence[float], pad_value: int) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        resize: str,
+        channel_order: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pad_value: int,
+    ) -> None:
         self.width, self.height = int(width), int(height)
         self.letterbox = resize == "letterbox"
         self.channels = (2, 1, 0) if channel_order == "rgb" else (0, 1, 2)
@@ -66,17 +75,39 @@ class _Params:
     def args(self, src_w: int, src_h: int) -> tuple[Transform, tuple[Any, ...]]:
         t = letterbox_transform(src_w, src_h, self.width, self.height, self.letterbox)
         new_w, new_h = int(round(src_w * t.scale_x)), int(round(src_h * t.scale_y))
-        return t, (np.int32(src_w), np.int32(src_h), np.int32(src_w * 3), None, np.int32(self.width), np.int32(self.height),
-                   np.float32(t.scale_x), np.float32(t.scale_y), np.int32(t.pad_x), np.int32(t.pad_y),
-                   np.int32(new_w), np.int32(new_h), *[np.int32(c) for c in self.channels],
-                   *[np.float32(m) for m in self.mean], *[np.float32(s) for s in self.inv_std], np.float32(self.pad))
+        return t, (
+            np.int32(src_w),
+            np.int32(src_h),
+            np.int32(src_w * 3),
+            None,
+            np.int32(self.width),
+            np.int32(self.height),
+            np.float32(t.scale_x),
+            np.float32(t.scale_y),
+            np.int32(t.pad_x),
+            np.int32(t.pad_y),
+            np.int32(new_w),
+            np.int32(new_h),
+            *[np.int32(c) for c in self.channels],
+            *[np.float32(m) for m in self.mean],
+            *[np.float32(s) for s in self.inv_std],
+            np.float32(self.pad),
+        )
 
 
 class CupyPreprocessor:
     """Same contract as ``Preprocessor`` but the tensor stays on the GPU (a CuPy array)."""
 
-    def __init__(self, width: int, height: int, resize: str = "letterbox", channel_order: str = "rgb",
-                 mean: Sequence[float] = (0, 0, 0), std: Sequence[float] = (255, 255, 255), pad_value: int = 114) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        resize: str = "letterbox",
+        channel_order: str = "rgb",
+        mean: Sequence[float] = (0, 0, 0),
+        std: Sequence[float] = (255, 255, 255),
+        pad_value: int = 114,
+    ) -> None:
         try:
             import cupy as cp
         except ImportError as err:
@@ -103,9 +134,18 @@ class CupyPreprocessor:
 class PycudaPreprocessor:
     """The kernel through pycuda, writing into a device buffer (e.g. a TensorRT input binding)."""
 
-    def __init__(self, buffers: Any, dst_name: str, width: int, height: int, resize: str = "letterbox",
-                 channel_order: str = "rgb", mean: Sequence[float] = (0, 0, 0),
-                 std: Sequence[float] = (255, 255, 255), pad_value: int = 114) -> None:
+    def __init__(
+        self,
+        buffers: Any,
+        dst_name: str,
+        width: int,
+        height: int,
+        resize: str = "letterbox",
+        channel_order: str = "rgb",
+        mean: Sequence[float] = (0, 0, 0),
+        std: Sequence[float] = (255, 255, 255),
+        pad_value: int = 114,
+    ) -> None:
         from pycuda.compiler import SourceModule
 
         self.buffers = buffers

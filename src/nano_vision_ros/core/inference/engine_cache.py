@@ -6,6 +6,7 @@ parts (model stem, precision, GPU, TensorRT version) and a short digest, and a J
 records the key so a stale or foreign engine is rebuilt, never loaded. Pure Python: tested
 without TensorRT.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,8 +92,13 @@ def lookup(cache_dir: str | os.PathLike[str], model_path: str | os.PathLike[str]
     return p if meta.get("digest") == key.digest() else None
 
 
-def store(cache_dir: str | os.PathLike[str], model_path: str | os.PathLike[str], key: EngineKey,
-          serialized: bytes, **extra: Any) -> Path:
+def store(
+    cache_dir: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    key: EngineKey,
+    serialized: bytes,
+    **extra: Any,
+) -> Path:
     """Write an engine atomically (temp file + rename) with its sidecar; returns its path."""
     p = engine_path(cache_dir, model_path, key)
     p.parent.mkdir(parents=True, exist_ok=True)

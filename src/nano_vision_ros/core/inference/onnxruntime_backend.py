@@ -1,4 +1,5 @@
 """ONNX Runtime backend: CPU everywhere, CUDA / TensorRT execution providers where the build has them."""
+
 from __future__ import annotations
 
 import logging
@@ -53,12 +54,23 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, path: str, device: str = "auto", threads: int = 0, precision: str = "fp16",
-                 cache_dir: str | None = None, detectors: int = 1, spinning: bool = False, **_: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        device: str = "auto",
+        threads: int = 0,
+        precision: str = "fp16",
+        cache_dir: str | None = None,
+        detectors: int = 1,
+        spinning: bool = False,
+        **_: Any,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise RuntimeMissingError("ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from err
+            raise RuntimeMissingError(
+                "ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
+            ) from err
         available = ort.get_available_providers()
         if device == "auto":
             wanted = [p for p in _PROVIDERS["tensorrt"] if p in available]
@@ -66,7 +78,8 @@ class OnnxRuntimeBackend(InferenceBackend):
             wanted = [p for p in _PROVIDERS[device] if p in available]
             if _PROVIDERS[device][0] not in available:
                 raise RuntimeMissingError(
-                    f"ONNX Runtime here has no {_PROVIDERS[device][0]} (available: {', '.join(available)})")
+                    f"ONNX Runtime here has no {_PROVIDERS[device][0]} (available: {', '.join(available)})"
+                )
         else:
             raise ModelError(f"unknown onnxruntime device {device!r}; use auto, cpu, cuda or tensorrt")
         opts = ort.SessionOptions()
@@ -86,19 +99,28 @@ class OnnxRuntimeBackend(InferenceBackend):
             from nano_vision_ros.core.inference.engine_cache import default_cache_dir
 
             cache = str(cache_dir or default_cache_dir())
-            providers[providers.index("TensorrtExecutionProvider")] = ("TensorrtExecutionProvider", {
-                "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-                "trt_fp16_enable": precision in ("fp16", "int8")})
+            providers[providers.index("TensorrtExecutionProvider")] = (
+                "TensorrtExecutionProvider",
+                {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": cache,
+                    "trt_fp16_enable": precision in ("fp16", "int8"),
+                },
+            )
             log.info("ONNX Runtime TensorRT provider: engines cached in %s (first start builds one)", cache)
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile types
             raise ModelError(f"ONNX Runtime could not load {path}: {str(err).splitlines()[0][:300]}") from err
         self.providers = self.session.get_providers()
-        self.inputs = [TensorInfo(i.name, tuple(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
-                       for i in self.session.get_inputs()]
-        self.outputs = [TensorInfo(o.name, tuple(o.shape), np.dtype(_ORT_TYPES.get(o.type, np.float32)))
-                        for o in self.session.get_outputs()]
+        self.inputs = [
+            TensorInfo(i.name, tuple(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [
+            TensorInfo(o.name, tuple(o.shape), np.dtype(_ORT_TYPES.get(o.type, np.float32)))
+            for o in self.session.get_outputs()
+        ]
         meta = self.session.get_modelmeta()
         self.metadata = dict(meta.custom_metadata_map or {})
         self._output_names = [o.name for o in self.outputs]

@@ -4,6 +4,7 @@
 metadata are read from the ONNX file with the ``onnx`` package (graph only, no weights copied).
 OpenCV 4.x and 5.x both load the shipped NanoDet-m and CenterNet models.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,13 @@ from nano_vision_ros.core.inference.base import InferenceBackend, TensorInfo
 
 log = logging.getLogger(__name__)
 
-_DEVICES = {"auto": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU"), "cpu": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU"),
-            "cuda": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA"), "cuda_fp16": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA_FP16"),
-            "opencl": ("DNN_BACKEND_OPENCV", "DNN_TARGET_OPENCL")}
+_DEVICES = {
+    "auto": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU"),
+    "cpu": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU"),
+    "cuda": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA"),
+    "cuda_fp16": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA_FP16"),
+    "opencl": ("DNN_BACKEND_OPENCV", "DNN_TARGET_OPENCL"),
+}
 
 
 def onnx_io(path: str) -> tuple[list[TensorInfo], list[TensorInfo], dict[str, str]]:
@@ -27,7 +32,9 @@ def onnx_io(path: str) -> tuple[list[TensorInfo], list[TensorInfo], dict[str, st
         import onnx
         from onnx import helper
     except ImportError as err:
-        raise RuntimeMissingError("the OpenCV backend reads model I/O with the 'onnx' package: pip install onnx") from err
+        raise RuntimeMissingError(
+            "the OpenCV backend reads model I/O with the 'onnx' package: pip install onnx"
+        ) from err
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as err:  # DecodeError and friends

@@ -7,6 +7,7 @@
 - Memory: pycuda page-locked host buffers, device buffers and one stream (``cuda_mem``); the
   TensorRT 8 binding API and the TensorRT 10 named-tensor API through ``trt_compat``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,8 @@ def import_tensorrt():
     except ImportError as err:
         raise RuntimeMissingError(
             "TensorRT Python bindings are not installed: on Jetson they come with JetPack "
-            "(apt install python3-libnvinfer); on a PC use NVIDIA's tensorrt wheels, or backend onnxruntime") from err
+            "(apt install python3-libnvinfer); on a PC use NVIDIA's tensorrt wheels, or backend onnxruntime"
+        ) from err
     return trt
 
 
@@ -86,8 +88,13 @@ def _progress_monitor(trt: Any) -> Any | None:
     return _Monitor()
 
 
-def _make_calibrator(trt: Any, images: list[Path], preprocess: Callable[[np.ndarray], np.ndarray],
-                     input_shape: tuple[int, ...], cache_file: Path):
+def _make_calibrator(
+    trt: Any,
+    images: list[Path],
+    preprocess: Callable[[np.ndarray], np.ndarray],
+    input_shape: tuple[int, ...],
+    cache_file: Path,
+):
     """IInt8EntropyCalibrator2 over a folder of images; the calibration cache is reused if present."""
     import cv2
 
@@ -128,10 +135,16 @@ def _make_calibrator(trt: Any, images: list[Path], preprocess: Callable[[np.ndar
     return _Calibrator()
 
 
-def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 1024,
-                 input_shapes: dict[str, tuple[int, ...]] | None = None,
-                 calibration_images: str | None = None, calibration_cache: str | None = None,
-                 preprocess: Callable[[np.ndarray], np.ndarray] | None = None, dla_core: int = -1) -> bytes:
+def build_engine(
+    onnx_path: str,
+    precision: str = "fp16",
+    workspace_mb: int = 1024,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    calibration_images: str | None = None,
+    calibration_cache: str | None = None,
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    dla_core: int = -1,
+) -> bytes:
     """Serialised engine from an ONNX file (TensorRT 8 and 10)."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -159,7 +172,9 @@ def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 10
             raise ModelError("this GPU has no fast INT8 (the Jetson Nano has none); use fp16")
         config.set_flag(trt.BuilderFlag.INT8)
         cache = Path(calibration_cache or (str(onnx_path) + ".int8.calib"))
-        images = sorted(p for p in Path(calibration_images or "").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        images = sorted(
+            p for p in Path(calibration_images or "").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )
         if not cache.is_file() and not images:
             raise ModelError(f"INT8 needs a calibration cache ({cache}) or a folder of images (calibration_images)")
         if preprocess is None:
@@ -179,7 +194,9 @@ def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 10
                 shape = trt_compat.resolve_shape(tuple(t.shape))
             profile.set_shape(t.name, shape, shape, shape)
         config.add_optimization_profile(profile)
-    log.info("building a %s TensorRT %s engine from %s (minutes on a Jetson Nano)", precision, trt.__version__, onnx_path)
+    log.info(
+        "building a %s TensorRT %s engine from %s (minutes on a Jetson Nano)", precision, trt.__version__, onnx_path
+    )
     t0 = time.monotonic()
     with _Heartbeat(f"engine for {os.path.basename(onnx_path)}"):
         serialized = builder.build_serialized_network(network, config)
@@ -192,10 +209,20 @@ def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 10
 class TensorRTBackend(DevicePreprocessMixin, InferenceBackend):
     name = "tensorrt"
 
-    def __init__(self, path: str, device: str = "auto", precision: str = "fp16", workspace_mb: int = 1024,
-                 cache_dir: str | None = None, calibration_images: str | None = None,
-                 calibration_cache: str | None = None, input_shape: tuple[int, ...] | None = None,
-                 dla_core: int = -1, preprocess: Callable[[np.ndarray], np.ndarray] | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        device: str = "auto",
+        precision: str = "fp16",
+        workspace_mb: int = 1024,
+        cache_dir: str | None = None,
+        calibration_images: str | None = None,
+        calibration_cache: str | None = None,
+        input_shape: tuple[int, ...] | None = None,
+        dla_core: int = -1,
+        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+        **_: Any,
+    ) -> None:
         trt = import_tensorrt()
         from nano_vision_ros.core.inference.cuda_mem import CudaBuffers
 
@@ -205,15 +232,24 @@ class TensorRTBackend(DevicePreprocessMixin, InferenceBackend):
         engine_file = Path(path)
         if engine_file.suffix.lower() == ".onnx":
             key = engine_cache.EngineKey(
-                engine_cache.sha256_file(path), trt.__version__, self.buffers.device_name, precision, workspace_mb,
-                {}, engine_cache.sha256_file(calibration_cache) if calibration_cache and os.path.isfile(calibration_cache) else "",
-                dla_core)
+                engine_cache.sha256_file(path),
+                trt.__version__,
+                self.buffers.device_name,
+                precision,
+                workspace_mb,
+                {},
+                engine_cache.sha256_file(calibration_cache)
+                if calibration_cache and os.path.isfile(calibration_cache)
+                else "",
+                dla_core,
+            )
             cdir = Path(cache_dir) if cache_dir else engine_cache.default_cache_dir()
             found = engine_cache.lookup(cdir, path, key)
             if found is None:
                 with self.buffers.active():
-                    data = build_engine(path, precision, workspace_mb, None, calibration_images, calibration_cache,
-                                        preprocess, dla_core)
+                    data = build_engine(
+                        path, precision, workspace_mb, None, calibration_images, calibration_cache, preprocess, dla_core
+                    )
                 found = engine_cache.store(cdir, path, key, data)
                 log.info("engine cached at %s", found)
             engine_file = found
@@ -225,14 +261,17 @@ class TensorRTBackend(DevicePreprocessMixin, InferenceBackend):
                 raise ModelError(f"cannot read engine {engine_file}: {err}") from err
             self.engine = self.runtime.deserialize_cuda_engine(data)
             if self.engine is None:
-                raise ModelError(f"TensorRT {trt.__version__} could not load {engine_file}: corrupt, or built with another "
-                                 "TensorRT version or GPU (rebuild it from the ONNX file)")
+                raise ModelError(
+                    f"TensorRT {trt.__version__} could not load {engine_file}: corrupt, or built with another "
+                    "TensorRT version or GPU (rebuild it from the ONNX file)"
+                )
             self.context = self.engine.create_execution_context()
             self.io = trt_compat.list_io(self.engine)
             for io in self.io:
                 if io.is_input:
-                    shape = trt_compat.resolve_shape(io.shape, input_shape if io.index == 0 else None,
-                                                     trt_compat.profile_shapes(self.engine, io))
+                    shape = trt_compat.resolve_shape(
+                        io.shape, input_shape if io.index == 0 else None, trt_compat.profile_shapes(self.engine, io)
+                    )
                     trt_compat.set_input_shape(self.context, io, shape)
                     io.shape = shape
             for io in self.io:

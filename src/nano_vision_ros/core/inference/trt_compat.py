@@ -10,6 +10,7 @@
 takes the engine/context objects as arguments and touches only those attributes, so it is tested
 with small stand-ins of each API generation without TensorRT installed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,17 @@ import numpy as np
 from nano_vision_ros.core.errors import ModelError
 
 #: TensorRT DataType names -> numpy (``trt.nptype`` does the same where TensorRT is importable)
-_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
-           "BOOL": np.bool_, "UINT8": np.uint8, "BF16": np.float32, "FP8": np.uint8}
+_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "BF16": np.float32,
+    "FP8": np.uint8,
+}
 
 
 def api_generation(engine: Any) -> int:
@@ -58,12 +68,26 @@ def list_io(engine: Any) -> list[IOTensor]:
             name = engine.get_tensor_name(i)
             mode = engine.get_tensor_mode(name)
             is_input = str(getattr(mode, "name", mode)).split(".")[-1].upper() == "INPUT"
-            out.append(IOTensor(name, tuple(int(d) for d in engine.get_tensor_shape(name)),
-                                numpy_dtype(engine.get_tensor_dtype(name)), is_input, i))
+            out.append(
+                IOTensor(
+                    name,
+                    tuple(int(d) for d in engine.get_tensor_shape(name)),
+                    numpy_dtype(engine.get_tensor_dtype(name)),
+                    is_input,
+                    i,
+                )
+            )
     else:
         for i in range(engine.num_bindings):
-            out.append(IOTensor(engine.get_binding_name(i), tuple(int(d) for d in engine.get_binding_shape(i)),
-                                numpy_dtype(engine.get_binding_dtype(i)), bool(engine.binding_is_input(i)), i))
+            out.append(
+                IOTensor(
+                    engine.get_binding_name(i),
+                    tuple(int(d) for d in engine.get_binding_shape(i)),
+                    numpy_dtype(engine.get_binding_dtype(i)),
+                    bool(engine.binding_is_input(i)),
+                    i,
+                )
+            )
     return out
 
 
@@ -78,8 +102,9 @@ def profile_shapes(engine: Any, io: IOTensor, profile: int = 0) -> tuple[tuple[i
     return tuple(tuple(int(d) for d in s) for s in shapes)
 
 
-def resolve_shape(shape: Sequence[int], requested: Sequence[int] | None = None,
-                  profile: tuple[tuple[int, ...], ...] | None = None) -> tuple[int, ...]:
+def resolve_shape(
+    shape: Sequence[int], requested: Sequence[int] | None = None, profile: tuple[tuple[int, ...], ...] | None = None
+) -> tuple[int, ...]:
     """A concrete shape for a possibly dynamic one: requested (checked against the profile's min/max),
     else the profile's optimum, else batch 1 for a dynamic first axis."""
     shape = tuple(int(d) for d in shape)
@@ -94,13 +119,17 @@ def resolve_shape(shape: Sequence[int], requested: Sequence[int] | None = None,
         if profile is not None:
             lo, _, hi = profile
             if any(r < a or r > b for r, a, b in zip(req, lo, hi)):
-                raise ModelError(f"requested input shape {list(req)} is outside the engine profile {list(lo)}..{list(hi)}")
+                raise ModelError(
+                    f"requested input shape {list(req)} is outside the engine profile {list(lo)}..{list(hi)}"
+                )
         return req
     if profile is not None:
         return tuple(profile[1])
     if shape[0] == -1 and -1 not in shape[1:]:
         return (1, *shape[1:])
-    raise ModelError(f"engine input has dynamic axes {list(shape)} and no optimisation profile; give input.width/height")
+    raise ModelError(
+        f"engine input has dynamic axes {list(shape)} and no optimisation profile; give input.width/height"
+    )
 
 
 def set_input_shape(context: Any, io: IOTensor, shape: Sequence[int]) -> None:

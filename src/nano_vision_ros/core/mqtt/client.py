@@ -12,6 +12,7 @@ them plus status, Home Assistant and reply messages, so paho sends them at once 
 unacknowledged outbox message: order is kept across outages, and a message whose PUBACK was lost
 is sent again (at-least-once; consumers deduplicate). Passwords are never logged.
 """
+
 from __future__ import annotations
 
 import collections
@@ -67,9 +68,13 @@ def read_secret(file: str = "", env: str = "") -> str:
 class MqttLink:
     """Connection + outbox sender. Callbacks run on the network thread: keep them short."""
 
-    def __init__(self, settings: LinkSettings, outbox: Outbox,
-                 on_connected: Callable[[MqttLink], None] | None = None,
-                 on_message: Callable[[str, bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: LinkSettings,
+        outbox: Outbox,
+        on_connected: Callable[[MqttLink], None] | None = None,
+        on_message: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         self.s = settings
         self.outbox = outbox
         self._on_connected = on_connected
@@ -96,14 +101,24 @@ class MqttLink:
 
     def _new_client(self) -> mqtt.Client:
         st = self.s
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=st.client_id, clean_session=True,
-                        protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=st.client_id,
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,
+        )
         c.max_inflight_messages_set(max(1, st.window) + 100)  # + status / HA / command replies
         if st.username:
             c.username_pw_set(st.username, st.password or None)
         if st.tls:
-            c.tls_set(ca_certs=st.ca_file or None, certfile=st.cert_file or None, keyfile=st.key_file or None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            c.tls_set(
+                ca_certs=st.ca_file or None,
+                certfile=st.cert_file or None,
+                keyfile=st.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
             if st.tls_insecure:
                 c.tls_insecure_set(True)
         if st.will_topic:
@@ -190,7 +205,11 @@ class MqttLink:
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            hint = " (check username/password)" if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower() else ""
+            hint = (
+                " (check username/password)"
+                if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower()
+                else ""
+            )
             self._fail(f"broker {self.url} refused the connection: {reason_code}{hint}")
             return
         self.connects += 1
@@ -210,7 +229,9 @@ class MqttLink:
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set() and not self._stop.is_set():
             self.disconnects += 1
-            log.warning("disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox))
+            log.warning(
+                "disconnected from %s (%s); outbox holds %d, reconnecting", self.url, reason_code, len(self.outbox)
+            )
         self.connected.clear()
         self._ended.set()
 
@@ -291,9 +312,15 @@ class MqttLink:
         return self.client.publish(topic, payload, qos=qos, retain=retain).rc == mqtt.MQTT_ERR_SUCCESS
 
     def stats(self) -> dict[str, object]:
-        return {"connected": self.connected.is_set(), "sent": self.sent, "acked": self.acked,
-                "inflight": len(self._inflight), "connects": self.connects, "disconnects": self.disconnects,
-                "last_error": self.last_error}
+        return {
+            "connected": self.connected.is_set(),
+            "sent": self.sent,
+            "acked": self.acked,
+            "inflight": len(self._inflight),
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "last_error": self.last_error,
+        }
 
 
 def _describe(err: BaseException) -> str:

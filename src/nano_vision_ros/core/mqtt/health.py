@@ -1,6 +1,7 @@
 """Device health for the periodic ``…/stats`` message: CPU, memory, disk, temperatures, and Jetson
 figures from jetson-stats (``jtop``, imported lazily) or else from ``tegrastats`` when either is
 present. Reads /proc and /sys directly so it needs no extra package."""
+
 from __future__ import annotations
 
 import glob
@@ -47,8 +48,13 @@ class _Tegrastats:
 
     def __init__(self, binary: str, interval_ms: int = 1000) -> None:
         self.line = ""
-        self.proc = subprocess.Popen([binary, "--interval", str(interval_ms)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [binary, "--interval", str(interval_ms)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         threading.Thread(target=self._read, name="tegrastats", daemon=True).start()
 
     def _read(self) -> None:
@@ -129,7 +135,11 @@ class HealthStats:
         for p in self.disk_paths:
             try:
                 u = shutil.disk_usage(p)
-                disks[p] = {"total": u.total, "free": u.free, "percent": round(100.0 * u.used / u.total, 1) if u.total else 0.0}
+                disks[p] = {
+                    "total": u.total,
+                    "free": u.free,
+                    "percent": round(100.0 * u.used / u.total, 1) if u.total else 0.0,
+                }
             except OSError:
                 continue
         out["disk"] = disks

@@ -5,6 +5,7 @@ connect, the ON/OFF state of each camera's event type, and which snapshot file a
 may make it publish. The discovery types default to every event type the rules can raise
 (``core.events.EVENT_TYPES``), so a new rule type shows up in Home Assistant without a second list.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,24 +40,49 @@ def device_class(typ: str) -> str:
     return "smoke" if typ in ("smoke", "fire") else "safety"
 
 
-def discovery_configs(*, base: str, prefix: str, site_id: str, device_id: str, status_topic: str,
-                      cameras: list[str], types: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+def discovery_configs(
+    *,
+    base: str,
+    prefix: str,
+    site_id: str,
+    device_id: str,
+    status_topic: str,
+    cameras: list[str],
+    types: list[str] | tuple[str, ...],
+) -> list[tuple[str, str]]:
     """(topic, JSON payload) of every retained discovery config: a binary sensor per camera and
     event type, and a `last event` sensor per camera."""
     nid = node_id(site_id, device_id)
-    device = {"identifiers": [nid], "name": f"nano_vision {site_id}/{device_id}",
-              "manufacturer": "nano_vision_ros", "model": "edge video analytics"}
+    device = {
+        "identifiers": [nid],
+        "name": f"nano_vision {site_id}/{device_id}",
+        "manufacturer": "nano_vision_ros",
+        "model": "edge video analytics",
+    }
     avail = {"availability_topic": status_topic, "payload_available": "online", "payload_not_available": "offline"}
     out: list[tuple[str, str]] = []
     for cam in cameras:
         for typ in types:
-            cfg = {"name": f"{cam} {typ.replace('_', ' ')}", "unique_id": f"{nid}_{cam}_{typ}",
-                   "state_topic": state_topic(base, cam, typ), "payload_on": "ON", "payload_off": "OFF",
-                   "device_class": device_class(typ), "device": device, **avail}
+            cfg = {
+                "name": f"{cam} {typ.replace('_', ' ')}",
+                "unique_id": f"{nid}_{cam}_{typ}",
+                "state_topic": state_topic(base, cam, typ),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": device_class(typ),
+                "device": device,
+                **avail,
+            }
             out.append((f"{prefix}/binary_sensor/{nid}/{cam}_{typ}/config", json.dumps(cfg)))
-        cfg = {"name": f"{cam} last event", "unique_id": f"{nid}_{cam}_last_event",
-               "state_topic": last_event_topic(base, cam), "value_template": "{{ value_json.type }}",
-               "json_attributes_topic": last_event_topic(base, cam), "device": device, **avail}
+        cfg = {
+            "name": f"{cam} last event",
+            "unique_id": f"{nid}_{cam}_last_event",
+            "state_topic": last_event_topic(base, cam),
+            "value_template": "{{ value_json.type }}",
+            "json_attributes_topic": last_event_topic(base, cam),
+            "device": device,
+            **avail,
+        }
         out.append((f"{prefix}/sensor/{nid}/{cam}_last_event/config", json.dumps(cfg)))
     return out
 

@@ -13,6 +13,7 @@ Dedupe: ``put(..., key=...)`` ignores a key (event_id:sequence) it has seen amon
 restart) is not published twice. Duplicates can still reach the broker when the process dies
 between PUBACK and the delete; consumers deduplicate by (event_id, sequence).
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,13 @@ class OutboxError(RuntimeError):
 class Outbox:
     """Thread-safe SQLite outbox; one connection guarded by a lock."""
 
-    def __init__(self, path: str | os.PathLike[str], max_messages: int = 100_000, remember_keys: int = 20_000,
-                 synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_messages: int = 100_000,
+        remember_keys: int = 20_000,
+        synchronous: str = "FULL",
+    ) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -89,16 +95,25 @@ class Outbox:
         return int(row[0]) if row and row[0] is not None else 0
 
     def _bump(self, name: str, by: int = 1) -> None:
-        self._db.execute("INSERT INTO meta(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
-                         (name, by, by))
+        self._db.execute(
+            "INSERT INTO meta(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+            (name, by, by),
+        )
 
     def counter(self, name: str) -> int:
         with self._lock:
             return self._scalar("SELECT value FROM meta WHERE name = ?", (name,))
 
     # -- API -------------------------------------------------------------------------------------
-    def put(self, topic: str, payload: bytes | str, kind: str = "other", key: str | None = None,
-            qos: int = 1, retain: bool = False) -> int | None:
+    def put(
+        self,
+        topic: str,
+        payload: bytes | str,
+        kind: str = "other",
+        key: str | None = None,
+        qos: int = 1,
+        retain: bool = False,
+    ) -> int | None:
         """Store a message durably; returns its id, or None for a duplicate key."""
         return self.put_many([(topic, payload, kind, key, qos, retain)])[0]
 
@@ -127,7 +142,8 @@ class Outbox:
                             self._evict()
                         cur = self._db.execute(
                             "INSERT INTO outbox(topic, payload, qos, retain, kind, key, created) VALUES(?, ?, ?, ?, ?, ?, ?)",
-                            (topic, data, int(qos), int(bool(retain)), kind, key, time.time()))
+                            (topic, data, int(qos), int(bool(retain)), kind, key, time.time()),
+                        )
                         self._count += 1
                         ids.append(int(cur.lastrowid))
                     self._db.execute("COMMIT")
@@ -160,7 +176,8 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, topic, payload, qos, retain, kind, key, created FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit)).fetchall()
+                (after_id, limit),
+            ).fetchall()
         return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def ack(self, msg_id: int) -> bool:
@@ -176,7 +193,7 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 n = 0
                 for i in range(0, len(msg_ids), 500):
-                    chunk = msg_ids[i:i + 500]
+                    chunk = msg_ids[i : i + 500]
                     cur = self._db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                     n += cur.rowcount
                 self._db.execute("COMMIT")
@@ -203,9 +220,12 @@ class Outbox:
         return max(0.0, time.time() - row[0]) if row and row[0] is not None else 0.0
 
     def stats(self) -> dict[str, int | float]:
-        return {"outbox_pending": len(self), "outbox_oldest_s": round(self.oldest_age(), 1),
-                "outbox_dropped_updates": self.counter("dropped_updates"),
-                "outbox_dropped_other": self.counter("dropped_other")}
+        return {
+            "outbox_pending": len(self),
+            "outbox_oldest_s": round(self.oldest_age(), 1),
+            "outbox_dropped_updates": self.counter("dropped_updates"),
+            "outbox_dropped_other": self.counter("dropped_other"),
+        }
 
     def close(self) -> None:
         with self._lock:

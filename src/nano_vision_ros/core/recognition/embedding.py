@@ -6,6 +6,7 @@ its model's template and returns one vector per face (a (N, D) float32 array): d
 dlib is imported only when the dlib embedder is created, so a machine without it can still run
 ONNX embedders (and gets a clear message naming the pip packages if it asks for dlib).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,9 @@ from nano_vision_ros.core.inference import create_backend
 log = logging.getLogger(__name__)
 
 #: ArcFace / InsightFace 5-point template for a 112x112 crop (eyes, nose, mouth corners).
-ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                                 [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float32
+)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -40,7 +42,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         d[-1] = -1
     r = u @ np.diag(d) @ vt
-    var_s = (sc ** 2).sum() / len(src)
+    var_s = (sc**2).sum() / len(src)
     scale = (s * d).sum() / var_s if var_s > 0 else 1.0
     t = mu_d - scale * r @ mu_s
     return np.hstack([scale * r, t[:, None]]).astype(np.float32)
@@ -84,13 +86,13 @@ class DlibEmbedder:
         except ImportError as err:
             raise RuntimeMissingError(
                 "the dlib face embedder needs dlib: pip install dlib-bin face_recognition_models "
-                "(or set embedding.kind:=onnx with your own FaceNet/ArcFace model)") from err
+                "(or set embedding.kind:=onnx with your own FaceNet/ArcFace model)"
+            ) from err
         # located without importing the package: its __init__ needs pkg_resources (setuptools),
         # which newer environments no longer ship
         spec = importlib.util.find_spec("face_recognition_models")
         if spec is None or not spec.submodule_search_locations:
-            raise RuntimeMissingError(
-                "the dlib face embedder needs its weights: pip install face_recognition_models")
+            raise RuntimeMissingError("the dlib face embedder needs its weights: pip install face_recognition_models")
         models = os.path.join(next(iter(spec.submodule_search_locations)), "models")
         sp_file = os.path.join(models, "shape_predictor_5_face_landmarks.dat")
         net_file = os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
@@ -107,8 +109,11 @@ class DlibEmbedder:
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         if len(boxes) == 0:
             return np.zeros((0, self.dim), np.float32)
-        rgb = np.ascontiguousarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB) if image_bgr.ndim == 3
-                                   else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB))
+        rgb = np.ascontiguousarray(
+            cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+            if image_bgr.ndim == 3
+            else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB)
+        )
         shapes = self._dlib.full_object_detections()
         for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
             shapes.append(self._sp(rgb, self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))))
@@ -128,9 +133,19 @@ class OnnxEmbedder:
     ``(x - mean) / std`` in the given channel order; the layout is NCHW or NHWC.
     """
 
-    def __init__(self, model: str, input_size: int = 112, mean: float | list[float] = 127.5,
-                 std: float | list[float] = 128.0, rgb: bool = True, layout: str = "nchw",
-                 backend: str = "auto", device: str = "auto", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        input_size: int = 112,
+        mean: float | list[float] = 127.5,
+        std: float | list[float] = 128.0,
+        rgb: bool = True,
+        layout: str = "nchw",
+        backend: str = "auto",
+        device: str = "auto",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         if not model:
             raise ConfigError("embedder 'onnx' needs a model file (parameter embedding.model)", "embedding.model")
         self.backend = create_backend(str(paths.resolve(model)), backend, device=device, threads=threads)
@@ -159,7 +174,7 @@ class OnnxEmbedder:
             x = x.transpose(0, 3, 1, 2)
         x = np.ascontiguousarray(x)
         if self._batch_fixed:  # a model exported with batch 1
-            out = np.concatenate([self.backend.infer({self._in: x[i:i + 1]})[0] for i in range(len(x))])
+            out = np.concatenate([self.backend.infer({self._in: x[i : i + 1]})[0] for i in range(len(x))])
         else:
             out = self.backend.infer({self._in: x})[0]
         out = out.reshape(len(x), -1)

@@ -7,6 +7,7 @@
 
 Both return ``FaceBoxes`` in source-image pixels. Models run through ``core.inference``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,10 +71,18 @@ def _model(path: str) -> str:
 class MtcnnDetector:
     """MTCNN with facenet-pytorch's conventions (RGB, (x - 127.5) / 128, thresholds .6/.7/.7)."""
 
-    def __init__(self, pnet: str = "models/mtcnn_pnet.onnx", rnet: str = "models/mtcnn_rnet.onnx",
-                 onet: str = "models/mtcnn_onet.onnx", min_face_size: int = 40,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 device: str = "cpu", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        pnet: str = "models/mtcnn_pnet.onnx",
+        rnet: str = "models/mtcnn_rnet.onnx",
+        onet: str = "models/mtcnn_onet.onnx",
+        min_face_size: int = 40,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        device: str = "cpu",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         if min_face_size < 12:
             raise ConfigError("min_face_size must be >= 12 pixels for MTCNN", "min_face_size")
         opts = {"device": device, "threads": threads}
@@ -103,7 +112,11 @@ class MtcnnDetector:
         self.detect(np.zeros((120, 160, 3), np.uint8))
 
     def detect(self, image_bgr: np.ndarray) -> FaceBoxes:
-        img = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB) if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB)
+        img = (
+            cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+            if image_bgr.ndim == 3
+            else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB)
+        )
         h, w = img.shape[:2]
         imgf = (img.astype(np.float32) - 127.5) * 0.0078125
         # --- stage 1: P-Net over a scale pyramid
@@ -131,8 +144,16 @@ class MtcnnDetector:
         b = np.concatenate(all_boxes)
         b = b[nms(b[:, :4], b[:, 4], 0.7)]
         regw, regh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-        boxes = np.stack([b[:, 0] + b[:, 5] * regw, b[:, 1] + b[:, 6] * regh,
-                          b[:, 2] + b[:, 7] * regw, b[:, 3] + b[:, 8] * regh, b[:, 4]], axis=1)
+        boxes = np.stack(
+            [
+                b[:, 0] + b[:, 5] * regw,
+                b[:, 1] + b[:, 6] * regh,
+                b[:, 2] + b[:, 7] * regw,
+                b[:, 3] + b[:, 8] * regh,
+                b[:, 4],
+            ],
+            axis=1,
+        )
         boxes = self._rerec(boxes)
         # --- stage 2: R-Net
         crops = self._crops(imgf, boxes, 24)
@@ -199,7 +220,7 @@ class MtcnnDetector:
             xa, ya, xb, yb = max(x1, 1), max(y1, 1), min(x2, w), min(y2, h)
             if xb < xa or yb < ya:
                 continue
-            crop = imgf[ya - 1:yb, xa - 1:xb]
+            crop = imgf[ya - 1 : yb, xa - 1 : xb]
             out[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
         return out
 
@@ -215,9 +236,16 @@ class CenterFaceDetector:
     pass; 0 runs at the frame's own size.
     """
 
-    def __init__(self, model: str = "models/centerface.onnx", score_threshold: float = 0.5,
-                 input_width: int = 640, nms_threshold: float = 0.3, device: str = "cpu", threads: int = 0,
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        model: str = "models/centerface.onnx",
+        score_threshold: float = 0.5,
+        input_width: int = 640,
+        nms_threshold: float = 0.3,
+        device: str = "cpu",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         self.backend = create_backend(_model(model), device=device, threads=threads)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)

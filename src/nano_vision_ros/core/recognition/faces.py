@@ -5,6 +5,7 @@ score = cosine similarity, track ids from the IoU tracker, and attributes (ident
 distance, votes, landmarks). ``enroll`` adds faces to the gallery after quality gates (exactly
 one face, minimum size, sharpness by variance of the Laplacian) and refuses with a reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,9 @@ UNKNOWN = "unknown"
 
 class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["mtcnn", "centerface"] = Field("mtcnn", description="face detector: mtcnn (seed, 5 landmarks) or centerface (faster)")
+    kind: Literal["mtcnn", "centerface"] = Field(
+        "mtcnn", description="face detector: mtcnn (seed, 5 landmarks) or centerface (faster)"
+    )
     min_face_size: int = Field(40, ge=12, description="MTCNN: smallest face (pixels) searched for")
     score_threshold: float = Field(0.5, gt=0, lt=1, description="CenterFace: heatmap score threshold")
     input_width: int = Field(640, ge=0, description="CenterFace: frame width fed to the net (0 = frame size)")
@@ -43,7 +46,9 @@ class DetectorConfig(BaseModel):
 
 class EmbeddingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["dlib", "onnx"] = Field("dlib", description="dlib (ResNet 128-d, ships working) or onnx (your FaceNet/ArcFace model)")
+    kind: Literal["dlib", "onnx"] = Field(
+        "dlib", description="dlib (ResNet 128-d, ships working) or onnx (your FaceNet/ArcFace model)"
+    )
     model: str = Field("", description="onnx: model file (.onnx or TensorRT .engine)")
     input_size: int = Field(112, ge=16, description="onnx: square input size of the model")
     mean: float = Field(127.5, description="onnx: subtracted from each pixel")
@@ -55,20 +60,41 @@ class EmbeddingConfig(BaseModel):
     def options(self) -> dict[str, Any]:
         if self.kind == "dlib":
             return {}
-        return {"model": self.model, "input_size": self.input_size, "mean": self.mean, "std": self.std,
-                "rgb": self.rgb, "layout": self.layout, "device": self.device}
+        return {
+            "model": self.model,
+            "input_size": self.input_size,
+            "mean": self.mean,
+            "std": self.std,
+            "rgb": self.rgb,
+            "layout": self.layout,
+            "device": self.device,
+        }
 
 
 class MatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metric: Literal["l2", "cosine"] = Field("l2", description="l2 (distance <= threshold) or cosine (similarity >= threshold)")
-    threshold: float = Field(0.6, gt=0, description="match threshold (dlib: L2 0.6, its documented value; ArcFace: cosine ~0.4)")
+    metric: Literal["l2", "cosine"] = Field(
+        "l2", description="l2 (distance <= threshold) or cosine (similarity >= threshold)"
+    )
+    threshold: float = Field(
+        0.6, gt=0, description="match threshold (dlib: L2 0.6, its documented value; ArcFace: cosine ~0.4)"
+    )
     vote_window: int = Field(7, ge=1, description="readings per track taken into the majority vote")
-    reembed_interval: int = Field(5, ge=1, description="a track is embedded again every N frames (1 = every frame); in between its vote stands")
-    stable_interval: int = Field(30, ge=1, description="a settled track (its last 3+ readings agree) is embedded again only every "
-                                                       "N frames (at least reembed_interval): who it is is known")
-    max_embeds_per_frame: int = Field(2, ge=0, description="embeddings in one frame at most, new tracks first, then the longest "
-                                                           "waiting (0 = no limit): faces arriving together are spread over frames")
+    reembed_interval: int = Field(
+        5, ge=1, description="a track is embedded again every N frames (1 = every frame); in between its vote stands"
+    )
+    stable_interval: int = Field(
+        30,
+        ge=1,
+        description="a settled track (its last 3+ readings agree) is embedded again only every "
+        "N frames (at least reembed_interval): who it is is known",
+    )
+    max_embeds_per_frame: int = Field(
+        2,
+        ge=0,
+        description="embeddings in one frame at most, new tracks first, then the longest "
+        "waiting (0 = no limit): faces arriving together are spread over frames",
+    )
 
 
 class EnrollConfig(BaseModel):
@@ -110,7 +136,7 @@ def crop(image: np.ndarray, box: np.ndarray, margin: float = 0.0) -> np.ndarray:
     h, w = image.shape[:2]
     a, b = int(max(0, x1 - mw)), int(max(0, y1 - mh))
     c, d = int(min(w, x2 + mw)), int(min(h, y2 + mh))
-    return image[b:max(d, b + 1), a:max(c, a + 1)]
+    return image[b : max(d, b + 1), a : max(c, a + 1)]
 
 
 class FaceRecognizer:
@@ -119,7 +145,9 @@ class FaceRecognizer:
     def __init__(self, config: FacesConfig, gallery: Gallery | None = None, with_embedder: bool = True) -> None:
         self.config = config
         self.detector = create_face_detector(config.detector.kind, **config.detector.options())
-        self.embedder: Embedder | None = create_embedder(config.embedding.kind, **config.embedding.options()) if with_embedder else None
+        self.embedder: Embedder | None = (
+            create_embedder(config.embedding.kind, **config.embedding.options()) if with_embedder else None
+        )
         from nano_vision_ros.core import paths
 
         self.gallery = gallery or Gallery(paths.resolve(config.gallery) if config.gallery != ":memory:" else ":memory:")
@@ -150,7 +178,7 @@ class FaceRecognizer:
                 due.append((1, last - self._frame, i))
         due.sort()
         if m.max_embeds_per_frame:
-            due = due[:m.max_embeds_per_frame]
+            due = due[: m.max_embeds_per_frame]
         need = np.zeros(len(tids), bool)
         need[[d[2] for d in due]] = True
         return need
@@ -177,7 +205,10 @@ class FaceRecognizer:
         assert self.embedder is not None
         vecs = self.embedder.embed(image_bgr, faces.boxes, faces.landmarks)
         m = self.config.match
-        return [(r.name, r.similarity, r.distance) for r in self.gallery.match(vecs, self.embedder.name, m.metric, m.threshold)]
+        return [
+            (r.name, r.similarity, r.distance)
+            for r in self.gallery.match(vecs, self.embedder.name, m.metric, m.threshold)
+        ]
 
     def process(self, image_bgr: np.ndarray) -> Detections:
         """One frame -> tracked, voted identities."""
@@ -209,11 +240,19 @@ class FaceRecognizer:
             if label not in labels:
                 labels.append(label)
             scores.append(sim if voted == name else vscore)
-            attrs.append({"class_id": label, "identity": label, "similarity": round(sim, 4),
-                          "distance": None if np.isnan(dist) else round(dist, 4), "votes": votes,
-                          "frame_identity": name or UNKNOWN, "embedded": r is not None,
-                          "detector_score": round(float(faces.scores[i]), 4),
-                          "landmarks": np.round(faces.landmarks[i], 1).tolist()})
+            attrs.append(
+                {
+                    "class_id": label,
+                    "identity": label,
+                    "similarity": round(sim, 4),
+                    "distance": None if np.isnan(dist) else round(dist, 4),
+                    "votes": votes,
+                    "frame_identity": name or UNKNOWN,
+                    "embedded": r is not None,
+                    "detector_score": round(float(faces.scores[i]), 4),
+                    "landmarks": np.round(faces.landmarks[i], 1).tolist(),
+                }
+            )
         cls = [labels.index(a["class_id"]) for a in attrs]
         return Detections(faces.boxes, np.array(scores, np.float32), np.array(cls, np.int32), labels, tids, attrs)
 
@@ -229,7 +268,11 @@ class FaceRecognizer:
         cfg = self.config.enroll
         if side < cfg.min_face_size:
             raise EnrollmentRefused(f"{source}: face too small ({side:.0f} px < {cfg.min_face_size} px)")
-        gray = cv2.cvtColor(crop(image_bgr, faces.boxes[0]), cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else crop(image_bgr, faces.boxes[0])
+        gray = (
+            cv2.cvtColor(crop(image_bgr, faces.boxes[0]), cv2.COLOR_BGR2GRAY)
+            if image_bgr.ndim == 3
+            else crop(image_bgr, faces.boxes[0])
+        )
         sharp = sharpness(gray)
         if sharp < cfg.min_sharpness:
             raise EnrollmentRefused(f"{source}: face too blurred (sharpness {sharp:.1f} < {cfg.min_sharpness})")

@@ -9,6 +9,7 @@
 The gallery file and the detector/embedder settings come from the face node's parameters file
 (``--config config/face.yaml``) unless ``--gallery`` / ``--detector`` / ``--embedder`` override them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ NODE = "face_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config/face.yaml",
-                        help="face node parameters file to read gallery/detector/embedder from (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        default="config/face.yaml",
+        help="face node parameters file to read gallery/detector/embedder from (default: %(default)s)",
+    )
     parser.add_argument("--gallery", help="gallery SQLite file (overrides the config)")
     parser.add_argument("--detector", choices=["mtcnn", "centerface"], help="face detector (overrides the config)")
     parser.add_argument("--embedder", choices=["dlib", "onnx"], help="embedder kind (overrides the config)")
@@ -78,8 +82,6 @@ def load_faces_config(args: argparse.Namespace) -> Any:
         return FacesConfig.model_validate(faces)
     except Exception as err:  # noqa: BLE001 - pydantic ValidationError -> one readable line
         raise ConfigError(f"invalid face settings: {err}") from None
-
-
 
 
 def run(args: argparse.Namespace) -> int:

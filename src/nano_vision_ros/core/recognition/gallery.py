@@ -6,6 +6,7 @@ The file is created with mode 0600; ``secure_delete`` is on and a delete is foll
 so a deleted identity's vectors and thumbnail do not linger in free pages of the file.
 Matching uses an in-memory matrix of normalised vectors, rebuilt when the gallery changes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -59,8 +60,13 @@ class Identity:
     has_thumbnail: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "embeddings": self.embeddings, "created": self.created,
-                "updated": self.updated, "thumbnail": self.has_thumbnail}
+        return {
+            "name": self.name,
+            "embeddings": self.embeddings,
+            "created": self.created,
+            "updated": self.updated,
+            "thumbnail": self.has_thumbnail,
+        }
 
 
 @dataclass
@@ -102,20 +108,27 @@ class Gallery:
             try:
                 row = self._db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
                 if row is None:
-                    cur = self._db.execute("INSERT INTO identities(name, thumbnail, created, updated) VALUES (?,?,?,?)",
-                                           (name, thumbnail_jpeg, now, now))
+                    cur = self._db.execute(
+                        "INSERT INTO identities(name, thumbnail, created, updated) VALUES (?,?,?,?)",
+                        (name, thumbnail_jpeg, now, now),
+                    )
                     ident = cur.lastrowid
                 else:
                     ident = row[0]
                     if thumbnail_jpeg is not None:
-                        self._db.execute("UPDATE identities SET thumbnail = ?, updated = ? WHERE id = ?",
-                                         (thumbnail_jpeg, now, ident))
+                        self._db.execute(
+                            "UPDATE identities SET thumbnail = ?, updated = ? WHERE id = ?",
+                            (thumbnail_jpeg, now, ident),
+                        )
                     else:
                         self._db.execute("UPDATE identities SET updated = ? WHERE id = ?", (now, ident))
                 self._db.executemany(
                     "INSERT INTO embeddings(identity_id, model, dim, vector, created) VALUES (?,?,?,?,?)",
-                    [(ident, model, int(v.size), v.astype("<f4").tobytes(), now) for v in emb])
-                count = self._db.execute("SELECT COUNT(*) FROM embeddings WHERE identity_id = ?", (ident,)).fetchone()[0]
+                    [(ident, model, int(v.size), v.astype("<f4").tobytes(), now) for v in emb],
+                )
+                count = self._db.execute("SELECT COUNT(*) FROM embeddings WHERE identity_id = ?", (ident,)).fetchone()[
+                    0
+                ]
                 self._db.execute("COMMIT")
             except BaseException as err:
                 self._rollback()
@@ -165,7 +178,8 @@ class Gallery:
         with self._lock:
             rows = self._db.execute(
                 "SELECT i.name, COUNT(e.id), i.created, i.updated, i.thumbnail IS NOT NULL FROM identities i "
-                "LEFT JOIN embeddings e ON e.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+                "LEFT JOIN embeddings e ON e.identity_id = i.id GROUP BY i.id ORDER BY i.name"
+            ).fetchall()
         return [Identity(r[0], int(r[1]), float(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def names(self) -> list[str]:
@@ -183,7 +197,9 @@ class Gallery:
                 return self._cache[model]
             rows = self._db.execute(
                 "SELECT i.name, e.vector FROM embeddings e JOIN identities i ON i.id = e.identity_id "
-                "WHERE e.model = ? ORDER BY e.id", (model,)).fetchall()
+                "WHERE e.model = ? ORDER BY e.id",
+                (model,),
+            ).fetchall()
             if rows:
                 raw = np.stack([np.frombuffer(r[1], "<f4") for r in rows]).astype(np.float32)
                 unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
@@ -222,15 +238,26 @@ class Gallery:
     def export(self) -> dict[str, Any]:
         """Everything as JSON-able data (vectors and thumbnails base64)."""
         with self._lock:
-            idents = self._db.execute("SELECT id, name, thumbnail, created, updated FROM identities ORDER BY name").fetchall()
+            idents = self._db.execute(
+                "SELECT id, name, thumbnail, created, updated FROM identities ORDER BY name"
+            ).fetchall()
             out = []
             for ident, name, thumb, created, updated in idents:
-                embs = self._db.execute("SELECT model, dim, vector, created FROM embeddings WHERE identity_id = ? ORDER BY id",
-                                        (ident,)).fetchall()
-                out.append({"name": name, "created": created, "updated": updated,
-                            "thumbnail_jpeg_b64": base64.b64encode(thumb).decode() if thumb else None,
-                            "embeddings": [{"model": m, "dim": d, "vector_f32le_b64": base64.b64encode(v).decode(),
-                                            "created": c} for m, d, v, c in embs]})
+                embs = self._db.execute(
+                    "SELECT model, dim, vector, created FROM embeddings WHERE identity_id = ? ORDER BY id", (ident,)
+                ).fetchall()
+                out.append(
+                    {
+                        "name": name,
+                        "created": created,
+                        "updated": updated,
+                        "thumbnail_jpeg_b64": base64.b64encode(thumb).decode() if thumb else None,
+                        "embeddings": [
+                            {"model": m, "dim": d, "vector_f32le_b64": base64.b64encode(v).decode(), "created": c}
+                            for m, d, v, c in embs
+                        ],
+                    }
+                )
         return {"format": "nano_vision_faces", "version": 1, "identities": out}
 
     def import_(self, data: dict[str, Any], replace: bool = False) -> int:

@@ -3,6 +3,7 @@
 Camera frames (sensor_msgs/Image in any encoding) become BGR in ``ros.image.to_bgr``, the one
 message -> BGR conversion; this module only decodes what commands carry.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -4,6 +4,7 @@ Used from ``config/tasks/mask.yaml`` as ``pipeline: "nano_vision_ros.core.recogn
 All face crops of a frame go through the MobileNetV2 classifier in one batch, so the cost per
 frame is one detector pass plus one classifier call, not one call per face.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +30,19 @@ class TwoStageMaskDetector:
     crop shows the mouth and chin like the classifier's training crops.
     """
 
-    def __init__(self, classifier: str = "models/face_mask_mobilenetv2.onnx", face_detector: str = "centerface",
-                 face_options: dict[str, Any] | None = None, score_threshold: float = 0.5, margin: float = 0.1,
-                 mask_index: int = 0, input_size: int = 224, max_faces: int = 32, device: str = "cpu",
-                 labels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        classifier: str = "models/face_mask_mobilenetv2.onnx",
+        face_detector: str = "centerface",
+        face_options: dict[str, Any] | None = None,
+        score_threshold: float = 0.5,
+        margin: float = 0.1,
+        mask_index: int = 0,
+        input_size: int = 224,
+        max_faces: int = 32,
+        device: str = "cpu",
+        labels: list[str] | None = None,
+    ) -> None:
         self.labels = list(labels or ["mask", "no_mask"])
         if len(self.labels) != 2:
             raise ConfigError("labels must name two classes: [mask, no_mask]", "labels")
@@ -62,7 +72,9 @@ class TwoStageMaskDetector:
         if n == 0:
             return np.zeros((0, 2), np.float32)
         for i in range(n):
-            rgb = cv2.cvtColor(cv2.resize(crops[i], (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(
+                cv2.resize(crops[i], (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+            )
             np.multiply(rgb, 1.0 / 127.5, out=self._batch[i], casting="unsafe")
         x = self._batch[:n] - 1.0
         if not self.nhwc:
@@ -84,13 +96,15 @@ class TwoStageMaskDetector:
             mw, mh = (x2 - x1) * self.margin, (y2 - y1) * self.margin
             a, b = int(max(0, x1 - mw)), int(max(0, y1 - mh))
             c, d = int(min(w, x2 + mw)), int(min(h, y2 + mh))
-            crops.append(img[b:max(d, b + 1), a:max(c, a + 1)])
+            crops.append(img[b : max(d, b + 1), a : max(c, a + 1)])
         probs = self.classify(crops)
         cls = probs.argmax(axis=1).astype(np.int32)
         score = probs[np.arange(len(cls)), cls]
         keep = score >= self.score_threshold
-        attrs = [{"face_score": round(float(s), 4), "mask_probability": round(float(p[0]), 4)}
-                 for s, p in zip(faces.scores, probs)]
+        attrs = [
+            {"face_score": round(float(s), 4), "mask_probability": round(float(p[0]), 4)}
+            for s, p in zip(faces.scores, probs)
+        ]
         dets = Detections(faces.boxes, score, cls, self.labels, attributes=attrs)
         return dets.select(keep)
 

@@ -8,6 +8,7 @@
 - ``LprNetRecognizer``: a user's LPRNet (or any CTC plate model) with a configurable alphabet.
 All run through ``core.inference.create_backend``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,9 +72,18 @@ def _model(path: str) -> str:
 class TextDetector:
     """PP-OCRv4 DB detector. `limit_side` caps the longer side fed to the net (multiple of 32)."""
 
-    def __init__(self, model: str = "models/ch_PP-OCRv4_det_infer.onnx", limit_side: int = 640,
-                 thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
-                 min_size: float = 3.0, device: str = "cpu", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str = "models/ch_PP-OCRv4_det_infer.onnx",
+        limit_side: int = 640,
+        thresh: float = 0.3,
+        box_thresh: float = 0.5,
+        unclip_ratio: float = 1.6,
+        min_size: float = 3.0,
+        device: str = "cpu",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         self.backend = create_backend(_model(model), device=device, threads=threads)
         self.limit_side = int(limit_side)
         self.thresh, self.box_thresh, self.unclip_ratio = float(thresh), float(box_thresh), float(unclip_ratio)
@@ -118,7 +128,7 @@ class TextDetector:
         x, y, bw, bh = cv2.boundingRect(contour)
         m = np.zeros((bh, bw), np.uint8)
         cv2.fillPoly(m, [contour.reshape(-1, 2) - [x, y]], 1)
-        return float(cv2.mean(prob[y:y + bh, x:x + bw], m)[0])
+        return float(cv2.mean(prob[y : y + bh, x : x + bw], m)[0])
 
     def close(self) -> None:
         self.backend.close()
@@ -146,12 +156,21 @@ class PpOcrRecognizer:
     win over the province it resembles.
     """
 
-    def __init__(self, model: str = "models/ch_PP-OCRv4_rec_infer.onnx", max_width: int = 320,
-                 charset: str = "", device: str = "cpu", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str = "models/ch_PP-OCRv4_rec_infer.onnx",
+        max_width: int = 320,
+        charset: str = "",
+        device: str = "cpu",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         self.backend = create_backend(_model(model), device=device, threads=threads)
         chars = self.backend.metadata.get("character")
         if not chars:
-            raise ModelError(f"{model}: no 'character' dictionary in the model metadata (not a RapidOCR PP-OCR rec model?)")
+            raise ModelError(
+                f"{model}: no 'character' dictionary in the model metadata (not a RapidOCR PP-OCR rec model?)"
+            )
         self.alphabet = ["<blank>"] + chars.splitlines() + [" "]
         self.max_width = int(max_width)
         self._in = self.backend.inputs[0].name
@@ -205,9 +224,22 @@ class LprNetRecognizer:
     output may be (N, C, T) (LPRNet) or (N, T, C); `logits` applies a softmax first.
     """
 
-    def __init__(self, model: str, input_width: int = 94, input_height: int = 24, alphabet: str = LPR_ALPHABET,
-                 blank: int = -1, mean: float = 127.5, std: float = 128.0, rgb: bool = False,
-                 logits: bool = True, backend: str = "auto", device: str = "auto", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        input_width: int = 94,
+        input_height: int = 24,
+        alphabet: str = LPR_ALPHABET,
+        blank: int = -1,
+        mean: float = 127.5,
+        std: float = 128.0,
+        rgb: bool = False,
+        logits: bool = True,
+        backend: str = "auto",
+        device: str = "auto",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         if not model:
             raise ConfigError("recognizer 'lprnet' needs a model file (parameter recognizer.model)", "recognizer.model")
         self.backend = create_backend(_model(model), backend, device=device, threads=threads)
@@ -218,7 +250,7 @@ class LprNetRecognizer:
         if self.blank == 0:
             self.alphabet = ["<blank>"] + self.alphabet
         else:
-            self.alphabet = self.alphabet[: self.blank] + ["<blank>"] + self.alphabet[self.blank:]
+            self.alphabet = self.alphabet[: self.blank] + ["<blank>"] + self.alphabet[self.blank :]
         self.mean, self.std, self.rgb, self.logits = float(mean), float(std), bool(rgb), bool(logits)
         self._in = self.backend.inputs[0].name
         self._fixed_batch = isinstance(self.backend.inputs[0].shape[0], int) and self.backend.inputs[0].shape[0] > 0
@@ -238,7 +270,7 @@ class LprNetRecognizer:
             xs.append(((x - self.mean) / self.std).transpose(2, 0, 1))
         batch = np.ascontiguousarray(np.stack(xs))
         if self._fixed_batch:
-            out = np.concatenate([self.backend.infer({self._in: batch[i:i + 1]})[0] for i in range(len(batch))])
+            out = np.concatenate([self.backend.infer({self._in: batch[i : i + 1]})[0] for i in range(len(batch))])
         else:
             out = self.backend.infer({self._in: batch})[0]
         ncls = len(self.alphabet)

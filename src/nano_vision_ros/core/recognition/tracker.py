@@ -4,6 +4,7 @@
 with every detection tracked, as ``update(boxes, scores) -> ids`` and ``ended`` (ids dropped by the
 last update, for vote clean-up). One tracker for detections, faces and plates.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
@@ -19,8 +20,16 @@ class ByteTrackAdapter:
     def __init__(self, match_iou: float = 0.2, track_buffer: int = 15) -> None:
         from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 
-        self._bt = ByteTracker(TrackerConfig(high_threshold=0.0, low_threshold=0.0, new_track_threshold=0.0,
-                                             match_iou=match_iou, track_buffer=track_buffer, class_aware=False))
+        self._bt = ByteTracker(
+            TrackerConfig(
+                high_threshold=0.0,
+                low_threshold=0.0,
+                new_track_threshold=0.0,
+                match_iou=match_iou,
+                track_buffer=track_buffer,
+                class_aware=False,
+            )
+        )
         self.ended: list[int] = []
 
     def update(self, boxes: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ The MP4 is fragmented (an empty ``moov``, then a ``moof``+``mdat`` per keyframe)
 anywhere (still being written, half uploaded) plays up to its last whole fragment. The file is
 written under a temporary name and renamed only when ffmpeg finished cleanly.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,14 +35,33 @@ class ClipWriter:
         exe = ffmpeg or shutil.which("ffmpeg")
         if exe is None:
             raise ClipError("ffmpeg is not installed (see requirements/streaming.apt)")
-        cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "h264", "-framerate", f"{self.fps:g}", "-i", "pipe:0",
-               "-c", "copy", "-movflags", FRAGMENTED, "-f", "mp4", str(self.tmp)]
+        cmd = [
+            exe,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "h264",
+            "-framerate",
+            f"{self.fps:g}",
+            "-i",
+            "pipe:0",
+            "-c",
+            "copy",
+            "-movflags",
+            FRAGMENTED,
+            "-f",
+            "mp4",
+            str(self.tmp),
+        ]
         self._stderr_path = self.path.with_name(f".{self.path.name}.log")
         try:
             self._stderr = open(self._stderr_path, "wb")  # noqa: SIM115 - lives as long as the ffmpeg process
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True
+            )
         except OSError as err:
             raise ClipError(f"cannot start ffmpeg for {self.path}: {err}") from err
 

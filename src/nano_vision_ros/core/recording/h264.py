@@ -5,6 +5,7 @@ before each frame and SPS/PPS before each keyframe, so the stream splits into fr
 parser and every group of pictures decodes on its own. Keyframes come every ``gop`` frames
 exactly (no scene-cut keyframes), so a clip's start is known to within ``gop / fps`` seconds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,18 +55,55 @@ def is_keyframe(au: bytes) -> bool:
     return False
 
 
-def encoder_command(width: int, height: int, fps: float, gop: int, codec: str = "libx264", preset: str = "ultrafast",
-                    crf: int = 26, ffmpeg: str | None = None) -> list[str]:
+def encoder_command(
+    width: int,
+    height: int,
+    fps: float,
+    gop: int,
+    codec: str = "libx264",
+    preset: str = "ultrafast",
+    crf: int = 26,
+    ffmpeg: str | None = None,
+) -> list[str]:
     exe = ffmpeg or shutil.which("ffmpeg")
     if exe is None:
         raise EncoderError("ffmpeg is not installed (see requirements/streaming.apt)")
-    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error",
-           "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}", "-i", "pipe:0",
-           "-an", "-fps_mode", "passthrough", "-pix_fmt", "yuv420p", "-c:v", codec]
+    cmd = [
+        exe,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{width}x{height}",
+        "-framerate",
+        f"{fps:g}",
+        "-i",
+        "pipe:0",
+        "-an",
+        "-fps_mode",
+        "passthrough",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        codec,
+    ]
     if codec == "libx264":
         # zerolatency: each frame comes out as soon as it went in (no lookahead, no frame threads)
-        cmd += ["-preset", preset, "-tune", "zerolatency", "-crf", str(crf),
-                "-x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:aud=1:repeat-headers=1"]
+        cmd += [
+            "-preset",
+            preset,
+            "-tune",
+            "zerolatency",
+            "-crf",
+            str(crf),
+            "-x264-params",
+            f"keyint={gop}:min-keyint={gop}:scenecut=0:aud=1:repeat-headers=1",
+        ]
     else:  # a hardware encoder: delimiters inserted by a bitstream filter
         cmd += ["-bsf:v", "dump_extra=freq=keyframe,h264_metadata=aud=insert"]
     cmd += ["-g", str(gop), "-bf", "0", "-flush_packets", "1", "-f", "h264", "pipe:1"]
@@ -75,16 +113,32 @@ def encoder_command(width: int, height: int, fps: float, gop: int, codec: str = 
 class H264Encoder:
     """One ffmpeg process; ``write`` blocks while ffmpeg is busy, ``on_packet(au, key)`` runs on the reader thread."""
 
-    def __init__(self, width: int, height: int, fps: float, gop: int, on_packet: Callable[[bytes, bool], None],
-                 codec: str = "libx264", preset: str = "ultrafast", crf: int = 26, ffmpeg: str | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        gop: int,
+        on_packet: Callable[[bytes, bool], None],
+        codec: str = "libx264",
+        preset: str = "ultrafast",
+        crf: int = 26,
+        ffmpeg: str | None = None,
+    ) -> None:
         self.width, self.height = width, height
         self.on_packet = on_packet
         self.packets = 0
         self.bytes_out = 0
         cmd = encoder_command(width, height, fps, gop, codec, preset, crf, ffmpeg)
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          bufsize=0, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,
+            )
         except OSError as err:
             raise EncoderError(f"cannot start ffmpeg: {err}") from err
         self._stderr = b""
@@ -94,7 +148,9 @@ class H264Encoder:
 
     def write(self, img: np.ndarray) -> None:
         if img.shape[:2] != (self.height, self.width) or img.ndim != 3 or img.dtype != np.uint8:
-            raise EncoderError(f"frame {img.shape} {img.dtype} does not match the encoder ({self.width}x{self.height} bgr8)")
+            raise EncoderError(
+                f"frame {img.shape} {img.dtype} does not match the encoder ({self.width}x{self.height} bgr8)"
+            )
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(memoryview(np.ascontiguousarray(img)).cast("B"))

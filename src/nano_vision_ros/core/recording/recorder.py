@@ -15,6 +15,7 @@ reporting on clips) are ignored. Clips are written by stream copy on separate pr
 reported through ``on_clip``; failures (ffmpeg, full disk, unwritable folder) through ``on_error``
 and the counters, never as exceptions into the caller.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -95,8 +96,10 @@ def parse_time(value: Any) -> float | None:
 def event_time(event: dict[str, Any], now: float, window: float) -> float:
     """The event's own time (its update/end/start stamp) when plausible, else `now`."""
     state = event.get("state")
-    keys = {"end": ("end", "ended", "timestamp", "time", "stamp"), "update": ("updated", "timestamp", "time", "stamp")}.get(
-        state, ("start", "started", "timestamp", "time", "stamp"))
+    keys = {
+        "end": ("end", "ended", "timestamp", "time", "stamp"),
+        "update": ("updated", "timestamp", "time", "stamp"),
+    }.get(state, ("start", "started", "timestamp", "time", "stamp"))
     for key in keys:
         t = parse_time(event.get(key))
         if t is not None and now - window <= t <= now + 5.0:
@@ -105,8 +108,13 @@ def event_time(event: dict[str, Any], now: float, window: float) -> float:
 
 
 class Recorder:
-    def __init__(self, opt: RecorderOptions, on_clip: Callable[[dict[str, Any]], None] | None = None,
-                 on_error: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        opt: RecorderOptions,
+        on_clip: Callable[[dict[str, Any]], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.opt = opt
         self.on_clip = on_clip or (lambda info: None)
         self.on_error = on_error or (lambda text: None)
@@ -174,7 +182,9 @@ class Recorder:
             if self._cur is not None and t < self._cur_t:
                 return  # out of order (clock step back)
             restart = self._encoder is not None and (
-                image.shape[:2] != (self._encoder.height, self._encoder.width) or t - self._slot_time(self._slot) > self.opt.max_gap)
+                image.shape[:2] != (self._encoder.height, self._encoder.width)
+                or t - self._slot_time(self._slot) > self.opt.max_gap
+            )
             if restart:
                 self._emit_pending()
                 self._stop_encoder()
@@ -194,8 +204,9 @@ class Recorder:
         try:
             if w % 2 or h % 2:
                 raise EncoderError(f"frame size {w}x{h} is odd; H.264 4:2:0 needs even sizes")
-            self._encoder = H264Encoder(w, h, self.opt.fps, self.gop, self._on_packet, self.opt.codec,
-                                        self.opt.preset, self.opt.crf)
+            self._encoder = H264Encoder(
+                w, h, self.opt.fps, self.gop, self._on_packet, self.opt.codec, self.opt.preset, self.opt.crf
+            )
         except EncoderError as err:
             self._encoder_retry = now + 5.0
             self._error(f"recorder encoder: {err}")
@@ -329,7 +340,9 @@ class Recorder:
             free = shutil.disk_usage(self.opt.output_dir).free
             if free < self.opt.min_free_bytes:
                 self.clips_failed += 1
-                self._error(f"disk full: {free} bytes free in {self.opt.output_dir} (< min_free_bytes {self.opt.min_free_bytes}); clip for event {eid} skipped")
+                self._error(
+                    f"disk full: {free} bytes free in {self.opt.output_dir} (< min_free_bytes {self.opt.min_free_bytes}); clip for event {eid} skipped"
+                )
                 return
         floor = self._clips[-1].end if self._clips else self._last_end
         start = max(t - self.opt.pre_seconds, floor)
@@ -390,10 +403,19 @@ class Recorder:
         self.clips_written += 1
         self.last_clip = str(path)
         info = {
-            "event_ids": clip.event_ids, "camera": self.opt.camera, "path": str(path), "name": path.name,
-            "start": round(clip.start, 3), "end": round(clip.end, 3), "duration": round(frames / self.opt.fps, 3),
-            "start_iso": _iso(clip.start), "end_iso": _iso(clip.end),
-            "frames": frames, "fps": self.opt.fps, "size": size, "sha256": digest,
+            "event_ids": clip.event_ids,
+            "camera": self.opt.camera,
+            "path": str(path),
+            "name": path.name,
+            "start": round(clip.start, 3),
+            "end": round(clip.end, 3),
+            "duration": round(frames / self.opt.fps, 3),
+            "start_iso": _iso(clip.start),
+            "end_iso": _iso(clip.end),
+            "frames": frames,
+            "fps": self.opt.fps,
+            "size": size,
+            "sha256": digest,
         }
         try:
             self.retention.enforce(keep={path})
@@ -423,15 +445,26 @@ class Recorder:
         clip = self._clips[-1] if self._clips else None
         enc = self._encoder
         return {
-            "recording": clip is not None, "open_clip_events": ",".join(clip.event_ids) if clip else "",
-            "buffer_frames": len(self.ring), "buffer_bytes": self.ring.nbytes,
+            "recording": clip is not None,
+            "open_clip_events": ",".join(clip.event_ids) if clip else "",
+            "buffer_frames": len(self.ring),
+            "buffer_bytes": self.ring.nbytes,
             "buffer_evicted_for_memory": self.ring.evicted_for_memory,
-            "frames_in": self.frames_in, "frames_encoded": self.frames_encoded, "encoder_starts": self.encoder_starts,
-            "encoder_bytes": enc.bytes_out if enc else 0, "keyframe_interval_frames": self.gop,
-            "clips_written": self.clips_written, "clips_failed": self.clips_failed,
-            "events_seen": self.events_seen, "events_merged": self.events_merged, "events_ignored": self.events_ignored,
-            "disk_used_bytes": self.retention.used_bytes, "deleted_by_retention": self.retention.deleted,
-            "output_dir_writable": self.writable, "last_clip": self.last_clip, "last_error": self.last_error,
+            "frames_in": self.frames_in,
+            "frames_encoded": self.frames_encoded,
+            "encoder_starts": self.encoder_starts,
+            "encoder_bytes": enc.bytes_out if enc else 0,
+            "keyframe_interval_frames": self.gop,
+            "clips_written": self.clips_written,
+            "clips_failed": self.clips_failed,
+            "events_seen": self.events_seen,
+            "events_merged": self.events_merged,
+            "events_ignored": self.events_ignored,
+            "disk_used_bytes": self.retention.used_bytes,
+            "deleted_by_retention": self.retention.deleted,
+            "output_dir_writable": self.writable,
+            "last_clip": self.last_clip,
+            "last_error": self.last_error,
         }
 
 

@@ -1,4 +1,5 @@
 """Disk quota and age limit for the clip folder: the oldest clips go first."""
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,12 @@ class Retention:
         if extra_needed > deletable:
             # something else fills the disk: deleting every clip would still not make room, so
             # delete none for it (recorded evidence is not thrown away for nothing)
-            log.warning("retention: %d bytes needed but all clips in %s hold %d; none deleted for space",
-                        extra_needed, self.folder, deletable)
+            log.warning(
+                "retention: %d bytes needed but all clips in %s hold %d; none deleted for space",
+                extra_needed,
+                self.folder,
+                deletable,
+            )
             extra_needed = 0
         for mtime, size, path in clips:
             too_old = self.max_age > 0 and now - mtime > self.max_age

@@ -5,6 +5,7 @@ clip is cut from them by stream copy (no decode, no second encode). The ring alw
 keyframe, because a clip can only begin at one: whole groups of pictures leave it together.
 A 768x576 stream at 10 fps is ~1 Mbit/s, so 22 s is ~3 MB (a JPEG ring held ~16 MB).
 """
+
 from __future__ import annotations
 
 import threading

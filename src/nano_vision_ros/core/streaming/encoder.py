@@ -6,6 +6,7 @@ GStreamer, ffmpeg ``h264_nvmpi`` / ``h264_v4l2m2m`` / ``h264_nvenc``) are used w
 probe encode actually works, not merely where the binary lists them (Debian's ffmpeg lists
 ``h264_v4l2m2m`` on every PC).
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,10 +45,32 @@ def ffmpeg_encoder_works(codec: str) -> bool:
     exe = _ffmpeg()
     if exe is None:
         return False
-    cmd = [exe, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=gray:s=256x144:r=10",
-           "-frames:v", "2", "-c:v", codec, "-pix_fmt", "yuv420p", "-f", "null", "-"]
+    cmd = [
+        exe,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=256x144:r=10",
+        "-frames:v",
+        "2",
+        "-c:v",
+        codec,
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "null",
+        "-",
+    ]
     try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15, check=False).returncode == 0
+        return (
+            subprocess.run(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -58,8 +81,12 @@ def gst_element_exists(element: str) -> bool:
     if exe is None:
         return False
     try:
-        return subprocess.run([exe, element], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15,
-                              check=False).returncode == 0
+        return (
+            subprocess.run(
+                [exe, element], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -78,21 +105,79 @@ def ffmpeg_command(url: str, s: EncoderSettings, codec: str = "libx264", ffmpeg:
     """ffmpeg reading raw BGR frames on stdin (wall-clock timestamps, resampled to CFR) to RTMP."""
     exe = ffmpeg or _ffmpeg() or "ffmpeg"
     fps = f"{s.fps:g}"
-    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error",
-           # Input: the frames as they come; wall-clock timestamps keep the stream in real time even
-           # when frames are late or dropped, and the output -r resamples to a constant rate.
-           "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{s.width}x{s.height}", "-framerate", fps,
-           "-use_wallclock_as_timestamps", "1", "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0",
-           "-thread_queue_size", "4", "-i", "pipe:0",
-           "-an", "-fps_mode", "cfr", "-r", fps, "-pix_fmt", "yuv420p"]
+    cmd = [
+        exe,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        # Input: the frames as they come; wall-clock timestamps keep the stream in real time even
+        # when frames are late or dropped, and the output -r resamples to a constant rate.
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{s.width}x{s.height}",
+        "-framerate",
+        fps,
+        "-use_wallclock_as_timestamps",
+        "1",
+        "-fflags",
+        "nobuffer",
+        "-probesize",
+        "32",
+        "-analyzeduration",
+        "0",
+        "-thread_queue_size",
+        "4",
+        "-i",
+        "pipe:0",
+        "-an",
+        "-fps_mode",
+        "cfr",
+        "-r",
+        fps,
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if codec == "libx264":
-        cmd += ["-c:v", "libx264", "-preset", s.preset, "-tune", "zerolatency", "-profile:v", "baseline",
-                "-x264-params", f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:rc-lookahead=0:sync-lookahead=0"]
+        cmd += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            s.preset,
+            "-tune",
+            "zerolatency",
+            "-profile:v",
+            "baseline",
+            "-x264-params",
+            f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:rc-lookahead=0:sync-lookahead=0",
+        ]
     else:
         cmd += ["-c:v", codec]
     kbps = int(s.bitrate_kbps)
-    cmd += ["-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{max(kbps // 2, 100)}k", "-g", str(s.gop), "-bf", "0",
-            "-flags", "+low_delay", "-flush_packets", "1", "-f", "flv", "-flvflags", "no_duration_filesize", url]
+    cmd += [
+        "-b:v",
+        f"{kbps}k",
+        "-maxrate",
+        f"{kbps}k",
+        "-bufsize",
+        f"{max(kbps // 2, 100)}k",
+        "-g",
+        str(s.gop),
+        "-bf",
+        "0",
+        "-flags",
+        "+low_delay",
+        "-flush_packets",
+        "1",
+        "-f",
+        "flv",
+        "-flvflags",
+        "no_duration_filesize",
+        url,
+    ]
     return cmd
 
 
@@ -103,21 +188,69 @@ def gstreamer_command(url: str, s: EncoderSettings, element: str = "auto", gst_l
         element = "nvv4l2h264enc" if gst_element_exists("nvv4l2h264enc") else "x264enc"
     num, den = _fraction(s.fps)
     frame_bytes = s.width * s.height * 3
-    src = ["fdsrc", "fd=0", f"blocksize={frame_bytes}", "do-timestamp=true", "!",
-           "rawvideoparse", "use-sink-caps=false", f"width={s.width}", f"height={s.height}", "format=bgr",
-           f"framerate={num}/{den}", "!", "queue", "max-size-buffers=2", "leaky=downstream", "!"]
+    src = [
+        "fdsrc",
+        "fd=0",
+        f"blocksize={frame_bytes}",
+        "do-timestamp=true",
+        "!",
+        "rawvideoparse",
+        "use-sink-caps=false",
+        f"width={s.width}",
+        f"height={s.height}",
+        "format=bgr",
+        f"framerate={num}/{den}",
+        "!",
+        "queue",
+        "max-size-buffers=2",
+        "leaky=downstream",
+        "!",
+    ]
     if element == "nvv4l2h264enc":
         # nvvidconv takes BGRx, not BGR: one cheap CPU conversion, then NVMM NV12 for the encoder.
-        enc = ["videoconvert", "!", "video/x-raw,format=BGRx", "!", "nvvidconv", "!",
-               "video/x-raw(memory:NVMM),format=NV12", "!",
-               "nvv4l2h264enc", f"bitrate={int(s.bitrate_kbps) * 1000}", f"iframeinterval={s.gop}", f"idrinterval={s.gop}",
-               "insert-sps-pps=true", "maxperf-enable=true", "!"]
+        enc = [
+            "videoconvert",
+            "!",
+            "video/x-raw,format=BGRx",
+            "!",
+            "nvvidconv",
+            "!",
+            "video/x-raw(memory:NVMM),format=NV12",
+            "!",
+            "nvv4l2h264enc",
+            f"bitrate={int(s.bitrate_kbps) * 1000}",
+            f"iframeinterval={s.gop}",
+            f"idrinterval={s.gop}",
+            "insert-sps-pps=true",
+            "maxperf-enable=true",
+            "!",
+        ]
     else:
-        enc = ["videoconvert", "!", "video/x-raw,format=I420", "!",
-               "x264enc", "tune=zerolatency", f"speed-preset={s.preset}", f"bitrate={int(s.bitrate_kbps)}",
-               f"key-int-max={s.gop}", "bframes=0", "byte-stream=false", "!"]
-    sink = ["h264parse", "config-interval=-1", "!", "flvmux", "streamable=true", "!",
-            "rtmpsink", f"location={url} live=1", "sync=false"]
+        enc = [
+            "videoconvert",
+            "!",
+            "video/x-raw,format=I420",
+            "!",
+            "x264enc",
+            "tune=zerolatency",
+            f"speed-preset={s.preset}",
+            f"bitrate={int(s.bitrate_kbps)}",
+            f"key-int-max={s.gop}",
+            "bframes=0",
+            "byte-stream=false",
+            "!",
+        ]
+    sink = [
+        "h264parse",
+        "config-interval=-1",
+        "!",
+        "flvmux",
+        "streamable=true",
+        "!",
+        "rtmpsink",
+        f"location={url} live=1",
+        "sync=false",
+    ]
     return [exe, "-q", "-e", *src, *enc, *sink]
 
 
@@ -127,7 +260,9 @@ def _fraction(fps: float) -> tuple[int, int]:
     return int(round(fps * 1000)), 1000
 
 
-def build_command(url: str, s: EncoderSettings, encoder: str = "auto", ffmpeg_codec: str = "auto") -> tuple[str, list[str]]:
+def build_command(
+    url: str, s: EncoderSettings, encoder: str = "auto", ffmpeg_codec: str = "auto"
+) -> tuple[str, list[str]]:
     """(description, argv) for the chosen encoder; 'auto' prefers ffmpeg, then GStreamer.
 
     On a Jetson whose ffmpeg has no hardware encoder but whose GStreamer has ``nvv4l2h264enc``,

@@ -6,6 +6,7 @@ at most at ``fps`` to the encoder's stdin; a monitor thread kills an encoder who
 stalled (a TCP connection to a dead server) or that exited, and the writer starts a new one after an
 exponential backoff, so the stream resumes by itself when the server comes back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,10 +49,15 @@ class StreamerOptions:
 class RtmpStreamer:
     """Frames in, RTMP out; self-healing. Thread-safe ``push``; ``stats()`` for diagnostics."""
 
-    def __init__(self, options: StreamerOptions,
-                 command_factory: Callable[[EncoderSettings], tuple[str, list[str]]] | None = None) -> None:
+    def __init__(
+        self,
+        options: StreamerOptions,
+        command_factory: Callable[[EncoderSettings], tuple[str, list[str]]] | None = None,
+    ) -> None:
         self.opt = options
-        self._factory = command_factory or (lambda s: build_command(options.url, s, options.encoder, options.ffmpeg_codec))
+        self._factory = command_factory or (
+            lambda s: build_command(options.url, s, options.encoder, options.ffmpeg_codec)
+        )
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._frame_new = False
@@ -100,10 +106,19 @@ class RtmpStreamer:
         recent = [t for t in tuple(self._sent_times) if now - t <= 2.0]  # tuple(): the sender thread appends meanwhile
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 and recent[-1] > recent[0] else 0.0
         return {
-            "state": self.state, "encoder": self.encoder_name, "url": self.opt.url,
-            "frames_in": self.frames_in, "frames_sent": self.frames_sent, "fps_sent": round(fps, 2),
-            "dropped": self.dropped, "skipped": self.skipped, "restarts": self.restarts, "frame_errors": self.errors,
-            "bitrate_kbps": round(self.bitrate_kbps, 1), "bytes_out": self.bytes_out, "last_error": self.last_error,
+            "state": self.state,
+            "encoder": self.encoder_name,
+            "url": self.opt.url,
+            "frames_in": self.frames_in,
+            "frames_sent": self.frames_sent,
+            "fps_sent": round(fps, 2),
+            "dropped": self.dropped,
+            "skipped": self.skipped,
+            "restarts": self.restarts,
+            "frame_errors": self.errors,
+            "bitrate_kbps": round(self.bitrate_kbps, 1),
+            "bytes_out": self.bytes_out,
+            "last_error": self.last_error,
             "input_age_s": round(now - self._last_input, 2) if self._last_input else -1.0,
         }
 
@@ -112,8 +127,14 @@ class RtmpStreamer:
         w = self.opt.width or frame.shape[1]
         h = self.opt.height or frame.shape[0]
         w, h = w - w % 2, h - h % 2  # yuv420p needs even sizes
-        return EncoderSettings(width=w, height=h, fps=self.opt.fps, bitrate_kbps=self.opt.bitrate_kbps,
-                               gop=self.opt.gop, preset=self.opt.preset)
+        return EncoderSettings(
+            width=w,
+            height=h,
+            fps=self.opt.fps,
+            bitrate_kbps=self.opt.bitrate_kbps,
+            gop=self.opt.gop,
+            preset=self.opt.preset,
+        )
 
     def _start_encoder(self, settings: EncoderSettings) -> bool:
         try:
@@ -124,8 +145,14 @@ class RtmpStreamer:
         if name.startswith("ffmpeg"):
             cmd = cmd[:-1] + ["-progress", "pipe:2", "-stats_period", "1", cmd[-1]]
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    bufsize=0, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,
+            )
         except OSError as err:
             self._fail(f"cannot start encoder: {err}")
             return False
@@ -220,8 +247,11 @@ class RtmpStreamer:
                     if now < due - 0.5 * period:
                         self.skipped += 1
                         continue
-                elif last is not None and now >= due + 0.5 * period and (
-                        now - last_new < self.opt.max_repeat or now - last_sent >= self.opt.keepalive):
+                elif (
+                    last is not None
+                    and now >= due + 0.5 * period
+                    and (now - last_new < self.opt.max_repeat or now - last_sent >= self.opt.keepalive)
+                ):
                     # Late frames: repeat the picture at the full rate for max_repeat s, then every
                     # keepalive s, so the encoder's wall-clock timestamps never jump (a jump would make
                     # it encode the whole gap in one burst) and viewers stay connected.
@@ -304,8 +334,11 @@ class RtmpStreamer:
                 continue
             if proc.poll() is None and self.state == STARTING and now - self._proc_started >= 1.0 and self.frames_sent:
                 self.state = STREAMING
-            if (proc.poll() is None and now - self._proc_started >= self.opt.stable_after
-                    and self._backoff != self.opt.backoff_min):
+            if (
+                proc.poll() is None
+                and now - self._proc_started >= self.opt.stable_after
+                and self._backoff != self.opt.backoff_min
+            ):
                 self._backoff = self.opt.backoff_min
                 log.info("stream %s resumed", self.opt.url)
 

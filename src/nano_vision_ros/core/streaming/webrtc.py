@@ -13,6 +13,7 @@ encoder. A bad offer is answered 400 with the reason and changes nothing else.
 aiortc/PyAV/aiohttp are optional (``pip install nano_vision_ros[webrtc]``): imported when the
 server is built, with a ``RuntimeMissingError`` naming the packages when absent.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,8 @@ def _import_webrtc() -> tuple[Any, Any, Any]:
     except ImportError as err:
         raise RuntimeMissingError(
             f"the WebRTC live view needs aiortc, av and aiohttp ({err}): pip install 'nano_vision_ros[webrtc]' "
-            "(or requirements/webrtc.txt)") from None
+            "(or requirements/webrtc.txt)"
+        ) from None
     return aiortc, av, web
 
 
@@ -200,8 +202,16 @@ class WebRtcServer:
         self._keyframe = False
         self._active = False
         self._next_due = 0.0
-        self.stats: dict[str, int] = {"viewers_total": 0, "bad_offers": 0, "refused_full": 0, "unauthorized": 0,
-                                      "frames_in": 0, "frames_encoded": 0, "frames_skipped_fps": 0, "encode_errors": 0}
+        self.stats: dict[str, int] = {
+            "viewers_total": 0,
+            "bad_offers": 0,
+            "refused_full": 0,
+            "unauthorized": 0,
+            "frames_in": 0,
+            "frames_encoded": 0,
+            "frames_skipped_fps": 0,
+            "encode_errors": 0,
+        }
         self.last_error = ""
         self.encode_ms = 0.0  # moving average of conversion + encode per frame
         self._loop = asyncio.new_event_loop()
@@ -257,8 +267,9 @@ class WebRtcServer:
     async def _get_page(self, request: Any) -> Any:
         if not self._authorized(request):
             return self._web.Response(status=401, text="token required: open /?token=...\n")
-        return self._web.Response(text=self._page, content_type="text/html",
-                                  headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+        return self._web.Response(
+            text=self._page, content_type="text/html", headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+        )
 
     async def _get_status(self, request: Any) -> Any:
         if not self._authorized(request):
@@ -268,12 +279,18 @@ class WebRtcServer:
     async def _post_whep(self, request: Any) -> Any:
         web = self._web
         if not self._authorized(request):
-            return web.Response(status=401, text="token required (Authorization: Bearer <token>)\n",
-                                headers={"WWW-Authenticate": "Bearer"})
+            return web.Response(
+                status=401,
+                text="token required (Authorization: Bearer <token>)\n",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if len(self._viewers) >= self.opts.max_viewers:
             self.stats["refused_full"] += 1
-            return web.Response(status=503, text=f"{self.opts.max_viewers} viewers already: try again later\n",
-                                headers={"Retry-After": "10"})
+            return web.Response(
+                status=503,
+                text=f"{self.opts.max_viewers} viewers already: try again later\n",
+                headers={"Retry-After": "10"},
+            )
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -286,8 +303,9 @@ class WebRtcServer:
             self.last_error = f"bad offer: {err}"
             log.warning("refused a WebRTC offer from %s: %s", request.remote, err)
             return web.Response(status=400, text=f"bad offer: {err}\n")
-        return web.Response(status=201, text=answer, content_type="application/sdp",
-                            headers={"Location": f"/whep/{viewer_id}"})
+        return web.Response(
+            status=201, text=answer, content_type="application/sdp", headers={"Location": f"/whep/{viewer_id}"}
+        )
 
     async def _answer(self, body: bytes) -> tuple[str, str]:
         aiortc = self._aiortc
@@ -418,7 +436,9 @@ class WebRtcServer:
                 h, w = bgr.shape[:2]
                 ow = self.opts.width or w - w % 2
                 oh = self.opts.height or h - h % 2
-                self._encoder = LiveEncoder(self.opts.codec, ow, oh, self.opts.fps, self.opts.bitrate_kbps, self.opts.gop)
+                self._encoder = LiveEncoder(
+                    self.opts.codec, ow, oh, self.opts.fps, self.opts.bitrate_kbps, self.opts.gop
+                )
                 self._keyframe = True
             key, self._keyframe = self._keyframe, False
             t0 = time.perf_counter()
@@ -439,12 +459,17 @@ class WebRtcServer:
 
     def status(self) -> dict[str, object]:
         tracks = [t for _pc, t in list(self._viewers.values())]
-        return {"viewers": len(tracks), "active": self._active, "codec": self.opts.codec,
-                "url": f"http://{self.opts.host}:{self.opts.port}/", **self.stats,
-                "viewer_packets_sent": sum(t.sent for t in tracks),
-                "viewer_packets_skipped": sum(t.skipped for t in tracks),
-                "viewer_queue_max": max((t.queue_max for t in tracks), default=0),
-                "encode_ms": round(self.encode_ms, 1)}
+        return {
+            "viewers": len(tracks),
+            "active": self._active,
+            "codec": self.opts.codec,
+            "url": f"http://{self.opts.host}:{self.opts.port}/",
+            **self.stats,
+            "viewer_packets_sent": sum(t.sent for t in tracks),
+            "viewer_packets_skipped": sum(t.skipped for t in tracks),
+            "viewer_queue_max": max((t.queue_max for t in tracks), default=0),
+            "encode_ms": round(self.encode_ms, 1),
+        }
 
     def close(self) -> None:
         """Close every viewer and the HTTP server; joins the loop thread."""
@@ -483,11 +508,13 @@ def _limit_ice_addresses(opts: WebRtcOptions) -> None:
     if not addresses:
         return
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
-        a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+        a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+    ]
 
 
-_FINGERPRINT = re.compile(r"^a=fingerprint:(sha-1|sha-224|sha-256|sha-384|sha-512) ([0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+)\s*$",
-                          re.MULTILINE)
+_FINGERPRINT = re.compile(
+    r"^a=fingerprint:(sha-1|sha-224|sha-256|sha-384|sha-512) ([0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+)\s*$", re.MULTILINE
+)
 
 
 def _check_security_lines(sdp: str) -> None:

@@ -6,6 +6,7 @@ Zhang et al., "ByteTrack" (ECCV 2022): high-score detections are matched first (
 then the remaining tracks are matched to low-score detections, so occluded objects keep their id;
 unmatched tracks are kept "lost" for ``track_buffer`` frames before their id is dropped.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,13 +20,13 @@ from nano_vision_ros.core.detection.types import Detections
 
 @dataclass
 class TrackerConfig:
-    high_threshold: float = 0.5      # detections at or above: first-round matches, may start tracks
-    low_threshold: float = 0.1       # between low and high: second round only (occlusion recovery)
+    high_threshold: float = 0.5  # detections at or above: first-round matches, may start tracks
+    low_threshold: float = 0.1  # between low and high: second round only (occlusion recovery)
     new_track_threshold: float = 0.5  # a new id needs at least this score
-    match_iou: float = 0.2           # first round: minimum IoU between predicted track and detection
-    low_match_iou: float = 0.5       # second round
-    track_buffer: int = 30           # frames a lost track keeps its id
-    class_aware: bool = True         # never match across classes
+    match_iou: float = 0.2  # first round: minimum IoU between predicted track and detection
+    low_match_iou: float = 0.5  # second round
+    track_buffer: int = 30  # frames a lost track keeps its id
+    class_aware: bool = True  # never match across classes
 
 
 class _Kalman:
@@ -39,15 +40,25 @@ class _Kalman:
     def __init__(self, z: np.ndarray) -> None:
         h = z[3]
         self.x = np.r_[z, np.zeros(4)]
-        std = np.array([2 * self._wp * h, 2 * self._wp * h, 1e-2, 2 * self._wp * h,
-                        10 * self._wv * h, 10 * self._wv * h, 1e-5, 10 * self._wv * h])
-        self.P = np.diag(std ** 2)
+        std = np.array(
+            [
+                2 * self._wp * h,
+                2 * self._wp * h,
+                1e-2,
+                2 * self._wp * h,
+                10 * self._wv * h,
+                10 * self._wv * h,
+                1e-5,
+                10 * self._wv * h,
+            ]
+        )
+        self.P = np.diag(std**2)
 
     def predict(self) -> None:
         h = self.x[3]
         q = np.array([self._wp * h, self._wp * h, 1e-2, self._wp * h, self._wv * h, self._wv * h, 1e-5, self._wv * h])
         self.x = self._F @ self.x
-        self.P = self._F @ self.P @ self._F.T + np.diag(q ** 2)
+        self.P = self._F @ self.P @ self._F.T + np.diag(q**2)
 
     def update(self, z: np.ndarray) -> None:
         h = self.x[3]
@@ -81,7 +92,9 @@ class _Track:
         return _z_to_xyxy(self.kf.x)
 
 
-def _match(tracks: list[_Track], boxes: np.ndarray, cls: np.ndarray, min_iou: float, class_aware: bool) -> list[tuple[int, int]]:
+def _match(
+    tracks: list[_Track], boxes: np.ndarray, cls: np.ndarray, min_iou: float, class_aware: bool
+) -> list[tuple[int, int]]:
     if not tracks or len(boxes) == 0:
         return []
     tb = np.stack([t.box for t in tracks])

@@ -1,4 +1,5 @@
 """The sending side of ``nano-vision-upload/1``: resume at the server's offset, check the ack."""
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,14 @@ class ServerAddress:
     timeout: float = 30.0
 
 
-def upload_file(addr: ServerAddress, path: str | os.PathLike[str], name: str, sha256: str | None = None,
-                chunk: int = 256 * 1024, progress: Callable[[int, int], None] | None = None) -> UploadResult:
+def upload_file(
+    addr: ServerAddress,
+    path: str | os.PathLike[str],
+    name: str,
+    sha256: str | None = None,
+    chunk: int = 256 * 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> UploadResult:
     """Send `path` as `name`; resumes where the server stopped last time. Raises UploadError."""
     p = Path(path)
     try:
@@ -98,5 +105,7 @@ def _reply(sock: socket.socket) -> dict:
     reply = recv_json(sock)
     if not reply.get("ok"):
         code = str(reply.get("code", ""))
-        raise UploadError(f"server refused: {reply.get('error', reply)}", retryable=code not in PERMANENT_CODES, code=code)
+        raise UploadError(
+            f"server refused: {reply.get('error', reply)}", retryable=code not in PERMANENT_CODES, code=code
+        )
     return reply

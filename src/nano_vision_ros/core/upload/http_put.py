@@ -3,6 +3,7 @@
 No resume (plain PUT has none): a cut upload is sent again from the start. The sha256 goes in
 ``X-Content-SHA256`` (and ``Digest``) for a server that checks it; the token as a Bearer header.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,13 +19,29 @@ from nano_vision_ros.core.upload.client import UploadError, UploadResult
 from nano_vision_ros.core.upload.protocol import ProtocolError, check_name
 
 #: HTTP status -> (error code, retryable)
-_STATUS = {400: ("proto", False), 401: ("auth", False), 403: ("auth", False), 404: ("name", False),
-           405: ("proto", False), 409: ("exists", False), 413: ("size", False), 414: ("name", False)}
+_STATUS = {
+    400: ("proto", False),
+    401: ("auth", False),
+    403: ("auth", False),
+    404: ("name", False),
+    405: ("proto", False),
+    409: ("exists", False),
+    413: ("size", False),
+    414: ("name", False),
+}
 
 
-def http_put(base_url: str, token: str, path: str | os.PathLike[str], name: str, sha256: str | None = None,
-             timeout: float = 30.0, tls_ca: str | None = None, chunk: int = 256 * 1024,
-             progress: Callable[[int, int], None] | None = None) -> UploadResult:
+def http_put(
+    base_url: str,
+    token: str,
+    path: str | os.PathLike[str],
+    name: str,
+    sha256: str | None = None,
+    timeout: float = 30.0,
+    tls_ca: str | None = None,
+    chunk: int = 256 * 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> UploadResult:
     try:
         check_name(name)
     except ProtocolError as err:
@@ -40,11 +57,16 @@ def http_put(base_url: str, token: str, path: str | os.PathLike[str], name: str,
         raise UploadError(f"cannot read {p}: {err.strerror or err}", retryable=False, code="local") from None
     if url.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            url.hostname, url.port, timeout=timeout, context=ssl.create_default_context(cafile=tls_ca))
+            url.hostname, url.port, timeout=timeout, context=ssl.create_default_context(cafile=tls_ca)
+        )
     else:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    headers = {"Content-Length": str(size), "Content-Type": "video/mp4", "X-Content-SHA256": digest,
-               "Digest": "sha-256=" + base64.b64encode(bytes.fromhex(digest)).decode()}
+    headers = {
+        "Content-Length": str(size),
+        "Content-Type": "video/mp4",
+        "X-Content-SHA256": digest,
+        "Digest": "sha-256=" + base64.b64encode(bytes.fromhex(digest)).decode(),
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:

@@ -5,6 +5,7 @@ status endpoint (``StatusServer``: ``GET /status`` with the upload token) reads 
 A partial file keeps its header (name, size) beside it (``.partial/<sha256>.json``), so uploads
 cut before a receiver restart are listed as ``partial`` with what they already have.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -54,12 +55,22 @@ class _Entry:
     def as_dict(self) -> dict[str, Any]:
         rate = self.rate()
         left = self.size - self.received
-        return {"name": self.name, "sha256": self.sha, "state": self.state, "size": self.size,
-                "received": self.received, "percent": round(100.0 * self.received / self.size, 1) if self.size else 100.0,
-                "rate_bytes_per_s": round(rate, 1), "eta_s": round(left / rate, 1) if rate > 0 and left > 0 else None,
-                "resumed_from": self.resumed_from, "peer": self.peer, "started": self.started, "updated": self.updated,
-                "partial_path": str(self.partial) if self.state in (RECEIVING, PARTIAL) else None,
-                "error": self.error or None}
+        return {
+            "name": self.name,
+            "sha256": self.sha,
+            "state": self.state,
+            "size": self.size,
+            "received": self.received,
+            "percent": round(100.0 * self.received / self.size, 1) if self.size else 100.0,
+            "rate_bytes_per_s": round(rate, 1),
+            "eta_s": round(left / rate, 1) if rate > 0 and left > 0 else None,
+            "resumed_from": self.resumed_from,
+            "peer": self.peer,
+            "started": self.started,
+            "updated": self.updated,
+            "partial_path": str(self.partial) if self.state in (RECEIVING, PARTIAL) else None,
+            "error": self.error or None,
+        }
 
 
 class UploadProgress:
@@ -127,10 +138,24 @@ class UploadProgress:
                 updated = part.stat().st_mtime
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            partial.append({"name": name, "sha256": sha, "state": PARTIAL, "size": size, "received": got,
-                            "percent": round(100.0 * got / size, 1) if size else 100.0, "rate_bytes_per_s": 0.0,
-                            "eta_s": None, "resumed_from": None, "peer": None, "started": None, "updated": updated,
-                            "partial_path": str(part), "error": None})
+            partial.append(
+                {
+                    "name": name,
+                    "sha256": sha,
+                    "state": PARTIAL,
+                    "size": size,
+                    "received": got,
+                    "percent": round(100.0 * got / size, 1) if size else 100.0,
+                    "rate_bytes_per_s": 0.0,
+                    "eta_s": None,
+                    "resumed_from": None,
+                    "peer": None,
+                    "started": None,
+                    "updated": updated,
+                    "partial_path": str(part),
+                    "error": None,
+                }
+            )
         return live + partial + finished
 
 

@@ -5,6 +5,7 @@ server answers with the offset it already holds, the client sends the rest, the 
 sha256 of the whole file and acknowledges. A broken connection loses nothing: the next try resumes
 at the server's offset.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The uploader's persistent queue (SQLite): what is queued, uploading, done or failed survives restarts."""
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,18 @@ class Item:
 
     def status(self) -> dict[str, Any]:
         """The clip_status JSON for this item."""
-        return {"path": self.path, "name": self.name, "sha256": self.sha256, "size": self.size, "state": self.state,
-                "attempts": self.attempts, "remote": self.remote, "error": self.error,
-                "event_ids": self.meta.get("event_ids", []), "camera": self.meta.get("camera", "")}
+        return {
+            "path": self.path,
+            "name": self.name,
+            "sha256": self.sha256,
+            "size": self.size,
+            "state": self.state,
+            "attempts": self.attempts,
+            "remote": self.remote,
+            "error": self.error,
+            "event_ids": self.meta.get("event_ids", []),
+            "camera": self.meta.get("camera", ""),
+        }
 
 
 class UploadQueue:
@@ -71,13 +81,17 @@ class UploadQueue:
                 return None
             self._db.execute(
                 "INSERT OR REPLACE INTO uploads(path,name,sha256,size,state,attempts,next_try,error,remote,meta,created,updated)"
-                " VALUES (?,?,?,?,?,0,0,'','',?,?,?)", (path, name, sha256, int(size), QUEUED, json.dumps(meta or {}), now, now))
+                " VALUES (?,?,?,?,?,0,0,'','',?,?,?)",
+                (path, name, sha256, int(size), QUEUED, json.dumps(meta or {}), now, now),
+            )
         return self.get(path)
 
     def get(self, path: str) -> Item | None:
         with self._lock:
-            row = self._db.execute("SELECT path,name,sha256,size,state,attempts,next_try,error,remote,meta FROM uploads WHERE path=?",
-                                   (path,)).fetchone()
+            row = self._db.execute(
+                "SELECT path,name,sha256,size,state,attempts,next_try,error,remote,meta FROM uploads WHERE path=?",
+                (path,),
+            ).fetchone()
         return _item(row) if row else None
 
     def next_due(self, now: float | None = None) -> Item | None:
@@ -85,7 +99,9 @@ class UploadQueue:
         with self._lock:
             row = self._db.execute(
                 "SELECT path,name,sha256,size,state,attempts,next_try,error,remote,meta FROM uploads "
-                "WHERE state=? AND next_try<=? ORDER BY next_try, created LIMIT 1", (QUEUED, now)).fetchone()
+                "WHERE state=? AND next_try<=? ORDER BY next_try, created LIMIT 1",
+                (QUEUED, now),
+            ).fetchone()
         return _item(row) if row else None
 
     def next_wait(self, now: float | None = None) -> float | None:
@@ -117,4 +133,15 @@ class UploadQueue:
 
 
 def _item(row: tuple) -> Item:
-    return Item(row[0], row[1], row[2], int(row[3]), row[4], int(row[5]), float(row[6]), row[7], row[8], json.loads(row[9] or "{}"))
+    return Item(
+        row[0],
+        row[1],
+        row[2],
+        int(row[3]),
+        row[4],
+        int(row[5]),
+        float(row[6]),
+        row[7],
+        row[8],
+        json.loads(row[9] or "{}"),
+    )

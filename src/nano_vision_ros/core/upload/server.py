@@ -6,6 +6,7 @@ after the whole file's sha256 matched (fsync, then rename). The token is compare
 Progress per clip (received / expected, rate) is kept in ``progress.UploadProgress`` and served as
 JSON on ``status_port`` (docs/UPLOAD_PROTOCOL.md, "Progress").
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -154,8 +155,13 @@ class Receiver:
         log.info("receiving clips into %s on %s:%d (%s)", self.root, self.opt.host, self.port, PROTO)
         if self.opt.status_port is not None:
             host = self.opt.status_host or self.opt.host
-            self.status = StatusServer(self.progress, self.opt.token, host, self.opt.status_port,
-                                       totals=lambda: {"received": self.received, "refused": self.refused})
+            self.status = StatusServer(
+                self.progress,
+                self.opt.token,
+                host,
+                self.opt.status_port,
+                totals=lambda: {"received": self.received, "refused": self.refused},
+            )
             self.status.start()
             log.info("upload progress: http://%s:%d/status", host, self.status.port)
 
@@ -197,14 +203,20 @@ class Receiver:
                     refusal = f"too many connections from {ip} (max {cap})"
                     self.refused += 1
                 else:
-                    self._kick(own, "busy", f"too many connections from {ip} (max {cap}); the oldest unauthenticated "
-                                            "one is closed")
+                    self._kick(
+                        own,
+                        "busy",
+                        f"too many connections from {ip} (max {cap}); the oldest unauthenticated one is closed",
+                    )
                     refusal = ""
             else:
                 refusal = ""
             if not refusal and len(self._pending) >= self.opt.max_pending:
-                self._kick(self._oldest_of_busiest(), "busy", "too many unauthenticated connections "
-                                                              f"(max {self.opt.max_pending}); the oldest is closed")
+                self._kick(
+                    self._oldest_of_busiest(),
+                    "busy",
+                    f"too many unauthenticated connections (max {self.opt.max_pending}); the oldest is closed",
+                )
             if not refusal:
                 conn = _Conn(sock, sock.fileno(), ip, client_address, time.monotonic() + self.opt.header_timeout)
                 if not self._pending:
@@ -240,9 +252,14 @@ class Receiver:
         log.debug("closing %s: %s", conn.peer, reason)
         now = time.monotonic()
         if now - self._last_summary >= 10.0:  # one line per 10 s however hard a flood pushes
-            log.warning("unauthenticated connections: %d pushed out, %d past the %.0f s header deadline "
-                        "(pending %d/%d)", self._pushed_out, self._timed_out, self.opt.header_timeout,
-                        len(self._pending), self.opt.max_pending)
+            log.warning(
+                "unauthenticated connections: %d pushed out, %d past the %.0f s header deadline (pending %d/%d)",
+                self._pushed_out,
+                self._timed_out,
+                self.opt.header_timeout,
+                len(self._pending),
+                self.opt.max_pending,
+            )
             self._pushed_out = self._timed_out = 0
             self._last_summary = now
         raw = socket.socket(fileno=conn.fd)
@@ -393,8 +410,18 @@ class Receiver:
         finally:
             self.progress.finish(sha, *outcome)
 
-    def _receive_body(self, sock: socket.socket, name: str, size: int, sha: str, final: Path, peer: object,
-                      part: Path, offset: int, outcome: list[str]) -> None:
+    def _receive_body(
+        self,
+        sock: socket.socket,
+        name: str,
+        size: int,
+        sha: str,
+        final: Path,
+        peer: object,
+        part: Path,
+        offset: int,
+        outcome: list[str],
+    ) -> None:
         got = offset
         idle, window, min_rate = self.opt.timeout, self.opt.rate_window, self.opt.min_rate
         cut = ""  # why this connection was ended early (its data is kept)

@@ -1,4 +1,5 @@
 """Deliver queued clips one at a time with exponential backoff; report each state change."""
+
 from __future__ import annotations
 
 import logging
@@ -19,9 +20,17 @@ log = logging.getLogger(__name__)
 class Uploader:
     """``add()`` queues a clip; a worker thread uploads due items and calls ``on_status(dict)``."""
 
-    def __init__(self, queue: UploadQueue, addr: ServerAddress, on_status: Callable[[dict[str, Any]], None] | None = None,
-                 backoff_min: float = 2.0, backoff_max: float = 300.0, max_attempts: int = 0,
-                 delete_after_upload: bool = False, upload: Callable[..., Any] = upload_file) -> None:
+    def __init__(
+        self,
+        queue: UploadQueue,
+        addr: ServerAddress,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+        backoff_min: float = 2.0,
+        backoff_max: float = 300.0,
+        max_attempts: int = 0,
+        delete_after_upload: bool = False,
+        upload: Callable[..., Any] = upload_file,
+    ) -> None:
         self.queue = queue
         self.addr = addr
         self.on_status = on_status or (lambda s: None)
@@ -76,7 +85,9 @@ class Uploader:
             if not os.path.isfile(item.path):
                 raise UploadError(f"{item.path} no longer exists", retryable=False, code="local")
             if sha256_file(item.path) != item.sha256:
-                raise UploadError(f"{item.path} changed since it was queued (sha256 differs)", retryable=False, code="local")
+                raise UploadError(
+                    f"{item.path} changed since it was queued (sha256 differs)", retryable=False, code="local"
+                )
             result = self._upload(self.addr, item.path, item.name, sha256=item.sha256)
         except UploadError as err:
             self.failures += 1
@@ -88,21 +99,28 @@ class Uploader:
             else:
                 delay = min(self.backoff_min * 2 ** (attempts - 1), self.backoff_max)
                 log.warning("upload of %s failed (attempt %d): %s; retry in %.0fs", item.name, attempts, err, delay)
-                self._report(self.queue.update(item.path, state=QUEUED, error=str(err), next_try=time.time() + delay),
-                             retry_in=round(delay, 1))
+                self._report(
+                    self.queue.update(item.path, state=QUEUED, error=str(err), next_try=time.time() + delay),
+                    retry_in=round(delay, 1),
+                )
         except Exception as err:
             self.failures += 1
             self.last_error = f"{type(err).__name__}: {err}"
             log.exception("upload of %s", item.name)
-            self._report(self.queue.update(item.path, state=QUEUED, error=self.last_error,
-                                           next_try=time.time() + self.backoff_max))
+            self._report(
+                self.queue.update(
+                    item.path, state=QUEUED, error=self.last_error, next_try=time.time() + self.backoff_max
+                )
+            )
         else:
             self.uploaded += 1
             self.bytes_sent += result.sent
             self.last_error = ""
             log.info("uploaded %s (%d bytes, resumed at %d)", item.name, result.size, result.resumed_from)
-            self._report(self.queue.update(item.path, state=DONE, error="", remote=result.remote),
-                         resumed_from=result.resumed_from)
+            self._report(
+                self.queue.update(item.path, state=DONE, error="", remote=result.remote),
+                resumed_from=result.resumed_from,
+            )
             if self.delete_after_upload:
                 try:
                     Path(item.path).unlink()
@@ -112,9 +130,14 @@ class Uploader:
             self.current = ""
 
     def stats(self) -> dict[str, object]:
-        return {**{f"queue_{k}": v for k, v in self.queue.counts().items()}, "uploaded": self.uploaded,
-                "failures": self.failures, "bytes_sent": self.bytes_sent, "current": self.current,
-                "last_error": self.last_error}
+        return {
+            **{f"queue_{k}": v for k, v in self.queue.counts().items()},
+            "uploaded": self.uploaded,
+            "failures": self.failures,
+            "bytes_sent": self.bytes_sent,
+            "current": self.current,
+            "last_error": self.last_error,
+        }
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop after the current upload; True if the worker ended (the queue may then be closed)."""
