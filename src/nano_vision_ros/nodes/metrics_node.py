@@ -41,18 +41,18 @@ class MetricsConfig(BaseModel):
         return self
 
 
-def status_of(st: object) -> Status:
-    """diagnostic_msgs/DiagnosticStatus -> core Status."""
-    lv = st.level  # type: ignore[attr-defined]
+def status_of(st: Any) -> Status:
+    """diagnostic_msgs/DiagnosticStatus (a rosidl message: untyped for mypy) -> core Status."""
+    lv = st.level
     level = lv[0] if isinstance(lv, (bytes, bytearray)) and lv else int(lv) if isinstance(lv, int) else 0
-    values = {kv.key: kv.value for kv in list(st.values)[:MAX_VALUES]}  # type: ignore[attr-defined]
+    values = {kv.key: kv.value for kv in list(st.values)[:MAX_VALUES]}
     return Status(
         name=str(st.name)[:200],
         level=level,
-        message=str(st.message)[:200],  # type: ignore[attr-defined]
+        message=str(st.message)[:200],
         hardware_id=str(st.hardware_id)[:200],
         values=values,
-    )  # type: ignore[attr-defined]
+    )
 
 
 class MetricsNode(Node):
