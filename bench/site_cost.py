@@ -4,6 +4,7 @@
 
     .venv/bin/python bench/site_cost.py                                # demo site, 1 camera
     .venv/bin/python bench/site_cost.py --cameras 3 --processes per_camera
+    .venv/bin/python bench/site_cost.py --cameras 3 --processes per_camera --max-rate 4   # detection target 4 Hz
     .venv/bin/python bench/site_cost.py --site config/site.yaml       # a site file as it is
 
 It writes a site file like the demo's (config/site.yaml + config/site_params.yaml, with free
@@ -148,7 +149,15 @@ class Row:
 
 # -- the site --------------------------------------------------------------------------------
 def write_site(
-    tmp: Path, cameras: int, nodes: list[str], fps: float, width: int, height: int, processes: str, source: str
+    tmp: Path,
+    cameras: int,
+    nodes: list[str],
+    fps: float,
+    width: int,
+    height: int,
+    processes: str,
+    source: str,
+    max_rate: float = 0.0,
 ) -> Path:
     site = yaml.safe_load((REPO / "config" / "site.yaml").read_text())
     params = {
@@ -175,6 +184,8 @@ def write_site(
     params["/**/camera_node"]["fps"] = fps
     if width and height:
         params["/**/camera_node"].update(resize_width=width, resize_height=height)
+    if max_rate:
+        params["/**/detector_node"].setdefault("motion", {})["max_rate"] = max_rate
     params["/**/events_node"]["snapshot_dir"] = str(var / "snapshots")
     # url, broker and receiver host/port/token_file: derived from `services:` (site.graph.derived_parameters)
     stream = params.pop("/cam0/rtmp_streamer_node")
@@ -242,6 +253,10 @@ class DetectionCounter:
         with self.lock:
             return sum(self.runs.values()) if self.runs else None
 
+    def runs_by_detector(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.runs)
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
@@ -272,16 +287,19 @@ def inference_floor(task: str, frames: int, image_path: Path) -> float:
 
 def measure(
     runner_pid: int, duration: float, counter: DetectionCounter | None
-) -> tuple[list[Row], dict[str, int], float, float | None]:
+) -> tuple[list[Row], dict[str, int], float, float | None, dict[str, float]]:
     pids = tree(runner_pid)
     t_start = {p: cpu_ticks(p) for p in pids}
     c0 = counter.snapshot() if counter else {}
     r0 = counter.model_runs() if counter else None
+    by0 = counter.runs_by_detector() if counter else {}
     w0 = time.monotonic()
     time.sleep(duration)
     wall = time.monotonic() - w0
     c1 = counter.snapshot() if counter else {}
     r1 = counter.model_runs() if counter else None
+    by1 = counter.runs_by_detector() if counter else {}
+    runs_per_detector = {k: (v - by0[k]) / wall for k, v in sorted(by1.items()) if k in by0}
     run_rate = (r1 - r0) / wall if r0 is not None and r1 is not None else None
     if run_rate is None:
         print("WARNING: no model_runs in the detectors' diagnostics: inference counted from detections/s", flush=True)
@@ -301,7 +319,7 @@ def measure(
             pass
         rows.append(Row(p, parent, lab, group, cores, pss, rss))
     rates = {c: (c1.get(c, 0) - c0.get(c, 0)) / wall for c in c1}
-    return rows, rates, wall, run_rate
+    return rows, rates, wall, run_rate, runs_per_detector
 
 
 def still_source(tmp: Path, video: Path, fps: float) -> Path:
@@ -360,6 +378,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ROUNDS",
         help="side by side, ROUNDS times each: demo 1 camera, static scene 1 camera, 3 cameras",
     )
+    ap.add_argument(
+        "--max-rate",
+        type=float,
+        default=0.0,
+        help="the detectors' motion.max_rate (Hz): each camera's detection target (0: every frame)",
+    )
+    ap.add_argument(
+        "--three-camera-rate",
+        type=float,
+        default=4.0,
+        help="--compare: also the 3-camera row with this detection target per camera (0: leave it out)",
+    )
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--task", default="coco_objects")
@@ -378,7 +408,9 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
         site_path = Path(a.site).resolve()
         cams = [c["name"] for c in (yaml.safe_load(site_path.read_text()).get("cameras") or [])]
     else:
-        site_path = write_site(tmp, a.cameras, a.nodes.split(","), a.fps, a.width, a.height, a.processes, source)
+        site_path = write_site(
+            tmp, a.cameras, a.nodes.split(","), a.fps, a.width, a.height, a.processes, source, a.max_rate
+        )
         cams = [f"cam{i}" for i in range(a.cameras)]
     env = {**os.environ, **dict(kv.split("=", 1) for kv in a.env)}
     log = open(tmp / "site.log", "w+")  # noqa: SIM115 - the site's output, read at the end
@@ -405,7 +437,7 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
             log.seek(0)
             print(log.read()[-4000:])
             raise RuntimeError("the site stopped during warm-up")
-        rows, rates, wall, run_rate = measure(proc.pid, a.duration, counter)
+        rows, rates, wall, run_rate, runs_per_detector = measure(proc.pid, a.duration, counter)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -429,6 +461,8 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
         "rows": [r.__dict__ for r in rows],
         "rates": rates,
         "model_runs_per_s": runs,
+        "model_runs_per_detector": runs_per_detector,
+        "max_rate": a.max_rate,
         "floor_cores": floor,
         "floor_at_rate_cores": done,
         "floor_ms": floor_s * 1e3,
@@ -472,12 +506,35 @@ def run_row(a: argparse.Namespace, floor_s: float, quiet: bool = False) -> dict:
     for c in cams:
         r = rates.get(c, 0.0)
         print(f"detections {c}: {r:.2f} /s (input {a.fps:g} fps){'  BELOW INPUT RATE' if r < a.fps * 0.95 else ''}")
+    for name, r in runs_per_detector.items():  # a camera's own detection rate: its detector's model runs
+        target = a.max_rate or a.fps
+        low = "  BELOW TARGET" if r < target * 0.95 and not a.static else ""
+        print(f"model runs {name}: {r:.2f} /s (target {target:g}: {'motion.max_rate' if a.max_rate else 'fps'}){low}")
     return out
+
+
+def per_det(res: dict) -> str:
+    """Model runs/s of each detector (a camera's detection rate), '/' separated."""
+    return " / ".join(f"{v:.2f}" for v in res["model_runs_per_detector"].values()) or "-"
 
 
 def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
     """The three rows of issue 9 side by side, interleaved (demo, static, 3 cameras, demo, …)."""
-    rows = [("demo, 1 camera", {}), ("static scene, 1 camera", {"static": True}), ("3 cameras", {"cameras": 3})]
+    rows = [
+        ("demo, 1 camera", {}),
+        ("static scene, 1 camera", {"static": True}),
+        ("3 cameras", {"cameras": 3}),
+        *(
+            [
+                (
+                    f"3 cameras, detection target {a.three_camera_rate:g} Hz",
+                    {"cameras": 3, "max_rate": a.three_camera_rate},
+                )
+            ]
+            if a.three_camera_rate
+            else []
+        ),
+    ]
     results: list[tuple[str, dict]] = []
     for rnd in range(a.compare):
         for name, change in rows:
@@ -487,15 +544,16 @@ def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
             print(
                 f"round {rnd + 1}: {name}: nodes {res['nodes_cpu']:.2f} cores, outside inference "
                 f"{res['outside_per_camera']:.2f}/camera, PSS {res['nodes_pss']:.0f} MB, model runs "
-                f"{res['model_runs_per_s']:.2f}/s, detections/s {' / '.join(f'{v:.2f}' for v in res['rates'].values())}, "
+                f"{res['model_runs_per_s']:.2f}/s ({per_det(res)}), detections/s {' / '.join(f'{v:.2f}' for v in res['rates'].values())}, "
                 f"load {res['load'][0]:.1f}->{res['load'][1]:.1f}",
                 flush=True,
             )
     print(
         f"\n| row | nodes CPU (cores) | CPU outside inference per camera | nodes PSS MB | model runs/s | "
+        f"model runs/s per camera | "
         f"detections/s per camera (input {a.fps:g}) | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---|---|---|")
     for name, _ in rows:
         rs = [r for n, r in results if n == name]
 
@@ -507,7 +565,7 @@ def compare(a: argparse.Namespace, floor_s: float) -> list[tuple[str, dict]]:
         loads = ", ".join(f"{r['load'][0]:.1f}–{r['load'][1]:.1f}" for r in rs)
         print(
             f"| {name} | {rng('nodes_cpu')} | {rng('outside_per_camera')} | {rng('nodes_pss', '.0f')} | "
-            f"{rng('model_runs_per_s')} | {det} | {loads} |"
+            f"{rng('model_runs_per_s')} | {' ; '.join(per_det(r) for r in rs)} | {det} | {loads} |"
         )
     return results
 

@@ -323,3 +323,49 @@ def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
         what="per-camera frame counts in diagnostics",
     )
     assert det.alive()
+
+
+def test_max_rate_caps_the_model_on_every_camera_frame(start_node, ros_node, samples):
+    """motion.max_rate (the detection target of a camera on a shared board): gating off, 10 fps
+    in, the model runs at most 2.5 times a second, and every frame still gets its detections."""
+    ns = "/det_capped"
+    start_node(
+        "detector_node",
+        "-r",
+        f"__ns:={ns}",
+        "-p",
+        "task:=coco_objects",
+        "-p",
+        "annotate:=false",
+        "-p",
+        "motion.enabled:=false",
+        "-p",
+        "motion.max_rate:=2.5",
+        name="detector_capped",
+    )
+    node = ros_node("det_capped_client")
+    got: list[Detection2DArray] = []
+    diags: list[dict] = []
+    node.create_subscription(Detection2DArray, f"{ns}/detections", got.append, qos.RELIABLE)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diags.extend(
+            dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name == f"{ns}/detector_node"
+        ),
+        10,
+    )
+    frames = _Frames(node, f"{ns}/image_raw", cv2.imread(str(samples / "dog.jpg")), rate=10.0)
+    wait_for(
+        lambda: len(got) >= 40 and diags and int(diags[-1].get("frames", "0")) >= 40,
+        120,
+        what="40 frames through detector_node",
+    )
+    d = diags[-1]
+    frames_seen, runs = int(d["frames"]), int(d["model_runs"])
+    # frames arrive at most 10 a second (fewer on a slow machine), the model runs at most 2.5 a
+    # second: at most a third of the frames (+1 for the first), and more than one run
+    assert 2 <= runs <= frames_seen // 3 + 1, d
+    assert d["motion_gating"] == "False", d
+    assert all(any(x.results[0].hypothesis.class_id == "bicycle" for x in m.detections) for m in got[-20:])
+    assert frames.count >= 40

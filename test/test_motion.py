@@ -54,6 +54,35 @@ def test_motion_runs_the_model_then_holds(frames):
     assert sum(runs) >= 38
 
 
+def test_max_rate_caps_the_model_motion_or_not(frames):
+    """The per-camera detection target: 2.5 Hz on a moving scene at 10 fps runs the model on every
+    4th frame; with gating off too; force() (new thresholds) still runs at once."""
+    gate = MotionGate(MotionConfig(keepalive_period=5.0, hold=0.3, max_rate=2.5))
+    runs = [gate.should_run(f, i * 0.1) for i, f in enumerate(frames[:40])]  # 4 s of people walking
+    assert sum(runs) == 10 and all(runs[i] == (i % 4 == 0) for i in range(40)), runs
+    gate.force()
+    assert gate.should_run(frames[40], 4.01)
+    # camera stamps jitter (+-20 ms at 10 fps): the rate stays at the cap, not one frame slower
+    jitter = np.random.default_rng(5).uniform(-0.02, 0.02, 40)
+    jittered = MotionGate(MotionConfig(keepalive_period=5.0, hold=0.3, max_rate=2.5))
+    assert sum(jittered.should_run(f, i * 0.1 + jitter[i]) for i, f in enumerate(frames[:40])) == 10
+    ungated = MotionGate(MotionConfig(enabled=False, max_rate=5.0))
+    assert sum(ungated.should_run(frames[0], i * 0.1) for i in range(20)) == 10
+    with pytest.raises(ValueError, match="max_rate"):
+        MotionConfig(max_rate=-1)
+
+
+def test_motion_seen_while_capped_runs_the_next_allowed_frame(frames):
+    gate = MotionGate(MotionConfig(keepalive_period=10.0, hold=0.0, max_rate=1.0))
+    assert gate.should_run(frames[10], 0.0)  # the first frame
+    for i in range(1, 10):  # still scene for 0.9 s
+        assert not gate.should_run(frames[10], i * 0.1)
+    assert not gate.should_run(frames[30], 0.95)  # someone moved, inside the cap's interval
+    # 1 s after the last run: the still frame again, but motion was seen after that run -> runs?
+    # hold is 0, so only fresh motion counts: a moving frame at 1.05 s runs the model
+    assert gate.should_run(frames[31], 1.05)
+
+
 def test_mask_hides_motion_inside_it(frames):
     h, w = frames[0].shape[:2]
     whole = [[(0, 0), (w, 0), (w, h), (0, h)]]

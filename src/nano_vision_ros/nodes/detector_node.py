@@ -74,6 +74,9 @@ class MotionParams(BaseModel):
     keepalive_period: float = Field(1.0, gt=0, description="s: the model runs at least this often without motion")
     hold: float = Field(0.5, ge=0, description="s: the model keeps running this long after motion stops")
     masks: str = Field("", description="YAML list of polygons to ignore, source pixels: [[[x,y],[x,y],[x,y]], ...]")
+    max_rate: float = Field(
+        0.0, ge=0, description="Hz: the model runs at most this often, motion or not (0 = no cap; several cameras)"
+    )
 
     @field_validator("masks")
     @classmethod
@@ -91,6 +94,7 @@ class MotionParams(BaseModel):
             keepalive_period=self.keepalive_period,
             hold=self.hold,
             masks=parse_masks(self.masks),
+            max_rate=self.max_rate,
         )
 
 

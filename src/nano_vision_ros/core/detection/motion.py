@@ -6,7 +6,9 @@ compare with a running-average background, threshold (``sensitivity``), drop ign
 (polygons in source pixels: trees, flags, timestamps), dilate, keep contours of at least
 ``min_area`` (share of the frame). The gate runs the model when there is motion, for ``hold``
 seconds after the last motion, and at least every ``keepalive_period`` seconds otherwise, so
-static objects and open tracks stay confirmed. A near-global change (lights, camera shake) resets
+static objects and open tracks stay confirmed. ``max_rate`` (Hz, 0 = none) caps the model's rate,
+motion or not: the per-camera detection target when a board cannot run the model on every frame of
+every camera (several cameras on one board, issue 9); frames in between are gated. A near-global change (lights, camera shake) resets
 the background and counts as motion. ROS-free: numpy + OpenCV, about 0.3 ms per frame at 160 px.
 """
 
@@ -32,6 +34,7 @@ class MotionConfig:
     hold: float = 0.5  # s: keep running the model this long after the last motion
     global_change: float = 0.6  # moving share above this resets the background (lights, shake)
     masks: list[list[tuple[float, float]]] = field(default_factory=list)  # polygons, source pixels
+    max_rate: float = 0.0  # Hz: the model runs at most this often, motion or not (0 = no cap)
 
     def __post_init__(self) -> None:
         if self.width < 16:
@@ -42,6 +45,8 @@ class MotionConfig:
             raise ValueError(f"motion.min_area is a share of the frame, 0 <= min_area < 1 (got {self.min_area})")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"motion.alpha must be within (0, 1] (got {self.alpha})")
+        if self.max_rate < 0.0:
+            raise ValueError(f"motion.max_rate is in Hz, >= 0 (0 = no cap; got {self.max_rate})")
         for i, poly in enumerate(self.masks):
             if len(poly) < 3 or any(len(p) != 2 for p in poly):
                 raise ValueError(f"motion.masks[{i}]: a polygon needs >= 3 [x, y] points (got {poly!r})")
@@ -150,6 +155,7 @@ class MotionGate:
         self.config = config or MotionConfig()
         self.detector = MotionDetector(self.config)
         self._last_run = -1e18
+        self._next_slot = -1e18  # max_rate: the earliest time of the next run
         self._last_motion = -1e18
         self._force = True
         self.frames = 0
@@ -161,6 +167,17 @@ class MotionGate:
         """Share of frames on which the model did not run."""
         return 1.0 - self.model_runs / self.frames if self.frames else 0.0
 
+    def _ran(self, now: float) -> None:
+        self._force = False
+        self._last_run = now
+        self.model_runs += 1
+        if self.config.max_rate > 0.0:
+            # keep the slot grid while on time, so frame jitter does not lower the rate below the cap;
+            # after a gap (no motion, clock jump) the grid restarts at this run
+            interval = 1.0 / self.config.max_rate
+            on_time = 0.0 <= now - self._next_slot < interval
+            self._next_slot = (self._next_slot if on_time else now) + interval
+
     def force(self) -> None:
         """The next frame runs the model (thresholds changed, a new model)."""
         self._force = True
@@ -169,8 +186,15 @@ class MotionGate:
         """``now`` in seconds (frame time or monotonic). True -> run the model on this frame."""
         self.frames += 1
         c = self.config
+        if c.max_rate > 0.0 and not self._force and self._last_run <= now < self._next_slot - 1e-3:
+            if c.enabled:  # keep the background current, so the next allowed frame sees this motion
+                motion = self.detector.detect(frame_bgr)
+                self.last_motion = motion
+                if motion:
+                    self._last_motion = now
+            return False
         if not c.enabled:
-            self.model_runs += 1
+            self._ran(now)
             return True
         motion = self.detector.detect(frame_bgr)
         self.last_motion = motion
@@ -181,10 +205,8 @@ class MotionGate:
             or bool(motion)
             or now - self._last_motion < c.hold
             or now - self._last_run >= c.keepalive_period
-            or now < self._last_run
-        )  # clock went back
+            or now < self._last_run  # clock went back
+        )
         if run:
-            self._force = False
-            self._last_run = now
-            self.model_runs += 1
+            self._ran(now)
         return run
