@@ -379,3 +379,29 @@ def test_device_preprocess_falls_back_to_cpu_where_unsupported(samples, caplog):
     assert "using the CPU" in caplog.text
     assert len(det.detect(cv2.imread(str(samples / "dog.jpg")))) >= 3
     det.close()
+
+
+def test_overrides_merge_into_the_profile_by_one_rule():
+    """ProfileOverrides: None = the profile's; a set value replaces it; the result is a valid profile."""
+    from pydantic import ValidationError
+
+    from nano_vision_ros.core.detection.profiles import ProfileOverrides, with_overrides
+
+    prof = load_profile("coco_objects")
+    assert with_overrides(prof, ProfileOverrides()) is prof
+    merged = with_overrides(
+        prof,
+        ProfileOverrides(model="m.onnx", backend="opencv", device="cpu", score_threshold=0.6, threads=3),
+    )
+    assert (merged.model, merged.backend, merged.device, merged.score_threshold) == ("m.onnx", "opencv", "cpu", 0.6)
+    assert merged.nms_threshold == prof.nms_threshold and merged.decoder == prof.decoder  # the rest: the profile's
+    assert merged.backend_options.threads == 3 and prof.backend_options.threads is None  # the input is not changed
+    for bad in ({"backend": "onnxrt"}, {"model": ""}, {"threads": 0}, {"score_threshold": 2.0}, {"modle": "x"}):
+        with pytest.raises(ValidationError):
+            ProfileOverrides(**bad)
+
+
+def test_build_detector_names_a_bad_override():
+    with pytest.raises(ConfigError, match="backend") as err:
+        build_detector(load_profile("coco_objects"), backend="onnxrt")
+    assert err.value.parameter == "backend"

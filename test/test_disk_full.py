@@ -145,7 +145,7 @@ def test_recorder_skips_clips_on_full_disk_keeps_finished_ones_and_recovers(smal
         post_seconds=2.0,
         fps=FPS,
         max_clip_seconds=30.0,
-        min_free_bytes=2 * 1024 * 1024,
+        min_free_mb=2.0,
     )
     rec = Recorder(opt, on_clip=clips.append, on_error=errors.append)
     cam = Camera(rec)

@@ -182,3 +182,21 @@ def test_ros2_param_set_of_undeclared_name_over_dds(start_node, ros_node):
     assert not res.successful
     assert res.reason == "node /pt/camera_node: unknown parameter 'fpss' (did you mean 'fps'?)"
     assert p.alive()
+
+
+def test_detector_model_holds_none_for_not_set():
+    """detector_node: model/backend/device/threads 'not set' is None in the typed model (the ROS
+    parameter's empty form, '' / 0, reads as not set); what it sets over the profile is one ProfileOverrides."""
+    from nano_vision_ros.core.detection.profiles import ProfileOverrides
+    from nano_vision_ros.nodes.detector_node import DetectorConfig
+    from nano_vision_ros.ros.params import validate_config
+
+    cfg = validate_config(DetectorConfig, {"model": "", "backend": "", "device": "", "threads": 0})
+    assert (cfg.model, cfg.backend, cfg.device, cfg.threads) == (None, None, None, None)
+    assert cfg.overrides() == ProfileOverrides()
+    cfg = validate_config(
+        DetectorConfig, {"model": "m.onnx", "backend": "opencv", "threads": 2, "score_threshold": 0.5}
+    )
+    assert cfg.overrides() == ProfileOverrides(model="m.onnx", backend="opencv", threads=2, score_threshold=0.5)
+    with pytest.raises(ConfigError, match="'backend'"):
+        validate_config(DetectorConfig, {"backend": "onnxrt"})

@@ -185,7 +185,7 @@ def test_camera_gone_finishes_the_clip(tmp_path):
 
 
 def test_quota_deletes_oldest_clips(tmp_path):
-    rec, clips, errors = make(tmp_path, max_total_bytes=1)  # any second clip breaks the quota
+    rec, clips, errors = make(tmp_path, max_total_mb=1 / 1024**2)  # 1 byte: any second clip breaks the quota
     cam = Camera(rec)
     cam.run_until(T0 + 40, {50: [{"event_id": "old", "state": "new"}], 300: [{"event_id": "new", "state": "new"}]})
     rec.flush()
@@ -219,7 +219,7 @@ def test_unwritable_folder_is_reported_not_raised(tmp_path):
 
 
 def test_full_disk_is_reported_not_raised(tmp_path):
-    rec, clips, errors = make(tmp_path, min_free_bytes=10**18)
+    rec, clips, errors = make(tmp_path, min_free_mb=10**12)
     cam = Camera(rec)
     cam.run_until(T0 + 12, {50: [{"event_id": "x", "state": "new"}]})
     rec.flush()

@@ -34,7 +34,7 @@ from nano_vision_ros.core.attributes.classifier import (
     VoteConfig,
 )
 from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate, parse_masks
-from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+from nano_vision_ros.core.detection.profiles import Backend, ProfileOverrides, build_detector, load_profile
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.errors import (
     ConfigError,
@@ -42,6 +42,7 @@ from nano_vision_ros.core.errors import (
     NanoVisionError,
     RuntimeMissingError,
 )
+from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.detections import label_info, to_msg
@@ -57,12 +58,18 @@ log = logging.getLogger(__name__)
 
 
 class TrackingParams(BaseModel):
+    """ByteTrack settings; the same names as core.tracking.TrackerConfig (plus `enabled`)."""
+
     enabled: bool = Field(True, description="assign track ids (ByteTrack) to detections")
     high_threshold: float = Field(0.5, ge=0, le=1, description="score for first-round matches and new tracks")
     low_threshold: float = Field(0.1, ge=0, le=1, description="lower scores still keep an existing track alive")
     match_iou: float = Field(0.2, ge=0, le=1, description="minimum IoU between a predicted track and a detection")
     track_buffer: int = Field(30, ge=0, description="frames a lost track keeps its id")
     class_aware: bool = Field(True, description="never match a track to a detection of another class")
+
+    def to_core(self) -> TrackerConfig:
+        """The core's config: the shared fields by name; a new track needs the first-round score."""
+        return options_from(TrackerConfig, self, new_track_threshold=self.high_threshold)
 
 
 class MotionParams(BaseModel):
@@ -85,17 +92,8 @@ class MotionParams(BaseModel):
         return v
 
     def to_core(self) -> MotionConfig:
-        return MotionConfig(
-            enabled=self.enabled,
-            width=self.width,
-            sensitivity=self.sensitivity,
-            min_area=self.min_area,
-            alpha=self.alpha,
-            keepalive_period=self.keepalive_period,
-            hold=self.hold,
-            masks=parse_masks(self.masks),
-            max_rate=self.max_rate,
-        )
+        """The core's config: the shared fields by name (test_options checks they cannot drift)."""
+        return options_from(MotionConfig, self, masks=parse_masks(self.masks))
 
 
 class AttributeParams(BaseModel):
@@ -131,10 +129,16 @@ class AttributeParams(BaseModel):
 
 class DetectorConfig(BaseModel):
     task: str = Field("coco_objects", description="task profile name in config/tasks, or a path to a profile YAML")
-    model: str = Field("", description="model file overriding the profile's ('' = the profile's)")
-    backend: str = Field("", description="auto | onnxruntime | tensorrt | opencv ('' = the profile's)")
-    device: str = Field(
-        "", description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt) ('' = profile's)"
+    model: str | None = Field(
+        None, min_length=1, description="model file overriding the profile's; not set = the profile's"
+    )
+    backend: Backend | None = Field(
+        None, description="auto | onnxruntime | tensorrt | opencv; not set = the profile's (auto: by file suffix)"
+    )
+    device: str | None = Field(
+        None,
+        min_length=1,
+        description="auto | cpu | cuda | tensorrt (onnxruntime), cuda:N (tensorrt); not set = the profile's",
     )
     score_threshold: float | None = Field(None, ge=0, le=1, description="minimum score; not set = the profile's")
     nms_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold; not set = the profile's")
@@ -148,8 +152,11 @@ class DetectorConfig(BaseModel):
     annotate: bool = Field(True, description="publish image_annotated (only computed while someone subscribes)")
     annotated_topic: str = Field("image_annotated", description="annotated image topic")
     warmup_runs: int = Field(2, ge=0, description="inferences on a blank frame at configure")
-    threads: int = Field(
-        0, ge=0, description="ONNX Runtime intra-op threads; 0 = auto: usable cores // detectors_on_machine"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="ONNX Runtime intra-op threads; not set (or 0) = the profile's, else usable cores // "
+        "detectors_on_machine",
     )
     detectors_on_machine: int = Field(
         1,
@@ -164,6 +171,22 @@ class DetectorConfig(BaseModel):
         4.0, gt=0, description="longest a set_threshold call may take before it is answered 'timeout' (s)"
     )
     diagnostics_period: float = Field(1.0, gt=0, description="diagnostics period in s")
+
+    @field_validator("model", "backend", "device", mode="before")
+    @classmethod
+    def _empty_is_not_set(cls, v: Any) -> Any:
+        """A ROS parameter cannot be None: its empty form ('', as params files wrote it) means not set."""
+        return None if v == "" else v
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _zero_is_not_set(cls, v: Any) -> Any:
+        """threads 0 (ONNX Runtime's own 'default', as params files wrote it) means not set."""
+        return None if v == 0 and not isinstance(v, bool) else v
+
+    def overrides(self) -> ProfileOverrides:
+        """What this node sets over its task profile (merged by core.detection.profiles.with_overrides)."""
+        return ProfileOverrides(**self.model_dump(include=set(ProfileOverrides.model_fields)))
 
 
 def annotate(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -244,16 +267,7 @@ class DetectorNode(ModelLifecycleNode):
         try:
             prefixes = _camera_prefixes(c)
             profile = load_profile(c.task)
-            det = build_detector(
-                profile,
-                model=c.model or None,
-                backend=c.backend or None,
-                device=c.device or None,
-                score_threshold=c.score_threshold,
-                nms_threshold=c.nms_threshold,
-                detectors=c.detectors_on_machine,
-                **({"threads": c.threads} if c.threads else {}),
-            )
+            det = build_detector(profile, **c.overrides().model_dump(), detectors=c.detectors_on_machine)
             if hasattr(det, "warmup") and c.warmup_runs:
                 det.warmup(c.warmup_runs)
             classifiers = [AttributeClassifier(m) for m in c.attributes.models]
@@ -274,20 +288,7 @@ class DetectorNode(ModelLifecycleNode):
         self.cameras = []
         for topic, prefix in prefixes:
             cam = _Camera(topic, prefix)
-            cam.tracker = (
-                ByteTracker(
-                    TrackerConfig(
-                        high_threshold=tc.high_threshold,
-                        low_threshold=tc.low_threshold,
-                        new_track_threshold=tc.high_threshold,
-                        match_iou=tc.match_iou,
-                        track_buffer=tc.track_buffer,
-                        class_aware=tc.class_aware,
-                    )
-                )
-                if tc.enabled
-                else None
-            )
+            cam.tracker = ByteTracker(tc.to_core()) if tc.enabled else None
             cam.gate = MotionGate(c.motion.to_core())
             if classifiers:  # one stage (votes per track id) per camera, sharing the loaded classifiers
                 cam.attributes = AttributeStage(

@@ -43,6 +43,7 @@ from nano_vision_ros.core.mqtt.commands import (
 )
 from nano_vision_ros.core.mqtt.health import HealthStats
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
+from nano_vision_ros.core.options import options_from
 from nano_vision_ros.ros import diagnostics
 from nano_vision_ros.ros.events import event_from_msg
 from nano_vision_ros.ros.params import load_config
@@ -174,21 +175,11 @@ class MqttBridgeNode(Node):
         except (OutboxError, ValueError) as err:
             raise ConfigError(f"parameter 'outbox_path': {err}", "outbox_path") from None
         self.validator = CommandValidator(c.allowed_commands, c.command_max_bytes)
-        settings = LinkSettings(
-            host=c.host,
-            port=c.port,
+        settings = options_from(  # the link's fields by name (test_options: they cannot drift)
+            LinkSettings,
+            c,
             client_id=c.client_id or f"nano-vision-{c.site_id}-{c.device_id}",
-            keepalive=c.keepalive,
-            username=c.username,
             password=password,
-            tls=c.tls,
-            ca_file=c.ca_file,
-            cert_file=c.cert_file,
-            key_file=c.key_file,
-            tls_insecure=c.tls_insecure,
-            reconnect_min=c.reconnect_min,
-            reconnect_max=c.reconnect_max,
-            window=c.window,
             will_topic=self.t_status,
         )
         self.received = 0

@@ -27,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from nano_vision_msgs.msg import Clip
 from nano_vision_msgs.msg import Event as EventMsg
 from nano_vision_ros.core.events.clips import ClipNotice
+from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.events import clip_to_msg, event_from_msg
@@ -37,8 +38,6 @@ from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
 
 log = logging.getLogger(__name__)
-
-MB = 1024 * 1024
 
 
 class RecorderConfig(BaseModel):
@@ -90,22 +89,7 @@ class RecorderNode(Node):
         self.frames_recorded = 0
         self.bad_events = 0
         self.recorder = Recorder(
-            RecorderOptions(
-                output_dir=os.path.expanduser(c.output_dir),
-                camera=self.camera,
-                pre_seconds=c.pre_seconds,
-                post_seconds=c.post_seconds,
-                max_clip_seconds=c.max_clip_seconds,
-                fps=c.fps,
-                buffer_max_bytes=int(c.buffer_max_mb * MB),
-                codec=c.codec,
-                crf=c.crf,
-                preset=c.preset,
-                keyframe_seconds=c.keyframe_seconds,
-                max_total_bytes=int(c.max_total_mb * MB),
-                max_age_seconds=c.max_age_hours * 3600.0,
-                min_free_bytes=int(c.min_free_mb * MB),
-            ),
+            options_from(RecorderOptions, c, output_dir=os.path.expanduser(c.output_dir), camera=self.camera),
             on_clip=self._publish_clip,
             on_error=lambda text: None,
         )

@@ -444,9 +444,7 @@ class SiteCheck:
             return  # a pipeline class loads its own models at configure
         where = self._where_of(node, "model") if cfg.model else self._where_of(node, "task")
         try:
-            det = build_detector(
-                profile, model=cfg.model or None, backend=cfg.backend or None, device=cfg.device or None
-            )
+            det = build_detector(profile, **cfg.overrides().model_dump())
         except RuntimeMissingError as err:
             self.notes.append(f"{where}: {node.fqn}: model not loaded here ({err})")
             return

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nano_vision_ros.core.config_yaml import ConfigProblems, load_yaml, validate_yaml
 from nano_vision_ros.core.detection.decoders import DECODERS, make_decoder
@@ -78,12 +78,15 @@ class BackendOptions(BaseModel):
         return out
 
 
+Backend = Literal["auto", "onnxruntime", "tensorrt", "opencv"]
+
+
 class TaskProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
     model: str | None = None
-    backend: Literal["auto", "onnxruntime", "tensorrt", "opencv"] = "auto"
+    backend: Backend = "auto"
     device: str = "auto"
     decoder: str = "auto"  # a name of the DECODERS registry (checked below: the registry can grow)
     decoder_options: DecoderOptions = Field(default_factory=DecoderOptions)
@@ -110,6 +113,35 @@ class TaskProfile(BaseModel):
         if v is not None and ":" not in v:
             raise ValueError("pipeline must be 'module:Class'")
         return v
+
+
+class ProfileOverrides(BaseModel):
+    """What a caller (detector node, `nano-vision check`, a bench) sets over its task profile.
+
+    None = the profile's value: "not set" is explicit, no ``""`` / ``0`` stands for it (a ROS
+    parameter cannot be None, so the node turns its empty default into None at its boundary).
+    `with_overrides` is the one merge rule.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, min_length=1, description="model file instead of the profile's")
+    backend: Backend | None = None
+    device: str | None = Field(None, min_length=1, description="auto | cpu | cuda | tensorrt | cuda:N")
+    score_threshold: float | None = Field(None, ge=0, le=1)
+    nms_threshold: float | None = Field(None, ge=0, le=1)
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (backend_options.threads)")
+
+
+def with_overrides(profile: TaskProfile, overrides: ProfileOverrides) -> TaskProfile:
+    """The profile with every set override in place of its value, validated as a profile again."""
+    set_ = overrides.model_dump(exclude_none=True)
+    if not set_:
+        return profile
+    threads = set_.pop("threads", None)
+    data = {**profile.model_dump(), **set_}
+    if threads is not None:
+        data["backend_options"] = {**data["backend_options"], "threads": threads}
+    return TaskProfile.model_validate(data)
 
 
 def available_tasks() -> list[str]:
@@ -184,9 +216,26 @@ def build_detector(
     device: str | None = None,
     score_threshold: float | None = None,
     nms_threshold: float | None = None,
+    threads: int | None = None,
     **backend_options: Any,
 ) -> Detector:
-    """Load the task's model (or pipeline); ModelError / RuntimeMissingError / ConfigError on failure."""
+    """Load the task's model (or pipeline); ModelError / RuntimeMissingError / ConfigError on failure.
+
+    The keyword settings are `ProfileOverrides` (None = the profile's), merged by `with_overrides`.
+    """
+    try:
+        overrides = ProfileOverrides(
+            model=model,
+            backend=backend,  # checked here: a wrong name is a ConfigError
+            device=device,
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            threads=threads,
+        )
+    except ValidationError as err:
+        e = err.errors()[0]
+        name = str(e["loc"][0]) if e.get("loc") else "task"
+        raise ConfigError(f"{name}: {e['msg']} (got {e.get('input')!r})", name) from None
     if profile.pipeline:
         cls = _import(profile.pipeline)
         options = dict(profile.options)
@@ -194,24 +243,21 @@ def build_detector(
             det = cls(**options)
         except TypeError as err:
             raise ConfigError(f"pipeline {profile.pipeline}: bad options {sorted(options)}: {err}", "task") from None
-        for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold)):
+        for name in ("score_threshold", "nms_threshold"):
+            value = getattr(overrides, name)
             if value is not None and hasattr(det, name):
                 setattr(det, name, value)
         return det
     from nano_vision_ros.core.inference import create_backend
 
-    model_path = model or profile.model
-    if not model_path:
+    profile = with_overrides(profile, overrides)
+    if not profile.model:
         raise ConfigError(f"task {profile.name!r} names no model; set 'model'", "model")
-    resolved = str(resolve(model_path))
+    resolved = str(resolve(profile.model))
     opts = {**profile.backend_options.kwargs(), **backend_options}
-    if (
-        (backend or profile.backend) == "tensorrt"
-        and resolved.lower().endswith(".onnx")
-        and opts.get("precision") == "int8"
-    ):
+    if profile.backend == "tensorrt" and resolved.lower().endswith(".onnx") and opts.get("precision") == "int8":
         opts.setdefault("preprocess", calibration_preprocess(profile, resolved))
-    be = create_backend(resolved, backend or profile.backend, device=device or profile.device, **opts)
+    be = create_backend(resolved, profile.backend, device=profile.device, **opts)
     try:
         try:
             decoder = make_decoder(profile.decoder, be.outputs, **profile.decoder_options.model_dump(exclude_none=True))
@@ -232,8 +278,8 @@ def build_detector(
                 decoder,
                 labels,
                 pre,
-                score_threshold=profile.score_threshold if score_threshold is None else score_threshold,
-                nms_threshold=profile.nms_threshold if nms_threshold is None else nms_threshold,
+                score_threshold=profile.score_threshold,
+                nms_threshold=profile.nms_threshold,
                 max_detections=profile.max_detections,
                 classes=profile.classes,
                 input_size=size,

@@ -44,24 +44,35 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 IGNORED_REASONS = ("clip", "clip_status")
 
 
+MB = 1024 * 1024
+
+
 @dataclass
 class RecorderOptions:
+    """The recorder's settings, in the recorder node's names and units (MiB, hours): the node fills
+    it from its parameter model by name (`core.options.options_from`; test_options checks the two
+    cannot drift)."""
+
     output_dir: str
     camera: str = "camera"
     pre_seconds: float = 20.0
     post_seconds: float = 40.0
     max_clip_seconds: float = 180.0
     fps: float = 15.0
-    buffer_max_bytes: int = 64 * 1024 * 1024
+    buffer_max_mb: float = 96.0  # memory bound of the ring buffer
     codec: str = "libx264"
     crf: int = 26
     preset: str = "ultrafast"
     keyframe_seconds: float = 1.0  # a clip starts up to this much before the asked pre-roll
     max_gap: float = 10.0  # frames missing longer than this are not filled (the stream restarts)
-    max_total_bytes: int = 5 * 1024**3
-    max_age_seconds: float = 7 * 86400.0
-    min_free_bytes: int = 200 * 1024 * 1024
+    max_total_mb: float = 5000.0  # disk quota of output_dir; 0 = none
+    max_age_hours: float = 168.0  # clips older than this are deleted; 0 = keep
+    min_free_mb: float = 200.0  # skip (and report) a clip when less disk is free
     frame_timeout: float = 5.0  # no frame for this long past a clip's end: finish it with what there is
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_mb * MB)
 
 
 @dataclass
@@ -120,8 +131,8 @@ class Recorder:
         self.on_error = on_error or (lambda text: None)
         self.clock = clock
         self.gop = max(1, round(opt.keyframe_seconds * opt.fps))
-        self.ring = FrameRing(opt.pre_seconds + opt.keyframe_seconds + 2.0, opt.buffer_max_bytes)
-        self.retention = Retention(Path(opt.output_dir), opt.max_total_bytes, opt.max_age_seconds)
+        self.ring = FrameRing(opt.pre_seconds + opt.keyframe_seconds + 2.0, int(opt.buffer_max_mb * MB))
+        self.retention = Retention(Path(opt.output_dir), int(opt.max_total_mb * MB), opt.max_age_hours * 3600.0)
         self._lock = threading.RLock()  # clips and the ring (event thread, encoder reader thread)
         self._feed_lock = threading.Lock()  # the resampler and the encoder's stdin (frame thread, tick)
         self._clips: list[_OpenClip] = []  # open clips, oldest first; events merge into the newest
@@ -341,7 +352,7 @@ class Recorder:
             if free < self.opt.min_free_bytes:
                 self.clips_failed += 1
                 self._error(
-                    f"disk full: {free} bytes free in {self.opt.output_dir} (< min_free_bytes {self.opt.min_free_bytes}); clip for event {eid} skipped"
+                    f"disk full: {free} bytes free in {self.opt.output_dir} (< min_free_mb {self.opt.min_free_mb:g} MiB); clip for event {eid} skipped"
                 )
                 return
         floor = self._clips[-1].end if self._clips else self._last_end
