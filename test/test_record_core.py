@@ -329,3 +329,16 @@ def test_a_long_gap_restarts_the_stream_and_bad_frames_are_reported(tmp_path):
     assert abs(gray_levels(clips[0]["path"])[0] - (150 * 4) % 256) <= 6
     rec.add_frame(T0 + 30, np.zeros((95, 128, 3), np.uint8))  # odd height: H.264 4:2:0 cannot take it
     assert errors and "odd" in errors[-1]
+
+
+def test_what_asks_footage():
+    """The one rule (core.events.model.asks_footage) the recorder follows: the scene while an event is
+    active and its end do; an update after the end and the reports on clips / uploads (even of an
+    active event: the recorder's own output coming back) do not."""
+    from nano_vision_ros.core.events.model import asks_footage
+
+    end = "2026-01-01T00:00:00Z"
+    assert asks_footage("new", None, None) and asks_footage("end", end, None)
+    assert asks_footage("update", None, "progress")
+    assert not asks_footage("update", end, "progress")
+    assert not asks_footage("update", None, "clip") and not asks_footage("update", None, "clip_status")

@@ -3,10 +3,10 @@
 Frames (raw ``Image`` or a camera's jpeg ``CompressedImage``) go through a ``LatestWorker`` to
 ``core.recording.Recorder`` (one continuous encoder; clips are cut from it by stream copy); events
 (``events``, nano_vision_msgs/Event) go through a queue thread so neither subscription waits on
-ffmpeg. Only publications that ask for footage reach the recorder (`Event.asks_footage`: the
-event is active, or this is its end); the clip / upload-state updates the events node publishes
-after an event's end describe footage recorded already, so the recorder -> clips -> events loop
-ends there. Each finished clip is announced on ``clips`` (nano_vision_msgs/Clip: path, camera,
+ffmpeg. The recorder covers only publications that ask for footage (`core.events.model.asks_footage`:
+what the scene shows while the event is active, and its end); the events node's clip and
+upload-state reports are about footage that exists, so the recorder -> clips -> events loop ends
+there (skipped ones are counted: `events_ignored`). Each finished clip is announced on ``clips`` (nano_vision_msgs/Clip: path, camera,
 start, end, duration, size, sha256, event_ids), reliable and transient-local so an uploader
 started later still gets recent clips.
 """
@@ -145,8 +145,8 @@ class RecorderNode(Node):
                 self.bad_events += 1
                 self.get_logger().warning(f"bad event {msg.event_id[:64]!r} ignored: {err}", throttle_duration_sec=5.0)
                 continue
-            if not ev.asks_footage or (self.cfg.camera and ev.camera != self.cfg.camera):
-                continue
+            if self.cfg.camera and ev.camera != self.cfg.camera:
+                continue  # what asks no footage the recorder skips and counts itself (events_ignored)
             try:
                 self.recorder.on_event(ev.to_json())
             except Exception as err:  # noqa: BLE001 - a bad event must not stop recording

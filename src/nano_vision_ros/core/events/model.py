@@ -30,6 +30,8 @@ EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 State = Literal["new", "update", "end"]
 #: why an update was published: periodic while active, the recorder's clip, its upload state
 Reason = Literal["progress", "clip", "clip_status"]
+#: the updates that report on footage (the recorder's clip, the uploader's state of it), not on the scene
+FOOTAGE_REPORTS: frozenset[Reason] = frozenset({"clip", "clip_status"})
 UploadState = Literal["pending", "queued", "uploading", "done", "failed"]
 PlateList = Literal["allow", "deny", "none"]
 
@@ -137,12 +139,8 @@ class Event(_Strict):
 
     @property
     def asks_footage(self) -> bool:
-        """Whether a recorder should cover this publication: the event is active, or this is its end.
-
-        Publications after the end (the clip and upload-state updates, a re-delivered history)
-        describe footage that is recorded already; so the recorder -> clips -> events -> recorder
-        loop ends by the event's lifecycle, whatever the update's reason."""
-        return self.state != "update" or self.end is None
+        """Whether a recorder should cover this publication (`asks_footage`)."""
+        return asks_footage(self.state, self.end, self.reason)
 
     def to_json(self) -> dict[str, Any]:
         """The MQTT payload as a dict (every field, null where unset, in the model's order)."""
@@ -151,6 +149,21 @@ class Event(_Strict):
     def to_json_text(self) -> str:
         """The MQTT payload: compact JSON."""
         return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+def asks_footage(state: str, end: str | None, reason: str | None) -> bool:
+    """The one rule for what a recorder covers: what the scene shows while an event is active, and its end.
+
+    Not the publications after the end (a re-delivered history, late reports): they describe
+    footage recorded already. Not the clip and upload-state reports (`FOOTAGE_REPORTS`), even of an
+    active event: they are the recorder's own output coming back, so the recorder -> clips ->
+    events -> recorder loop ends by what an update is about, not by how long the event lasts (an
+    event active for an hour without progress updates would otherwise be recorded clip after clip,
+    each one asked for by the last).
+    """
+    if state != "update":
+        return True
+    return end is None and reason not in FOOTAGE_REPORTS
 
 
 def json_schema() -> dict[str, Any]:

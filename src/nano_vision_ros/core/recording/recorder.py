@@ -10,8 +10,9 @@ clip starts exactly where it ended. While a clip is open, any event whose window
 the clip's end extends that clip instead of opening another (overlapping events merge; the clip
 lists every event_id). ``end`` only extends an open clip. A clip never asks for more than
 ``max_clip_seconds`` (it may run up to one keyframe interval longer); a longer event continues in
-the next clip (no footage twice). Updates with reason ``clip`` or ``clip_status`` (the events node
-reporting on clips) are ignored. Clips are written by stream copy on separate processes and
+the next clip (no footage twice). An event that asks no footage (`core.events.model.asks_footage`:
+an update after its end, or the events node's report on a clip or its upload) is ignored and
+counted (``events_ignored``). Clips are written by stream copy on separate processes and
 reported through ``on_clip``; failures (ffmpeg, full disk, unwritable folder) through ``on_error``
 and the counters, never as exceptions into the caller.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from nano_vision_ros.core.events.model import asks_footage
 from nano_vision_ros.core.recording.clip import ClipError, ClipWriter
 from nano_vision_ros.core.recording.h264 import EncoderError, H264Encoder
 from nano_vision_ros.core.recording.retention import Retention
@@ -40,9 +42,6 @@ from nano_vision_ros.core.recording.ring import Frame, FrameRing
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-#: Event updates that report on clips (from the events node) rather than on what the camera sees.
-IGNORED_REASONS = ("clip", "clip_status")
-
 
 MB = 1024 * 1024
 
@@ -296,10 +295,11 @@ class Recorder:
 
     # -- events ------------------------------------------------------------------------------------
     def on_event(self, event: dict[str, Any], now: float | None = None) -> None:
+        """An event's JSON (`Event.to_json`; tests give the few fields used) asks for footage around it."""
         now = self.clock() if now is None else now
-        if event.get("reason") in IGNORED_REASONS:
+        if not asks_footage(event.get("state", "new"), event.get("end"), event.get("reason")):
             self.events_ignored += 1
-            return  # the events node telling about our own clip: no footage asked (and no feedback loop)
+            return  # after its end, or a report on our own clip: no footage asked (and no feedback loop)
         self.events_seen += 1
         state = event.get("state", "new")
         eid = str(event.get("event_id", ""))
