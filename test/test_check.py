@@ -173,3 +173,33 @@ def test_every_node_kind_has_its_parameter_model():
         module, _, cls = spec.partition(":")
         source = (REPO / "src" / Path(*module.split("."))).with_suffix(".py").read_text()
         assert re.search(rf"load_config\(self, {cls}\b", source), f"{NODE_KINDS[kind]} does not load {cls}"
+
+
+def test_a_literal_url_agrees_with_the_sites_camera_template(tmp_path):
+    """The site derives the streamer's url as a `{camera}` template; a params file that writes the url
+    out for its camera says the same thing (no 'set it in one place' problem), another camera's does not."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site_id: t\nparams_file: params.yaml\n"
+        "services:\n  mosquitto: {enabled: false}\n  nginx_rtmp: {enabled: true, port: 19350}\n"
+        "  clip_receiver: {enabled: false}\n"
+        "cameras:\n  - name: cam0\n    nodes: [camera, rtmp_streamer]\n"
+        "  - name: cam1\n    nodes: [camera, rtmp_streamer]\n"
+    )
+    params = tmp_path / "params.yaml"
+
+    def check(url_cam0: str, url_cam1: str) -> list[str]:
+        params.write_text(
+            "/**/camera_node:\n  ros__parameters: {source: 'test://pattern'}\n"
+            f"/cam0/rtmp_streamer_node:\n  ros__parameters: {{url: '{url_cam0}'}}\n"
+            f"/cam1/rtmp_streamer_node:\n  ros__parameters: {{url: '{url_cam1}'}}\n"
+        )
+        res = subprocess.run(
+            [NANO_VISION, "check", str(site), "--no-ports"], capture_output=True, text=True, timeout=120, check=False
+        )
+        return [ln for ln in _lines(res.stderr) if "parameter 'url'" in ln]
+
+    base = "rtmp://127.0.0.1:19350/live"
+    assert check(f"{base}/cam0", f"{base}/{{camera}}") == []
+    wrong = check(f"{base}/cam0", f"{base}/cam0")  # cam1's streamer would publish on cam0's stream
+    assert len(wrong) == 1 and wrong[0].startswith(f"{params}:6: /cam1/rtmp_streamer_node: parameter 'url'"), wrong

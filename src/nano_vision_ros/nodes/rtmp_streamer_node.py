@@ -18,7 +18,7 @@ from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.image import to_bgr
-from nano_vision_ros.ros.naming import camera_name
+from nano_vision_ros.ros.naming import expand_camera
 from nano_vision_ros.ros.params import load_config
 from nano_vision_ros.ros.runtime import run_node
 from nano_vision_ros.ros.worker import LatestWorker
@@ -65,8 +65,7 @@ class RtmpStreamerNode(Node):
         super().__init__("rtmp_streamer_node", **kwargs)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
-        camera = camera_name(self.get_namespace()) or "camera"
-        self.url = c.url.replace("{camera}", camera)
+        self.url = expand_camera(c.url, self.get_namespace())
         self.streamer = RtmpStreamer(options_from(StreamerOptions, c, url=self.url))
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="streamer-convert")
         self.sub = self.create_subscription(Image, c.image_topic, self.worker.submit, qos.SENSOR)

@@ -14,6 +14,15 @@ def camera_name(namespace: str) -> str:
     return parts[-1] if parts else ""
 
 
+def expand_camera(text: str, namespace: str) -> str:
+    """``{camera}`` in a parameter (the streamer's url) as the camera of `namespace` (``camera`` at the root).
+
+    The streamer and ``nano-vision check`` both use it, so a literal url in a params file and the
+    site's ``{camera}`` template compare as the node would see them.
+    """
+    return text.replace("{camera}", camera_name(namespace) or "camera")
+
+
 def split_service(name: str) -> tuple[str, str, str]:
     """``/cam0/face_node/enroll_face`` -> (namespace ``/cam0``, node FQN ``/cam0/face_node``, ``enroll_face``)."""
     node, _, short = name.rstrip("/").rpartition("/")

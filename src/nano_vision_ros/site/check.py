@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from nano_vision_ros.core import paths
 from nano_vision_ros.core.config_yaml import ConfigProblems, YamlDoc, flatten, load_yaml, unflatten
 from nano_vision_ros.core.errors import ConfigError, ModelError, RuntimeMissingError
+from nano_vision_ros.ros.naming import expand_camera
 from nano_vision_ros.site.config import NodeEntry, Services, SiteConfig, load_site
 from nano_vision_ros.site.graph import build_graph, derived_parameters
 
@@ -81,6 +82,15 @@ class NodeView:
     loc: tuple[Any, ...] = ()  # the entry's place in the site file
     params: dict[str, Param] = field(default_factory=dict)
     config: BaseModel | None = None
+
+
+def _same_for(node: NodeView, derived: Any, given: Any) -> bool:
+    """Whether a params-file value is what the site derives for this node: a ``{camera}`` template
+    (the streamer's url) is compared as the node expands it, so a literal url of its camera agrees."""
+    if isinstance(derived, str) and isinstance(given, str):
+        ns = node.fqn.rpartition("/")[0] or "/"
+        return expand_camera(derived, ns) == expand_camera(given, ns)
+    return bool(derived == given)
 
 
 def _match(pattern: str, fqn: str) -> bool:
@@ -328,7 +338,7 @@ class SiteCheck:
                 where = doc.where((key, "ros__parameters", *name.split(".")))
                 for n in matched:
                     old = n.params.get(name)
-                    if old is not None and old.source == "derived" and old.value != value:
+                    if old is not None and old.source == "derived" and not _same_for(n, old.value, value):
                         self._add(
                             where,
                             f"{n.fqn}: parameter '{name}' is {value!r} here but the site file's "
