@@ -136,9 +136,10 @@ class CameraNode(Node):
                 data.frombytes(np.ascontiguousarray(frame).tobytes())
                 msg.data = data
             self._pub_image.publish(msg)
-        info = self._camera_info(w, h)
-        info.header.stamp = stamp
-        self._pub_info.publish(info)
+        if self._pub_info.get_subscription_count():  # like image_raw: nothing is serialized for nobody
+            info = self._camera_info(w, h)
+            info.header.stamp = stamp
+            self._pub_info.publish(info)
         if self._pub_jpeg is not None and self._pub_jpeg.get_subscription_count():
             bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if self._rgb else frame
             jpeg = numpy_to_compressed(

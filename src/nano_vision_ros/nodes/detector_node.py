@@ -218,6 +218,7 @@ class _Camera:
         self.tracker: ByteTracker | None = None
         self.gate: MotionGate | None = None
         self.held: Detections | None = None  # re-sent on gated frames
+        self.held_msg: Detection2DArray | None = None  # ...as this message, built once per model run
         self.attributes: AttributeStage | None = None
         self.worker: LatestWorker[Image] | None = None
         self.frames = 0
@@ -375,14 +376,22 @@ class DetectorNode(ModelLifecycleNode):
                     dets = cam.tracker.update(dets)
                 if cam.attributes is not None:  # only the tracks due a re-check are classified
                     dets = cam.attributes.apply(img, dets, _stamp_s(msg.header))
-                cam.held = dets
+                cam.held, cam.held_msg = dets, None
             else:
                 # no motion: the scene is as the last model run saw it, so its tracked detections
                 # are sent again (events_node ends a track absent for end_after s; ids must survive)
                 t1 = time.perf_counter()
                 dets = cam.held if cam.held is not None else Detections.empty(list(det.labels))
         t2 = time.perf_counter()
-        cam.det_pub.publish(to_msg(dets, msg.header))
+        out = None if ran else cam.held_msg
+        if out is None:
+            out = to_msg(dets, msg.header)
+            cam.held_msg = out
+        else:  # a gated frame: the last run's message, stamped with this frame (no per-box rebuild)
+            out.header = msg.header
+            for d in out.detections:
+                d.header = msg.header
+        cam.det_pub.publish(out)
         if cam.ann_pub is not None and cam.ann_pub.get_subscription_count() > 0:
             cam.ann_pub.publish(self._conv.to_msg(annotate(img, dets), "bgr8", msg.header))
         t3 = time.perf_counter()
