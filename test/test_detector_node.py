@@ -272,6 +272,11 @@ def test_static_scene_runs_the_model_only_at_keepalive(start_node, ros_node, sam
     last = got[-30:]
     assert all(ids(m, "bicycle") for m in last), "a gated frame lost the bicycle"
     assert len(set.union(*(ids(m, "bicycle") for m in last))) == 1, "track id changed on a gated frame"
+    # a gated frame re-sends the held message restamped: each one carries its own frame's stamp,
+    # on the array and on every detection (the frames are stamped 1000 s, 1001 s, ...)
+    stamps = [m.header.stamp.sec for m in last]
+    assert stamps == sorted(set(stamps)), f"gated messages not stamped with their frames: {stamps}"
+    assert all(d.header.stamp.sec == m.header.stamp.sec for m in last for d in m.detections)
     assert frames.count >= 60
 
 
