@@ -31,7 +31,7 @@ PANEL = (40, 40, 40)
 def class_color(i: int) -> tuple[int, int, int]:
     """A stable colour per integer, BGR; hues 50..310 degrees: never red, which marks violations."""
     h = 25 + (i * 47) % 130
-    b, g, r = cv2.cvtColor(np.uint8([[[h, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    b, g, r = cv2.cvtColor(np.array([[[h, 200, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 
 

@@ -249,7 +249,9 @@ class GstSubprocessSource(FrameSource):
                         "(or none) in the rtspsrc location"
                     )
                 raise SourceError(f"gstreamer pipeline did not start: {why}")
-        fmt_w, fmt_h, fps = self._caps  # type: ignore[misc]
+        caps = self._caps
+        assert caps is not None  # the reader thread sets it before it sets _caps_seen
+        fmt_w, fmt_h, fps = caps
         self.width, self.height = fmt_w, fmt_h
         if fps and not self.nominal_fps:
             self.nominal_fps = fps
@@ -326,7 +328,7 @@ class GstSubprocessSource(FrameSource):
         if out is None or out.shape != self.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
             out = np.empty(self.shape, np.uint8)
         target = out if self._raw is None else self._raw
-        view = memoryview(target).cast("B")
+        view = target.data.cast("B")
         got, total = 0, view.nbytes
         deadline = time.monotonic() + self.read_timeout
         while got < total:

@@ -6,12 +6,16 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nano_vision_ros.core.capture.base import EndOfStream, FrameSource, SourceError, redact
 from nano_vision_ros.core.capture.rtsp import check_rtsp_auth
 from nano_vision_ros.core.paths import resolve
+
+if TYPE_CHECKING:
+    import cv2
 
 log = logging.getLogger(__name__)
 # OpenCV reads FFmpeg demuxer options from this variable when a capture opens.
@@ -106,7 +110,7 @@ class OpenCVSource(FrameSource):
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.live = kind != "file"
         self.name = f"{kind} {redact(target)}"
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
         self._file_id: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) at open
 
     def open(self) -> None:
@@ -150,7 +154,7 @@ class OpenCVSource(FrameSource):
             cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
             if cap.isOpened():
                 if self.pixel_format != "auto":
-                    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.pixel_format))
+                    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.pixel_format))
                 if self.req_width and self.req_height:
                     cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.req_width)
                     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.req_height)
@@ -200,7 +204,9 @@ class OpenCVSource(FrameSource):
                 self.open()  # raises SourceError (retried by the loop) while the new file is incomplete
             elif not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                 self.open()
-            ok, frame = self._cap.read(self._fit(out))  # type: ignore[union-attr]
+            cap = self._cap
+            assert cap is not None  # open() sets it or raises
+            ok, frame = cap.read(self._fit(out))
             if not ok or frame is None:
                 raise SourceError(
                     "no frame after reopening the changed file" if changed else "no frame after rewinding to the start"

@@ -47,10 +47,9 @@ def nms(
         xywh = np.empty((n, 4), np.float32)
         xywh[:, :2] = boxes[:, :2]
         xywh[:, 2:] = boxes[:, 2:] - boxes[:, :2]
-        idx = cv2.dnn.NMSBoxesBatched(
-            xywh, scores.astype(np.float32), class_ids.astype(np.int32), 0.0, float(iou_threshold)
-        )
-        idx = np.asarray(idx, np.int64).reshape(-1)
+        sc, ci = scores.astype(np.float32), class_ids.astype(np.int32)
+        kept = cv2.dnn.NMSBoxesBatched(xywh, sc, ci, 0.0, float(iou_threshold))  # type: ignore[arg-type]  # stub: Sequence only; the binding takes arrays without a copy
+        idx = np.asarray(kept, np.int64).reshape(-1)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
     else:  # pragma: no cover - very old OpenCV
         idx = nms_numpy(boxes, scores, class_ids, iou_threshold)

@@ -92,11 +92,11 @@ class Preprocessor:
                     self._work += self._bias[i]
                     out[:] = self._work
         else:
-            src = c
+            img: np.ndarray = c
             if self.channel_order == "rgb":
-                src = cv2.cvtColor(c, cv2.COLOR_BGR2RGB, dst=self._rgb)
+                img = cv2.cvtColor(c, cv2.COLOR_BGR2RGB, dst=self._rgb)
             if self._identity:
-                np.copyto(self.tensor[0], src, casting="unsafe")
+                np.copyto(self.tensor[0], img, casting="unsafe")
             else:
-                np.multiply(src, self._scale, out=self.tensor[0], casting="unsafe")
+                np.multiply(img, self._scale, out=self.tensor[0], casting="unsafe")
                 self.tensor[0] += self._bias

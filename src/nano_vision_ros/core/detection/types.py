@@ -2,39 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-@dataclass
+@dataclass(init=False)
 class Detections:
     """N detections in source-image pixels.
 
     boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; class_ids: (N,) int32 indexes
     into `labels`; track_ids: (N,) int64, -1 where untracked; attributes: per-detection extras
     (identity, plate text, colour…), or empty dicts.
+
+    The constructor takes anything array-like (and no track_ids / attributes) and stores the
+    normalised arrays, so the fields are never None after construction.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     labels: list[str]
-    track_ids: np.ndarray | None = None
-    attributes: list[dict[str, Any]] = field(default_factory=list)
+    track_ids: np.ndarray
+    attributes: list[dict[str, Any]]
 
-    def __post_init__(self) -> None:
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
+    def __init__(
+        self,
+        boxes: ArrayLike,
+        scores: ArrayLike,
+        class_ids: ArrayLike,
+        labels: list[str],
+        track_ids: ArrayLike | None = None,
+        attributes: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        self.class_ids = np.asarray(class_ids, dtype=np.int32).reshape(-1)
+        self.labels = labels
         n = len(self.boxes)
-        if self.track_ids is None:
+        if track_ids is None:
             self.track_ids = np.full(n, -1, dtype=np.int64)
         else:
-            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
-        if not self.attributes:
-            self.attributes = [{} for _ in range(n)]
+            self.track_ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        self.attributes = attributes if attributes else [{} for _ in range(n)]
         if not (len(self.scores) == len(self.class_ids) == len(self.track_ids) == len(self.attributes) == n):
             raise ValueError("Detections fields have different lengths")
 

@@ -141,12 +141,12 @@ class ByteTracker:
             self._assign(self.tracks[rest[ri]], boxes[low[di]], ids, low[di])
             matched_tracks.add(rest[ri])
         # new tracks from unmatched confident detections
-        for di in high:
-            if ids[di] < 0 and scores[di] >= cfg.new_track_threshold:
-                t = _Track(self._next_id, boxes[di], int(cls[di]), self.frame)
+        for hi in high:
+            if ids[hi] < 0 and scores[hi] >= cfg.new_track_threshold:
+                t = _Track(self._next_id, boxes[hi], int(cls[hi]), self.frame)
                 self._next_id += 1
                 self.tracks.append(t)
-                ids[di] = t.id
+                ids[hi] = t.id
         # forget tracks lost for longer than the buffer
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.track_buffer]
         return Detections(dets.boxes, dets.scores, dets.class_ids, dets.labels, ids, dets.attributes)
