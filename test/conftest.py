@@ -240,6 +240,26 @@ def broker(tmp_path: Path):
         print(f"----- mosquitto log -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """receiver(*args, port=None) starts a real `nano-vision receive` (upload_tools.ReceiverProcess)
+    into tmp_path/received on a free port with upload_tools.TOKEN; each is stopped (SIGTERM) at teardown."""
+    from upload_tools import ReceiverProcess  # imported here: upload_tools itself imports conftest
+
+    procs: list[ReceiverProcess] = []
+
+    def _start(*extra: str, port: int | None = None) -> ReceiverProcess:
+        root = tmp_path / "received"
+        root.mkdir(exist_ok=True)
+        r = ReceiverProcess(root, port or free_port(), *extra)
+        procs.append(r)
+        return r
+
+    yield _start
+    for r in procs:
+        r.kill(signal.SIGTERM)
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not SAMPLES.is_dir():

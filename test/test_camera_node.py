@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import cv2
@@ -13,65 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import free_port, wait_for
+from camera_tools import diag_values, subscribe_camera
 from nano_vision_ros.core.capture import decode_frame_index, render_test_pattern
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "vtest.mp4"
 pytestmark = pytest.mark.timeout(180)
-
-
-class Inbox:
-    """Thread-safe list of received messages (subscription callbacks run on the executor thread)."""
-
-    def __init__(self, keep=lambda m: m) -> None:
-        self.items: list = []
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def __call__(self, msg) -> None:
-        item = self._keep(msg)
-        with self._lock:
-            self.items.append(item)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self.items)
-
-    def snapshot(self) -> list:
-        with self._lock:
-            return list(self.items)
-
-
-def _subscribe(ros_node, ns: str, name: str = "t_sub"):
-    from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-
-    from nano_vision_ros.ros import qos
-    from nano_vision_ros.ros.image import converter
-
-    conv = converter()
-    node = ros_node(name)
-    images = Inbox(lambda m: (m.header, m.encoding, m.width, m.height, m.step, conv.to_numpy(m).copy()))
-    infos = Inbox()
-    jpegs = Inbox()
-    diags = Inbox(lambda m: [s for s in m.status if s.name == f"{ns}/camera_node"])
-    node.create_subscription(Image, f"{ns}/image_raw", images, qos.SENSOR)
-    node.create_subscription(CameraInfo, f"{ns}/camera_info", infos, qos.SENSOR)
-    node.create_subscription(CompressedImage, f"{ns}/image_raw/compressed", jpegs, qos.SENSOR)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags, 50)
-    return images, infos, jpegs, diags
-
-
-def _diag_values(diags: Inbox) -> dict[str, str] | None:
-    for statuses in reversed(diags.snapshot()):
-        if statuses:
-            st = statuses[-1]
-            return {
-                "_message": st.message,
-                "_level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
-                **{kv.key: kv.value for kv in st.values},
-            }
-    return None
 
 
 def _sample_hashes(n: int) -> dict[str, int]:
@@ -98,7 +44,7 @@ def test_sample_video_reaches_another_process(start_node, ros_node):
         "-p",
         "camera_info_url:=package://nano_vision_ros/config/camera_info/example_768x576.yaml",
     )
-    images, infos, _jpegs, diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 25 and len(infos) >= 5, 60, what="25 frames and camera infos")
     assert node.alive()
     received = images.snapshot()[:25]
@@ -118,8 +64,8 @@ def test_sample_video_reaches_another_process(start_node, ros_node):
     assert (
         list(info.k) == [620.0, 0.0, 384.0, 0.0, 620.0, 288.0, 0.0, 0.0, 1.0] and info.distortion_model == "plumb_bob"
     )
-    wait_for(lambda: (_diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics")
-    d = _diag_values(diags)
+    wait_for(lambda: (diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics")
+    d = diag_values(diags)
     assert d["_level"] == 0 and int(d["frames"]) > 0 and d["width"] == "768" and d["reconnects"] == "0"
     assert "INFO" not in node.log().split("streaming", 1)[-1]  # no per-frame INFO lines after start-up
 
@@ -139,7 +85,7 @@ def test_1080p_pattern_arrives_intact(start_node, ros_node):
         "-p",
         "fps:=15",
     )
-    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, _diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 8, 60, what="8 1080p frames")
     seen = []
     for header, encoding, w, h, _step, arr in images.snapshot()[:8]:
@@ -178,7 +124,7 @@ def test_resized_rgb_and_compressed(start_node, ros_node):
         "-p",
         "jpeg_quality:=90",
     )
-    images, infos, jpegs, _diags = _subscribe(ros_node, ns)
+    images, infos, jpegs, _diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 3 and len(jpegs) >= 3, 60, what="raw and compressed frames")
     for _header, encoding, w, h, _step, arr in images.snapshot()[:3]:
         assert (encoding, w, h) == ("rgb8", 320, 240)
@@ -246,22 +192,21 @@ def test_stream_that_drops_is_recovered(start_node, ros_node):
             "-p",
             "diagnostics_period:=0.3",
         )
-        images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
+        images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
         wait_for(lambda: len(images) >= 5, 60, what="frames from the stream")
         mark = len(node.log())
         _kill(server)  # the stream vanishes
         wait_for(
-            lambda: (_diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting"
+            lambda: (diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting"
         )
-        d = _diag_values(diags)
+        d = diag_values(diags)
         assert d["_level"] in (1, 2) and d["last_error"] and node.alive()
         before = len(images)
         server = _serve(port)  # and comes back on the same address
         wait_for(lambda: len(images) >= before + 5, 60, what="frames after the stream came back")
         wait_for(
             lambda: (
-                int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1
-                and _diag_values(diags)["state"] == "streaming"
+                int((diag_values(diags) or {}).get("reconnects", 0)) >= 1 and diag_values(diags)["state"] == "streaming"
             ),
             30,
             what="diagnostics: reconnect counted",
@@ -290,9 +235,9 @@ def test_missing_file_waits_then_recovers(start_node, ros_node, tmp_path):
         "-p",
         "diagnostics_period:=0.3",
     )
-    images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
+    images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(
-        lambda: "file not found" in (_diag_values(diags) or {}).get("last_error", ""),
+        lambda: "file not found" in (diag_values(diags) or {}).get("last_error", ""),
         30,
         what="file-not-found diagnostics",
     )
@@ -331,11 +276,11 @@ def test_gstreamer_pipeline_source(start_node, ros_node):
         "-p",
         "frame_id:=gst_cam",
     )
-    images, infos, _jpegs, diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 5, 60, what="frames from the gst-launch subprocess")
     header, encoding, w, h, _step, arr = images.snapshot()[-1]
     assert (encoding, w, h, header.frame_id) == ("bgr8", 320, 240, "gst_cam") and arr.any()
-    wait_for(lambda: "gstreamer videotestsrc" in (_diag_values(diags) or {}).get("source", ""), 30, what="diagnostics")
+    wait_for(lambda: "gstreamer videotestsrc" in (diag_values(diags) or {}).get("source", ""), 30, what="diagnostics")
 
 
 def test_looping_file_replaced_on_disk_plays_the_new_file(start_node, ros_node, tmp_path):
@@ -367,7 +312,7 @@ def test_looping_file_replaced_on_disk_plays_the_new_file(start_node, ros_node, 
         )
     ns = "/cam_replaced"
     node = start_node("camera_node", "-r", f"__ns:={ns}", "-p", f"source:={path}", "-p", "fps:=20")
-    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, _diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 3, 60, what="frames of the first file")
     pid = node.pid
     staged.replace(path)

@@ -19,7 +19,7 @@ from nano_vision_ros.core.events.snapshot import SnapshotWriter
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
 from nano_vision_ros.core.recognition.gallery import Gallery, GalleryError
 from nano_vision_ros.core.recording import Recorder, RecorderOptions, sha256_file
-from test_record_core import FPS, T0, Camera
+from record_tools import FPS, T0, Camera
 
 NO_SPACE = ("No space left", "disk is full", "disk full")
 
@@ -171,9 +171,9 @@ def test_bridge_node_outbox_on_full_disk_delivers_what_it_accepted(small_disk, s
     """Broker down, 20 events queue in the outbox; the disk fills, 20 more come (refused by the
     outbox, named in the log, held in memory; the node stays up); the broker returns: the 20 accepted
     are delivered; space returns: the held ones are stored and delivered, and new events too."""
-    from test_mqtt_bridge import BASE, DEVICE, RULES, SITE, Feeder, Subscriber, burst, mqtt_keys
-
     from conftest import free_port, wait_for
+    from mqtt_tools import BASE, DEVICE, RULES, SITE, Feeder, Subscriber, burst, mqtt_keys
+
     from nano_vision_ros.site.mosquitto import Mosquitto
 
     disk = small_disk("16m")  # room for the outbox WAL (it checkpoints at ~4 MB) once the filler goes

@@ -1,8 +1,11 @@
 """The linters as tests, so `make test` and CI run them: ruff (lint) and mypy on src/, ruff's format
-check on every Python file of the repository, clean at the settings in ruff.toml and mypy.ini. Both come from PyPI with the test set-up (requirements/test.txt)."""
+check on every Python file of the repository, clean at the settings in ruff.toml and mypy.ini (both
+tools come from PyPI with the test set-up, requirements/test.txt); and no module importing a test
+module (shared test code lives in conftest.py and helper modules under test/)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +58,49 @@ def test_mypy_is_clean_on_src():
         [_tool("mypy"), "--config-file", "mypy.ini"], cwd=REPO, capture_output=True, text=True, timeout=900, check=False
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+
+
+def _test_module_names() -> set[str]:
+    """Module names of the files pytest collects under test/ (its default python_files patterns)."""
+    files = [*(REPO / "test").rglob("test_*.py"), *(REPO / "test").rglob("*_test.py")]
+    return {f.stem for f in files if f.name != "conftest.py"}
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) of every import in the tree, indented ones inside functions included, and of
+    importlib.import_module / __import__ calls with a literal name."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Name) and node.func.id in ("__import__", "import_module"))
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            )
+        ):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_no_module_imports_a_test_module():
+    """Issue 11: a test module importing another couples them (a helper edited for one test changes
+    another's, running one file drags in the other's imports and fixtures); shared helpers and fixtures
+    go in test/conftest.py or a helper module under test/ that pytest does not collect (test/*_tools.py)."""
+    test_modules = _test_module_names()
+    assert "test_lint" in test_modules  # the scan sees the test files
+    offences = []
+    for folder in ("test", "bench", "scripts", "launch"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for line, module in _imported_modules(tree):
+                if module.split(".")[0] in test_modules:
+                    offences.append(f"{path.relative_to(REPO)}:{line}: imports test module {module}")
+    hint = "\nmove what is shared to test/conftest.py (fixtures) or a helper module such as test/mqtt_tools.py"
+    assert not offences, "\n".join(offences) + hint

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import event_msg, wait_for
-from test_record_core import probe
+from record_tools import probe
 
 
 @pytest.mark.timeout(120)

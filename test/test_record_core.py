@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,36 +19,7 @@ from nano_vision_ros.core.recording import (
     parse_time,
     sha256_file,
 )
-
-T0 = 1_700_000_000.0
-FPS = 10.0
-
-
-def image_for(index: int) -> np.ndarray:
-    return np.full((96, 128, 3), (index * 4) % 256, np.uint8)
-
-
-def probe(path: str) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,avg_frame_rate:format=duration,format_name",
-            "-of",
-            "json",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data = json.loads(out.stdout)
-    return {**data["streams"][0], **data["format"]}
+from record_tools import FPS, T0, Camera, image_for, probe
 
 
 def gray_levels(path: str) -> list[int]:
@@ -63,26 +33,6 @@ def gray_levels(path: str) -> list[int]:
         levels.append(int(round(float(img.mean()))))
     cap.release()
     return levels
-
-
-class Camera:
-    """Feeds frames at FPS from T0 into a recorder; events are given at chosen frame times."""
-
-    def __init__(self, rec: Recorder) -> None:
-        self.rec = rec
-        self.i = 0
-
-    @property
-    def t(self) -> float:
-        return T0 + self.i / FPS
-
-    def run_until(self, t_end: float, events: dict[int, list[dict]] | None = None) -> None:
-        events = events or {}
-        while self.t < t_end:
-            self.rec.add_frame(self.t, image_for(self.i))
-            for ev in events.get(self.i, []):
-                self.rec.on_event(ev, now=self.t)
-            self.i += 1
 
 
 def make(tmp_path: Path, **kw) -> tuple[Recorder, list[dict], list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import event_msg, wait_for
-from test_record_core import probe
+from record_tools import probe
 
 from nano_vision_ros.core.recording import sha256_file
 

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import free_port, wait_for
 from nano_vision_ros.core.capture import decode_frame_index
-from test_camera_node import _diag_values, _subscribe
+from camera_tools import diag_values, subscribe_camera
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -153,7 +153,7 @@ def test_camera_reads_rtsp(start_node, ros_node, rtsp_server, transport, backend
     server = rtsp_server("--size", "640x480", "--fps", "15")
     ns = f"/rtsp_{transport}_{backend}"
     node = _camera(start_node, ns, server.url(), "-p", f"transport:={transport}", "-p", f"backend:={backend}")
-    images, infos, _jpegs, diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 20, 90, what=f"20 frames over RTSP/{transport}")
     sent = server.sent()
     received = images.snapshot()[:20]
@@ -166,8 +166,8 @@ def test_camera_reads_rtsp(start_node, ros_node, rtsp_server, transport, backend
         indices.append(idx)
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     assert indices[-1] - indices[0] <= 2 * len(indices)  # few frames lost on loopback
-    wait_for(lambda: (_diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics: streaming")
-    assert f"rtsp://127.0.0.1:{server.port}/cam" in _diag_values(diags)["source"] and node.alive()
+    wait_for(lambda: (diag_values(diags) or {}).get("state") == "streaming", 30, what="diagnostics: streaming")
+    assert f"rtsp://127.0.0.1:{server.port}/cam" in diag_values(diags)["source"] and node.alive()
     assert server.clients() == 1  # one connection, no retries
 
 
@@ -176,11 +176,11 @@ def test_server_killed_and_restarted(start_node, ros_node, rtsp_server, transpor
     server = rtsp_server("--fps", "15")
     ns = f"/rtsp_restart_{transport}"
     node = _camera(start_node, ns, server.url(), "-p", f"transport:={transport}", "-p", "read_timeout:=2.0")
-    images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
+    images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 5, 90, what="frames before the server dies")
     pid = node.pid
     server.kill()  # SIGKILL: no RTSP TEARDOWN, the camera just vanishes
-    wait_for(lambda: (_diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting")
+    wait_for(lambda: (diag_values(diags) or {}).get("state") == "reconnecting", 30, what="diagnostics: reconnecting")
     time.sleep(1.0)  # a few refused attempts while it is down
     before = len(images)
     server.start()  # the same port
@@ -193,7 +193,7 @@ def test_server_killed_and_restarted(start_node, ros_node, rtsp_server, transpor
     took = time.monotonic() - back
     assert node.alive() and node.pid == pid, "the node was restarted"
     wait_for(
-        lambda: int((_diag_values(diags) or {}).get("reconnects", 0)) >= 1, 30, what="diagnostics: reconnect counted"
+        lambda: int((diag_values(diags) or {}).get("reconnects", 0)) >= 1, 30, what="diagnostics: reconnect counted"
     )
     newest = images.snapshot()[-1]
     assert decode_frame_index(newest[5]) in server.sent()  # frames of the new server process
@@ -219,9 +219,9 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
         "-p",
         "reconnect_max_delay:=3.2",
     )
-    images, _infos, _jpegs, diags = _subscribe(ros_node, ns)
-    wait_for(lambda: int((_diag_values(diags) or {}).get("attempts", 0)) >= 1, 60, what="a failed attempt")
-    d = _diag_values(diags)
+    images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
+    wait_for(lambda: int((diag_values(diags) or {}).get("attempts", 0)) >= 1, 60, what="a failed attempt")
+    d = diag_values(diags)
     assert (
         "RTSP authentication failed (401 Unauthorized)" in d["last_error"]
         and "wrong user or password" in d["last_error"]
@@ -229,9 +229,9 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
     assert "site:wrong" not in d["last_error"]  # credentials never shown
     # the delay after failed attempt k is 0.4 * 2**(k-1) s, at most 3.2 s: three more attempts
     # from the k first seen here take at least the sum of those delays (minus the 0.2 s diagnostics period)
-    seen = int(_diag_values(diags)["attempts"])
+    seen = int(diag_values(diags)["attempts"])
     t_seen = time.monotonic()
-    wait_for(lambda: int((_diag_values(diags) or {}).get("attempts", 0)) >= seen + 3, 60, what="three more attempts")
+    wait_for(lambda: int((diag_values(diags) or {}).get("attempts", 0)) >= seen + 3, 60, what="three more attempts")
     took = time.monotonic() - t_seen
     backoff = sum(min(3.2, 0.4 * 2 ** (k - 1)) for k in range(seen, seen + 3))
     assert took >= backoff - 0.5, f"attempts {seen}..{seen + 3} took {took:.1f} s, backoff asks {backoff:.1f} s"
@@ -250,7 +250,7 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
         f"backend:={backend}",
         name="ok",
     )
-    good, *_ = _subscribe(ros_node, f"{ns}_ok", name="t_sub_ok")
+    good, *_ = subscribe_camera(ros_node, f"{ns}_ok", name="t_sub_ok")
     wait_for(lambda: len(good) >= 3, 90, what="frames with the right password")
     assert ok.alive()
 
@@ -260,7 +260,7 @@ def test_sample_video_over_rtsp(start_node, ros_node, rtsp_server):
     server = rtsp_server("--video", str(SAMPLE))
     ns = "/rtsp_video"
     _camera(start_node, ns, server.url("video"), "-p", "transport:=tcp")
-    images, *_ = _subscribe(ros_node, ns)
+    images, *_ = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 10, 90, what="sample frames over RTSP")
     cap = cv2.VideoCapture(str(SAMPLE), cv2.CAP_FFMPEG)
     ref = []
@@ -291,7 +291,7 @@ def test_stream_that_changes_resolution(start_node, ros_node, rtsp_server, backe
     server = rtsp_server("--size", "640x480", "--switch-after", "3", "--size2", "320x240")
     ns = f"/rtsp_resize_{backend}"
     node = _camera(start_node, ns, server.url(), "-p", f"backend:={backend}")
-    images, infos, _jpegs, _diags = _subscribe(ros_node, ns)
+    images, infos, _jpegs, _diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 3, 90, what="frames at the first size")
     assert images.snapshot()[0][2:4] == (640, 480)
     if backend == "gstreamer":

@@ -21,7 +21,7 @@ import pytest
 from conftest import free_port, wait_for
 from nano_vision_ros.core.upload import ServerAddress, UploadError, upload_file
 from nano_vision_ros.core.upload.protocol import PROTO
-from test_upload_protocol import TOKEN, ReceiverProcess, make_clip, sha
+from upload_tools import TOKEN, ReceiverProcess, make_clip, sha
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from conftest import free_port, wait_for
-from test_upload_protocol import make_clip, sha
+from upload_tools import make_clip, sha
 
 from nano_vision_ros.core.upload import UploadError, http_put
 

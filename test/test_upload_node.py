@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import free_port, wait_for
-from test_upload_protocol import TOKEN, make_clip, receiver, sha  # noqa: F401 - fixture
+from upload_tools import TOKEN, make_clip, sha
 
 
 @pytest.mark.timeout(180)

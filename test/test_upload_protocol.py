@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,56 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import wait_for
 from nano_vision_ros.core.upload import ServerAddress, UploadError, upload_file
 from nano_vision_ros.core.upload.protocol import PROTO
-
-TOKEN = "s3cret-token"
-
-
-class ReceiverProcess:
-    def __init__(self, root: Path, port: int, *extra: str) -> None:
-        self.root, self.port = root, port
-        exe = Path(sys.executable).parent / "nano-vision"
-        self.log = open(root.parent / f"receiver-{port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(exe), "receive", "--dir", str(root), "--port", str(port), *extra],
-            env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(self._listening, 30, what=f"receiver on port {port}")
-
-    def _listening(self) -> bool:
-        assert self.proc.poll() is None, (self.root.parent / f"receiver-{self.port}.log").read_text()
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            self.proc.wait(10)
-        self.log.close()
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    procs: list[ReceiverProcess] = []
-
-    def _start(*extra: str, port: int | None = None) -> ReceiverProcess:
-        root = tmp_path / "received"
-        root.mkdir(exist_ok=True)
-        r = ReceiverProcess(root, port or free_port(), *extra)
-        procs.append(r)
-        return r
-
-    yield _start
-    for r in procs:
-        r.kill(signal.SIGTERM)
+from upload_tools import TOKEN, make_clip, sha
 
 
 class CuttingProxy:
@@ -116,16 +69,6 @@ class CuttingProxy:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def make_clip(path: Path, size: int) -> str:
-    data = os.urandom(size)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_upload_and_repeat(receiver, tmp_path):

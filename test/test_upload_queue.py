@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import wait_for
 from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue
-from test_upload_protocol import TOKEN, make_clip, receiver, sha  # noqa: F401 - fixture
+from upload_tools import TOKEN, make_clip, sha
 
 
 def test_states_and_permanent_failures(receiver, tmp_path):  # noqa: F811
