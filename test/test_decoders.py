@@ -405,3 +405,20 @@ def test_build_detector_names_a_bad_override():
     with pytest.raises(ConfigError, match="backend") as err:
         build_detector(load_profile("coco_objects"), backend="onnxrt")
     assert err.value.parameter == "backend"
+
+
+def test_a_decoder_option_for_another_decoder_is_named(tmp_path):
+    """decoder_options are checked per decoder: `anchors` (yolov5) under nanodet is an error, not ignored."""
+    prof = load_profile("coco_objects").model_copy(deep=True)
+    assert prof.decoder == "nanodet"
+    prof.decoder_options.anchors = [[10.0, 13.0, 16.0, 30.0, 33.0, 23.0]]
+    with pytest.raises(ConfigError, match=r"decoder nanodet: decoder_options anchors do not apply .*center_offset"):
+        build_detector(prof)
+
+
+def test_decoder_options_model_is_every_decoders_options():
+    """The profile's DecoderOptions offers exactly what some decoder reads (no option that nothing reads)."""
+    from nano_vision_ros.core.detection.decoders import DECODERS
+    from nano_vision_ros.core.detection.profiles import DecoderOptions
+
+    assert set().union(*(d.OPTIONS for d in DECODERS.values())) == set(DecoderOptions.model_fields)

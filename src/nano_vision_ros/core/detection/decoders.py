@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nano_vision_ros.core.errors import ModelError
+from nano_vision_ros.core.errors import ConfigError, ModelError
 from nano_vision_ros.core.inference.base import TensorInfo
 
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -53,9 +53,18 @@ class Decoder:
     #: the pipeline runs class-aware NMS on the result (False for models with NMS inside)
     needs_nms = True
     preset: ClassVar[dict[str, Any]] = YOLO_PRESET
+    #: the decoder_options this decoder reads: another one set is an error naming it, not ignored
+    OPTIONS: ClassVar[frozenset[str]] = frozenset()
     num_classes: int | None = None
 
     def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - self.OPTIONS)
+        if unknown:
+            known = ", ".join(sorted(self.OPTIONS)) or "none"
+            raise ConfigError(
+                f"decoder {self.name}: decoder_options {', '.join(unknown)} do not apply to it (its options: {known})",
+                "task",
+            )
         self.options = options
         self.input_w = self.input_h = 0
 
@@ -77,6 +86,7 @@ class YoloV5Decoder(Decoder):
     decoded here with the anchor grid (``anchors`` option, YOLOv5 P3-P5 defaults)."""
 
     name = "yolov5"
+    OPTIONS = frozenset({"anchors"})
     DEFAULT_ANCHORS: ClassVar[list[list[int]]] = [
         [10, 13, 16, 30, 33, 23],
         [30, 61, 62, 45, 59, 119],
@@ -178,6 +188,7 @@ class YoloV3Decoder(Decoder):
     network pixels). Options: ``box_format`` xyxy | yxyx | cxcywh, ``normalized`` (0..1 boxes)."""
 
     name = "yolov3"
+    OPTIONS = frozenset({"box_format", "normalized"})
 
     def bind(self, inputs, outputs, input_w, input_h):
         super().bind(inputs, outputs, input_w, input_h)
@@ -251,6 +262,7 @@ class NanoDetDecoder(Decoder):
     ``center_offset`` (0.5: NanoDet-m's cell centres; 0 for NanoDet-Plus)."""
 
     name = "nanodet"
+    OPTIONS = frozenset({"strides", "reg_max", "center_offset"})
     preset: ClassVar[dict[str, Any]] = {
         "resize": "resize",
         "channel_order": "bgr",
@@ -330,6 +342,7 @@ class EndToEndDecoder(Decoder):
     (TensorRT EfficientNMS). ``normalized: true`` for 0..1 boxes."""
 
     name = "end2end"
+    OPTIONS = frozenset({"normalized", "layout"})
     needs_nms = False
 
     def bind(self, inputs, outputs, input_w, input_h):
