@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from diagnostic_msgs.msg import DiagnosticArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -87,7 +87,9 @@ class MqttBridgeConfig(BaseModel):
         "", description="SQLite outbox file; default $XDG_STATE_HOME/nano_vision/mqtt_outbox.sqlite"
     )
     outbox_max_messages: int = Field(100_000, ge=10, description="bound of the outbox (oldest updates dropped first)")
-    outbox_synchronous: str = Field("FULL", description="SQLite synchronous mode: FULL (power-loss safe) or NORMAL")
+    outbox_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL", description="SQLite synchronous mode: FULL (power-loss safe) or NORMAL"
+    )
     window: int = Field(100, ge=1, le=1000, description="outbox messages in flight (published, not yet acknowledged)")
     reconnect_min: float = Field(0.5, gt=0, description="first reconnect delay (s), doubled up to reconnect_max")
     reconnect_max: float = Field(30.0, gt=0, description="largest reconnect delay (s)")
@@ -127,12 +129,11 @@ class MqttBridgeConfig(BaseModel):
             raise ValueError("must be a topic without wildcards and without leading/trailing '/'")
         return v
 
-    @field_validator("outbox_synchronous")
+    @field_validator("outbox_synchronous", mode="before")
     @classmethod
-    def _sync(cls, v: str) -> str:
-        if v.upper() not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError("must be NORMAL, FULL or EXTRA")
-        return v.upper()
+    def _sync(cls, v: Any) -> Any:
+        """SQLite's names are case-free: `full` is FULL."""
+        return v.upper() if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _check(self) -> MqttBridgeConfig:

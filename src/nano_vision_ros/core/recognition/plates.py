@@ -12,7 +12,7 @@ import importlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -52,7 +52,7 @@ LETTERS_SET = set(ALNUM) - set("0123456789")
 
 class FinderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: str = Field(
+    mode: Literal["vehicles", "frame", "detector"] = Field(
         "vehicles",
         description="vehicles: text detector inside vehicle boxes; frame: text detector on the "
         "whole frame; detector: your plate detector (pipeline)",
@@ -69,7 +69,7 @@ class FinderConfig(BaseModel):
         description="longest side fed to the corner detector (0 = native: "
         "full resolution; vehicle crops are small anyway)",
     )
-    text_boxes: str = Field(
+    text_boxes: Literal["fallback", "always", "never"] = Field(
         "fallback",
         description="PP-OCR text boxes as plate candidates: fallback (only in regions "
         "where the corner detector read no valid plate), always, never",
@@ -99,24 +99,12 @@ class FinderConfig(BaseModel):
     pipeline_options: str = Field("{}", description="mode detector: YAML mapping of keyword arguments for the class")
     device: str = Field("cpu", description="inference device")
 
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        if v not in ("vehicles", "frame", "detector"):
-            raise ValueError("must be vehicles, frame or detector")
-        return v
-
-    @field_validator("text_boxes")
-    @classmethod
-    def _text_boxes(cls, v: str) -> str:
-        if v not in ("fallback", "always", "never"):
-            raise ValueError("must be fallback, always or never")
-        return v
-
 
 class ReaderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field("ppocr", description="ppocr (PP-OCRv4 recognition) or lprnet (your CTC model)")
+    kind: Literal["ppocr", "lprnet"] = Field(
+        "ppocr", description="ppocr (PP-OCRv4 recognition) or lprnet (your CTC model)"
+    )
     model: str = Field("models/ch_PP-OCRv4_rec_infer.onnx", description="recognition model file")
     alphabet: str = Field(LPR_ALPHABET, description="lprnet: classes in model order (blank excluded)")
     blank: int = Field(-1, description="lprnet: index of the CTC blank (-1 = last)")
@@ -126,13 +114,6 @@ class ReaderConfig(BaseModel):
         0.6, ge=0, le=1, description="readings below this mean character probability are dropped"
     )
     device: str = Field("cpu", description="inference device")
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in ("ppocr", "lprnet"):
-            raise ValueError("must be ppocr or lprnet")
-        return v
 
 
 class PlatesConfig(BaseModel):
