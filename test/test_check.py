@@ -203,3 +203,4 @@ def test_a_literal_url_agrees_with_the_sites_camera_template(tmp_path):
     assert check(f"{base}/cam0", f"{base}/{{camera}}") == []
     wrong = check(f"{base}/cam0", f"{base}/cam0")  # cam1's streamer would publish on cam0's stream
     assert len(wrong) == 1 and wrong[0].startswith(f"{params}:6: /cam1/rtmp_streamer_node: parameter 'url'"), wrong
+    assert f"(= '{base}/cam1' for this node)" in wrong[0]

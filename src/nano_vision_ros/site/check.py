@@ -84,13 +84,15 @@ class NodeView:
     config: BaseModel | None = None
 
 
+def _for_node(node: NodeView, value: Any) -> Any:
+    """A parameter value as the node sees it: a ``{camera}`` template expanded for its namespace."""
+    return expand_camera(value, node.fqn.rpartition("/")[0] or "/") if isinstance(value, str) else value
+
+
 def _same_for(node: NodeView, derived: Any, given: Any) -> bool:
     """Whether a params-file value is what the site derives for this node: a ``{camera}`` template
     (the streamer's url) is compared as the node expands it, so a literal url of its camera agrees."""
-    if isinstance(derived, str) and isinstance(given, str):
-        ns = node.fqn.rpartition("/")[0] or "/"
-        return expand_camera(derived, ns) == expand_camera(given, ns)
-    return bool(derived == given)
+    return bool(_for_node(node, derived) == _for_node(node, given))
 
 
 def _match(pattern: str, fqn: str) -> bool:
@@ -339,10 +341,12 @@ class SiteCheck:
                 for n in matched:
                     old = n.params.get(name)
                     if old is not None and old.source == "derived" and not _same_for(n, old.value, value):
+                        given = _for_node(n, old.value)
+                        shown = f"{old.value!r}" + (f" (= {given!r} for this node)" if given != old.value else "")
                         self._add(
                             where,
                             f"{n.fqn}: parameter '{name}' is {value!r} here but the site file's "
-                            f"services give {old.value!r} ({old.where})",
+                            f"services give {shown} ({old.where})",
                             "set it in one place: remove it here, or set `enabled: false` on the service",
                         )
                     if old is None or old.source == "params":
