@@ -78,7 +78,7 @@ class CudaBuffers:
 
     def free(self) -> None:
         if not self.dev:
-            self.context = None  # type: ignore[assignment]
+            self.context = None
             return
         with self.active():
             for d in self.dev.values():
@@ -87,4 +87,4 @@ class CudaBuffers:
             self.host.clear()
             self.stream = None
         self.context.detach()
-        self.context = None  # type: ignore[assignment]
+        self.context = None

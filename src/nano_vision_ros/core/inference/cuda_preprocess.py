@@ -116,7 +116,7 @@ class CupyPreprocessor:
         self.p = _Params(width, height, resize, channel_order, mean, std, pad_value)
         self.kernel = cp.RawKernel(KERNEL, "letterbox_normalise")
         self.tensor = cp.empty((1, 3, self.p.height, self.p.width), cp.float32)
-        self._src = None
+        self._src: Any | None = None  # a CuPy array (CuPy ships no types)
 
     def __call__(self, image_bgr: np.ndarray):
         h, w = image_bgr.shape[:2]

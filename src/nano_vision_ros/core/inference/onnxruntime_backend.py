@@ -131,4 +131,4 @@ class OnnxRuntimeBackend(InferenceBackend):
         return self.session.run(self._output_names, feeds)
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None

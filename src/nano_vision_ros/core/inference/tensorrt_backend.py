@@ -69,7 +69,7 @@ def _progress_monitor(trt: Any) -> Any | None:
 
     class _Monitor(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
-            base.__init__(self)
+            super().__init__()  # the one base: the same call as base.__init__(self)
             self._last = 0.0
 
         def phase_start(self, phase_name, parent_phase, num_steps):
@@ -102,7 +102,7 @@ def _make_calibrator(
 
     cuda = import_pycuda()
 
-    class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class _Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.images = list(images)

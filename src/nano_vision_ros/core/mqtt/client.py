@@ -242,7 +242,8 @@ class MqttLink:
     def _handle_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:
             try:
-                self._on_message(msg.topic, msg.payload)
+                # paho types the payload bytes | bytearray (it is bytes); bytes() of bytes is no copy
+                self._on_message(msg.topic, bytes(msg.payload))
             except Exception as err:  # noqa: BLE001 - never let a message kill the loop
                 log.error("message on %s not handled: %s", msg.topic[:200], err)
 

@@ -59,8 +59,8 @@ class CommandValidator:
         try:
             text = payload.decode("utf-8") if payload else "{}"
             data = json.loads(text)
-        except (UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise CommandRejected("bad_json", f"payload is not UTF-8 JSON: {str(err)[:120]}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise CommandRejected("bad_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from None
         rid = data.get("request_id") if isinstance(data, dict) else None
         rid = rid if isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", rid) else None
         if not isinstance(data, dict):

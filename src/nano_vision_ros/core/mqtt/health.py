@@ -86,7 +86,7 @@ class HealthStats:
         self._jtop = None
         if use_jtop and os.path.exists("/etc/nv_tegra_release"):
             try:  # optional: jetson-stats
-                from jtop import jtop  # type: ignore[import-not-found]
+                from jtop import jtop
 
                 self._jtop = jtop()
                 self._jtop.start()

@@ -145,7 +145,9 @@ class Outbox:
                             (topic, data, int(qos), int(bool(retain)), kind, key, time.time()),
                         )
                         self._count += 1
-                        ids.append(int(cur.lastrowid))
+                        rowid = cur.lastrowid
+                        assert rowid is not None  # an INSERT that returned sets it
+                        ids.append(rowid)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._seen_n, self._count = seen_n, count

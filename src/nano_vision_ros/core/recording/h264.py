@@ -153,7 +153,7 @@ class H264Encoder:
             )
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(memoryview(np.ascontiguousarray(img)).cast("B"))
+            self._proc.stdin.write(np.ascontiguousarray(img).data.cast("B"))
         except (BrokenPipeError, OSError, ValueError) as err:
             raise EncoderError(f"the encoder stopped: {self.error_text() or err}") from err
 

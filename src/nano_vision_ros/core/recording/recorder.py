@@ -105,7 +105,7 @@ def parse_time(value: Any) -> float | None:
 
 def event_time(event: dict[str, Any], now: float, window: float) -> float:
     """The event's own time (its update/end/start stamp) when plausible, else `now`."""
-    state = event.get("state")
+    state = str(event.get("state"))
     keys = {
         "end": ("end", "ended", "timestamp", "time", "stamp"),
         "update": ("updated", "timestamp", "time", "stamp"),

@@ -242,6 +242,7 @@ class RtmpStreamer:
                 now = time.monotonic()
                 if self._frame_new:
                     frame, self._frame_new = self._frame, False
+                    assert frame is not None  # push() sets _frame_new only with a frame
                     last, last_new = frame, now  # a repeat shows the newest picture, sent or not
                     self._last_input = now
                     if now < due - 0.5 * period:
@@ -294,7 +295,7 @@ class RtmpStreamer:
             frame = cv2.resize(frame, (s.width, s.height), interpolation=cv2.INTER_AREA)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
-        view = memoryview(np.ascontiguousarray(frame)).cast("B")
+        view = np.ascontiguousarray(frame).data.cast("B")
         fd = proc.stdin.fileno()
         self._write_since = time.monotonic()
         try:

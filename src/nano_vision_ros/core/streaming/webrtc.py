@@ -125,15 +125,15 @@ class LiveEncoder:
         return packets
 
     def close(self) -> None:
-        self._ctx = None  # type: ignore[assignment]  # PyAV frees the codec context with the object
+        self._ctx = None  # PyAV frees the codec context with the object
 
 
 def _track_class() -> type:
     """The aiortc MediaStreamTrack subclass (built lazily: aiortc is optional)."""
-    aiortc, _av, _web = _import_webrtc()
-    from aiortc.mediastreams import MediaStreamError
+    _import_webrtc()  # a clear error where aiortc is missing
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-    class SharedPacketTrack(aiortc.MediaStreamTrack):  # type: ignore[misc,name-defined]
+    class SharedPacketTrack(MediaStreamTrack):
         """A viewer's video track: yields the shared encoder's packets, from a keyframe on."""
 
         kind = "video"
