@@ -292,3 +292,53 @@ def test_what_asks_footage():
     assert asks_footage("update", None, "progress")
     assert not asks_footage("update", end, "progress")
     assert not asks_footage("update", None, "clip") and not asks_footage("update", None, "clip_status")
+
+
+def test_encoder_keeps_colours_and_geometry():
+    """The encoder is fed I420 converted in the node (not BGR): blue, green, red and white blocks and
+    a stripe come out of the decoded stream where and as they went in (channel order, chroma planes, strides)."""
+    from nano_vision_ros.core.recording.h264 import H264Encoder
+
+    w, h = 250, 144  # half width 125: odd chroma rows catch a stride mistake
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :60] = (255, 0, 0)
+    img[:, 60:120] = (0, 255, 0)
+    img[:, 120:180] = (0, 0, 255)
+    img[:, 180:] = (255, 255, 255)
+    img[100:110, :] = (0, 0, 0)
+    aus: list[bytes] = []
+    enc = H264Encoder(w, h, FPS, 10, lambda au, key: aus.append(au))
+    for _ in range(5):
+        enc.write(img)
+    enc.close()
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "h264",
+            "-i",
+            "pipe:0",
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "bgr24",
+            "-",
+        ],
+        input=b"".join(aus),
+        capture_output=True,
+        check=True,
+    ).stdout
+    got = np.frombuffer(out, np.uint8).reshape(h, w, 3).astype(int)
+    for (x0, x1), bgr in (
+        ((5, 55), (255, 0, 0)),
+        ((65, 115), (0, 255, 0)),
+        ((125, 175), (0, 0, 255)),
+        ((185, 245), (255, 255, 255)),
+    ):
+        mean = got[10:90, x0:x1].reshape(-1, 3).mean(axis=0)
+        assert np.abs(mean - bgr).max() < 30, f"block {bgr} came out as {mean.round()}"
+    assert got[102:108, 5:245].mean() < 40, "the black stripe moved or vanished"

@@ -322,8 +322,51 @@ def test_stalled_input_keeps_the_stream_alive():
 
 
 def test_jetson_pipeline_shape():
-    """The Jetson GStreamer pipeline (not runnable here): BGR -> BGRx -> NVMM NV12 -> nvv4l2h264enc."""
+    """The Jetson GStreamer pipeline (not runnable here): I420 -> nvvidconv -> NVMM NV12 -> nvv4l2h264enc,
+    no CPU colour conversion."""
     s = EncoderSettings(width=1280, height=720, fps=30, bitrate_kbps=4000, gop=30)
     gst = " ".join(gstreamer_command("rtmp://h/live/a", s, "nvv4l2h264enc"))
-    assert "format=BGRx ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 ! nvv4l2h264enc bitrate=4000000" in gst
+    assert "format=i420 " in gst and "videoconvert" not in gst
+    assert "! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 ! nvv4l2h264enc bitrate=4000000" in gst
     assert "iframeinterval=30" in gst and "! h264parse" in gst
+
+
+def test_stream_keeps_colours_and_geometry(tmp_path):
+    """The encoder is fed I420 converted by the streamer (not BGR): blue, green, red and white blocks
+    and a stripe come out of the stream where and as they went in; repeats of a stalled picture too."""
+    from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
+
+    out = tmp_path / "out.flv"  # ffmpeg's flv muxer writes a file as it would an RTMP url
+    w, h = 250, 144  # half width 125: odd chroma rows catch a stride mistake
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :60] = (255, 0, 0)
+    img[:, 60:120] = (0, 255, 0)
+    img[:, 120:180] = (0, 0, 255)
+    img[:, 180:] = (255, 255, 255)
+    img[100:110, :] = (0, 0, 0)
+    st = RtmpStreamer(
+        StreamerOptions(url="rtmp://unused/live/x", fps=10, gop=5, max_repeat=5.0),
+        command_factory=lambda s: ("ffmpeg/libx264", ffmpeg_command(str(out), s, "libx264")),
+    )
+    try:
+        st.push(img)  # one picture, then repeated by the writer while no new frame comes
+        wait_for(lambda: st.frames_sent >= 15, 20, what="the picture sent and repeated")
+    finally:
+        st.close()
+    frames = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    got = np.frombuffer(frames, np.uint8).reshape(-1, h, w, 3).astype(int)
+    assert len(got) >= 10, f"{len(got)} frames in the stream"
+    for frame in (got[0], got[-1]):
+        for (x0, x1), bgr in (
+            ((5, 55), (255, 0, 0)),
+            ((65, 115), (0, 255, 0)),
+            ((125, 175), (0, 0, 255)),
+            ((185, 245), (255, 255, 255)),
+        ):
+            mean = frame[10:90, x0:x1].reshape(-1, 3).mean(axis=0)
+            assert np.abs(mean - bgr).max() < 30, f"block {bgr} came out as {mean.round()}"
+        assert frame[102:108, 5:245].mean() < 40, "the black stripe moved or vanished"

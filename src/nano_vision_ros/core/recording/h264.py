@@ -1,4 +1,8 @@
-"""The recorder's one H.264 encoder: BGR frames in (ffmpeg stdin), access units out (stdout).
+"""The recorder's one H.264 encoder: BGR frames in, access units out (stdout).
+
+Frames go to ffmpeg's stdin as I420 (yuv420p), converted here by OpenCV: half the bytes of BGR
+through the pipe, and ffmpeg's own bgr24 -> yuv420p conversion (swscale, the larger cost) is not
+run; measured in docs/performance/site_cost.md.
 
 Every frame is encoded once, continuously, into an Annex-B stream with an access unit delimiter
 before each frame and SPS/PPS before each keyframe, so the stream splits into frames without a
@@ -14,6 +18,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -77,7 +82,7 @@ def encoder_command(
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "bgr24",
+        "yuv420p",
         "-s",
         f"{width}x{height}",
         "-framerate",
@@ -125,6 +130,8 @@ class H264Encoder:
         crf: int = 26,
         ffmpeg: str | None = None,
     ) -> None:
+        if width % 2 or height % 2:
+            raise EncoderError(f"frame size {width}x{height} is odd; H.264 4:2:0 needs even sizes")
         self.width, self.height = width, height
         self.on_packet = on_packet
         self.packets = 0
@@ -142,6 +149,7 @@ class H264Encoder:
         except OSError as err:
             raise EncoderError(f"cannot start ffmpeg: {err}") from err
         self._stderr = b""
+        self._i420 = np.empty((height * 3 // 2, width), np.uint8)  # the frame as written to ffmpeg
         self._reader = threading.Thread(target=self._read, name="recorder-h264", daemon=True)
         self._reader.start()
         threading.Thread(target=self._read_stderr, name="recorder-h264-err", daemon=True).start()
@@ -152,8 +160,9 @@ class H264Encoder:
                 f"frame {img.shape} {img.dtype} does not match the encoder ({self.width}x{self.height} bgr8)"
             )
         assert self._proc.stdin is not None
+        cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420, dst=self._i420)  # BT.601 limited range, as swscale's
         try:
-            self._proc.stdin.write(np.ascontiguousarray(img).data.cast("B"))
+            self._proc.stdin.write(self._i420.data.cast("B"))
         except (BrokenPipeError, OSError, ValueError) as err:
             raise EncoderError(f"the encoder stopped: {self.error_text() or err}") from err
 

@@ -1,4 +1,8 @@
-"""H.264 → FLV → RTMP encoder command lines (ffmpeg or GStreamer subprocess fed raw BGR on stdin).
+"""H.264 → FLV → RTMP encoder command lines (ffmpeg or GStreamer subprocess fed raw I420 on stdin).
+
+I420 (yuv420p), converted by the streamer with OpenCV, not BGR: half the bytes through the pipe and
+no colour conversion in the encoder process (ffmpeg's bgr24 -> yuv420p swscale cost more than
+OpenCV's; docs/performance/site_cost.md); nvvidconv takes I420 as it is.
 
 The encoder is a subprocess so a crash, a stalled TCP connection or a GPU encoder fault never takes
 the node down: the streamer restarts it. Hardware encoders (Jetson ``nvv4l2h264enc`` in
@@ -16,6 +20,15 @@ import subprocess
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+#: the raw frames on the encoder's stdin (ffmpeg's name; GStreamer's I420): width x height x 3/2 bytes
+INPUT_PIX_FMT = "yuv420p"
+
+
+def frame_bytes(width: int, height: int) -> int:
+    """Bytes of one I420 frame (even width and height)."""
+    return width * height * 3 // 2
+
 
 #: ffmpeg hardware H.264 encoders, tried in this order by ``auto`` (Jetson first).
 FFMPEG_HW_ENCODERS = ("h264_nvmpi", "h264_v4l2m2m", "h264_nvenc")
@@ -102,7 +115,7 @@ def pick_ffmpeg_codec(codec: str = "auto") -> str:
 
 
 def ffmpeg_command(url: str, s: EncoderSettings, codec: str = "libx264", ffmpeg: str | None = None) -> list[str]:
-    """ffmpeg reading raw BGR frames on stdin (wall-clock timestamps, resampled to CFR) to RTMP."""
+    """ffmpeg reading raw I420 frames on stdin (wall-clock timestamps, resampled to CFR) to RTMP."""
     exe = ffmpeg or _ffmpeg() or "ffmpeg"
     fps = f"{s.fps:g}"
     cmd = [
@@ -116,7 +129,7 @@ def ffmpeg_command(url: str, s: EncoderSettings, codec: str = "libx264", ffmpeg:
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "bgr24",
+        INPUT_PIX_FMT,
         "-s",
         f"{s.width}x{s.height}",
         "-framerate",
@@ -182,23 +195,26 @@ def ffmpeg_command(url: str, s: EncoderSettings, codec: str = "libx264", ffmpeg:
 
 
 def gstreamer_command(url: str, s: EncoderSettings, element: str = "auto", gst_launch: str | None = None) -> list[str]:
-    """gst-launch: fdsrc (raw BGR on stdin) → x264enc / nvv4l2h264enc → h264parse → flvmux → rtmpsink."""
+    """gst-launch: fdsrc (raw I420 on stdin) → x264enc / nvv4l2h264enc → h264parse → flvmux → rtmpsink."""
     exe = gst_launch or _gst_launch() or "gst-launch-1.0"
     if element == "auto":
         element = "nvv4l2h264enc" if gst_element_exists("nvv4l2h264enc") else "x264enc"
     num, den = _fraction(s.fps)
-    frame_bytes = s.width * s.height * 3
     src = [
         "fdsrc",
         "fd=0",
-        f"blocksize={frame_bytes}",
+        f"blocksize={frame_bytes(s.width, s.height)}",
         "do-timestamp=true",
         "!",
         "rawvideoparse",
         "use-sink-caps=false",
         f"width={s.width}",
         f"height={s.height}",
-        "format=bgr",
+        "format=i420",
+        # OpenCV's I420 is tightly packed; GStreamer's default strides round rows up to 4 bytes
+        f"plane-strides=<{s.width},{s.width // 2},{s.width // 2}>",
+        f"plane-offsets=<0,{s.width * s.height},{s.width * s.height * 5 // 4}>",
+        f"frame-size={frame_bytes(s.width, s.height)}",
         f"framerate={num}/{den}",
         "!",
         "queue",
@@ -207,12 +223,8 @@ def gstreamer_command(url: str, s: EncoderSettings, element: str = "auto", gst_l
         "!",
     ]
     if element == "nvv4l2h264enc":
-        # nvvidconv takes BGRx, not BGR: one cheap CPU conversion, then NVMM NV12 for the encoder.
+        # nvvidconv takes I420 from system memory as it is (the VIC converts to NVMM NV12): no CPU conversion.
         enc = [
-            "videoconvert",
-            "!",
-            "video/x-raw,format=BGRx",
-            "!",
             "nvvidconv",
             "!",
             "video/x-raw(memory:NVMM),format=NV12",
@@ -227,10 +239,6 @@ def gstreamer_command(url: str, s: EncoderSettings, element: str = "auto", gst_l
         ]
     else:
         enc = [
-            "videoconvert",
-            "!",
-            "video/x-raw,format=I420",
-            "!",
             "x264enc",
             "tune=zerolatency",
             f"speed-preset={s.preset}",

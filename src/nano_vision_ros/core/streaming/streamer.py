@@ -66,6 +66,8 @@ class RtmpStreamer:
         self._proc_started = 0.0
         self._write_since = 0.0  # monotonic start of the current blocking write (0 = not writing)
         self._settings: EncoderSettings | None = None
+        self._yuv: np.ndarray | None = None  # the last frame sent, as the encoder takes it (I420)
+        self._yuv_of: np.ndarray | None = None  # the frame _yuv was made from (a repeat of it is not converted again)
         self.state = IDLE
         self.encoder_name = ""
         self.frames_in = 0
@@ -241,7 +243,7 @@ class RtmpStreamer:
                     break
                 now = time.monotonic()
                 if self._frame_new:
-                    frame, self._frame_new = self._frame, False
+                    frame, self._frame_new, repeat = self._frame, False, False
                     assert frame is not None  # push() sets _frame_new only with a frame
                     last, last_new = frame, now  # a repeat shows the newest picture, sent or not
                     self._last_input = now
@@ -256,13 +258,13 @@ class RtmpStreamer:
                     # Late frames: repeat the picture at the full rate for max_repeat s, then every
                     # keepalive s, so the encoder's wall-clock timestamps never jump (a jump would make
                     # it encode the whole gap in one burst) and viewers stay connected.
-                    frame = last
+                    frame, repeat = last, True
                 else:
                     continue
             due = max(due + period, now - period) if due else now + period
             last_sent = now
             try:
-                self._send(frame, now)
+                self._send(frame, now, repeat)
             except Exception as err:  # noqa: BLE001 - a bad frame (or a bug) must not end the writer thread
                 last = None  # and is not repeated
                 self.errors += 1
@@ -272,7 +274,7 @@ class RtmpStreamer:
                     log.warning("stream %s: frame not sent: %s", self.opt.url, text)
                 self.last_error = text
 
-    def _send(self, frame: np.ndarray, now: float) -> None:
+    def _send(self, frame: np.ndarray, now: float, repeat: bool = False) -> None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             if proc is not None:
@@ -289,13 +291,12 @@ class RtmpStreamer:
         assert proc is not None and proc.stdin is not None
         s = self._settings
         assert s is not None
-        if frame.shape[1] != s.width or frame.shape[0] != s.height:
-            import cv2
-
-            frame = cv2.resize(frame, (s.width, s.height), interpolation=cv2.INTER_AREA)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected a BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
-        view = np.ascontiguousarray(frame).data.cast("B")
+        if not (repeat and frame is self._yuv_of):  # a repeated picture is written as converted last time
+            self._yuv_of = None
+            self._to_i420(frame, s)
+            self._yuv_of = frame
+        assert self._yuv is not None
+        view = self._yuv.data.cast("B")
         fd = proc.stdin.fileno()
         self._write_since = time.monotonic()
         try:
@@ -311,6 +312,18 @@ class RtmpStreamer:
         self._write_since = 0.0
         self.frames_sent += 1
         self._sent_times.append(time.monotonic())
+
+    def _to_i420(self, frame: np.ndarray, s: EncoderSettings) -> None:
+        """`frame` (BGR) into ``self._yuv`` as the encoder takes it: its size, I420 (encoder.INPUT_PIX_FMT)."""
+        import cv2
+
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
+        if frame.shape[1] != s.width or frame.shape[0] != s.height:
+            frame = cv2.resize(frame, (s.width, s.height), interpolation=cv2.INTER_AREA)
+        if self._yuv is None or self._yuv.shape != (s.height * 3 // 2, s.width):
+            self._yuv = np.empty((s.height * 3 // 2, s.width), np.uint8)
+        cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=self._yuv)
 
     @staticmethod
     def _wait_exit(proc: subprocess.Popen[bytes]) -> None:
