@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -13,10 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from nano_vision_ros.core.errors import RuntimeMissingError
+from nano_vision_ros.core.errors import ConfigError, RuntimeMissingError
 from nano_vision_ros.core.recognition.embedding import ARCFACE_TEMPLATE_112, similarity_transform
 from nano_vision_ros.core.recognition.face_detect import CenterFaceDetector, MtcnnDetector
 from nano_vision_ros.core.recognition.faces import EnrollmentRefused, FaceRecognizer, FacesConfig
+from nano_vision_ros.core.recognition.faces_cli import load_faces_config
 from nano_vision_ros.core.recognition.gallery import Gallery
 from nano_vision_ros.core.recognition.tracker import TrackVoter, make_tracker
 
@@ -203,6 +205,26 @@ def test_cli_enroll_list_export_import_delete(tmp_path: Path, samples: Path) -> 
     assert _cli("--gallery", db, "delete", "Astro").returncode == 1
     assert json.loads(_cli("--gallery", db, "list", "--json").stdout) == []
     assert b"Astro" not in Path(db).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("- face_node\n", "not a ROS 2 parameters file"),
+        ("face_node:\n  ros__parameters: 5\n", "not a ROS 2 parameters file"),
+        ("face_node:\n  ros__parameters:\n    faces: 3\n", "faces: expected a mapping"),
+    ],
+)
+def test_cli_params_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, text: str, problem: str) -> None:
+    """A params file that is YAML but not a node's parameters: a ConfigError naming it (the CLI prints
+    it as one line, exit 2), not an AttributeError traceback."""
+    cfg = tmp_path / "face.yaml"
+    cfg.write_text(text)
+    args = argparse.Namespace(config=str(cfg), gallery=None, detector=None, embedder=None, embedding_model=None)
+    with pytest.raises(ConfigError, match=problem):
+        load_faces_config(args)
+    cfg.write_text("")  # an empty file is no parameters: the defaults
+    assert load_faces_config(args) == FacesConfig()
 
 
 def _tiny_embedding_model(path: Path) -> Path:

@@ -85,7 +85,7 @@ class MtcnnDetector:
     ) -> None:
         if min_face_size < 12:
             raise ConfigError("min_face_size must be >= 12 pixels for MTCNN", "min_face_size")
-        opts = {"device": device, "threads": threads}
+        opts: dict[str, Any] = {"device": device, "threads": threads}
         self.pnet = create_backend(_model(pnet), **opts)
         self.rnet = create_backend(_model(rnet), **opts)
         self.onet = create_backend(_model(onet), **opts)

@@ -224,9 +224,9 @@ class FaceRecognizer:
         raw: list[tuple[str | None, float, float] | None] = [None] * len(faces)
         if need.any():
             idx = np.flatnonzero(need)
-            for i, r in zip(idx, self.identify(image_bgr, faces.select(idx))):
-                raw[i] = r
-                self._last_embed[int(tids[i])] = self._frame
+            for k, found in zip(idx, self.identify(image_bgr, faces.select(idx))):
+                raw[k] = found
+                self._last_embed[int(tids[k])] = self._frame
         labels: list[str] = []
         scores, attrs = [], []
         for i, r in enumerate(raw):

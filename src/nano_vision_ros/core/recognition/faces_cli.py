@@ -64,11 +64,16 @@ def load_faces_config(args: argparse.Namespace) -> Any:
     cfg_path = paths.resolve(args.config) if args.config else None
     if cfg_path is not None and cfg_path.is_file():
         doc = yaml.safe_load(cfg_path.read_text()) or {}
-        params = (doc.get(NODE) or next(iter(doc.values()), {}) or {}).get("ros__parameters", {})
+        node = (doc.get(NODE) or next(iter(doc.values()), None) or {}) if isinstance(doc, dict) else None
+        params = node.get("ros__parameters", {}) if isinstance(node, dict) else None
+        if not isinstance(params, dict):  # a clear error, not an AttributeError from deep inside
+            raise ConfigError(f"{cfg_path}: not a ROS 2 parameters file ({NODE}: ros__parameters: {{...}})")
         raw = unflatten(flatten(params))
     elif args.config and args.config != "config/face.yaml":
         raise ConfigError(f"config file not found: {args.config}")
     faces = raw.get("faces", raw)
+    if not isinstance(faces, dict):
+        raise ConfigError(f"faces: expected a mapping of face settings, got {faces!r}"[:200])
     faces = {k: v for k, v in faces.items() if k in FacesConfig.model_fields}
     if args.gallery:
         faces["gallery"] = args.gallery

@@ -10,6 +10,7 @@ Matching uses an in-memory matrix of normalised vectors, rebuilt when the galler
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import logging
 import os
@@ -182,7 +183,7 @@ class Gallery:
             ).fetchall()
         return [Identity(r[0], int(r[1]), float(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [i.name for i in self.list()]
 
     def thumbnail(self, name: str) -> bytes | None:
@@ -190,7 +191,7 @@ class Gallery:
             row = self._db.execute("SELECT thumbnail FROM identities WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
-    def matrix(self, model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def matrix(self, model: str) -> tuple[np.ndarray, np.ndarray, builtins.list[str]]:
         """(M, D) vectors of `model` as stored, the same normalised, and each row's name (cached)."""
         with self._lock:
             if model in self._cache:
@@ -209,13 +210,15 @@ class Gallery:
             self._cache[model] = (raw, unit, names)
             return raw, unit, names
 
-    def match(self, vectors: np.ndarray, model: str, metric: str = "cosine", threshold: float = 0.5) -> list[Match]:
+    def match(
+        self, vectors: np.ndarray, model: str, metric: str = "cosine", threshold: float = 0.5
+    ) -> builtins.list[Match]:
         """Nearest gallery vector for each query; unknown unless it passes the threshold
         (cosine: highest similarity >= threshold; l2: smallest distance of the vectors as
         stored <= threshold). The match carries both the similarity and the distance."""
         raw, unit, names = self.matrix(model)
         q = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
-        out: list[Match] = []
+        out: builtins.list[Match] = []
         if len(q) == 0:
             return out
         if raw.size == 0 or raw.shape[1] != q.shape[1]:

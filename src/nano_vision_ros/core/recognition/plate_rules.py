@@ -163,7 +163,7 @@ def plate_colour(crop_bgr: np.ndarray) -> tuple[str, dict[str, float]]:
         "white": float(np.count_nonzero((s < 50) & (v >= 150))) / n,
         "black": float(np.count_nonzero(v < 70)) / n,
     }
-    chromatic = max(("blue", "yellow", "green"), key=share.get)
+    chromatic = max(("blue", "yellow", "green"), key=share.__getitem__)
     if share[chromatic] >= 0.2:
         return chromatic, share
     return ("white" if share["white"] >= share["black"] else "black"), share

@@ -23,6 +23,7 @@ from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.core.recognition.ocr import (
     LprNetRecognizer,
     PpOcrRecognizer,
+    TextBox,
     TextDetector,
     order_quad,
     warp_quad,
@@ -210,14 +211,14 @@ class PlateVoter:
         by_len: dict[int, float] = {}
         for t, c in reads:
             by_len[len(t)] = by_len.get(len(t), 0.0) + c
-        n = max(by_len, key=by_len.get)
+        n = max(by_len, key=by_len.__getitem__)
         same = [(t, c) for t, c in reads if len(t) == n]
         chars, agree = [], []
         for i in range(n):
             w: dict[str, float] = {}
             for t, c in same:
                 w[t[i]] = w.get(t[i], 0.0) + c
-            ch = max(w, key=w.get)
+            ch = max(w, key=w.__getitem__)
             chars.append(ch)
             agree.append(w[ch] / max(sum(w.values()), 1e-9))
         text = "".join(chars)
@@ -425,7 +426,8 @@ class PlateReader:
         if self.text_detector is None:
             return rows
         h = plate.shape[0]
-        top, bottom = [], []
+        top: list[TextBox] = []
+        bottom: list[TextBox] = []
         for tb in self.text_detector.detect(plate):
             cy = float(tb.quad[:, 1].mean())
             (top if cy < h * (margin[1] + (1 - 2 * margin[1]) * 0.36) else bottom).append(tb)
@@ -448,7 +450,8 @@ class PlateReader:
         if not cands:
             return []
         f = self.config.finder
-        crops, jobs = [], []  # job: (candidate, layout, plate image, [row crop indexes])
+        crops: list[np.ndarray] = []
+        jobs = []  # job: (candidate, layout, plate image, margin, [row crop indexes])
         for c in cands:
             q = order_quad(c.quad)
             w = max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3]))
