@@ -42,7 +42,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
 
-from nano_vision_ros.core.capture import decode_frame_index  # noqa: E402
+from nano_vision_ros.core.capture import decode_frame_index
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from nano_vision_ros.core.detection.preprocess import Preprocessor  # noqa: E402
+from nano_vision_ros.core.detection.preprocess import Preprocessor
 
 SAMPLE = REPO.parent / "shared" / "samples" / "dog.jpg"
 CENTERNET = REPO.parent / "shared" / "models" / "centernet_mbv3_512_coco.onnx"
@@ -53,7 +53,7 @@ def publish_fn():
         from std_msgs.msg import Header
 
         from nano_vision_ros.ros.detections import to_msg
-    except Exception:  # no ROS on this machine (the GPU box)
+    except ImportError:  # no ROS on this machine (the GPU box)
         return None
     header = Header(frame_id="cam0")
     return lambda dets: to_msg(dets, header)

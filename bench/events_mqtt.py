@@ -33,13 +33,13 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
 
-import numpy as np  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
+import numpy as np
+import paho.mqtt.client as mqtt
 
-from nano_vision_ros.core.events.schema import parse_iso  # noqa: E402
-from nano_vision_ros.core.mqtt.client import LinkSettings, MqttLink  # noqa: E402
-from nano_vision_ros.core.mqtt.outbox import Outbox  # noqa: E402
-from nano_vision_ros.site.mosquitto import Mosquitto  # noqa: E402
+from nano_vision_ros.core.events.schema import parse_iso
+from nano_vision_ros.core.mqtt.client import LinkSettings, MqttLink
+from nano_vision_ros.core.mqtt.outbox import Outbox
+from nano_vision_ros.site.mosquitto import Mosquitto
 
 BASE = "nano_vision/bench/dev"
 
@@ -70,7 +70,7 @@ def latency(work: Path, port: int, frames: int, fps: float, sync: str = "FULL") 
 
     rules = work / "rules.yaml"
     rules.write_text("rules: [{name: people, type: object, labels: [person], end_after: 0.5, cooldown: 0}]\n")
-    logs = open(work / "nodes.log", "wb")
+    logs = open(work / "nodes.log", "wb")  # noqa: SIM115 - the nodes' output while they run
     procs = [
         subprocess.Popen(
             [

@@ -69,7 +69,7 @@ def main() -> None:
         msgs = _msgs(img)
         ops = {f"to_bgr {k}": (lambda m=m: conv.to_bgr(m)) for k, m in msgs.items()}
         ops["check_image yuyv"] = lambda m=msgs["yuyv"]: conv.check_image(m)
-        ops["copy floor (bgr8 bytes)"] = lambda: img.copy()
+        ops["copy floor (bgr8 bytes)"] = lambda img=img: img.copy()
         times: dict[str, list[float]] = {k: [] for k in ops}
         for _ in range(args.rounds):
             names = list(ops)

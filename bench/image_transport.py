@@ -111,7 +111,7 @@ def main() -> int:
     ]
     cmd += ["-p", f"fps:={args.rate}"] if args.rate else ["-p", "pace:=false"]
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_camera_node_{os.getpid()}.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - open while the node runs
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     rclpy.init()

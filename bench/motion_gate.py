@@ -31,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate  # noqa: E402
-from nano_vision_ros.core.detection.nms import iou_matrix  # noqa: E402
-from nano_vision_ros.core.detection.profiles import build_detector, load_profile  # noqa: E402
-from nano_vision_ros.core.detection.types import Detections  # noqa: E402
-from nano_vision_ros.core.tracking import ByteTracker  # noqa: E402
+from nano_vision_ros.core.detection.motion import MotionConfig, MotionGate
+from nano_vision_ros.core.detection.nms import iou_matrix
+from nano_vision_ros.core.detection.profiles import build_detector, load_profile
+from nano_vision_ros.core.detection.types import Detections
+from nano_vision_ros.core.tracking import ByteTracker
 
 VIDEO = REPO.parent / "shared" / "samples" / "vtest.avi"
 
@@ -131,7 +131,7 @@ def static_cpu(
         from nano_vision_ros.ros.detections import to_msg
 
         header = Header(frame_id="cam0")
-        pub = lambda d: to_msg(d, header)  # noqa: E731
+        pub = lambda d: to_msg(d, header)
     except Exception:  # noqa: BLE001 - no ROS here: the message step is left out
         pub = None
     out = []

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     site, mqtt_port, received = write_site(tmp, Path(args.site).resolve())
-    log = open(tmp / "site.log", "w+")
+    log = open(tmp / "site.log", "w+")  # noqa: SIM115 - the site's output, read at the end
     runner = subprocess.Popen(
         [NANO_VISION, "site", str(site), "--workdir", str(tmp / "work")],
         stdout=log,

@@ -140,7 +140,7 @@ class NodeProcess:
     def __init__(self, cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.cmd = cmd
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - open while the node runs, closed by stop()
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -96,7 +97,7 @@ def vehicle_scene(
     x0 = (W - pw2) // 2 + rng.randint(-15, 15)
     y0 = int(H * 0.62) + rng.randint(-10, 10)
     src = np.array([[0, 0], [pw - 1, 0], [pw - 1, ph - 1], [0, ph - 1]], np.float32)
-    j = lambda: rng.uniform(-perspective, perspective) * ph2  # noqa: E731
+    j = lambda: rng.uniform(-perspective, perspective) * ph2
     dst = np.array(
         [
             [x0 + j(), y0 + j()],
@@ -141,7 +142,7 @@ class KnownBoxDetector:
     """A user plate-detector plug-in (the ``Detector`` protocol) that returns one given box:
     stands in for an LPDNet/YOLO plate model in the tests of ``finder.mode: detector``."""
 
-    labels = ["plate"]
+    labels: ClassVar[list[str]] = ["plate"]
 
     def __init__(self, box: list[float]) -> None:
         self.box = np.asarray(box, np.float32).reshape(1, 4)

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 VENV = Path(sys.executable).parent.parent
@@ -31,7 +30,9 @@ def ensure_tools() -> None:
     """scripts/install_ros2_tools.sh (idempotent: a stamp makes a second run a no-op)."""
     if _cache.get("tools"):
         return
-    r = subprocess.run([str(REPO / "scripts" / "install_ros2_tools.sh"), str(VENV)], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(REPO / "scripts" / "install_ros2_tools.sh"), str(VENV)], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
         pytest.fail(f"scripts/install_ros2_tools.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     _cache["tools"] = True
@@ -90,7 +91,7 @@ def workspace() -> dict[str, str]:
             f"-DPython3_EXECUTABLE={sys.executable}",
             "-DBUILD_TESTING=OFF",
         ]
-        r = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True)
+        r = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             pytest.fail(f"colcon build failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
         (ws / ".built").write_text(" ".join(cmd))
@@ -126,6 +127,7 @@ def ros2(
         text=True,
         timeout=timeout,
         cwd=cwd,
+        check=False,
     )
 
 

@@ -28,7 +28,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer
 
 BITS = 32
 
@@ -68,7 +68,7 @@ class Camera:
         self.args = args
         self.index = 0  # global over sessions, so every stamp line names one frame
         self.t0 = 0.0  # monotonic time of the first frame sent
-        self.stamps = open(args.stamps, "a", buffering=1) if args.stamps else None
+        self.stamps = open(args.stamps, "a", buffering=1) if args.stamps else None  # noqa: SIM115 - open while serving
 
     def caps(self, width: int, height: int) -> Gst.Caps:
         return Gst.Caps.from_string(

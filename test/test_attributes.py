@@ -190,7 +190,7 @@ rules:
         "cam0",
     )
     eng = EventEngine(rules, "site", "dev", "cam0")
-    t0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.timezone.utc).timestamp()  # a Wednesday, 09:00 UTC  # noqa: UP017 - Python 3.10
+    t0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.timezone.utc).timestamp()  # a Wednesday, 09:00 UTC
     undecided = {
         "value": None,
         "leading": "no_vest",
@@ -220,7 +220,7 @@ rules:
     assert c["people"] == 2 and c["violators"] == 1 and c["compliant_share"] == 0.5
     # outside the zone: no PPE required; outside working hours: rule off
     assert eng.process("detections", _person(6, voted, (400, 100, 440, 400)), t0 + 3) == []
-    night = dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.timezone.utc).timestamp()  # noqa: UP017 - Python 3.10
+    night = dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.timezone.utc).timestamp()
     assert [ev for ev in eng.process("detections", _person(7, voted), night) if ev.state == "new"] == []
     # boxes still count with an attribute rule: an explicit no-vest box is a violation without a vote
     dets = Detections(

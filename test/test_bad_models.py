@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_MODELS, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.srv import GetState
 
-from conftest import SHARED_MODELS, wait_for
 from nano_vision_ros.core.detection.profiles import build_detector, load_profile
 from nano_vision_ros.core.errors import ModelError, RuntimeMissingError
 
@@ -131,7 +131,9 @@ def test_detector_node_bad_models_stay_up_and_report(start_node, ros_node, tmp_p
     names = {f"/bm_{k}/detector_node" for k in cases}
     diags = _diag_errors(node, names)
     for k, (_, what, problem) in cases.items():
-        wait_for(lambda: problem in procs[k].log(), 90, what=f"{problem!r} in the log of the {k} case")
+        wait_for(
+            lambda problem=problem, k=k: problem in procs[k].log(), 90, what=f"{problem!r} in the log of the {k} case"
+        )
         line = _one_error_line(procs[k].log(), problem)
         assert "ERROR" in line and what in line, line
     for k in cases:
@@ -161,7 +163,7 @@ def test_face_and_plate_nodes_bad_models_stay_up_and_report(start_node, ros_node
     names = {"/bmf/face_node", "/bmp/plate_node"}
     diags = _diag_errors(node, names)
     for proc, path in ((face, files["truncated"]), (plate, files["random"])):
-        wait_for(lambda: str(path) in proc.log(), 90, what=f"{path.name} named in the log")
+        wait_for(lambda path=path, proc=proc: str(path) in proc.log(), 90, what=f"{path.name} named in the log")
         line = _one_error_line(proc.log(), str(path))
         assert "ERROR" in line and "could not load" in line, line
         assert proc.alive()

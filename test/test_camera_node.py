@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from conftest import free_port, wait_for
 from camera_tools import diag_values, subscribe_camera
+from conftest import free_port, wait_for
+
 from nano_vision_ros.core.capture import decode_frame_index, render_test_pattern
 
 REPO = Path(__file__).resolve().parent.parent
@@ -276,7 +276,7 @@ def test_gstreamer_pipeline_source(start_node, ros_node):
         "-p",
         "frame_id:=gst_cam",
     )
-    images, infos, _jpegs, diags = subscribe_camera(ros_node, ns)
+    images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
     wait_for(lambda: len(images) >= 5, 60, what="frames from the gst-launch subprocess")
     header, encoding, w, h, _step, arr = images.snapshot()[-1]
     assert (encoding, w, h, header.frame_id) == ("bgr8", 320, 240, "gst_cam") and arr.any()

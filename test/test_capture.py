@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import free_port, wait_for
+
 from nano_vision_ros.core.camera_info import load_calibration, uncalibrated
 from nano_vision_ros.core.capture import (
     FINISHED,
@@ -25,10 +25,10 @@ from nano_vision_ros.core.capture import (
     TestPatternSource,
     create_source,
     decode_frame_index,
+    gst,
     infer_kind,
     render_test_pattern,
 )
-from nano_vision_ros.core.capture import gst
 from nano_vision_ros.core.capture.opencv_source import OpenCVSource, ffmpeg_options
 from nano_vision_ros.core.errors import ConfigError
 

@@ -166,7 +166,7 @@ def test_safe_reader_refuses_what_could_block_or_escape(tmp_path: Path, samples:
         ]
         for path, why in cases:
             with pytest.raises(UnsafePathError, match=why.replace("(", r"\(")):
-                _in_thread(lambda: read_regular_file(path, dirs, 4000))
+                _in_thread(lambda path=path: read_regular_file(path, dirs, 4000))
         with pytest.raises(ValueError, match="does not decode as an image"):
             read_image(str(allowed / "text.png"), dirs, 4000)
         # devices and FIFOs are refused even where every directory is allowed (the CLI's case)

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from nano_vision_ros.site.config import load_site
 from nano_vision_ros.site.graph import build_graph
-
-from conftest import wait_for
 
 NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
 PARAMS = """
@@ -57,7 +56,7 @@ def _site(tmp_path: Path, processes: str, cam_b_nodes: str = "[camera, events]")
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False).stdout
     return [int(x) for x in out.split()]
 
 
@@ -90,7 +89,7 @@ def _observe(tmp_path: Path, processes: str, ros_node) -> dict:
         return cb
 
     subs = [probe.create_subscription(Image, t, counter(t), qos.SENSOR) for t in frames]
-    log = open(tmp_path / f"runner_{processes}.log", "w+")
+    log = open(tmp_path / f"runner_{processes}.log", "w+")  # noqa: SIM115 - read back at the end
     runner = subprocess.Popen(
         [NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -105,7 +104,7 @@ def _observe(tmp_path: Path, processes: str, ros_node) -> dict:
             lambda: all(c >= 3 for c in frames.values()), timeout=60, what=f"frames from both cameras ({processes})"
         )
         names = wait_for(
-            lambda: (lambda n: n if expected <= n else None)(set(probe.get_node_names_and_namespaces())),
+            lambda: n if expected <= (n := set(probe.get_node_names_and_namespaces())) else None,
             timeout=30,
             what="all four nodes in the graph",
         )
@@ -195,7 +194,11 @@ def test_bad_node_in_a_container_fails_the_start_naming_it(tmp_path):
     t0 = time.monotonic()
     # --no-check: the container's own start-up failure path (`nano-vision check` would refuse the site first)
     res = subprocess.run(
-        [NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True, text=True, timeout=90
+        [NANO_VISION, "site", str(site), "--no-services", "--no-check"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert "cam_b_container exited with code 2 during start-up" in res.stderr
@@ -213,7 +216,11 @@ def test_bad_node_in_a_container_fails_the_start_naming_it(tmp_path):
 )
 def test_container_names_a_bad_node_argument(arg, needle):
     res = subprocess.run(
-        [sys.executable, "-m", "nano_vision_ros.ros.container", arg], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "nano_vision_ros.ros.container", arg],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert res.returncode == 2 and needle in res.stderr, res.stderr
 

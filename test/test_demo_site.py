@@ -19,7 +19,6 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import paho.mqtt.client as mqtt
-
 from conftest import REPO, demo_site_files, free_port, wait_for
 
 NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
@@ -29,7 +28,7 @@ def test_demo_site_end_to_end(tmp_path):
     mqtt_port, rtmp_port, recv_port, metrics_port = free_port(), free_port(), free_port(), free_port()
     site = demo_site_files(tmp_path, mqtt_port, rtmp_port, recv_port, metrics_port)
     schema = json.loads((REPO / "src" / "nano_vision_ros" / "schemas" / "event.schema.json").read_text())
-    log = open(tmp_path / "site.log", "w+")
+    log = open(tmp_path / "site.log", "w+")  # noqa: SIM115 - read back at the end
     runner = subprocess.Popen(
         [NANO_VISION, "site", str(site), "--workdir", str(tmp_path / "work")],
         stdout=log,
@@ -84,6 +83,7 @@ def test_demo_site_end_to_end(tmp_path):
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
         stream = json.loads(probe.stdout or "{}").get("streams", [{}])[0]
         assert (stream.get("codec_name"), stream.get("width"), stream.get("height")) == ("h264", 768, 576), probe.stderr

@@ -8,17 +8,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import call_service, wait_for
+from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from onnx import TensorProto, helper, save
 from rcl_interfaces.msg import Parameter as ParamMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from conftest import call_service, wait_for
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.image import numpy_to_imgmsg
 
@@ -131,11 +131,11 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     a = annotated[-1]
     assert (a.width, a.height, a.encoding) == (768, 576, "bgr8")
     wait_for(
-        lambda: any(dict((kv.key, kv.value) for kv in d.values).get("frames", "0") != "0" for d in diags),
+        lambda: any({kv.key: kv.value for kv in d.values}.get("frames", "0") != "0" for d in diags),
         10,
         what="diagnostics with frames",
     )
-    values = dict((kv.key, kv.value) for kv in diags[-1].values)
+    values = {kv.key: kv.value for kv in diags[-1].values}
     assert values["state"] == "active" and values["backend"] == "onnxruntime"
     assert float(values["infer_ms"]) > 0 and float(values["fps"]) > 0 and "dropped" in values
 
@@ -182,7 +182,7 @@ def test_bad_models_leave_node_unconfigured(start_node, ros_node, tmp_path):
     }
     node = ros_node("bad_model_client")
     for k, (_, text) in cases.items():
-        wait_for(lambda: text in procs[k].log(), 60, what=f"'{text}' in the log of the {k} case")
+        wait_for(lambda text=text, k=k: text in procs[k].log(), 60, what=f"'{text}' in the log of the {k} case")
     for k in cases:
         assert procs[k].alive(), f"{k}: node exited"
         st = _call(node, node.create_client(GetState, f"/bad_{k}/detector_node/get_state"), GetState.Request())
@@ -247,7 +247,7 @@ def test_static_scene_runs_the_model_only_at_keepalive(start_node, ros_node, sam
         DiagnosticArray,
         "/diagnostics",
         lambda m: diags.extend(
-            dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name == f"{ns}/detector_node"
+            {kv.key: kv.value for kv in s.values} for s in m.status if s.name == f"{ns}/detector_node"
         ),
         10,
     )
@@ -296,15 +296,15 @@ def test_one_detector_serves_two_cameras(start_node, ros_node, samples):
     node = ros_node("det_multi_client")
     got: dict[str, list[Detection2DArray]] = {"a": [], "b": []}
     labels: dict[str, list[LabelInfo]] = {"a": [], "b": []}
-    for k in got:
-        node.create_subscription(Detection2DArray, f"/mc_{k}/detections", got[k].append, qos.RELIABLE)
+    for k, dets in got.items():
+        node.create_subscription(Detection2DArray, f"/mc_{k}/detections", dets.append, qos.RELIABLE)
         node.create_subscription(LabelInfo, f"/mc_{k}/detections/labels", labels[k].append, qos.LATCHED)
     diags: list[dict] = []
     node.create_subscription(
         DiagnosticArray,
         "/diagnostics",
         lambda m: diags.extend(
-            dict((kv.key, kv.value) for kv in s.values)
+            {kv.key: kv.value for kv in s.values}
             for s in m.status
             if s.name.endswith("/detector_node") and any(kv.key == "mc_a.frames" for kv in s.values)
         ),
@@ -356,7 +356,7 @@ def test_max_rate_caps_the_model_on_every_camera_frame(start_node, ros_node, sam
         DiagnosticArray,
         "/diagnostics",
         lambda m: diags.extend(
-            dict((kv.key, kv.value) for kv in s.values) for s in m.status if s.name == f"{ns}/detector_node"
+            {kv.key: kv.value for kv in s.values} for s in m.status if s.name == f"{ns}/detector_node"
         ),
         10,
     )

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from record_tools import FPS, T0, Camera
 
 from nano_vision_ros.core.events.snapshot import SnapshotWriter
 from nano_vision_ros.core.mqtt.outbox import Outbox, OutboxError
 from nano_vision_ros.core.recognition.gallery import Gallery, GalleryError
 from nano_vision_ros.core.recording import Recorder, RecorderOptions, sha256_file
-from record_tools import FPS, T0, Camera
 
 NO_SPACE = ("No space left", "disk is full", "disk full")
 
@@ -27,7 +27,10 @@ NO_SPACE = ("No space left", "disk is full", "disk full")
 def _mount(mnt: Path, size: str) -> Path:
     mnt.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if r.returncode != 0:
         if os.geteuid() == 0:
@@ -46,7 +49,7 @@ def small_disk(tmp_path):
 
     yield make
     for m in mounted:
-        subprocess.run(["umount", "-l", str(m)], capture_output=True)
+        subprocess.run(["umount", "-l", str(m)], capture_output=True, check=False)
 
 
 def fill(folder: Path) -> Path:
@@ -125,7 +128,7 @@ def test_gallery_refuses_enrolment_keeps_faces_and_recovers(small_disk):
             g.add(f"bob{i}", rng.normal(size=(5, 128)), "m", thumbnail_jpeg=os.urandom(20000))
     assert any(s in str(err.value) for s in NO_SPACE) and str(disk / "faces.db") in str(err.value), err.value
     assert "alice" in g.names()
-    vec, _, names = g.matrix("m")
+    _vec, _, names = g.matrix("m")
     assert names.count("alice") == 3
     filler.unlink()
     g.add("carol", rng.normal(size=(1, 128)), "m")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import paho.mqtt.client as mqtt
-
 from conftest import wait_for
 
 BASE = "nano_vision/s9/d9"

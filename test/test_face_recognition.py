@@ -79,7 +79,7 @@ def test_enroll_then_recognise_transformed_copies(recognizer: FaceRecognizer, as
     for name, img in transforms(astronaut).items():
         faces = recognizer.detect(img)
         assert len(faces) == 1, name
-        ((ident, sim, dist),) = recognizer.identify(img, faces)
+        ((ident, _sim, dist),) = recognizer.identify(img, faces)
         assert ident == "astronaut", f"{name}: distance {dist:.3f}"
         assert dist < recognizer.config.match.threshold
 
@@ -173,7 +173,7 @@ def test_dlib_missing_is_a_clear_error() -> None:
         "from nano_vision_ros.core.recognition.embedding import DlibEmbedder\n"
         "DlibEmbedder()\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0
     assert "RuntimeMissingError" in r.stderr and "pip install dlib-bin face_recognition_models" in r.stderr
     assert RuntimeMissingError.__name__ == "RuntimeMissingError"
@@ -181,7 +181,9 @@ def test_dlib_missing_is_a_clear_error() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "nano-vision"
-    return subprocess.run([str(exe), "faces", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [str(exe), "faces", *args], capture_output=True, text=True, timeout=120, cwd=REPO, check=False
+    )
 
 
 def test_cli_enroll_list_export_import_delete(tmp_path: Path, samples: Path) -> None:

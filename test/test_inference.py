@@ -3,7 +3,6 @@ run without TensorRT (engine cache, API-generation dispatch, shape handling)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +94,7 @@ def test_no_optional_runtime_imported_by_the_package():
 
 
 def _key(**kw):
-    base = dict(model_sha256="ab" * 32, trt_version="8.2.1.8", gpu_name="NVIDIA Tegra X1", precision="fp16")
+    base = {"model_sha256": "ab" * 32, "trt_version": "8.2.1.8", "gpu_name": "NVIDIA Tegra X1", "precision": "fp16"}
     base.update(kw)
     return engine_cache.EngineKey(**base)
 
@@ -107,12 +106,12 @@ def test_engine_key_and_path():
     assert p.name.startswith("helmet_yolov5s.fp16.nvidia-tegra-x1.trt8.2.1.8.") and p.suffix == ".engine"
     assert engine_cache.engine_path("/c", "/m/helmet_yolov5s.onnx", _key()) == p  # deterministic
     for change in (
-        dict(trt_version="10.3.0"),
-        dict(gpu_name="Orin"),
-        dict(precision="int8"),
-        dict(model_sha256="cd" * 32),
-        dict(workspace_mb=256),
-        dict(input_shapes={"images": (1, 3, 640, 640)}),
+        {"trt_version": "10.3.0"},
+        {"gpu_name": "Orin"},
+        {"precision": "int8"},
+        {"model_sha256": "cd" * 32},
+        {"workspace_mb": 256},
+        {"input_shapes": {"images": (1, 3, 640, 640)}},
     ):
         assert _key(**change).digest() != k.digest(), change
     with pytest.raises(ValueError, match="precision"):

@@ -56,15 +56,22 @@ def test_pycuda_buffers_round_trip_on_a_worker_thread(buffers):
 
 
 CASES = [
-    dict(width=640, height=640, resize="letterbox", channel_order="rgb", mean=(0, 0, 0), std=(255, 255, 255)),
-    dict(
-        width=416,
-        height=416,
-        resize="resize",
-        channel_order="bgr",
-        mean=(103.53, 116.28, 123.675),
-        std=(57.375, 57.12, 58.395),
-    ),
+    {
+        "width": 640,
+        "height": 640,
+        "resize": "letterbox",
+        "channel_order": "rgb",
+        "mean": (0, 0, 0),
+        "std": (255, 255, 255),
+    },
+    {
+        "width": 416,
+        "height": 416,
+        "resize": "resize",
+        "channel_order": "bgr",
+        "mean": (103.53, 116.28, 123.675),
+        "std": (57.375, 57.12, 58.395),
+    },
 ]
 
 

@@ -1,5 +1,5 @@
-"""The linters as tests, so `make test` and CI run them: ruff (lint) and mypy on src/, ruff's format
-check on every Python file of the repository, clean at the settings in ruff.toml and mypy.ini (both
+"""The linters as tests, so `make test` and CI run them: ruff's lint and format check on every Python
+file of the repository and mypy on src/, clean at the settings in ruff.toml and mypy.ini (both
 tools come from PyPI with the test set-up, requirements/test.txt); and no module importing a test
 module (shared test code lives in conftest.py and helper modules under test/)."""
 
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -24,31 +23,32 @@ def _tool(name: str) -> str:
     return str(exe)
 
 
-def test_ruff_lint_is_clean_on_src():
+PYTHON_PATHS = ["src", "test", "bench", "scripts", "launch", "setup.py"]
+
+
+def test_ruff_lint_is_clean():
     res = subprocess.run(
-        [_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "src"],
+        [_tool("ruff"), "check", "--no-cache", "--output-format", "concise", *PYTHON_PATHS],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
-
-
-FORMATTED = ["src", "test", "bench", "scripts", "launch", "setup.py"]
+    hint = f"\nsafe fixes: ruff check --fix {' '.join(PYTHON_PATHS)}"
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:] + hint
 
 
 def test_ruff_format_is_clean():
     res = subprocess.run(
-        [_tool("ruff"), "format", "--no-cache", "--check", *FORMATTED],
+        [_tool("ruff"), "format", "--no-cache", "--check", *PYTHON_PATHS],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    hint = f"\nfix with: ruff format {' '.join(FORMATTED)}"
+    hint = f"\nfix with: ruff format {' '.join(PYTHON_PATHS)}"
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:] + hint
 
 

@@ -59,10 +59,10 @@ def test_bad_option_is_refused() -> None:
 
 def test_mask_task_in_the_detector_node(start_node, ros_node, samples: Path) -> None:
     """The generic detector_node (own process) runs the mask profile: a real face -> no_mask."""
+    from conftest import wait_for
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
-    from conftest import wait_for
     from nano_vision_ros.ros import qos
     from nano_vision_ros.ros.image import numpy_to_imgmsg
 

@@ -7,11 +7,11 @@ import os
 import urllib.request
 from pathlib import Path
 
+from conftest import free_port, wait_for
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from conftest import free_port, wait_for
 from nano_vision_ros.core.metrics import MAX_NODES, MetricsCollector, MetricsStore, Status, camera_of, proc_usage
 from nano_vision_ros.core.mqtt.outbox import Outbox
 

@@ -110,7 +110,7 @@ def test_pipeline_events_reach_mqtt_and_validate(start_node, ros_node, broker, t
     img = cv2.resize(cv2.imread(str(samples / "person.jpg")), (320, 240))
     sub = Subscriber(broker.port)
     feeder = Feeder(ros_node, img)
-    events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "ha_event_types:=[object]")
+    _events, bridge = start_pipeline(start_node, broker.port, tmp_path, "-p", "ha_event_types:=[object]")
     feeder.wait_connected()
     wait_for(lambda: [m for m in sub.on(f"{BASE}/status") if m.payload == b"online"], 60, what="bridge online")
     for _ in range(5):
@@ -178,7 +178,7 @@ def test_broker_restart_mid_burst_loses_nothing(start_node, ros_node, broker, tm
 def test_bridge_sigkill_mid_burst_and_restart_loses_nothing(start_node, ros_node, broker, tmp_path):
     sub = Subscriber(broker.port)
     feeder = Feeder(ros_node)
-    events, bridge = start_pipeline(start_node, broker.port, tmp_path)
+    _events, bridge = start_pipeline(start_node, broker.port, tmp_path)
     feeder.wait_connected()
     wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 30)
@@ -275,7 +275,7 @@ def test_network_cut_mid_burst_loses_nothing(start_node, ros_node, broker, tmp_p
     proxy = CuttableProxy(broker.port)
     sub = Subscriber(broker.port)  # the backend side stays connected to the broker
     feeder = Feeder(ros_node)
-    events, bridge = start_pipeline(start_node, proxy.port, tmp_path)
+    _events, bridge = start_pipeline(start_node, proxy.port, tmp_path)
     feeder.wait_connected()
     wait_for(lambda: sub.on(f"{BASE}/status"), 60, what="bridge online")
     burst(feeder, 1000, 40, pace=0.005)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import cv2
 from conftest import wait_for
-from mqtt_tools import BASE, DEVICE, SITE, Subscriber
+from mqtt_tools import DEVICE, SITE, Subscriber
 
 from nano_vision_ros.core.events import validate_event
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from conftest import wait_for
+from plates_synth import dataset
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from conftest import wait_for
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.image import numpy_to_imgmsg
-
-from plates_synth import dataset
 
 
 class _CameraAndDetector:
@@ -65,7 +64,7 @@ def test_reads_plates_in_vehicle_boxes_over_dds(start_node, ros_node, tmp_path: 
     extra = {h.hypothesis.class_id.split(":")[0]: h.hypothesis.class_id.split(":")[1] for h in d.results[1:]}
     assert extra == {"colour": colour, "listed": "none"}
     assert d.results[0].hypothesis.score > 0.6 and d.id.isdigit()
-    h, w = img.shape[:2]
+    h, _w = img.shape[:2]
     assert h * 0.4 < d.bbox.center.position.y < h and d.bbox.size_x > d.bbox.size_y * 2
 
     pub.image = img2
@@ -118,7 +117,6 @@ def test_with_the_real_detector_node(start_node, ros_node, samples: Path) -> Non
     processes. The frame is a real photo with a SYNTHETIC plate pasted on the parked car, which
     the COCO model then reports as both car and truck: the plate must come out once."""
     import cv2
-
     from plates_synth import render_plate
 
     ns = "/street1"

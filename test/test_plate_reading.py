@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from plates_synth import dataset, render_plate
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.recognition.ocr import ctc_greedy
@@ -17,8 +18,6 @@ from nano_vision_ros.core.recognition.plate_rules import (
     plate_type,
 )
 from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
-
-from plates_synth import dataset, render_plate
 
 N_PLATES = 210
 
@@ -102,7 +101,7 @@ def test_synthetic_plates_read_whole_plate_exact(reader: PlateReader) -> None:
 
 def test_vehicle_boxes_voting_and_lists() -> None:
     data = dataset(3, seed=5)
-    text, _, img, box = data[0]
+    text, _, img, _box = data[0]
     cfg = PlatesConfig(allow_list=[text[:2] + "·" + text[2:]], deny_list=[data[1][0]])
     r = PlateReader(cfg)
     try:
@@ -170,12 +169,12 @@ def test_lprnet_reader_and_user_plate_detector(tmp_path) -> None:
     from nano_vision_ros.core.recognition.plate_rules import LPR_ALPHABET
 
     model = _fixed_lprnet(tmp_path / "lpr.onnx", LPR_ALPHABET, "皖A1B2C3")
-    text, _, img, box = dataset(1, seed=9)[0]
+    _text, _, img, box = dataset(1, seed=9)[0]
     cfg = PlatesConfig(
         finder={
             "mode": "detector",
             "pipeline": "plates_synth:KnownBoxDetector",
-            "pipeline_options": "{box: [%s]}" % ", ".join(f"{v:.1f}" for v in box),
+            "pipeline_options": f"{{box: [{', '.join(f'{v:.1f}' for v in box)}]}}",
         },
         reader={"kind": "lprnet", "model": str(model), "device": "cpu"},
     )
@@ -197,7 +196,6 @@ def test_synthetic_plates_on_a_real_car_photo(reader: PlateReader, samples) -> N
     import random
 
     import cv2
-
     from plates_synth import random_text
 
     car = cv2.imread(str(samples / "licenseplate_motion.jpg"))

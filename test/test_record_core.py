@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from record_tools import FPS, T0, Camera, image_for, probe
 
 from nano_vision_ros.core.recording import (
     Frame,
@@ -19,7 +20,6 @@ from nano_vision_ros.core.recording import (
     parse_time,
     sha256_file,
 )
-from record_tools import FPS, T0, Camera, image_for, probe
 
 
 def gray_levels(path: str) -> list[int]:

@@ -34,7 +34,7 @@ def site(tmp_path_factory):
     env = workspace()
     tmp = tmp_path_factory.mktemp("ros2_cli")
     path = demo_site(tmp, free_port(), free_port(), free_port())
-    log = open(tmp / "launch.log", "w+")
+    log = open(tmp / "launch.log", "w+")  # noqa: SIM115 - read back at the end
     launch = subprocess.Popen(
         [str(VENV / "bin" / "ros2"), "launch", "nano_vision_ros", "site.launch.py", f"site_config:={path}"],
         stdout=log,

@@ -13,9 +13,7 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-
 import pytest
-
 from conftest import free_port, wait_for
 from ros2_tools import VENV, demo_site, workspace
 
@@ -39,7 +37,7 @@ def test_ros2_launch_site_runs_and_sigint_leaves_nothing(tmp_path, ros_node):
 
     mqtt_port, rtmp_port, recv_port = free_port(), free_port(), free_port()
     site = demo_site(tmp_path, mqtt_port, rtmp_port, recv_port)
-    log = open(tmp_path / "launch.log", "w+")
+    log = open(tmp_path / "launch.log", "w+")  # noqa: SIM115 - read back at the end
     launch = subprocess.Popen(
         [str(VENV / "bin" / "ros2"), "launch", "nano_vision_ros", "site.launch.py", f"site_config:={site}"],
         stdout=log,

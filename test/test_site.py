@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, wait_for
 
 from nano_vision_ros.core.errors import ConfigError
 from nano_vision_ros.site.config import load_site
 from nano_vision_ros.site.graph import build_graph
-
-from conftest import REPO, wait_for
 
 NANO_VISION = str(Path(sys.executable).parent / "nano-vision")
 
@@ -108,7 +107,7 @@ def _image_counter(ros_node, topics):
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False).stdout
     return [int(x) for x in out.split()]
 
 
@@ -135,7 +134,7 @@ def test_runner_starts_and_stops_a_two_node_graph(tmp_path, ros_node):
     """,
     )
     counts = _image_counter(ros_node, ["/cam_a/image_raw", "/cam_b/image_raw"])
-    log = open(tmp_path / "runner.log", "w+")
+    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read back at the end
     runner = subprocess.Popen(
         [NANO_VISION, "site", str(site), "--no-services"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -180,7 +179,11 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
     t0 = time.monotonic()
     # --no-check: the runner's own start-up failure path (`nano-vision check` would refuse the site first)
     res = subprocess.run(
-        [NANO_VISION, "site", str(site), "--no-services", "--no-check"], capture_output=True, text=True, timeout=60
+        [NANO_VISION, "site", str(site), "--no-services", "--no-check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert res.returncode == 1
     assert "broken/camera_node exited with code 2 during start-up" in res.stderr
@@ -189,7 +192,9 @@ def test_runner_fails_clearly_when_a_node_dies_at_startup(tmp_path):
 
 
 def test_colcon_build_installs_every_node():
-    res = subprocess.run([str(REPO / "scripts" / "colcon_check.sh")], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [str(REPO / "scripts" / "colcon_check.sh")], capture_output=True, text=True, timeout=600, check=False
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "colcon build: OK" in res.stdout
 
@@ -210,7 +215,7 @@ def test_runner_names_a_service_port_already_in_use(tmp_path):
             cameras: [{{name: cam0, nodes: [camera]}}]
         """,
         )
-        res = subprocess.run([NANO_VISION, "site", str(site)], capture_output=True, text=True, timeout=60)
+        res = subprocess.run([NANO_VISION, "site", str(site)], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in res.stderr and "services:" in res.stderr
     assert "started" not in res.stdout  # no node was started

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import free_port, wait_for
+
 from nano_vision_ros.core.streaming.encoder import EncoderSettings, ffmpeg_command, gstreamer_command
 from nano_vision_ros.site.nginx_rtmp import NginxRtmp
 
@@ -34,6 +34,7 @@ def probe(url: str, timeout: float = 25.0) -> dict | None:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return None
@@ -191,8 +192,8 @@ def test_bad_url_is_rejected_at_start(start_node):
 def test_example_param_files_validate():
     """config/rtmp_streamer.yaml, recorder.yaml and uploader.yaml name every parameter and validate."""
     import yaml
-
     from conftest import REPO
+
     from nano_vision_ros.nodes.recorder_node import RecorderConfig
     from nano_vision_ros.nodes.rtmp_streamer_node import StreamerConfig
     from nano_vision_ros.nodes.uploader_node import UploaderConfig

@@ -9,7 +9,7 @@ from upload_tools import TOKEN, make_clip, sha
 
 
 @pytest.mark.timeout(180)
-def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tmp_path):  # noqa: F811
+def test_uploader_node_retries_across_restart(start_node, ros_node, receiver, tmp_path):
     from nano_vision_msgs.msg import Clip, ClipStatus
     from nano_vision_ros.ros import qos
     from nano_vision_ros.ros.events import status_from_msg

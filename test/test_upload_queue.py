@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from conftest import wait_for
-from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue
 from upload_tools import TOKEN, make_clip, sha
 
+from nano_vision_ros.core.upload import ServerAddress, Uploader, UploadQueue
 
-def test_states_and_permanent_failures(receiver, tmp_path):  # noqa: F811
+
+def test_states_and_permanent_failures(receiver, tmp_path):
     rx = receiver()
     statuses: list[dict] = []
     q = UploadQueue(tmp_path / "q.sqlite")

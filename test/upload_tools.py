@@ -24,7 +24,7 @@ class ReceiverProcess:
     def __init__(self, root: Path, port: int, *extra: str) -> None:
         self.root, self.port = root, port
         exe = Path(sys.executable).parent / "nano-vision"
-        self.log = open(root.parent / f"receiver-{port}.log", "ab")
+        self.log = open(root.parent / f"receiver-{port}.log", "ab")  # noqa: SIM115 - open while it runs, closed by kill()
         self.proc = subprocess.Popen(
             [str(exe), "receive", "--dir", str(root), "--port", str(port), *extra],
             env={**os.environ, "NANO_VISION_UPLOAD_TOKEN": TOKEN},

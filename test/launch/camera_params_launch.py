@@ -5,11 +5,12 @@ one plays the bundled sample found through the ament index."""
 
 import unittest
 
-import launch
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 from launch_ros.actions import Node
+
+import launch
 
 
 def generate_test_description():
