@@ -64,3 +64,20 @@ def diag_values(diags: Inbox) -> dict[str, str] | None:
                 **{kv.key: kv.value for kv in st.values},
             }
     return None
+
+
+def stamped_diags(ros_node, ns: str, name: str = "t_diag_stamps") -> Inbox:
+    """An Inbox of (stamp in s, values dict) of camera `ns`'s diagnostics, stamped by the node as it
+    publishes: durations taken from these are on the node's clock, not on when this process (slow
+    under load) got round to reading them."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node = ros_node(name)
+    history = Inbox(
+        lambda m: (
+            m.header.stamp.sec + m.header.stamp.nanosec * 1e-9,
+            next(({kv.key: kv.value for kv in s.values} for s in m.status if s.name == f"{ns}/camera_node"), None),
+        )
+    )
+    node.create_subscription(DiagnosticArray, "/diagnostics", history, 50)
+    return history

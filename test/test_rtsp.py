@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from camera_tools import diag_values, subscribe_camera
+from camera_tools import diag_values, stamped_diags, subscribe_camera
 from conftest import free_port, wait_for
 
 from nano_vision_ros.core.capture import decode_frame_index
@@ -223,6 +223,7 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
         "reconnect_max_delay:=3.2",
     )
     images, _infos, _jpegs, diags = subscribe_camera(ros_node, ns)
+    history = stamped_diags(ros_node, ns)
     wait_for(lambda: int((diag_values(diags) or {}).get("attempts", 0)) >= 1, 60, what="a failed attempt")
     d = diag_values(diags)
     assert (
@@ -230,12 +231,19 @@ def test_wrong_password_is_named_and_retried_with_backoff(start_node, ros_node, 
         and "wrong user or password" in d["last_error"]
     )
     assert "site:wrong" not in d["last_error"]  # credentials never shown
-    # the delay after failed attempt k is 0.4 * 2**(k-1) s, at most 3.2 s: three more attempts
-    # from the k first seen here take at least the sum of those delays (minus the 0.2 s diagnostics period)
-    seen = int(diag_values(diags)["attempts"])
-    t_seen = time.monotonic()
-    wait_for(lambda: int((diag_values(diags) or {}).get("attempts", 0)) >= seen + 3, 60, what="three more attempts")
-    took = time.monotonic() - t_seen
+
+    # the delay after failed attempt k is 0.4 * 2**(k-1) s, at most 3.2 s: three more attempts from
+    # attempt k take at least the sum of those delays (minus the 0.2 s diagnostics period). Timed on the
+    # node's diagnostics stamps from a count seen arriving (the first one after the first message), not
+    # on this process's clock when it read the count: under load that read came a second late and
+    # shortened the interval (attempts 3..6 "took 6.8 s" against 8.0 s asked).
+    def first_stamp(k: int) -> float | None:
+        return next((t for t, v in history.snapshot() if v and int(v.get("attempts", 0)) >= k), None)
+
+    wait_for(lambda: any(v for _, v in history.snapshot()), 30, what="stamped diagnostics of the camera")
+    seen = 1 + int(next(v for _, v in history.snapshot() if v).get("attempts", 0))
+    wait_for(lambda: first_stamp(seen + 3), 60, what="three more attempts")
+    took = first_stamp(seen + 3) - first_stamp(seen)
     backoff = sum(min(3.2, 0.4 * 2 ** (k - 1)) for k in range(seen, seen + 3))
     assert took >= backoff - 0.5, f"attempts {seen}..{seen + 3} took {took:.1f} s, backoff asks {backoff:.1f} s"
     assert node.alive() and len(images) == 0
