@@ -179,6 +179,41 @@ def test_dlib_missing_is_a_clear_error() -> None:
     assert RuntimeMissingError.__name__ == "RuntimeMissingError"
 
 
+def test_dlib_net_in_onnx_gives_dlibs_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples: Path, astronaut: np.ndarray
+) -> None:
+    """The converted network must give dlib's own vectors (galleries stay valid), batched too."""
+    from nano_vision_ros.core.recognition.embedding import DlibEmbedder
+
+    monkeypatch.setenv("NANO_VISION_ENGINE_CACHE", str(tmp_path / "cache"))
+    fast, own = DlibEmbedder(net="onnx", device="cpu"), DlibEmbedder(net="dlib")
+    assert (fast.net, own.net) == ("onnx", "dlib")
+    assert len(list((tmp_path / "cache").glob("dlib_face_recognition_resnet_model_v1.*.onnx"))) == 1
+    det = MtcnnDetector(min_face_size=20)
+    messi = cv2.imread(str(samples / "messi5.jpg"))
+    two = np.hstack([astronaut, cv2.flip(astronaut, 1)])  # two faces: one batch of two chips
+    for img in (astronaut, messi, two):
+        f = det.detect(img)
+        a, b = fast.embed(img, f.boxes, f.landmarks), own.embed(img, f.boxes, f.landmarks)
+        assert a.shape == b.shape == (len(f), 128) and len(f) >= 1
+        assert float(np.abs(a - b).max()) < 1e-4
+    assert float(np.linalg.norm(a[0] - a[1])) < 0.3  # the flipped copy is the same person
+    fast.close()
+    own.close()
+    det.close()
+
+
+def test_dlib_conversion_refuses_other_files(tmp_path: Path) -> None:
+    from nano_vision_ros.core.errors import ModelError
+    from nano_vision_ros.core.recognition.dlib_onnx import convert
+
+    bad = tmp_path / "x.dat"
+    bad.write_bytes(b"\x01\x01not a dlib net" * 100)
+    with pytest.raises(ModelError, match="not a dlib face recognition network"):
+        convert(bad, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "nano-vision"
     return subprocess.run(

@@ -74,13 +74,17 @@ class DlibEmbedder:
     """dlib_face_recognition_resnet_model_v1 (128-d) from PyPI ``face_recognition_models``.
 
     dlib's own 5-point shape predictor places the face (its chip template differs from MTCNN's
-    landmarks), then the ResNet embeds the aligned 150x150 chip.
+    landmarks), then the ResNet embeds the aligned 150x150 chips. ``net="onnx"`` (the default)
+    runs the same weights converted to ONNX (``dlib_onnx``, cached) in ONNX Runtime, all chips of
+    a frame in one batch: the same vectors at ~1/5 of dlib's cost here (docs/performance/
+    recognition.md); ``net="dlib"`` keeps dlib's own network. Without the ``onnx`` package or a
+    writable cache the dlib network is used, with a warning.
     """
 
     name = "dlib_resnet_v1"
     dim = 128
 
-    def __init__(self, jitter: int = 0, **_: Any) -> None:
+    def __init__(self, jitter: int = 0, net: str = "onnx", device: str = "cpu", threads: int = 0, **_: Any) -> None:
         try:
             import dlib
         except ImportError as err:
@@ -105,6 +109,31 @@ class DlibEmbedder:
         except RuntimeError as err:
             raise ModelError(f"dlib could not load {models}: {err}") from err
         self.jitter = int(jitter)
+        if net not in ("onnx", "dlib"):
+            raise ConfigError(f"embedding.net must be onnx or dlib (got {net!r})", "embedding.net")
+        self._onnx: Any = None
+        self._mean = np.zeros(3, np.float32)
+        if net == "onnx" and self.jitter == 0:
+            self._onnx, self._mean = self._load_onnx(net_file, device, threads)
+        self.net = "onnx" if self._onnx is not None else "dlib"
+
+    @staticmethod
+    def _load_onnx(net_file: str, device: str, threads: int) -> tuple[Any, np.ndarray]:
+        """The converted network (made once into the engine cache), or (None, _) with a warning."""
+        from nano_vision_ros.core.inference.engine_cache import default_cache_dir
+        from nano_vision_ros.core.recognition.dlib_onnx import cached_onnx
+
+        if importlib.util.find_spec("onnx") is None:
+            log.warning(
+                "dlib face net: the onnx package is missing (pip install onnx); using dlib's own network (slower)"
+            )
+            return None, np.zeros(3, np.float32)
+        try:
+            path, mean = cached_onnx(net_file, default_cache_dir())
+        except OSError as err:
+            log.warning("dlib face net: cannot write the ONNX conversion (%s); using dlib's own network (slower)", err)
+            return None, np.zeros(3, np.float32)
+        return create_backend(str(path), "onnxruntime", device=device, threads=threads), mean
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         if len(boxes) == 0:
@@ -117,11 +146,21 @@ class DlibEmbedder:
         shapes = self._dlib.full_object_detections()
         for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
             shapes.append(self._sp(rgb, self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))))
+        if self._onnx is not None:
+            from nano_vision_ros.core.recognition.dlib_onnx import CHIP_SIZE, chip_tensor
+
+            # dlib's own chip extraction (150 px, padding 0.25, as compute_face_descriptor does)
+            chips = self._dlib.get_face_chips(rgb, shapes, CHIP_SIZE, 0.25)
+            out = self._onnx.infer({"chip": chip_tensor(list(chips), self._mean)})[0]
+            return np.asarray(out, np.float32).reshape(len(boxes), self.dim)
         vecs = self._net.compute_face_descriptor(rgb, shapes, self.jitter)
         # kept raw: dlib's model is trained for Euclidean distance < 0.6 on these vectors
         return np.array([np.array(v) for v in vecs], np.float32)
 
     def close(self) -> None:
+        if self._onnx is not None:
+            self._onnx.close()
+            self._onnx = None
         self._net = None
         self._sp = None
 

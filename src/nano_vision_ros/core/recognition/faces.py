@@ -49,6 +49,10 @@ class EmbeddingConfig(BaseModel):
     kind: Literal["dlib", "onnx"] = Field(
         "dlib", description="dlib (ResNet 128-d, ships working) or onnx (your FaceNet/ArcFace model)"
     )
+    net: Literal["onnx", "dlib"] = Field(
+        "onnx",
+        description="dlib: run its ResNet converted to ONNX (same vectors, ~5x faster on CPU) or dlib's own",
+    )
     model: str = Field("", description="onnx: model file (.onnx or TensorRT .engine)")
     input_size: int = Field(112, ge=16, description="onnx: square input size of the model")
     mean: float = Field(127.5, description="onnx: subtracted from each pixel")
@@ -59,7 +63,7 @@ class EmbeddingConfig(BaseModel):
 
     def options(self) -> dict[str, Any]:
         if self.kind == "dlib":
-            return {}
+            return {"net": self.net, "device": self.device}
         return {
             "model": self.model,
             "input_size": self.input_size,
