@@ -2,7 +2,10 @@
 """Recognition throughput: faces (720p, 1 and 5 faces, 1,000-identity gallery), plates per
 vehicle (SYNTHETIC plates), two-stage mask pipeline. Prints one line per figure.
 
-    .venv/bin/python bench/recognition.py [--frames 30] [--samples ../shared/samples]
+    .venv/bin/python bench/recognition.py [--frames 30] [--samples ../shared/samples] [--refs main~3,...]
+
+``--refs`` runs the face figures of this project at those git refs too (their src/ and models/
+extracted with git archive, run in a child process), in the same run, for a before/after table.
 
 Seed system (Jetson Nano): faces MTCNN + FaceNet 3 FPS at 1080p; plates LPDNet + LPRNet 9 FPS.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +51,7 @@ def timed(fn, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def bench_faces(samples: Path, frames: int) -> None:
+def bench_faces(samples: Path, frames: int, label: str = "") -> None:
     from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
     from nano_vision_ros.core.recognition.gallery import Gallery
 
@@ -79,16 +83,20 @@ def bench_faces(samples: Path, frames: int) -> None:
                     rec.reset_tracks()
                     found = rec.process(frame)
                     named = sum(found.label_of(i) == "astronaut" for i in range(len(found)))
+                    # first: the `frames` frames after the faces arrive (new tracks, embedded most);
+                    # steady: the `frames` frames after those (tracks settled)
                     fps = timed(lambda rec=rec, frame=frame: rec.process(frame), frames)
+                    steady = timed(lambda rec=rec, frame=frame: rec.process(frame), frames)
                     print(
-                        f"faces  detector={det:<10} faces={n} (found {len(found)}, named {named}) gallery=1000+1 ids "
-                        f"embed {every}: {fps:6.2f} FPS at 1280x720"
+                        f"faces{label} detector={det:<10} faces={n} (found {len(found)}, named {named}) "
+                        f"gallery=1000+1 ids embed {every}: {fps:6.2f} FPS first {frames} frames, "
+                        f"{steady:6.2f} FPS steady, at 1280x720"
                     )
                 rec.detector.close()
                 rec.embedder.close()
         mat_q = rng.normal(0, 1, (5, 128)).astype(np.float32)
         t = timed(lambda: g.match(mat_q, "dlib_resnet_v1", "l2", 0.6), 200)
-        print(f"faces  gallery match of 5 faces against 3,003 vectors: {1000.0 / t:.3f} ms")
+        print(f"faces{label} gallery match of 5 faces against 3,003 vectors: {1000.0 / t:.3f} ms")
         g.close()
 
 
@@ -158,19 +166,40 @@ def bench_mask(samples: Path, frames: int) -> None:
     m.close()
 
 
+def run_ref(ref: str, frames: int, samples: Path) -> None:
+    """The face figures of this project at git `ref` (its src/ and models/), in a child process."""
+    with tempfile.TemporaryDirectory(prefix="recogbench-") as td:
+        arch = subprocess.run(
+            ["git", "-C", str(REPO), "archive", ref, "src", "models"], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", td], input=arch.stdout, check=True)
+        env = dict(os.environ, PYTHONPATH=str(Path(td) / "src"))
+        cmd = [sys.executable, __file__, "--only", "faces", "--frames", str(frames), "--samples", str(samples)]
+        subprocess.run([*cmd, "--label", ref], env=env, check=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--samples", default=str(REPO.parent / "shared" / "samples"))
     ap.add_argument("--only", choices=["faces", "plates", "mask"])
+    ap.add_argument("--refs", default="", help="git refs, comma-separated: face figures of those too")
+    ap.add_argument("--label", default="", help=argparse.SUPPRESS)  # set for a ref's child run
     a = ap.parse_args()
     samples = Path(a.samples)
-    print(
-        f"# {platform.machine()} {os.cpu_count()} CPU(s), python {platform.python_version()}, "
-        f"onnxruntime CPU, opencv {cv2.__version__}"
-    )
+    if not a.label:
+        print(
+            f"# {platform.machine()} {os.cpu_count()} CPU(s), python {platform.python_version()}, "
+            f"onnxruntime CPU, opencv {cv2.__version__}, load {os.getloadavg()[0]:.1f}"
+        )
+    if a.label:
+        import nano_vision_ros
+
+        print(f"# @{a.label}: nano_vision_ros from {Path(nano_vision_ros.__file__).parent}")
     if a.only in (None, "faces"):
-        bench_faces(samples, a.frames)
+        for ref in (r for r in a.refs.split(",") if r):
+            run_ref(ref, a.frames, samples)
+        bench_faces(samples, a.frames, f"@{a.label}" if a.label else "")
     if a.only in (None, "plates"):
         bench_plates(a.frames)
     if a.only in (None, "mask"):
