@@ -1,14 +1,17 @@
 """A SYNTHETIC vehicle drives through a gate: plate_node (frame mode) -> events_node (gate rule) ->
 mqtt_bridge_node -> mosquitto, each in its own process over DDS. The allow-listed plate crossing
 the gate line inwards gives gate_open on the ROS events topic and on MQTT; nothing before it
-crosses."""
+crosses. The gate event's snapshot is the plate crop plate_node sent on plate_crops (the passage's
+best rectified plate), not the whole frame."""
 
 from __future__ import annotations
 
 import json
 import random
 import threading
+from pathlib import Path
 
+import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 from conftest import wait_for
@@ -132,6 +135,33 @@ def test_allowed_plate_through_the_gate_opens_it_over_ros_and_mqtt(start_node, r
             what="the same gate_open over MQTT",
         )
         assert not [e for e in ros_events if e["type"] == "gate_alarm"]
+        # the snapshot is the plate: a plate-shaped crop (440x140 mm, rectified), not the 640x480 frame
+        snap = ev["snapshot"]
+        jpg = cv2.imread(snap["path"])
+        assert jpg is not None and Path(snap["path"]).parent == tmp_path / "snaps" / "gatecam"
+        assert (jpg.shape[1], jpg.shape[0]) == (snap["width"], snap["height"])
+        assert 40 <= snap["height"] <= 120 and 2.4 <= snap["width"] / snap["height"] <= 4.2, snap
+        mq_ev = next(e for e in list(mq) if e["event_id"] == ev["event_id"])
+        assert mq_ev["snapshot"] == snap  # the MQTT payload names the same crop
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_plate_crop_snapshot_is_stored_as_sent_and_a_broken_one_refused(tmp_path) -> None:
+    """write_jpeg keeps the plate node's JPEG byte for byte (no re-encoding) with its own size; a
+    JPEG that does not decode gives None, and the events node then cuts the frame instead."""
+    from nano_vision_ros.core.events.snapshot import PlateCrops, SnapshotWriter
+
+    w = SnapshotWriter(tmp_path, "gatecam")
+    ok, jpg = cv2.imencode(".jpg", render_plate(TEXT, "blue", height=60))
+    assert ok
+    snap = w.write_jpeg("e1", jpg.tobytes(), 100.0)
+    assert snap is not None and Path(snap["path"]).read_bytes() == jpg.tobytes()
+    assert snap["height"] == 60 and snap["width"] > 2.4 * 60 and snap["stamp"].startswith("1970-01-01T00:01:40")
+    assert w.write_jpeg("e2", b"\xff\xd8 not a jpeg", 101.0) is None
+    assert not (tmp_path / "gatecam" / "e2.jpg").exists()
+    crops = PlateCrops(size=2)
+    for k in ("1", "2", "3"):
+        crops.put(k, float(k), b"x")
+    assert crops.get("1") is None and crops.get("3") == (3.0, b"x") and len(crops) == 2

@@ -2,7 +2,8 @@
 
 Subscribes ``detections`` (one or more Detection2DArray topics), ``faces``, ``plates``, the camera
 image (sensor QoS; the newest frames are kept to cut JPEG snapshots from, matched by stamp),
-``clips`` (recorder) and ``clip_status`` (uploader). With ``annotated_topic`` set it also
+``clips`` (recorder) and ``clip_status`` (uploader), ``plate_crops`` (plate_node: each plate
+passage's best crop, the snapshot of its plate and gate events). With ``annotated_topic`` set it also
 publishes the camera's annotated view (ros/annotated.py, core/overlay.py) while someone watches.
 Publishes each event as ``nano_vision_msgs/Event`` (reliable, transient local with
 ``history_depth`` so a restarted MQTT bridge gets what it missed), made by ``ros/events.py`` from
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from nano_vision_msgs.msg import Clip, ClipStatus
@@ -39,7 +40,7 @@ from nano_vision_ros.core.events import (
 )
 from nano_vision_ros.core.events.model import Event, SnapshotRef
 from nano_vision_ros.core.events.schema import parse_iso
-from nano_vision_ros.core.events.snapshot import FrameBuffer, SnapshotWriter
+from nano_vision_ros.core.events.snapshot import FrameBuffer, PlateCrops, SnapshotWriter
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.annotated import AnnotatedView
 from nano_vision_ros.ros.detections import from_msg
@@ -66,6 +67,11 @@ class EventsNodeConfig(BaseModel):
     )
     faces_topic: str = Field("faces", description="face identities (Detection2DArray, class_id = identity|unknown)")
     plates_topic: str = Field("plates", description="plate reads (Detection2DArray, class_id = plate text)")
+    plate_crops_topic: str = Field(
+        "plate_crops",
+        description="plate crops (sensor_msgs/CompressedImage, frame_id = plate track): a plate or gate "
+        "event's snapshot is its passage's best crop; '' = the frame as for other events",
+    )
     image_topic: str = Field("image_raw", description="frames for snapshots (sensor_msgs/Image, sensor QoS)")
     snapshots: bool = Field(True, description="cut a JPEG snapshot for each new event (and answer `snapshot`)")
     annotated_topic: str = Field(
@@ -149,6 +155,14 @@ class EventsNode(Node):
                 Detection2DArray, self.cfg.faces_topic, lambda m: self._enqueue(("faces", m)), results
             )
         )
+        self.plate_crops = PlateCrops()
+        if self.cfg.plate_crops_topic and self.cfg.snapshots:
+            # created before the plates subscription: when both are ready, the crop is taken first
+            self.subs.append(
+                self.create_subscription(
+                    CompressedImage, self.cfg.plate_crops_topic, lambda m: self._enqueue(("plate_crop", m)), results
+                )
+            )
         self.subs.append(
             self.create_subscription(
                 Detection2DArray, self.cfg.plates_topic, lambda m: self._enqueue(("plates", m)), results
@@ -225,6 +239,9 @@ class EventsNode(Node):
                     dets = from_msg(msg)
                     events = self.engine.process(kind, dets, stamp)
                     self.processed += 1
+                elif kind == "plate_crop":  # kept in the rules thread's order, before the plates that follow
+                    self.plate_crops.put(msg.header.frame_id, _stamp(msg.header), bytes(msg.data))
+                    continue
                 elif kind == "tick":
                     if self._clock_ref is None:
                         continue
@@ -271,6 +288,12 @@ class EventsNode(Node):
             self.get_logger().info(ev.message or ev.type)
 
     def _snapshot(self, ev: Event) -> dict[str, Any] | None:
+        if ev.plate is not None and ev.track_ids:
+            # a plate / gate event: the passage's best plate crop (plate_node), else the frame
+            crop = self.plate_crops.get(str(ev.track_ids[0]))
+            snap = self.snapshots.write_jpeg(ev.event_id, crop[1], crop[0]) if crop else None
+            if snap is not None:
+                return snap
         found = self.frames.nearest(parse_iso(ev.stamp), self.cfg.snapshot_tolerance)
         if found is None:
             return None
@@ -333,6 +356,7 @@ class EventsNode(Node):
                 "images_buffered": self.images_buffered,
                 "snapshots_written": self.snapshots.written,
                 "snapshots_failed": self.snapshots.failed,
+                "plate_crops": len(self.plate_crops),
                 "latency_ms": self.last_ms,
                 "queue": self._q.qsize(),
                 **({"annotated_published": self.view.published} if self.view is not None else {}),

@@ -8,6 +8,11 @@ age out). Modes ``frame`` and ``detector``: images only. Callbacks only pair and
 Publishes ``plates`` (vision_msgs/Detection2DArray): per plate ``results[0]`` = plate text
 (voted over the track) with the reading confidence, ``results[1].class_id`` = ``colour:<blue|
 yellow|green|white|black>``, ``results[2].class_id`` = ``listed:<allow|deny|none>``, ``id`` = track.
+
+Publishes ``plate_crops`` (sensor_msgs/CompressedImage, JPEG) just before a ``plates`` message
+whenever a plate's passage has a better rectified crop than the one last sent: ``header.stamp`` =
+that frame's stamp, ``header.frame_id`` = the plate's detection ``id`` (its track). The events
+node makes it the plate / gate event's snapshot (the plate, not the whole frame).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import cv2
 from pydantic import Field
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, ObjectHypothesisWithPose
 
 from nano_vision_ros.core.detection.types import Detections
@@ -40,6 +46,12 @@ class PlateNodeConfig(PlatesConfig):
     image_topic: str = Field("image_raw", description="input frames (sensor_msgs/Image)")
     detections_topic: str = Field("detections", description="vehicle detections (Detection2DArray) in mode vehicles")
     plates_topic: str = Field("plates", description="output Detection2DArray topic")
+    crops_topic: str = Field(
+        "plate_crops",
+        description="each passage's best rectified plate crop (CompressedImage JPEG, frame_id = the "
+        "plate's detection id), sent when it improves; empty = not published",
+    )
+    crop_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the plate crops")
     pair_buffer: int = Field(
         8, ge=1, le=100, description="unpaired images / detections kept while waiting for the other"
     )
@@ -58,6 +70,11 @@ class PlateNode(ModelLifecycleNode):
         super().__init__("plate_node", **kwargs)
         self.cfg = load_config(self, PlateNodeConfig, on_change=self._on_change)
         self.pub = self.create_publisher(Detection2DArray, self.cfg.plates_topic, qos.RELIABLE)
+        self.crops_pub = (
+            self.create_publisher(CompressedImage, self.cfg.crops_topic, qos.RELIABLE) if self.cfg.crops_topic else None
+        )
+        self._sent_crops: OrderedDict[str, int] = OrderedDict()  # detection id -> id() of the crop last sent
+        self.crops_sent = 0
         self._images: OrderedDict[tuple[int, int], Image] = OrderedDict()
         self._dets: OrderedDict[tuple[int, int], Detection2DArray] = OrderedDict()
         self._pair_lock = threading.Lock()
@@ -140,6 +157,7 @@ class PlateNode(ModelLifecycleNode):
         img_msg, det_msg = item
         frame = to_bgr(img_msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
         vehicles: Detections | None = from_msg(det_msg) if det_msg is not None else None
+        crops: list[Any] = []
         if det_msg is not None and len(vehicles) == 0:  # no vehicles: nothing to read
             dets = Detections.empty()
         else:
@@ -148,6 +166,7 @@ class PlateNode(ModelLifecycleNode):
                 if self.reader is None:
                     return
                 dets = self.reader.process(frame, vehicles)
+                crops = list(self.reader.best_crops)
             self.last_ms = (time.perf_counter() - t0) * 1000.0
         self.frames += 1
         self.plates += len(dets)
@@ -160,7 +179,28 @@ class PlateNode(ModelLifecycleNode):
                 h.hypothesis.class_id = f"{key}:{a.get(key, 'unknown')}"
                 h.hypothesis.score = 1.0
                 d.results.append(h)
+        self._publish_crops(out, crops)
         self.pub.publish(out)
+
+    def _publish_crops(self, out: Detection2DArray, crops: list[Any]) -> None:
+        """Each plate's best crop, when it changed since last sent (sent before the plates message,
+        so the events node has it when the plates arrive)."""
+        if self.crops_pub is None:
+            return
+        for d, crop in zip(out.detections, crops):
+            if crop is None or not d.id or self._sent_crops.get(d.id) == id(crop):
+                continue
+            ok, jpg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.crop_quality])
+            if not ok:
+                continue
+            msg = CompressedImage(format="jpeg", data=jpg.tobytes())
+            msg.header.stamp, msg.header.frame_id = out.header.stamp, d.id
+            self.crops_pub.publish(msg)
+            self.crops_sent += 1
+            self._sent_crops[d.id] = id(crop)
+            self._sent_crops.move_to_end(d.id)
+            while len(self._sent_crops) > 256:
+                self._sent_crops.popitem(last=False)
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         w = self.worker
@@ -169,6 +209,7 @@ class PlateNode(ModelLifecycleNode):
             "plates": self.plates,
             "last_ms": self.last_ms,
             "unpaired": self.unpaired,
+            "crops_sent": self.crops_sent,
             "dropped": w.dropped if w else 0,
             "errors": w.errors if w else 0,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,27 @@ class FrameBuffer:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+
+class PlateCrops:
+    """The newest best plate crop (JPEG) of each plate track, from plate_node's ``plate_crops``:
+    a plate or gate event's snapshot is its plate, not the whole frame. Bounded (oldest dropped)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._crops: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.size = max(1, size)
+
+    def put(self, track: str, stamp: float, jpeg: bytes) -> None:
+        self._crops[track] = (stamp, jpeg)
+        self._crops.move_to_end(track)
+        while len(self._crops) > self.size:
+            self._crops.popitem(last=False)
+
+    def get(self, track: str) -> tuple[float, bytes] | None:
+        return self._crops.get(track)
+
+    def __len__(self) -> int:
+        return len(self._crops)
 
 
 class SnapshotWriter:
@@ -80,14 +101,26 @@ class SnapshotWriter:
                 1,
                 cv2.LINE_AA,
             )
-        path = self.dir / f"{event['event_id']}.jpg"
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        return self._store(str(event["event_id"]), buf.tobytes() if ok else None, frame_stamp, w, h)
+
+    def write_jpeg(self, event_id: str, jpeg: bytes, stamp: float) -> dict[str, Any] | None:
+        """A JPEG made elsewhere (a plate crop) as the event's snapshot, stored as it came (no
+        re-encoding); None if it does not decode (the caller falls back to the frame)."""
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE) if jpeg else None
+        if img is None or img.size == 0:
+            log.warning("snapshot of %s: the given JPEG (%d bytes) does not decode", event_id, len(jpeg))
+            return None
+        return self._store(event_id, jpeg, stamp, img.shape[1], img.shape[0])
+
+    def _store(self, event_id: str, jpeg: bytes | None, stamp: float, w: int, h: int) -> dict[str, Any] | None:
+        path = self.dir / f"{event_id}.jpg"
         tmp = path.with_suffix(".jpg.tmp")
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if not ok:
+            if jpeg is None:
                 raise OSError("JPEG encoding failed")
-            tmp.write_bytes(buf.tobytes())
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(jpeg)
             os.replace(tmp, path)
         except OSError as err:
             self.failed += 1
@@ -105,4 +138,4 @@ class SnapshotWriter:
                 old.unlink()
             except OSError:
                 pass
-        return {"path": str(path), "stamp": iso(frame_stamp), "width": int(w), "height": int(h)}
+        return {"path": str(path), "stamp": iso(stamp), "width": int(w), "height": int(h)}

@@ -326,6 +326,8 @@ class PlateReader:
             )
         self.tracker = make_tracker(0.2, 15)
         self.voter = PlateVoter(config.vote_window)
+        #: per plate of the last process(): its passage's best rectified crop so far (BGR) or None
+        self.best_crops: list[np.ndarray | None] = []
         self._allow, self._deny = set(config.allow_list), set(config.deny_list)
 
     def warmup(self) -> None:
@@ -542,11 +544,13 @@ class PlateReader:
         self.voter.forget(self.tracker.ended)
         labels: list[str] = []
         cls, scores, attrs, out_tids = [], [], [], []
+        self.best_crops = []
         for i, r in enumerate(readings):
             key = int(tids[i])
             if r.vehicle >= 0 and vehicles is not None and vehicles.track_ids[r.vehicle] >= 0:
                 key = 1_000_000_000 + int(vehicles.track_ids[r.vehicle])
             text, vscore, votes = self.voter.add(key, r.text, r.confidence, r.crop)
+            self.best_crops.append(self.voter.best_crop(key))
             text = text or r.text
             if text not in labels:
                 labels.append(text)
