@@ -130,10 +130,13 @@ def test_detects_tracks_annotates_and_takes_thresholds(start_node, ros_node, sam
     wait_for(lambda: annotated, 20, what="image_annotated")
     a = annotated[-1]
     assert (a.width, a.height, a.encoding) == (768, 576, "bgr8")
+    # the newest diagnostics must come from after the second frame: fps is measured between frames
+    # (0 after the first one), and the newest message could date from the first frame while the
+    # detections of later ones were already here (it failed so: fps 0.0 with frames counted)
     wait_for(
-        lambda: any({kv.key: kv.value for kv in d.values}.get("frames", "0") != "0" for d in diags),
+        lambda: diags and int({kv.key: kv.value for kv in diags[-1].values}.get("frames", "0")) >= 2,
         10,
-        what="diagnostics with frames",
+        what="diagnostics with two frames or more",
     )
     values = {kv.key: kv.value for kv in diags[-1].values}
     assert values["state"] == "active" and values["backend"] == "onnxruntime"
