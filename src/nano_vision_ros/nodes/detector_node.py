@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -314,9 +315,7 @@ class DetectorNode(ModelLifecycleNode):
         # one after another (the shipped models have a fixed batch of 1: no batching across cameras)
         self.input_subs = []
         for cam in self.cameras:
-            cam.worker = LatestWorker(
-                lambda msg, cam=cam: self._handle(cam, msg), name=f"detector{len(self.input_subs)}"
-            )
+            cam.worker = LatestWorker(partial(self._handle, cam), name=f"detector{len(self.input_subs)}")
             self.input_subs.append(self.create_subscription(Image, cam.topic, cam.worker.submit, qos.SENSOR))
         self.worker = self.cameras[0].worker if self.cameras else None
         self.state_text = "active"

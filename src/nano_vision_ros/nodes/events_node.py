@@ -120,7 +120,7 @@ class EventsNode(Node):
         self.bad_frames = diagnostics.BadFrames("events-frames")  # reported by Diagnostics itself
         self.images_in = 0
         self.images_buffered = 0
-        self.frames = FrameBuffer(self.cfg.frame_buffer)
+        self.frames: FrameBuffer[Image] = FrameBuffer(self.cfg.frame_buffer)  # decoded only for a snapshot
         self.snapshots = SnapshotWriter(
             self.cfg.snapshot_dir, self.camera, self.cfg.snapshot_quality, self.cfg.snapshot_max_files
         )

@@ -96,7 +96,7 @@ def _ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def annotations(sc: overlay.Scene, stamp_ns: int) -> Any:
+def image_annotations(sc: overlay.Scene, stamp_ns: int) -> Any:
     """core.overlay.Scene -> foxglove.ImageAnnotations (the same shapes the annotated image shows)."""
     from foxglove.messages import (
         Color,
@@ -424,7 +424,7 @@ class FoxgloveNode(Node):
     def _send_annotations(self, cam: _Camera, channel: Any, msg: Detection2DArray) -> None:
         ns = _ns(msg.header.stamp)
         sc = overlay.scene(from_msg(msg), cam.zones, cam.violations.snapshot(), cam.lines)
-        channel.log(annotations(sc, ns), log_time=ns)
+        channel.log(image_annotations(sc, ns), log_time=ns)
 
     def _send_diagnostics(self, channel: Any, msg: DiagnosticArray) -> None:
         st = msg.header.stamp

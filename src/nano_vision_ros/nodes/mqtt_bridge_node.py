@@ -245,13 +245,16 @@ class MqttBridgeNode(Node):
         held: list[tuple[str, str, str, dict]] = []
         stopping = False
         while not stopping:
+            batch = list(held)
             try:
                 item = self._ingest.get(timeout=1.0) if held else self._ingest.get()
             except queue.Empty:
-                item = ()  # retry the held batch
-            if item is None:
-                stopping = True
-            batch = held + ([item] if item else [])  # type: ignore[list-item]
+                pass  # retry the held batch
+            else:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
             while not stopping and len(batch) < 500 + len(held):
                 try:
                     nxt = self._ingest.get_nowait()

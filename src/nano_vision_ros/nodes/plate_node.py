@@ -158,7 +158,7 @@ class PlateNode(ModelLifecycleNode):
         frame = to_bgr(img_msg)  # a bad frame raises ImageError: counted by the worker's BadFrames
         vehicles: Detections | None = from_msg(det_msg) if det_msg is not None else None
         crops: list[Any] = []
-        if det_msg is not None and len(vehicles) == 0:  # no vehicles: nothing to read
+        if vehicles is not None and len(vehicles) == 0:  # no vehicles: nothing to read
             dets = Detections.empty()
         else:
             t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 
 from nano_vision_ros.core.errors import ConfigError, RuntimeMissingError
@@ -69,7 +70,7 @@ class WebRtcNode(Node):
         self.cfg = c = load_config(self, WebRtcConfig)
         camera = camera_name(self.get_namespace()) or "camera"
         self._sub_lock = threading.Lock()
-        self.sub = None
+        self.sub: Subscription[Image] | None = None  # only while someone watches
         self.worker: LatestWorker[Image] = LatestWorker(self._handle, name="webrtc-encode")
         opts = options_from(
             WebRtcOptions,

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class AnnotatedView:
     """Publishes frames with boxes, zones + counts, violators in red and a legend on ``topic``."""
 
-    def __init__(self, node: Any, topic: str, frames: FrameBuffer, tolerance: float) -> None:
+    def __init__(self, node: Any, topic: str, frames: FrameBuffer[Image], tolerance: float) -> None:
         self.pub = node.create_publisher(Image, topic, qos.sensor(1))
         self.frames, self.tolerance = frames, tolerance
         self.zones: list[overlay.ZoneShape] = []

@@ -17,6 +17,7 @@ import inspect
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rclpy.node import Node
@@ -61,18 +62,13 @@ def parse_spec(text: str) -> dict[str, Any]:
 
 
 def factories(specs: list[dict[str, Any]]) -> list[tuple[str, Callable[[], Node]]]:
-    out = []
+    out: list[tuple[str, Callable[[], Node]]] = []
     for spec in specs:
         cls = node_class(spec["executable"])
         args = [str(a) for a in spec["args"]]
         ns = str(spec.get("namespace", "") or "")
         label = f"{ns.strip('/')}/{spec.get('name', spec['executable'])}".strip("/")
-        out.append(
-            (
-                label,
-                lambda cls=cls, args=args, ns=ns: cls(namespace=ns or None, cli_args=args, use_global_arguments=False),
-            )
-        )
+        out.append((label, partial(cls, namespace=ns or None, cli_args=args, use_global_arguments=False)))
     return out
 
 

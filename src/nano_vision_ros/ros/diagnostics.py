@@ -18,6 +18,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
+#: a status level as collect() may give it: the message constant (a 1-byte bytes) or its int
+Level = int | bytes
+
 log = logging.getLogger(__name__)
 
 
@@ -105,7 +108,7 @@ class Diagnostics:
     def __init__(
         self,
         node: Node,
-        collect: Callable[[], tuple[int, str, dict[str, object]]],
+        collect: Callable[[], tuple[Level, str, dict[str, object]]],
         period: float = 1.0,
         hardware_id: str | None = None,
     ) -> None:
@@ -143,15 +146,15 @@ class Diagnostics:
                 yield bad
 
     def _add_bad_frames(
-        self, level: object, message: str, values: dict[str, object]
-    ) -> tuple[object, str, dict[str, object]]:
+        self, level: Level, message: str, values: dict[str, object]
+    ) -> tuple[Level, str, dict[str, object]]:
         """Bad-frame counts of every BadFrames the node holds; WARN while bad frames keep coming."""
         for i, bad in enumerate(self._bad_frames()):
             bad.flush()
             prefix = "" if i == 0 else f"{bad.name}_"
             values.update({prefix + k: v for k, v in bad.values().items()})
             if bad.recent():
-                lv = level[0] if isinstance(level, (bytes, bytearray)) else int(level)  # type: ignore[call-overload]
+                lv = level[0] if isinstance(level, (bytes, bytearray)) else int(level)
                 if lv < WARN[0]:
                     level = WARN
                 message = f"{message}; bad frames: {bad.last[:120]}"

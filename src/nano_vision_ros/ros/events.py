@@ -13,7 +13,7 @@ ValueError (pydantic's ValidationError) for a message the model refuses. The PPE
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, get_args
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import KeyValue
@@ -45,7 +45,7 @@ def _const(prefix: str, name: str) -> int:
     return int(getattr(EventMsg, f"{prefix}_{name.upper()}"))
 
 
-_TYPE_BY_CODE = {v: k for k, v in ((t, _const("TYPE", t)) for t in Event.model_fields["type"].annotation.__args__)}
+_TYPE_BY_CODE = {v: k for k, v in ((t, _const("TYPE", t)) for t in get_args(Event.model_fields["type"].annotation))}
 
 
 # -- times ------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def numpy_to_imgmsg(arr: np.ndarray, encoding: str | None = None, header: Header
     msg.is_bigendian = int(arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"))
     msg.step = int(arr.shape[1] * channels * arr.dtype.itemsize)
     data = array.array("B")
-    data.frombytes(memoryview(arr).cast("B"))
+    data.frombytes(arr.data.cast("B"))
     msg.data = data
     return msg
 
@@ -239,7 +239,7 @@ def converter() -> Any:
     choice = os.environ.get("NANO_VISION_IMAGE_CONVERTER", "auto")
     if choice in ("auto", "cv_bridge"):
         try:
-            from cv_bridge import CvBridge  # type: ignore[import-not-found]
+            from cv_bridge import CvBridge
 
             cand = _CvBridgeConverter(CvBridge())
             probe = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
@@ -360,7 +360,7 @@ def _convert(cv2: Any, arr: np.ndarray, code: int, enc: str) -> np.ndarray:
 
 def _compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
     """(width, height) a jpeg or png header declares, read without decoding; None if not found."""
-    b = memoryview(buf)
+    b = buf.data
     n = len(b)
     if n >= 24 and bytes(b[:8]) == b"\x89PNG\r\n\x1a\n":
         return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")

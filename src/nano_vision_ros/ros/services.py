@@ -37,6 +37,7 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.service import Service
 
 from nano_vision_ros.ros.naming import camera_name, split_service
 
@@ -59,7 +60,7 @@ class BoundedServices:
 
     def add(self, srv_type: Any, name: str, handler: Handler) -> Any:
         self._overrunning[name] = []
-        srv = self.node.create_service(
+        srv: Service[Any, Any] = self.node.create_service(
             srv_type,
             f"~/{name}",
             lambda req, resp: self._serve(srv_type, name, handler, req, resp),

@@ -93,7 +93,7 @@ class YoloV5Decoder(Decoder):
         [116, 90, 156, 198, 373, 326],
     ]
 
-    def bind(self, inputs, outputs, input_w, input_h):
+    def bind(self, inputs: list[TensorInfo], outputs: list[TensorInfo], input_w: int, input_h: int) -> None:
         super().bind(inputs, outputs, input_w, input_h)
         self.raw = len(outputs[0].shape) == 5
         if self.raw:
@@ -154,7 +154,7 @@ class YoloV8Decoder(Decoder):
 
     name = "yolov8"
 
-    def bind(self, inputs, outputs, input_w, input_h):
+    def bind(self, inputs: list[TensorInfo], outputs: list[TensorInfo], input_w: int, input_h: int) -> None:
         super().bind(inputs, outputs, input_w, input_h)
         shape = outputs[0].shape
         if len(shape) != 3:
@@ -190,7 +190,7 @@ class YoloV3Decoder(Decoder):
     name = "yolov3"
     OPTIONS = frozenset({"box_format", "normalized"})
 
-    def bind(self, inputs, outputs, input_w, input_h):
+    def bind(self, inputs: list[TensorInfo], outputs: list[TensorInfo], input_w: int, input_h: int) -> None:
         super().bind(inputs, outputs, input_w, input_h)
         self.box_format = self.options.get("box_format", "xyxy")
         if self.box_format not in ("xyxy", "yxyx", "cxcywh"):
@@ -270,7 +270,7 @@ class NanoDetDecoder(Decoder):
         "std": [57.375, 57.12, 58.395],
     }
 
-    def bind(self, inputs, outputs, input_w, input_h):
+    def bind(self, inputs: list[TensorInfo], outputs: list[TensorInfo], input_w: int, input_h: int) -> None:
         super().bind(inputs, outputs, input_w, input_h)
         self.strides = [int(s) for s in self.options.get("strides", (8, 16, 32))]
         self.reg_max = int(self.options.get("reg_max", 10))
@@ -345,7 +345,7 @@ class EndToEndDecoder(Decoder):
     OPTIONS = frozenset({"normalized", "layout"})
     needs_nms = False
 
-    def bind(self, inputs, outputs, input_w, input_h):
+    def bind(self, inputs: list[TensorInfo], outputs: list[TensorInfo], input_w: int, input_h: int) -> None:
         super().bind(inputs, outputs, input_w, input_h)
         self.normalized = bool(self.options.get("normalized", False))
         self.mode = None

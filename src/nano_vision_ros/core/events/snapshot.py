@@ -7,7 +7,7 @@ import os
 import threading
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -15,20 +15,21 @@ import numpy as np
 from nano_vision_ros.core.events.schema import iso
 
 log = logging.getLogger(__name__)
+F = TypeVar("F")  # what a frame is kept as: an array, or the message it is decoded from when needed
 
 
-class FrameBuffer:
+class FrameBuffer(Generic[F]):
     """The newest `size` frames with their stamps (seconds); `nearest` picks the closest one."""
 
     def __init__(self, size: int = 8) -> None:
-        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, size))
+        self._frames: deque[tuple[float, F]] = deque(maxlen=max(1, size))
         self._lock = threading.Lock()
 
-    def put(self, stamp: float, frame: np.ndarray) -> None:
+    def put(self, stamp: float, frame: F) -> None:
         with self._lock:
             self._frames.append((stamp, frame))
 
-    def nearest(self, stamp: float, tolerance: float = 1.0) -> tuple[float, np.ndarray] | None:
+    def nearest(self, stamp: float, tolerance: float = 1.0) -> tuple[float, F] | None:
         with self._lock:
             if not self._frames:
                 return None
