@@ -77,11 +77,12 @@ class RtmpStreamerNode(Node):
 
     def _collect(self) -> tuple[int, str, dict[str, object]]:
         s = self.streamer.stats()
+        dropped, age = s["dropped"], s["input_age_s"]
+        assert isinstance(dropped, int) and isinstance(age, float)  # what RtmpStreamer.stats() gives
         s["dropped_before_encoder"] = self.worker.dropped
-        s["dropped_total"] = int(s["dropped"]) + self.worker.dropped  # type: ignore[call-overload]
+        s["dropped_total"] = dropped + self.worker.dropped
         s["convert_errors"] = self.worker.errors
         state = s["state"]
-        age = float(s["input_age_s"])  # type: ignore[arg-type]
         if state == "streaming" and age > 5.0:
             level, text = diagnostics.WARN, f"no new frame for {age:.0f}s; repeating the last one"
         elif state == "streaming":

@@ -125,7 +125,8 @@ class WebRtcNode(Node):
             s["last_convert_error"] = self.worker.last_error
         if self.server.last_error:
             s["last_error"] = self.server.last_error
-        n = int(s["viewers"])  # type: ignore[call-overload]
+        n = s["viewers"]
+        assert isinstance(n, int)  # what WebRtcServer.stats() gives
         return diagnostics.OK, f"{n} viewer{'s' if n != 1 else ''}" if n else "idle (no viewer)", s
 
     def destroy_node(self) -> None:

@@ -480,7 +480,8 @@ class GateRule(_PlateListRule):
         """Whether the track `key` has crossed the line in the wanted direction (now or before)."""
         if key in self._passed:
             return True
-        (x1, y1), (x2, y2) = self.line  # type: ignore[misc]
+        assert self.line is not None  # the validator: exactly one of line and zone, and zone is None here
+        (x1, y1), (x2, y2) = self.line
         px, py = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
         side = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
         prev = self._side.pop(key, None)

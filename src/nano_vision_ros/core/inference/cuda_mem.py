@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class CudaBuffers:
         self.device = cuda.Device(device)
         self.context = self.device.retain_primary_context()
         self.host: dict[str, np.ndarray] = {}
-        self.dev: dict[str, object] = {}
+        self.dev: dict[str, Any] = {}  # pycuda DeviceAllocations (pycuda ships no types)
         with self.active():
             self.stream = cuda.Stream()
 
@@ -61,7 +62,7 @@ class CudaBuffers:
         return host
 
     def address(self, name: str) -> int:
-        return int(self.dev[name])  # type: ignore[call-overload]
+        return int(self.dev[name])
 
     def to_device(self, name: str, src: np.ndarray | None = None) -> None:
         host = self.host[name]
@@ -82,7 +83,7 @@ class CudaBuffers:
             return
         with self.active():
             for d in self.dev.values():
-                d.free()  # type: ignore[attr-defined]
+                d.free()
             self.dev.clear()
             self.host.clear()
             self.stream = None

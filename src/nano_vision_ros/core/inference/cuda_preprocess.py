@@ -9,12 +9,15 @@ half-pixel convention so results match ``Preprocessor`` to within rounding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nano_vision_ros.core.errors import RuntimeMissingError
-from nano_vision_ros.core.inference.base import Transform, letterbox_transform
+from nano_vision_ros.core.inference.base import TensorInfo, Transform, letterbox_transform
+
+if TYPE_CHECKING:
+    from nano_vision_ros.core.inference.cuda_mem import CudaBuffers
 
 KERNEL = r"""
 extern "C" __global__ void letterbox_normalise(
@@ -179,15 +182,17 @@ class DevicePreprocessMixin:
 
     supports_device_preprocess = True
     _device_pre: PycudaPreprocessor | None = None
+    inputs: list[TensorInfo]  # the backend's
+    buffers: CudaBuffers  # the backend's
 
     def enable_device_preprocess(self, **params: Any) -> None:
-        name = self.inputs[0].name  # type: ignore[attr-defined]
-        self._device_pre = PycudaPreprocessor(self.buffers, name, **params)  # type: ignore[attr-defined]
+        name = self.inputs[0].name
+        self._device_pre = PycudaPreprocessor(self.buffers, name, **params)
 
     def infer_image(self, image_bgr: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None):
         if self._device_pre is None:
             raise RuntimeError("enable_device_preprocess() first")
-        b = self.buffers  # type: ignore[attr-defined]
+        b = self.buffers
         with b.active():
             transform = self._device_pre(np.ascontiguousarray(image_bgr))
             for name, arr in (extra_feeds or {}).items():
