@@ -23,7 +23,7 @@ from typing import Any
 
 from nano_vision_ros.core.detection.types import Detections
 from nano_vision_ros.core.events.clips import ClipBook, ClipNotice, ClipStatusNotice
-from nano_vision_ros.core.events.model import Event, Evidence, FaceInfo, PlateInfo, SnapshotRef
+from nano_vision_ros.core.events.model import Event, Evidence, FaceInfo, PlateInfo, Reason, SnapshotRef, State
 from nano_vision_ros.core.events.rules import Hit, RuleBase
 from nano_vision_ros.core.events.schema import iso
 
@@ -185,17 +185,18 @@ class EventEngine:
                 del self._cooldown[k]
 
     def _publish(
-        self, ev: Event, state: str | None = None, stamp: float | None = None, reason: str | None = None
+        self, ev: Event, state: State | None = None, stamp: float | None = None, reason: Reason | None = None
     ) -> Event:
         """Stamp the next publication of `ev` and return a copy of it (`ev` keeps changing)."""
         if state is not None:
+            assert stamp is not None  # a new state comes with the stamp of what caused it (every caller)
             ev.sequence += 1
-            ev.state = state  # type: ignore[assignment]
-            ev.reason = reason  # type: ignore[assignment]
-            ev.stamp = iso(stamp)  # type: ignore[assignment]
+            ev.state = state
+            ev.reason = reason
+            ev.stamp = iso(stamp)
             if state == "update":
                 ev.updated = iso(stamp)
-        ev.published = iso(self.clock())  # type: ignore[assignment]
+        ev.published = iso(self.clock())
         ev.message = _message(ev)
         self._recent[ev.event_id] = ev
         self._recent.move_to_end(ev.event_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from typing import Any
+from typing import Any, overload
 
 import jsonschema
 
@@ -38,6 +38,10 @@ def validate_event(event: dict[str, Any]) -> None:
         raise EventSchemaError(f"event field {where}: {err.message}"[:500])
 
 
+@overload
+def iso(t: float) -> str: ...
+@overload
+def iso(t: None) -> None: ...
 def iso(t: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with microseconds and a Z."""
     if t is None:
