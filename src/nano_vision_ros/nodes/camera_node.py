@@ -34,6 +34,7 @@ from nano_vision_ros.core.capture import (
     gst,
 )
 from nano_vision_ros.core.errors import ConfigError
+from nano_vision_ros.core.opencv_threads import limit_opencv_threads
 from nano_vision_ros.ros import qos
 from nano_vision_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from nano_vision_ros.ros.image import numpy_to_compressed
@@ -58,6 +59,7 @@ class CameraNodeConfig(CaptureConfig):
 class CameraNode(Node):
     def __init__(self, name: str = "camera_node", **kwargs) -> None:
         super().__init__(name, **kwargs)
+        limit_opencv_threads()  # per-frame OpenCV work: no busy-waiting pool (core.opencv_threads)
         self.cfg = load_config(self, CameraNodeConfig)
         cfg = self.cfg
         self._calibration: CameraCalibration | None = (

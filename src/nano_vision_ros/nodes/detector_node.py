@@ -43,6 +43,7 @@ from nano_vision_ros.core.errors import (
     NanoVisionError,
     RuntimeMissingError,
 )
+from nano_vision_ros.core.opencv_threads import limit_opencv_threads
 from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.tracking import ByteTracker, TrackerConfig
 from nano_vision_ros.ros import diagnostics, qos
@@ -245,6 +246,7 @@ def _camera_prefixes(cfg: DetectorConfig) -> list[tuple[str, str]]:
 class DetectorNode(ModelLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("detector_node", **kwargs)
+        limit_opencv_threads()  # per-frame OpenCV work: no busy-waiting pool (core.opencv_threads)
         self.cfg = load_config(self, DetectorConfig, on_change=self._on_param_change)
         self.detector: Any = None
         self.cameras: list[_Camera] = []

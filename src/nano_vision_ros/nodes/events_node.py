@@ -41,6 +41,7 @@ from nano_vision_ros.core.events import (
 from nano_vision_ros.core.events.model import Event, SnapshotRef
 from nano_vision_ros.core.events.schema import parse_iso
 from nano_vision_ros.core.events.snapshot import FrameBuffer, PlateCrops, SnapshotWriter
+from nano_vision_ros.core.opencv_threads import limit_opencv_threads
 from nano_vision_ros.ros import diagnostics, qos
 from nano_vision_ros.ros.annotated import AnnotatedView
 from nano_vision_ros.ros.detections import from_msg
@@ -114,6 +115,7 @@ def _stamp(header: Any) -> float:
 class EventsNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("events_node", **kwargs)
+        limit_opencv_threads()  # per-frame OpenCV work: no busy-waiting pool (core.opencv_threads)
         self.cfg = load_config(self, EventsNodeConfig)
         self.camera = self.cfg.camera or camera_name(self.get_namespace()) or "camera"
         self.engine = self._make_engine()

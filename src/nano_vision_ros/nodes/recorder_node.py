@@ -27,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from nano_vision_msgs.msg import Clip
 from nano_vision_msgs.msg import Event as EventMsg
 from nano_vision_ros.core.events.clips import ClipNotice
+from nano_vision_ros.core.opencv_threads import limit_opencv_threads
 from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.recording import Recorder, RecorderOptions
 from nano_vision_ros.ros import diagnostics, qos
@@ -83,6 +84,7 @@ class RecorderConfig(BaseModel):
 class RecorderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder_node", **kwargs)
+        limit_opencv_threads()  # per-frame OpenCV work: no busy-waiting pool (core.opencv_threads)
         self.cfg = c = load_config(self, RecorderConfig)
         self.camera = c.camera or camera_name(self.get_namespace()) or "camera"
         self._last_t = 0.0

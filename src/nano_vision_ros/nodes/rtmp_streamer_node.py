@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from nano_vision_ros.core.opencv_threads import limit_opencv_threads
 from nano_vision_ros.core.options import options_from
 from nano_vision_ros.core.streaming import RtmpStreamer, StreamerOptions
 from nano_vision_ros.ros import diagnostics, qos
@@ -63,6 +64,7 @@ class StreamerConfig(BaseModel):
 class RtmpStreamerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("rtmp_streamer_node", **kwargs)
+        limit_opencv_threads()  # per-frame OpenCV work: no busy-waiting pool (core.opencv_threads)
         self.cfg = load_config(self, StreamerConfig)
         c = self.cfg
         self.url = expand_camera(c.url, self.get_namespace())
