@@ -399,8 +399,8 @@ class SiteCheck:
 
     # -- files and folders ------------------------------------------------------------------
     def _files(self, node: NodeView) -> None:
-        assert self.site is not None
-        cfg = flatten(node.config.model_dump())  # type: ignore[union-attr]
+        assert self.site is not None and node.config is not None  # the caller checks both
+        cfg = flatten(node.config.model_dump())
         receiver = self.site.services.clip_receiver
         for name, value in cfg.items():
             if not isinstance(value, str) or not value:

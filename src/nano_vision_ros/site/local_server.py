@@ -97,8 +97,12 @@ class LocalServer:
         self.proc.wait(5)
         self.proc = None
 
+    def start(self, timeout: float = 10.0) -> None:
+        """Every server starts itself: build the command, ``_spawn``, ``_wait_listening``."""
+        raise NotImplementedError
+
     def __enter__(self) -> LocalServer:
-        self.start()  # type: ignore[attr-defined]
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

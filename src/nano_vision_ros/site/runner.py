@@ -20,9 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from nano_vision_ros.site.graph import ProcessSpec, SiteGraph
+
+if TYPE_CHECKING:
+    from nano_vision_ros.site.local_server import LocalServer
 
 log = logging.getLogger("nano_vision.site")
 
@@ -83,9 +86,10 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
-        if self.alive():
+        proc = self.proc
+        if proc is not None and proc.poll() is None:  # alive()
             try:
-                os.killpg(self.proc.pid, sig)  # type: ignore[union-attr]
+                os.killpg(proc.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -111,7 +115,7 @@ class SiteRunner:
         self.out = out or sys.stdout
         self.start_services = start_services
         self.procs: list[ManagedProcess] = []
-        self.services: list[object] = []
+        self.services: list[LocalServer] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -170,8 +174,9 @@ class SiteRunner:
                 mp = ManagedProcess(spec, self._command(spec), {**env, **spec.env}, self.out)
                 mp.start()
                 self.procs.append(mp)
+                assert mp.proc is not None  # start() sets it (Popen raises otherwise)
                 inside = f": {', '.join(n.label for n in spec.nodes)}" if spec.is_container else ""
-                self._say(f"started {spec.label} (pid {mp.proc.pid}){inside}")  # type: ignore[union-attr]
+                self._say(f"started {spec.label} (pid {mp.proc.pid}){inside}")
             self._check_startup()
         except BaseException:
             self.stop()
@@ -250,7 +255,7 @@ class SiteRunner:
                 self._stop_group(group)
             for s in reversed(self.services):
                 try:
-                    s.stop()  # type: ignore[attr-defined]
+                    s.stop()
                 except Exception as err:  # noqa: BLE001 - stopping must go on
                     self._say(f"stopping {type(s).__name__}: {err}")
             self.services.clear()
