@@ -23,7 +23,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import call_service, event_msg, wait_for
+from conftest import NodeProcess, call_service, event_msg, wait_for
 
 SITE, DEVICE = "s15", "d15"
 BASE = f"nano_vision/{SITE}/{DEVICE}"
@@ -181,38 +181,49 @@ def test_safe_reader_refuses_what_could_block_or_escape(tmp_path: Path, samples:
 
 
 @contextlib.contextmanager
-def _spun_node(name: str, namespace: str, threads: int = 2, setup=None):
-    """A node in its own context, spun by a MultiThreadedExecutor as ros.runtime does (with one more
-    thread per bounded service the node offers after `setup(node)`)."""
+def _spun_node(name: str, namespace: str, kind: str, setup=None):
+    """A node in its own context, spun on a thread by the executor `kind` that ros.runtime makes
+    (NANO_VISION_EXECUTOR: events, the default, single or multi), in the same spin_once loop."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
-
-    from nano_vision_ros.ros.services import extra_threads
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.experimental import EventsExecutor
 
     ctx = Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node(name, namespace=namespace, context=ctx)
     if setup is not None:
         setup(node)
-    executor = MultiThreadedExecutor(num_threads=threads + extra_threads([node]), context=ctx)
+    make = {"events": EventsExecutor, "single": SingleThreadedExecutor, "multi": MultiThreadedExecutor}[kind]
+    executor = MultiThreadedExecutor(num_threads=2, context=ctx) if kind == "multi" else make(context=ctx)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    stop = threading.Event()
+
+    def spin() -> None:  # as ros.runtime.run_nodes spins (EventsExecutor.spin() on a thread can deadlock a caller)
+        while not stop.is_set() and ctx.ok():
+            executor.spin_once(timeout_sec=0.2)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
     try:
         yield node
     finally:
+        stop.set()
+        spinner.join(5)
         executor.shutdown()
-        spin.join(5)
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
 
 
 # --- a bounded service: a handler that never returns ----------------------------------------------
-def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_keep_answering(ros_node) -> None:
-    """The server spun as ros.runtime spins a node (MultiThreadedExecutor + one thread per bounded service)."""
+@pytest.mark.parametrize("kind", ["events", "single", "multi"])
+def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_keep_answering(
+    ros_node, kind: str
+) -> None:
+    """On every executor ros.runtime offers, one-threaded ones included: no service callback waits
+    for its handler, so a stuck handler holds neither the executor nor another service."""
     from nano_vision_msgs.srv import DeleteFace, ListFaces
-    from nano_vision_ros.ros.services import BoundedServices, extra_threads
+    from nano_vision_ros.ros.services import BoundedServices
 
     release = threading.Event()
     entered: list[str] = []
@@ -230,13 +241,13 @@ def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_
         return resp
 
     def setup(server):
-        server.services_host = host = BoundedServices(server, timeout=1.5, max_overrun=2)
+        server.services_host = host = BoundedServices(server, timeout=1.5, max_overrun=2, queue_depth=2)
         host.add(DeleteFace, "delete_face", delete)
         host.add(ListFaces, "list_faces", listing)
         hosts.append(host)
 
-    srv = "/camX/stuck_server/delete_face"
-    client_node = ros_node("stuck_client")
+    srv = f"/camX/stuck_{kind}/delete_face"
+    client_node = ros_node(f"stuck_client_{kind}")
     hang_client = client_node.create_client(DeleteFace, srv)
 
     def call(name: str):
@@ -249,18 +260,27 @@ def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_
         wait_for(lambda: len(entered) > n, 30, what="the stuck handler entered")
         return fut
 
-    with _spun_node("stuck_server", "/camX", setup=setup) as server:
+    with _spun_node(f"stuck_{kind}", "/camX", kind, setup=setup):
         try:
-            assert extra_threads([server]) == 2
             r = call("a")
             assert r.success and r.message == "pong a", r
             fut = hang()
             # while delete_face is stuck in its handler, list_faces answers at once
-            r = call_service(client_node, ListFaces, "/camX/stuck_server/list_faces", 30)
+            r = call_service(client_node, ListFaces, f"/camX/stuck_{kind}/list_faces", 30)
             assert r.success and r.message == "listed" and not fut.done(), r
+            # requests behind the stuck one wait in its queue (2 places); one more is busy at once
+            queued = [hang_client.call_async(DeleteFace.Request(name=f"q{i}")) for i in range(2)]
+            wait_for(lambda: hosts[0]._lanes[0].queue.qsize() == 2, 30, what="two requests queued")
+            r = call("over")
+            assert not r.success and r.message == "busy: 2 earlier delete_face request(s) already waiting", r
+            assert not fut.done()
             wait_for(fut.done, 30, what="timeout answer")
             r = fut.result()
             assert not r.success and r.message.startswith("timeout: delete_face did not finish within 1.5s"), r
+            # the queued ones are served in order once the stuck one was answered
+            for i, q in enumerate(queued):
+                wait_for(q.done, 30, what=f"queued request q{i}")
+                assert q.result().success and q.result().message == f"pong q{i}", q.result()
             r = call("b")  # served while the first hang still runs
             assert r.success and r.message == "pong b", r
             fut = hang()
@@ -269,13 +289,69 @@ def test_bounded_service_answers_timeout_for_a_stuck_handler_and_other_services_
             # two handlers overrunning: the service says so at once instead of starting more threads
             r = call("c")
             assert not r.success and "busy: 2 earlier delete_face request(s) still running" in r.message, r
-            r = call_service(client_node, ListFaces, "/camX/stuck_server/list_faces", 30)
+            r = call_service(client_node, ListFaces, f"/camX/stuck_{kind}/list_faces", 30)
             assert r.success, r  # the other service is not affected
-            assert entered == ["hang", "hang"] and hosts[0].timed_out == 2
+            h = hosts[0]
+            assert entered == ["hang", "hang"] and h.timed_out == 2
+            assert (h.handled, h.failed) == (6, 4), (h.handled, h.failed)  # a q0 q1 b + 2 listings; 2 timeouts, over, c
             release.set()
             wait_for(lambda: call("d").success, 30, interval=0.2, what="serving again once the stuck handlers ended")
         finally:
             release.set()
+
+
+def test_a_stuck_command_does_not_stall_a_node_process_under_the_default_executor(ros_node, tmp_path: Path) -> None:
+    """A real node process (test/stuck_node.py, spun by ros.runtime with no NANO_VISION_EXECUTOR,
+    i.e. the default one-threaded EventsExecutor): while one delete_face handler never returns, its
+    subscription echoes every ping, its timer ticks and list_faces answers before the stuck request
+    is answered with its timeout."""
+    import sys
+
+    from std_msgs.msg import Int32
+
+    from nano_vision_msgs.srv import DeleteFace, ListFaces
+
+    env = {k: v for k, v in os.environ.items() if k != "NANO_VISION_EXECUTOR"}
+    script = Path(__file__).with_name("stuck_node.py")
+    proc = NodeProcess(
+        [sys.executable, str(script), "--ros-args", "-r", "__ns:=/camP"], tmp_path / "stuck_node.log", env=env
+    )
+    try:
+        client = ros_node("stuck_proc_client")
+        pongs: list[int] = []
+        ticks: list[int] = []
+        client.create_subscription(Int32, "/camP/stuck_node/pong", lambda m: pongs.append(m.data), 50)
+        client.create_subscription(Int32, "/camP/stuck_node/tick", lambda m: ticks.append(m.data), 50)
+        ping = client.create_publisher(Int32, "/camP/stuck_node/ping", 50)
+        r = call_service(client, ListFaces, "/camP/stuck_node/list_faces", 60)
+        assert r.success and r.message == "listed", r
+        wait_for(lambda: ping.get_subscription_count() and ticks, 30, what="the node's subscription and timer")
+        ping.publish(Int32(data=0))
+        wait_for(lambda: 0 in pongs, 30, what="the first pong")
+
+        hang_client = client.create_client(DeleteFace, "/camP/stuck_node/delete_face")
+        assert hang_client.wait_for_service(timeout_sec=30)
+        fut = hang_client.call_async(DeleteFace.Request(name="hang"))
+        # served while the handler is stuck: 5 pings echoed, the timer ticking, the other service
+        ticks_before = len(ticks)
+        for i in range(1, 6):
+            ping.publish(Int32(data=i))
+        r = call_service(client, ListFaces, "/camP/stuck_node/list_faces", 30)
+        assert r.success and r.message == "listed", r
+        wait_for(lambda: set(range(1, 6)) <= set(pongs), 30, what="pongs while delete_face is stuck")
+        wait_for(lambda: len(ticks) >= ticks_before + 3, 30, what="ticks while delete_face is stuck")
+        assert not fut.done(), "the stuck request was answered before the others: the test would prove nothing"
+        wait_for(fut.done, 30, what="the timeout answer")
+        r = fut.result()
+        assert not r.success and r.message == "timeout: delete_face did not finish within 1.5s", r
+        r = call_service(client, DeleteFace, "/camP/stuck_node/delete_face", 30, name="after")
+        assert r.success and r.message == "pong after", r
+        assert proc.alive(), proc.log()
+    finally:
+        rc = proc.stop()
+        log = proc.log()
+    assert rc == 0, log
+    assert "still running after 1.5s: answered timeout" in log, log
 
 
 # --- the issue's scenario: every service from rclpy, then over MQTT ---------------------------------
@@ -397,7 +473,7 @@ def test_hostile_requests_to_every_service_and_a_silent_target_do_not_starve_oth
         r = be.call("reload_config", target="nowhere")
         assert r["ok"] is False and r["error"]["code"] == "unknown_target" and "'nowhere'" in r["error"]["message"], r
 
-        with _spun_node("ghost_server", "/ghost", setup=ghost_setup):
+        with _spun_node("ghost_server", "/ghost", "multi", setup=ghost_setup):  # raw services that block
             # a target that never answers, flooded: 12 commands each wait the bridge's 40 s timeout
             wait_for(
                 lambda: be.call("snapshot", target="ghost")["error"]["code"] != "unknown_target",

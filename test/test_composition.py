@@ -226,7 +226,10 @@ def test_container_names_a_bad_node_argument(arg, needle):
 
 
 def test_executor_choice_is_checked(monkeypatch):
-    """NANO_VISION_EXECUTOR picks the executor (default `multi`); a wrong name is a clear error."""
+    """NANO_VISION_EXECUTOR picks the executor (default `events`); a wrong name is a clear error."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
     from nano_vision_ros.core.errors import ConfigError
     from nano_vision_ros.ros.runtime import EXECUTORS, make_executor
 
@@ -234,3 +237,19 @@ def test_executor_choice_is_checked(monkeypatch):
     with pytest.raises(ConfigError, match="must be one of multi, single, events.*'fastest'"):
         make_executor()
     assert EXECUTORS == ("multi", "single", "events")
+    rclpy.init()  # the Python executors need an initialised default context
+    try:
+        monkeypatch.delenv("NANO_VISION_EXECUTOR")
+        made = {"": make_executor()}
+        for kind in EXECUTORS:
+            monkeypatch.setenv("NANO_VISION_EXECUTOR", kind)
+            made[kind] = make_executor()
+        # rclpy.experimental.EventsExecutor is a factory of the C++ class of that name
+        assert [type(made[k]).__name__ for k in ("", "events", "single", "multi")] == ["EventsExecutor"] * 2 + [
+            SingleThreadedExecutor.__name__,
+            MultiThreadedExecutor.__name__,
+        ]
+        for ex in made.values():
+            ex.shutdown()
+    finally:
+        rclpy.try_shutdown()

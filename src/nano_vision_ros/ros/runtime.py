@@ -44,19 +44,18 @@ def setup_python_logging() -> None:
 EXECUTORS = ("multi", "single", "events")
 
 
-def make_executor(threads: int | None = None, default: str = "multi") -> Executor:
-    """The executor named by NANO_VISION_EXECUTOR, else `default` (``multi``).
+def make_executor(threads: int | None = None, default: str = "events") -> Executor:
+    """The executor named by NANO_VISION_EXECUTOR, else `default` (``events``).
 
-    ``multi`` (MultiThreadedExecutor) rebuilds its wait set in Python at every wake-up: in a
-    camera's container (5 nodes, every entity walked at every wake-up) that loop was 89 % of the
-    samples holding the GIL (py-spy --gil, docs/performance/site_cost.md). ``single`` saves the
-    thread-pool hand-off; ``events`` (rclpy's EventsExecutor, C++, no wait-set rebuild) saves the
-    loop itself: 0.15-0.17 vs 0.26 cores outside inference for the demo camera (bench/site_cost.py).
-    Why ``multi`` stays the default: a bounded service (ros.services) holds an executor thread
-    for up to its timeout while its handler runs, and on a one-thread executor that would hold
-    every node of the process (frames, parameters, lifecycle) for as long. ``events``/``single``
-    are for sites whose commands are rare and quick; the rest of the nodes' callbacks only hand
-    work to worker threads.
+    ``events`` (rclpy's EventsExecutor, C++: no wait set rebuilt per wake-up) is the default by
+    measurement: ``multi`` (MultiThreadedExecutor) rebuilds its wait set in Python at every
+    wake-up, and in a camera's container (5 nodes, every entity walked at every wake-up) that loop
+    was 89 % of the samples holding the GIL (py-spy --gil); the A/B in
+    docs/performance/site_cost.md is the reason for the choice. One thread is enough because no
+    callback of the nodes waits: frames and commands are handed to worker threads, and the bounded
+    services (ros.services) answer from their own dispatcher threads, so a stuck command holds no
+    executor thread. ``single`` (SingleThreadedExecutor) and ``multi`` (`threads` threads, default
+    4) stay as overrides, e.g. should a new node need guard conditions, which EventsExecutor refuses.
     """
     kind = os.environ.get("NANO_VISION_EXECUTOR", "").strip().lower() or default
     if kind not in EXECUTORS:
@@ -110,17 +109,16 @@ def run_nodes(
                 return EXIT_CONFIG
         for node in nodes:
             _autostart(node)
-        from nano_vision_ros.ros.services import extra_threads
-
         try:
-            # a bounded service call may hold a thread for its timeout: one more thread per service
-            executor = make_executor((threads or 4) + extra_threads(nodes))
+            executor = make_executor(threads)
         except ConfigError as err:
             rclpy.logging.get_logger("nano_vision_ros").error(f"invalid configuration: {err}")
             return EXIT_CONFIG
         for node in nodes:
             executor.add_node(node)
         try:
+            # spin_once in a loop, not spin(): with EventsExecutor.spin() a service call made from
+            # another thread of the process hung in send_request (probe, rclpy 9.1.2); this loop did not
             while not stop.is_set() and rclpy.ok():
                 executor.spin_once(timeout_sec=0.2)
         except (KeyboardInterrupt, ExternalShutdownException):

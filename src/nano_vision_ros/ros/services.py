@@ -4,18 +4,31 @@ Server: ``BoundedServices(node, timeout)`` and ``add(SetThreshold, "set_threshol
 ``~/set_threshold`` (e.g. ``/cam0/detector_node/set_threshold``). Why the wrapping: a handler may read
 a file, run a model or wait on a lock, and a hostile or unlucky request must not hold the node.
 
-- Each service has its own callback group, so a slow request of one service never delays another
-  service, the node's parameters, lifecycle or subscriptions.
-- The handler runs on its own thread; the service callback waits at most `timeout` s for it. A
-  handler that overruns is answered ``success=false, message="timeout: ..."`` and left to finish on
-  its own (its late result is logged, not sent); the next request is served at once. At most
-  `max_overrun` overrunning handlers per service are kept alive: beyond that, requests are answered
-  ``busy`` until one ends (a handler that never returns costs one thread, not one per request).
+- The executor never waits for a handler: the service callback only queues the request and returns;
+  each service has its own dispatcher thread that runs the handler and sends the answer (a deferred
+  response). So a slow or stuck request holds no executor thread, and the nodes' subscriptions,
+  timers, parameters, lifecycle and other services go on under any executor, one-threaded ones
+  included (``events``, the default: ros.runtime).
+- Each service is served in order, one request at a time, by its own dispatcher, so a slow request
+  of one service never delays another service. At most `queue_depth` requests wait per service;
+  beyond that a request is answered ``busy`` at once.
+- The handler runs on its own thread; the dispatcher waits at most `timeout` s for it. A handler
+  that overruns is answered ``success=false, message="timeout: ..."`` and left to finish on its own
+  (its late result is logged, not sent); the next request is served at once. At most `max_overrun`
+  overrunning handlers per service are kept alive: beyond that, requests are answered ``busy``
+  until one ends (a handler that never returns costs one thread, not one per request).
 - ``handler(request, response)`` fills and returns the response; a ValueError (or any exception)
   becomes ``success=false`` with its text in ``message``. Every response type has success/message.
+- Counters ``handled``, ``failed``, ``timed_out`` (every refusal, busy included, counts as failed).
 
-Executor threads: each bounded service may hold one executor thread for up to `timeout` s, so
-``extra_threads(nodes)`` is added to the executor's thread count (ros.runtime).
+How the answer is deferred: rclpy has no deferred-response API, but every executor (the Python
+ones and the C++ EventsExecutor) answers a request by calling the Service object's
+``send_response(response, header)`` with what the callback returned. The callback returns a
+``_Queued`` marker and the service's ``send_response`` is wrapped, so the marker (with the
+request's header) goes to the dispatcher and the real answer is sent later from its thread.
+Why not ``async def`` callbacks awaiting a Future: rclpy's EventsExecutor re-posts a suspended task
+at once, so it spins while it waits (1.1 s of CPU in a 3 s wait, measured:
+docs/performance/site_cost.md); the Python executors handle it without spinning.
 
 Caller (the MQTT bridge): ``ServiceCommands(node)`` turns an MQTT command ``{request_id, command,
 target, args}`` into calls of every matching service (target ``"*"``, a camera name by
@@ -28,6 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -45,90 +59,153 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any, Any], Any]
 
 
+class _Queued:
+    """What a bounded service's callback returns instead of a response: the request, to be queued."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
 class BoundedServices:
     """The time-bounded services of one node (see the module docstring)."""
 
-    def __init__(self, node: Node, timeout: float = 4.0, max_overrun: int = 2) -> None:
+    def __init__(self, node: Node, timeout: float = 4.0, max_overrun: int = 2, queue_depth: int = 10) -> None:
         self.node = node
         self.timeout = float(timeout)
         self.max_overrun = int(max_overrun)
+        self.queue_depth = int(queue_depth)
         self.handled = 0
         self.failed = 0
         self.timed_out = 0
         self.services: list[Any] = []
-        self._overrunning: dict[str, list[threading.Thread]] = {}
+        self._lock = threading.Lock()  # the counters: one dispatcher per service updates them
+        self._lanes: list[_Lane] = []
 
     def add(self, srv_type: Any, name: str, handler: Handler) -> Any:
-        self._overrunning[name] = []
+        lane = _Lane(self, srv_type, name, handler)
         srv: Service[Any, Any] = self.node.create_service(
-            srv_type,
-            f"~/{name}",
-            lambda req, resp: self._serve(srv_type, name, handler, req, resp),
-            callback_group=MutuallyExclusiveCallbackGroup(),
+            srv_type, f"~/{name}", lambda req, _resp: _Queued(req), callback_group=MutuallyExclusiveCallbackGroup()
         )
+        lane.attach(srv)
+        self._lanes.append(lane)
         self.services.append(srv)
         return srv
 
-    def _serve(self, srv_type: Any, name: str, handler: Handler, req: Any, resp: Any) -> Any:
-        alive = self._overrunning[name] = [t for t in self._overrunning[name] if t.is_alive()]
-        if len(alive) >= self.max_overrun:
-            self.failed += 1
-            return _refuse(
-                resp, f"busy: {len(alive)} earlier {name} request(s) still running past their {self.timeout:g}s limit"
-            )
-        done = threading.Event()
-        box: dict[str, Any] = {}
-        t = threading.Thread(
-            target=self._run, args=(name, handler, req, srv_type.Response(), box, done), name=f"srv-{name}", daemon=True
-        )
-        t.start()
-        if not done.wait(self.timeout):
-            alive.append(t)
-            self.timed_out += 1
-            self.failed += 1
-            box["late"] = True  # read by _run under the GIL: its result is only logged
-            log.warning(
-                "%s%s still running after %gs: answered timeout",
-                self.node.get_fully_qualified_name(),
-                f"/{name}",
-                self.timeout,
-            )
-            return _refuse(resp, f"timeout: {name} did not finish within {self.timeout:g}s")
-        if "error" in box:
-            self.failed += 1
-            return _refuse(resp, box["error"])
-        self.handled += 1
-        out = box["result"]
-        out.success = True
-        return out
-
-    def _run(
-        self, name: str, handler: Handler, req: Any, resp: Any, box: dict[str, Any], done: threading.Event
-    ) -> None:
-        try:
-            box["result"] = handler(req, resp)
-        except Exception as err:  # noqa: BLE001 - every failure becomes success=false
-            box["error"] = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-        done.set()
-        if box.get("late"):
-            log.warning("%s finished late: %s", name, box.get("error", "ok"))
+    def _count(self, ok: bool, timed_out: bool = False) -> None:
+        with self._lock:
+            if ok:
+                self.handled += 1
+            else:
+                self.failed += 1
+            if timed_out:
+                self.timed_out += 1
 
     def destroy(self) -> None:
         for srv in self.services:
             self.node.destroy_service(srv)
+        for lane in self._lanes:
+            lane.stop()
         self.services = []
+        self._lanes = []
+
+
+class _Lane:
+    """One service's queue and dispatcher thread: requests in order, each bounded by the timeout."""
+
+    def __init__(self, host: BoundedServices, srv_type: Any, name: str, handler: Handler) -> None:
+        self.host = host
+        self.srv_type = srv_type
+        self.name = name
+        self.handler = handler
+        self.queue: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=max(1, host.queue_depth))
+        self.overrunning: list[threading.Thread] = []
+        self._send: Callable[[Any, Any], None] | None = None
+        self._thread = threading.Thread(target=self._dispatch, name=f"srv-{name}", daemon=True)
+
+    def attach(self, srv: Service[Any, Any]) -> None:
+        """Wrap the Service's send_response (see the module docstring) and start the dispatcher."""
+        self._send = srv.send_response
+        setattr(srv, "send_response", self._on_send)  # noqa: B010 - an instance attribute over the method
+        self._thread.start()
+
+    def _on_send(self, response: Any, header: Any) -> None:
+        assert self._send is not None
+        if not isinstance(response, _Queued):
+            self._send(response, header)
+            return
+        try:
+            self.queue.put_nowait((response.request, header))
+        except queue.Full:
+            self.host._count(ok=False)
+            msg = f"busy: {self.queue.maxsize} earlier {self.name} request(s) already waiting"
+            self._send(_refuse(self.srv_type.Response(), msg), header)
+
+    def stop(self) -> None:
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass  # the dispatcher is a daemon thread: it ends with the process
+
+    def _dispatch(self) -> None:
+        while (item := self.queue.get()) is not None:
+            req, header = item
+            resp = self._serve(req)
+            try:
+                assert self._send is not None
+                self._send(resp, header)
+            except Exception as err:  # noqa: BLE001 - a destroyed service or node: nobody to answer
+                log.warning("%s: answer not sent: %s", self.name, err)
+
+    def _serve(self, req: Any) -> Any:
+        host, name = self.host, self.name
+        alive = self.overrunning = [t for t in self.overrunning if t.is_alive()]
+        if len(alive) >= host.max_overrun:
+            host._count(ok=False)
+            return _refuse(
+                self.srv_type.Response(),
+                f"busy: {len(alive)} earlier {name} request(s) still running past their {host.timeout:g}s limit",
+            )
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        t = threading.Thread(
+            target=self._run, args=(req, self.srv_type.Response(), box, done), name=f"srv-{name}-handler", daemon=True
+        )
+        t.start()
+        if not done.wait(host.timeout):
+            alive.append(t)
+            host._count(ok=False, timed_out=True)
+            box["late"] = True  # read by _run under the GIL: its result is only logged
+            log.warning(
+                "%s%s still running after %gs: answered timeout",
+                host.node.get_fully_qualified_name(),
+                f"/{name}",
+                host.timeout,
+            )
+            return _refuse(self.srv_type.Response(), f"timeout: {name} did not finish within {host.timeout:g}s")
+        if "error" in box:
+            host._count(ok=False)
+            return _refuse(self.srv_type.Response(), box["error"])
+        host._count(ok=True)
+        out = box["result"]
+        out.success = True
+        return out
+
+    def _run(self, req: Any, resp: Any, box: dict[str, Any], done: threading.Event) -> None:
+        try:
+            box["result"] = self.handler(req, resp)
+        except Exception as err:  # noqa: BLE001 - every failure becomes success=false
+            box["error"] = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        done.set()
+        if box.get("late"):
+            log.warning("%s finished late: %s", self.name, box.get("error", "ok"))
 
 
 def _refuse(resp: Any, message: str) -> Any:
     resp.success = False
     resp.message = message[:2000]
     return resp
-
-
-def extra_threads(nodes: list[Node]) -> int:
-    """Executor threads the nodes' bounded services may hold at once (one each)."""
-    hosts = (getattr(n, "services_host", None) for n in nodes)
-    return sum(len(h.services) for h in hosts if isinstance(h, BoundedServices))
 
 
 # --- time stamps -----------------------------------------------------------------------------------
