@@ -321,7 +321,9 @@ class FoxgloveNode(Node):
         self.create_timer(0.25, self._reconcile)
         if not c.cameras:
             self.create_timer(c.discovery_period, self._discover)
-        self.create_timer(c.zones_period, self._read_zones)
+        self.create_timer(
+            c.zones_period, lambda: self._read_zones()
+        )  # EventsExecutor passes a TimerInfo to a callback with a parameter
         self.diag = diagnostics.Diagnostics(self, self._collect, c.diagnostics_period)
         self.get_logger().info(
             f"Foxglove WebSocket on ws://{c.host}:{self.port} (cameras: {', '.join(c.cameras) or 'found on the graph'})"
