@@ -51,7 +51,21 @@ def timed(fn, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def bench_faces(samples: Path, frames: int, label: str = "") -> None:
+POLICIES = {  # embedding policies: every frame; every 5th (the old default); the default (new tracks
+    # first, settled tracks every 30th, at most 2 embeddings a frame)
+    "every": ("every frame", {"reembed_interval": 1, "stable_interval": 1, "max_embeds_per_frame": 0}),
+    "every5": ("every 5th", {"reembed_interval": 5, "stable_interval": 5, "max_embeds_per_frame": 0}),
+    "default": ("default", {}),
+}
+
+
+def bench_faces(
+    samples: Path,
+    frames: int,
+    label: str = "",
+    detectors: tuple[str, ...] = ("mtcnn", "centerface"),
+    policies: tuple[str, ...] = tuple(POLICIES),
+) -> None:
     from nano_vision_ros.core.recognition.faces import FaceRecognizer, FacesConfig
     from nano_vision_ros.core.recognition.gallery import Gallery
 
@@ -62,15 +76,8 @@ def bench_faces(samples: Path, frames: int, label: str = "") -> None:
         for i in range(1000):  # 1,000 identities x 3 vectors, dlib-like scale (norm ~1.45)
             v = rng.normal(0, 1, (3, 128)).astype(np.float32)
             g.add(f"person{i:04d}", 1.45 * v / np.linalg.norm(v, axis=1, keepdims=True), "dlib_resnet_v1")
-        # embedding policies: every frame; every 5th (the old default); the default (new tracks first,
-        # settled tracks every 30th, at most 2 embeddings a frame)
-        policies = {
-            "every frame": {"reembed_interval": 1, "stable_interval": 1, "max_embeds_per_frame": 0},
-            "every 5th": {"reembed_interval": 5, "stable_interval": 5, "max_embeds_per_frame": 0},
-            "default": {},
-        }
-        for det in ("mtcnn", "centerface"):
-            for every, match in policies.items():
+        for det in detectors:
+            for every, match in (POLICIES[p] for p in policies):
                 cfg = FacesConfig(
                     gallery=str(Path(tmp) / "bench.db"), detector={"kind": det, "min_face_size": 40}, match=match
                 )
@@ -94,6 +101,23 @@ def bench_faces(samples: Path, frames: int, label: str = "") -> None:
                     )
                 rec.detector.close()
                 rec.embedder.close()
+            # where a frame's time goes: the detector alone, the embedding alone (5 faces)
+            rec = FaceRecognizer(cfg, gallery=g)
+            frame = frame_with_faces(astronaut, 5)
+            faces = rec.detect(frame)
+            ms_det = 1000.0 / timed(lambda rec=rec, frame=frame: rec.detect(frame), frames)
+            one = faces.select(np.arange(1))
+            emb = rec.embedder
+            ms_one = 1000.0 / timed(lambda e=emb, f=frame, o=one: e.embed(f, o.boxes, o.landmarks), max(3, frames // 3))
+            ms_all = 1000.0 / timed(
+                lambda e=emb, f=frame, o=faces: e.embed(f, o.boxes, o.landmarks), max(3, frames // 6)
+            )
+            print(
+                f"faces{label} detector={det:<10} alone {ms_det:6.1f} ms a 1280x720 frame; embedding "
+                f"{getattr(rec.embedder, 'net', 'dlib')}: 1 face {ms_one:6.1f} ms, 5 faces {ms_all:6.1f} ms"
+            )
+            rec.detector.close()
+            rec.embedder.close()
         mat_q = rng.normal(0, 1, (5, 128)).astype(np.float32)
         t = timed(lambda: g.match(mat_q, "dlib_resnet_v1", "l2", 0.6), 200)
         print(f"faces{label} gallery match of 5 faces against 3,003 vectors: {1000.0 / t:.3f} ms")
@@ -166,7 +190,7 @@ def bench_mask(samples: Path, frames: int) -> None:
     m.close()
 
 
-def run_ref(ref: str, frames: int, samples: Path) -> None:
+def run_ref(ref: str, frames: int, samples: Path, detector: str, policies: str) -> None:
     """The face figures of this project at git `ref` (its src/ and models/), in a child process."""
     with tempfile.TemporaryDirectory(prefix="recogbench-") as td:
         arch = subprocess.run(
@@ -175,6 +199,7 @@ def run_ref(ref: str, frames: int, samples: Path) -> None:
         subprocess.run(["tar", "-x", "-C", td], input=arch.stdout, check=True)
         env = dict(os.environ, PYTHONPATH=str(Path(td) / "src"))
         cmd = [sys.executable, __file__, "--only", "faces", "--frames", str(frames), "--samples", str(samples)]
+        cmd += ["--detectors", detector, "--policies", policies]
         subprocess.run([*cmd, "--label", ref], env=env, check=True)
 
 
@@ -184,6 +209,8 @@ def main() -> int:
     ap.add_argument("--samples", default=str(REPO.parent / "shared" / "samples"))
     ap.add_argument("--only", choices=["faces", "plates", "mask"])
     ap.add_argument("--refs", default="", help="git refs, comma-separated: face figures of those too")
+    ap.add_argument("--detectors", default="mtcnn,centerface", help="face detectors, comma-separated")
+    ap.add_argument("--policies", default=",".join(POLICIES), help=f"embedding policies of {', '.join(POLICIES)}")
     ap.add_argument("--label", default="", help=argparse.SUPPRESS)  # set for a ref's child run
     a = ap.parse_args()
     samples = Path(a.samples)
@@ -197,9 +224,11 @@ def main() -> int:
 
         print(f"# @{a.label}: nano_vision_ros from {Path(nano_vision_ros.__file__).parent}")
     if a.only in (None, "faces"):
-        for ref in (r for r in a.refs.split(",") if r):
-            run_ref(ref, a.frames, samples)
-        bench_faces(samples, a.frames, f"@{a.label}" if a.label else "")
+        policies = tuple(p for p in a.policies.split(",") if p)
+        for det in (d for d in a.detectors.split(",") if d):  # refs and this tree in turn, per detector
+            for ref in (r for r in a.refs.split(",") if r):
+                run_ref(ref, a.frames, samples, det, a.policies)
+            bench_faces(samples, a.frames, f"@{a.label}" if a.label else "", (det,), policies)
     if a.only in (None, "plates"):
         bench_plates(a.frames)
     if a.only in (None, "mask"):
