@@ -159,7 +159,7 @@ class EventsNode(Node):
         )
         self.plate_crops = PlateCrops()
         if self.cfg.plate_crops_topic and self.cfg.snapshots:
-            # created before the plates subscription: when both are ready, the crop is taken first
+            # plate_node sends a crop before its plates message; both go through the one rules queue
             self.subs.append(
                 self.create_subscription(
                     CompressedImage, self.cfg.plate_crops_topic, lambda m: self._enqueue(("plate_crop", m)), results
