@@ -1,11 +1,12 @@
-"""Text detection and reading for plates: PP-OCRv4 (det + rec) and user LPRNet models.
+"""Text detection and reading for plates: PP-OCRv4 (det + rec) and CTC plate models.
 
 - ``TextDetector``: PP-OCRv4 DB text detector. The probability map is binarised, each region
   becomes a rotated rectangle, scored by its mean probability and grown by the DB "unclip"
   distance (area * ratio / perimeter), as PaddleOCR / RapidOCR do for rectangles.
 - ``PpOcrRecognizer``: PP-OCRv4 recogniser (6,623-character dictionary, stored in the model's
   metadata; covers the province characters), batched, greedy CTC.
-- ``LprNetRecognizer``: a user's LPRNet (or any CTC plate model) with a configurable alphabet.
+- ``LprNetRecognizer``: a CTC plate model: one trained by scripts/train_plate_reader.py (alphabet
+  and input contract in its metadata) or a user's LPRNet with a configurable alphabet.
 All run through ``core.inference.create_backend``.
 """
 
@@ -217,11 +218,14 @@ class PpOcrRecognizer:
 
 
 class LprNetRecognizer:
-    """A user's LPRNet-style CTC model.
+    """A plate CTC model: one trained by scripts/train_plate_reader.py or a user's LPRNet.
 
     `alphabet` lists the classes in the model's order (default: 31 provinces, digits, letters
     without I/O) and `blank` is the blank's index (-1 = last, LPRNet's usual). The model's
-    output may be (N, C, T) (LPRNet) or (N, T, C); `logits` applies a softmax first.
+    output may be (N, C, T) (LPRNet) or (N, T, C); `logits` applies a softmax first. A model that
+    carries its contract in its ONNX metadata (alphabet, blank, input_width, input_height, mean,
+    std, rgb, output = probs | logits) is read by it: the model knows how it was trained, a
+    configuration can only get it wrong.
     """
 
     def __init__(
@@ -243,6 +247,21 @@ class LprNetRecognizer:
         if not model:
             raise ConfigError("recognizer 'lprnet' needs a model file (parameter recognizer.model)", "recognizer.model")
         self.backend = create_backend(_model(model), backend, device=device, threads=threads)
+        meta = getattr(self.backend, "metadata", None) or {}
+        if meta.get("character") and not meta.get("alphabet"):
+            raise ModelError(f"{model} is a PP-OCR recognition model: set reader.kind: ppocr for it")
+        if meta.get("alphabet"):
+            try:
+                alphabet = meta["alphabet"]
+                blank = int(meta.get("blank", blank))
+                input_width = int(meta.get("input_width", input_width))
+                input_height = int(meta.get("input_height", input_height))
+                mean, std = float(meta.get("mean", mean)), float(meta.get("std", std))
+                rgb = meta.get("rgb", "1" if rgb else "0") not in ("0", "false", "")
+                logits = meta.get("output", "logits" if logits else "probs") != "probs"
+            except ValueError as err:
+                raise ModelError(f"{model}: bad reader metadata ({err})") from err
+            log.info("%s: alphabet and input contract from the model's metadata", model)
         self.size = (int(input_width), int(input_height))
         self.alphabet = list(alphabet)
         ncls = len(self.alphabet) + 1
@@ -253,12 +272,27 @@ class LprNetRecognizer:
             self.alphabet = self.alphabet[: self.blank] + ["<blank>"] + self.alphabet[self.blank :]
         self.mean, self.std, self.rgb, self.logits = float(mean), float(std), bool(rgb), bool(logits)
         self._in = self.backend.inputs[0].name
+        self._model = model
         self._fixed_batch = isinstance(self.backend.inputs[0].shape[0], int) and self.backend.inputs[0].shape[0] > 0
+        self._keeps: dict[str, np.ndarray] = {}
+
+    def _keep_for(self, charset: str) -> np.ndarray:
+        """Class indexes (blank included, model order) that decoding considers for `charset`."""
+        keep = self._keeps.get(charset)
+        if keep is None:
+            index = {c: i for i, c in enumerate(self.alphabet)}
+            missing = [c for c in charset if c not in index]
+            if missing:
+                raise ModelError(f"{self._model}: alphabet lacks {''.join(missing)!r}")
+            keep = self._keeps[charset] = np.array(sorted({self.blank, *(index[c] for c in charset)}), np.int64)
+        return keep
 
     def warmup(self) -> None:
-        self.read([np.zeros((24, 94, 3), np.uint8)])
+        self.read([np.zeros((self.size[1], self.size[0], 3), np.uint8)])
 
-    def read(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+    def read(self, crops: list[np.ndarray], charset: str = "") -> list[tuple[str, float]]:
+        """Greedy CTC text of each crop; `charset` restricts decoding for this call (the second
+        look at the province slot)."""
         if not crops:
             return []
         xs = []
@@ -283,6 +317,10 @@ class LprNetRecognizer:
         if self.logits:
             e = np.exp(out - out.max(axis=2, keepdims=True))
             out = e / e.sum(axis=2, keepdims=True)
+        if charset:
+            keep = self._keep_for(charset)
+            sub = [self.alphabet[i] for i in keep]
+            return ctc_greedy(out[:, :, keep], sub, blank=int(np.searchsorted(keep, self.blank)))
         return ctc_greedy(out, self.alphabet, blank=self.blank)
 
     def close(self) -> None:

@@ -104,7 +104,9 @@ class FinderConfig(BaseModel):
 class ReaderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["ppocr", "lprnet"] = Field(
-        "ppocr", description="ppocr (PP-OCRv4 recognition) or lprnet (your CTC model)"
+        "ppocr",
+        description="ppocr (PP-OCRv4 recognition) or lprnet (a CTC plate model: your LPRNet or one "
+        "trained with scripts/train_plate_reader.py)",
     )
     model: str = Field("models/ch_PP-OCRv4_rec_infer.onnx", description="recognition model file")
     alphabet: str = Field(LPR_ALPHABET, description="lprnet: classes in model order (blank excluded)")
@@ -324,6 +326,9 @@ class PlateReader:
                 blank=r.blank,
                 device=r.device,
             )
+        # the second look at the province slot needs the provinces (and 使) in the reader's classes
+        alphabet = set(self.recognizer.alphabet)
+        self._second_look = all(c in alphabet for c in PROVINCES + "使")
         self.tracker = make_tracker(0.2, 15)
         self.voter = PlateVoter(config.vote_window)
         #: per plate of the last process(): its passage's best rectified crop so far (BGR) or None
@@ -483,7 +488,7 @@ class PlateReader:
             raw = "".join(normalize(t) for t, _ in parts)
             conf = float(np.mean([p for _, p in parts])) if parts else 0.0
             text, valid = clean_plate(raw)
-            if not valid and isinstance(self.recognizer, PpOcrRecognizer):
+            if not valid and self._second_look:
                 tail = _province_tail(text)
                 if tail:
                     second.append(
