@@ -24,6 +24,7 @@ metadata (read by core/recognition/ocr.py: LprNetRecognizer).
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import logging
@@ -61,6 +62,10 @@ TOP_ROW = (0.08, 0.0, 0.92, 0.40)
 BOTTOM_ROW = (0.02, 0.36, 0.98, 0.97)
 TOP_PROVINCE = (0.08, 0.0, 0.55, 0.38)
 SINGLE_PROVINCE = (0.0, 0.0, 0.30, 1.0)
+#: double-row rows as plates.py cuts them when the text detector boxes them (tight: the top row's
+#: two boxes joined, the bottom row's box), in fractions of the 440x220 mm plate
+TIGHT_TOP_ROW = (0.23, 0.04, 0.77, 0.37)
+TIGHT_BOTTOM_ROW = (0.045, 0.40, 0.955, 0.955)
 
 CJK_FONTS = (  # Debian fonts-noto-cjk (OFL-1.1), fonts-wqy-microhei (Apache-2.0 / GPLv3), fonts-arphic-* (Arphic)
     ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
@@ -101,29 +106,63 @@ def _available(fonts: tuple[tuple[str, int], ...]) -> list[tuple[str, int]]:
 
 
 class Glyphs:
-    """Characters cut to their ink, per font, as grey masks (cached)."""
+    """Characters cut to their ink, per font, as grey masks (cached).
 
-    def __init__(self) -> None:
+    With ``cache`` (an .npz written by ``--write-glyphs``) no font file is opened: the GPU machine
+    has none of the Debian fonts, and the fonts (~150 MB) cannot travel there, the masks (~1 MB) can.
+    """
+
+    def __init__(self, cache: str | os.PathLike[str] | None = None) -> None:
+        self._cache: dict[tuple[int, int, str], np.ndarray] = {}
+        if cache:
+            with np.load(cache) as z:
+                for name in z.files:  # "latin|font index|character"
+                    latin, k, ch = name.split("|", 2)
+                    self._cache[(int(latin), int(k), ch)] = z[name]
+            self.n_fonts = {lat: 1 + max(k for (la, k, _) in self._cache if la == lat) for lat in (0, 1)}
+            return
         from PIL import ImageFont
 
         self.cjk = [ImageFont.truetype(p, 96, index=i) for p, i in _available(CJK_FONTS)]
         self.latin = [ImageFont.truetype(p, 96, index=i) for p, i in _available(LATIN_FONTS)]
-        self._cache: dict[tuple[int, int, str], np.ndarray] = {}
+        self.n_fonts = {0: len(self.cjk), 1: len(self.latin)}
 
     def get(self, ch: str, rng: random.Random) -> np.ndarray:
         latin = ch in ALNUM
-        fonts = self.latin if latin else self.cjk
-        k = rng.randrange(len(fonts))
+        k = rng.randrange(self.n_fonts[int(latin)])
         key = (int(latin), k, ch)
         g = self._cache.get(key)
         if g is None:
             from PIL import Image, ImageDraw
 
             im = Image.new("L", (150, 150), 0)
-            ImageDraw.Draw(im).text((15, 5), ch, font=fonts[k], fill=255)
+            font = (self.latin if latin else self.cjk)[k]
+            ImageDraw.Draw(im).text((15, 5), ch, font=font, fill=255)
             bb = im.getbbox() or (0, 0, 1, 1)
             g = self._cache[key] = np.asarray(im.crop(bb))
         return g
+
+    def write(self, path: str) -> int:
+        """Render every character the renderer draws, in every font, into ``path`` (.npz)."""
+        chars = set(ALPHABET) | set(NOT_PLATE_TEXT)
+        arrays = {}
+        for ch in sorted(chars):
+            latin = int(ch in ALNUM)
+            for k in range(self.n_fonts[latin]):
+                rng = _Fixed(k)
+                arrays[f"{latin}|{k}|{ch}"] = self.get(ch, rng)  # type: ignore[arg-type]
+        np.savez_compressed(path, **arrays)
+        return len(arrays)
+
+
+class _Fixed:
+    """A stand-in for random.Random whose randrange returns one font index (for Glyphs.write)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def randrange(self, n: int) -> int:
+        return self.k
 
 
 def _jit(c: tuple[int, int, int], rng: random.Random, s: int = 18) -> np.ndarray:
@@ -371,11 +410,14 @@ def sample(glyphs: Glyphs, rng: random.Random) -> list[tuple[np.ndarray, str]]:
         if double:
             margin = (CORNER_MARGIN[0] + rng.uniform(-0.03, 0.03), CORNER_MARGIN[1] + rng.uniform(-0.05, 0.05))
             big = _warp(frame, nq, 256, 144, CORNER_MARGIN)
+            tight = rng.random() < 0.5  # the text detector boxed the rows (plates.py: _rows)
             if rng.random() < 0.1:
                 out.append((_frac(big, _jitter(TOP_PROVINCE, rng, 0.03), margin), text[:1]))
             else:
-                out.append((_frac(big, _jitter(TOP_ROW, rng, 0.04), margin), text[:2]))
-            out.append((_frac(big, _jitter(BOTTOM_ROW, rng, 0.03), margin), text[2:]))
+                top = TIGHT_TOP_ROW if tight else TOP_ROW
+                out.append((_frac(big, _jitter(top, rng, 0.02 if tight else 0.04), margin), text[:2]))
+            bottom = TIGHT_BOTTOM_ROW if tight else BOTTOM_ROW
+            out.append((_frac(big, _jitter(bottom, rng, 0.02 if tight else 0.03), margin), text[2:]))
             continue
         ph_ = 56 if h < 48 else int(min(h * 1.2, 112))
         if rng.random() < 0.75:  # corner detector quad + the pipeline's margin
@@ -491,7 +533,7 @@ def greedy(probs: np.ndarray) -> list[str]:
     return out
 
 
-def make_batches(seed: int, batch: int):
+def make_batches(seed: int, batch: int, glyph_cache: str = ""):
     """Endless batches from one worker process (seeded per worker)."""
     import torch
 
@@ -501,7 +543,7 @@ def make_batches(seed: int, batch: int):
             wid = info.id if info else 0
             rng = random.Random(seed * 1000 + wid)
             cv2.setNumThreads(1)
-            glyphs = Glyphs()
+            glyphs = Glyphs(glyph_cache or None)
             while True:
                 xs, ys = [], []
                 while len(xs) < batch:
@@ -526,14 +568,25 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the training step (CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--preview", default="", help="write a sheet of training crops here and exit")
+    ap.add_argument("--reuse", type=int, default=1, help="training steps per rendered batch (replayed from a buffer)")
+    ap.add_argument("--replay", type=int, default=256, help="batches kept for --reuse")
+    ap.add_argument("--init", default="", help="start from this state dict (.pt, from --save-state)")
+    ap.add_argument("--save-state", default="", help="also write the trained state dict (.pt) here")
+    ap.add_argument("--warmup", type=int, default=300, help="learning-rate warm-up steps")
+    ap.add_argument("--glyphs", default="", help="read the characters from this .npz instead of the fonts")
+    ap.add_argument("--write-glyphs", default="", help="render the characters of the fonts into this .npz and exit")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.write_glyphs:
+        n = Glyphs().write(args.write_glyphs)
+        log.info("%d glyphs -> %s (%d bytes)", n, args.write_glyphs, Path(args.write_glyphs).stat().st_size)
+        return 0
     import torch
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     if args.preview:
-        rng, glyphs = random.Random(args.seed), Glyphs()
+        rng, glyphs = random.Random(args.seed), Glyphs(args.glyphs or None)
         tiles = []
         while len(tiles) < 48:
             for crop, text in sample(glyphs, rng):
@@ -544,25 +597,45 @@ def main() -> int:
         cv2.imwrite(args.preview, sheet)
         return 0
     n_classes = len(ALPHABET) + 1
-    model = build_model(n_classes).to(args.device)
+    model = build_model(n_classes)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+        log.info("weights from %s", args.init)
+    model = model.to(args.device)
     log.info("params %d", sum(p.numel() for p in model.parameters()))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     loader = torch.utils.data.DataLoader(
-        make_batches(args.seed, args.batch), batch_size=None, num_workers=args.workers, prefetch_factor=4
+        make_batches(args.seed, args.batch, args.glyphs), batch_size=None, num_workers=args.workers, prefetch_factor=4
     )
     budget = args.minutes * 60
     t0 = time.monotonic()
     step, ema = 0, None
-    for x, texts in loader:
+    replay: collections.deque = collections.deque(maxlen=args.replay)
+    pick = random.Random(args.seed)
+
+    def batches():
+        """Each rendered batch, then (--reuse > 1) earlier ones from the replay buffer: rendering,
+        not the training step, bounds the rate on a GPU, so each crop is used more than once."""
+        for x, texts in loader:
+            x = x.to(args.device, non_blocking=True)
+            replay.append((x, texts))
+            yield x, texts
+            for _ in range(args.reuse - 1):
+                yield pick.choice(replay)
+
+    for x, texts in batches():
         elapsed = time.monotonic() - t0
         frac = elapsed / budget if not args.steps else step / args.steps
         if frac >= 1.0:
             break
         for g in opt.param_groups:  # warm-up then cosine to 2 % of the peak
-            g["lr"] = args.lr * min(1.0, (step + 1) / 300) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            g["lr"] = (
+                args.lr
+                * min(1.0, (step + 1) / max(1, args.warmup))
+                * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            )
         model.train()
-        x = x.to(args.device)
         logp = torch.log_softmax(model(x), dim=2).permute(1, 0, 2)  # (T, N, C)
         targets = torch.tensor([i for t in texts for i in encode(t)], dtype=torch.long)
         lens = torch.tensor([len(t) for t in texts], dtype=torch.long)
@@ -581,10 +654,18 @@ def main() -> int:
                 got = greedy(torch.softmax(model(x), 2).cpu().numpy())
             acc = np.mean([g == t for g, t in zip(got, texts)])
             log.info("step %d  %.0f s  loss %.3f  batch exact %.2f", step, elapsed, ema, acc)
-    log.info("trained %d steps (%d crops) in %.0f s", step, step * args.batch, time.monotonic() - t0)
+    log.info(
+        "trained %d steps (%d crops, each used ~%d times) in %.0f s",
+        step,
+        step * args.batch // max(1, args.reuse),
+        args.reuse,
+        time.monotonic() - t0,
+    )
     model.eval().cpu()
+    if args.save_state:
+        torch.save(model.state_dict(), args.save_state)
     # held-out check on this renderer (another seed): crops the model never saw
-    rng, glyphs = random.Random(args.seed + 999), Glyphs()
+    rng, glyphs = random.Random(args.seed + 999), Glyphs(args.glyphs or None)
     val: list[tuple[np.ndarray, str]] = []
     while len(val) < 1000:
         val += sample(glyphs, rng)
