@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 try:  # one core: ONNX Runtime (ours: threads = usable cores), OpenCV, BLAS all see one CPU
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
@@ -43,11 +44,24 @@ def _one_thread_ort() -> None:
 
 
 class Ours:
-    def __init__(self, vehicles: bool) -> None:
-        from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig
+    def __init__(self, vehicles: bool, reader: str = "default") -> None:
+        """reader: default (the tree's defaults: PP-OCRv4 with the plate-trained CTC model as its
+        second reader since that model shipped), ppocr (PP-OCRv4 alone) or crnn (the CTC model alone)."""
+        from nano_vision_ros.core.recognition.plates import PlateReader, PlatesConfig, ReaderConfig
 
         self.vehicles = vehicles
-        self.reader = PlateReader(PlatesConfig(finder={"mode": "vehicles" if vehicles else "frame"}))
+        model = os.environ.get(
+            "PLATE_READER_MODEL", str(Path(__file__).resolve().parents[1] / "models" / "plate_reader_crnn.onnx")
+        )
+        alone = {"second_model": None} if "second_model" in ReaderConfig.model_fields else {}
+        reader_config = {
+            "default": {},
+            "ppocr": alone,
+            "crnn": {"kind": "lprnet", "model": model, **alone},
+        }[reader]
+        self.reader = PlateReader(
+            PlatesConfig(finder={"mode": "vehicles" if vehicles else "frame"}, reader=reader_config)
+        )
         self.reader.warmup()
         self._group = None
 
@@ -120,6 +134,10 @@ def main() -> int:
     make = {
         "ours": lambda: Ours(False),
         "ours_vehicles": lambda: Ours(True),
+        "ours_ppocr": lambda: Ours(False, "ppocr"),
+        "ours_vehicles_ppocr": lambda: Ours(True, "ppocr"),
+        "ours_crnn": lambda: Ours(False, "crnn"),
+        "ours_vehicles_crnn": lambda: Ours(True, "crnn"),
         "hyperlpr2": HyperLpr2,
         "agentclpr": AgentClpr,
     }[system]

@@ -88,3 +88,44 @@ def test_plate_reader_second_look_with_a_ctc_model_and_ppocr_refused(tmp_path) -
         p.close()
     with pytest.raises(ModelError, match="reader.kind: ppocr"):
         LprNetRecognizer("models/ch_PP-OCRv4_rec_infer.onnx", device="cpu")
+
+
+def test_fusion_of_two_readers() -> None:
+    """Agreement keeps the higher confidence; one valid plate wins over an invalid reading; of two
+    different valid plates the main reader's is kept."""
+    from nano_vision_ros.core.recognition.plates import _fuse
+
+    assert _fuse(("京A12345", 0.7, True), ("京A12345", 0.9, True)) == ("京A12345", 0.9, True)
+    assert _fuse(("京A1234", 0.9, False), ("京A12345", 0.7, True)) == ("京A12345", 0.7, True)
+    assert _fuse(("京A12345", 0.8, True), ("京A1Z34", 0.95, False)) == ("京A12345", 0.8, True)
+    assert _fuse(("京A12345", 0.8, True), ("京A12346", 0.9, True)) == ("京A12345", 0.8, True)
+
+
+def test_shipped_plate_reader_reads_synthetic_plates(tmp_path) -> None:
+    """models/plate_reader_crnn.onnx (trained by scripts/train_plate_reader.py on crops drawn with
+    other fonts than the tests') reads the tests' SYNTHETIC plates found in vehicle scenes, alone
+    and as PP-OCRv4's second reader; the fused reader keeps PP-OCRv4's clean-plate exactness."""
+    from plates_synth import dataset
+
+    data = dataset(45, seed=23)
+    results = {}
+    for name, reader in {
+        "crnn": {"kind": "lprnet", "model": "models/plate_reader_crnn.onnx", "second_model": None},
+        "fused": {},  # the default: PP-OCRv4 + the shipped model as second_model
+    }.items():
+        p = PlateReader(PlatesConfig(finder={"mode": "frame"}, reader=reader))
+        try:
+            p.warmup()
+            if name == "fused":
+                assert isinstance(p.second_recognizer, LprNetRecognizer) and p.second_recognizer.size == (128, 32)
+            exact = 0
+            for text, _colour, img, _box in data:
+                rs = p.find_and_read(img)
+                exact += bool(rs) and max(rs, key=lambda r: r.confidence).text == text
+            results[name] = exact / len(data)
+        finally:
+            p.close()
+    print("shipped plate reader, SYNTHETIC plates exact:", results)
+    # measured 84 % alone (its misses: the tests' font's C read as 0 / D), 99 % with PP-OCRv4 on 210
+    assert results["crnn"] >= 0.7, results
+    assert results["fused"] >= 0.85, results

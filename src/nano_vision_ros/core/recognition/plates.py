@@ -116,6 +116,14 @@ class ReaderConfig(BaseModel):
     min_confidence: float = Field(
         0.6, ge=0, le=1, description="readings below this mean character probability are dropped"
     )
+    second_model: str | None = Field(
+        "models/plate_reader_crnn.onnx",
+        description="a second reader read on the same crops: a CTC plate model that carries its "
+        "contract in its metadata (as scripts/train_plate_reader.py exports it; the default is the "
+        "one trained that way). Fused per plate: agreement keeps the higher confidence, where only "
+        "one reading is a valid plate that one, two different valid plates the main reader's. "
+        "null: the main reader alone",
+    )
     device: str = Field("cpu", description="inference device")
 
 
@@ -265,6 +273,25 @@ def _frac(
     ]
 
 
+def _assemble(parts: list[tuple[str, float]]) -> tuple[str, float, bool]:
+    """A plate's row readings joined and cleaned: (text, mean confidence, valid format)."""
+    raw = "".join(normalize(t) for t, _ in parts)
+    conf = float(np.mean([p for _, p in parts])) if parts else 0.0
+    text, valid = clean_plate(raw)
+    return text, conf, valid
+
+
+def _fuse(a: tuple[str, float, bool], b: tuple[str, float, bool]) -> tuple[str, float, bool]:
+    """The main reader's reading ``a`` and the second reader's ``b`` of one plate as one: agreement
+    keeps the text at the higher confidence; where only one is a valid plate, that one; two
+    different valid plates keep the main reader's (on clean plates it is the better reader)."""
+    if a[0] == b[0]:
+        return a[0], max(a[1], b[1]), a[2]
+    if b[2] and not a[2]:
+        return b
+    return a
+
+
 def _inside(a: np.ndarray, b: np.ndarray) -> bool:
     """Centre of box a inside box b."""
     cx, cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
@@ -326,6 +353,9 @@ class PlateReader:
                 blank=r.blank,
                 device=r.device,
             )
+        self.second_recognizer: LprNetRecognizer | None = (
+            LprNetRecognizer(r.second_model, device=r.device) if r.second_model and r.second_model != r.model else None
+        )
         # the second look at the province slot needs the provinces (and 使) in the reader's classes
         alphabet = set(self.recognizer.alphabet)
         self._second_look = all(c in alphabet for c in PROVINCES + "使")
@@ -341,6 +371,8 @@ class PlateReader:
         if self.corner_detector is not None:
             self.corner_detector.warmup()
         self.recognizer.warmup()
+        if self.second_recognizer is not None:
+            self.second_recognizer.warmup()
 
     def set_lists(self, allow: list[str], deny: list[str]) -> None:
         self._allow = {normalize(p) for p in allow}
@@ -481,13 +513,13 @@ class PlateReader:
         if not crops:
             return []
         texts = self.recognizer.read(crops)
+        texts2 = self.second_recognizer.read(crops) if self.second_recognizer is not None else None
         out: list[PlateReading] = []
         second: list[tuple[int, str, np.ndarray]] = []  # (reading index, tail, province slot crop)
         for c, layout, plate, margin, idx in jobs:
-            parts = [texts[i] for i in idx]
-            raw = "".join(normalize(t) for t, _ in parts)
-            conf = float(np.mean([p for _, p in parts])) if parts else 0.0
-            text, valid = clean_plate(raw)
+            text, conf, valid = _assemble([texts[i] for i in idx])
+            if texts2 is not None:
+                text, conf, valid = _fuse((text, conf, valid), _assemble([texts2[i] for i in idx]))
             if not valid and self._second_look:
                 tail = _province_tail(text)
                 if tail:
@@ -593,3 +625,5 @@ class PlateReader:
         if self.plate_detector is not None and hasattr(self.plate_detector, "close"):
             self.plate_detector.close()
         self.recognizer.close()
+        if self.second_recognizer is not None:
+            self.second_recognizer.close()
