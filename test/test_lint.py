@@ -104,3 +104,19 @@ def test_no_module_imports_a_test_module():
                     offences.append(f"{path.relative_to(REPO)}:{line}: imports test module {module}")
     hint = "\nmove what is shared to test/conftest.py (fixtures) or a helper module such as test/mqtt_tools.py"
     assert not offences, "\n".join(offences) + hint
+
+
+def test_every_shipped_model_carries_its_provenance():
+    """Each model file in models/ has a .md beside it that names its source and license and
+    carries the file's sha256 (a model replaced without its note fails here)."""
+    import hashlib
+
+    models = sorted((REPO / "models").glob("*.onnx"))
+    assert models
+    for model in models:
+        note = model.with_name(model.name + ".md")
+        assert note.is_file(), f"{model.name}: no {note.name} (source, license, sha256)"
+        text = note.read_text(encoding="utf-8")
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        assert digest in text, f"{note.name} does not carry {model.name}'s sha256 {digest}"
+        assert "source" in text.lower() and "licen" in text.lower(), f"{note.name}: source or license missing"
