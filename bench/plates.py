@@ -13,6 +13,9 @@ reading on the plate with the wrong text), false plates per 1,000 frames without
 exact (the system's own vote for ours; a majority of the frame readings for the peers), ms per
 frame. ``--refs REF1,REF2`` runs this project at those git refs (src/ and models/ extracted with
 git archive) instead of the working tree, e.g. before and after a change, in one run.
+Systems: ``ours`` / ``ours_vehicles`` (the tree's defaults, whole frame / the scene's vehicle box),
+``ours*_ppocr`` (PP-OCRv4 alone, no second reader), ``ours*_crnn`` (the plate-trained CTC reader
+alone; ``PLATE_READER_MODEL`` picks another file), ``hyperlpr2``, ``agentclpr``.
 """
 
 from __future__ import annotations
