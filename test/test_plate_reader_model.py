@@ -91,14 +91,18 @@ def test_plate_reader_second_look_with_a_ctc_model_and_ppocr_refused(tmp_path) -
 
 
 def test_fusion_of_two_readers() -> None:
-    """Agreement keeps the higher confidence; one valid plate wins over an invalid reading; of two
-    different valid plates the main reader's is kept."""
+    """Agreement keeps the higher confidence; the second reader's valid plate wins over the main
+    reader's invalid reading (at the second_min bar); of two different valid plates the main
+    reader's is kept."""
     from nano_vision_ros.core.recognition.plates import _fuse
 
     assert _fuse(("京A12345", 0.7, True), ("京A12345", 0.9, True)) == ("京A12345", 0.9, True)
     assert _fuse(("京A1234", 0.9, False), ("京A12345", 0.7, True)) == ("京A12345", 0.7, True)
     assert _fuse(("京A12345", 0.8, True), ("京A1Z34", 0.95, False)) == ("京A12345", 0.8, True)
     assert _fuse(("京A12345", 0.8, True), ("京A12346", 0.9, True)) == ("京A12345", 0.8, True)
+    # a plate only the second reader vouches for needs its higher bar
+    assert _fuse(("京A1234", 0.9, False), ("京A12345", 0.85, True), 0.9) == ("京A1234", 0.9, False)
+    assert _fuse(("京A1234", 0.9, False), ("京A12345", 0.95, True), 0.9) == ("京A12345", 0.95, True)
 
 
 def test_shipped_plate_reader_reads_synthetic_plates(tmp_path) -> None:

@@ -124,6 +124,13 @@ class ReaderConfig(BaseModel):
         "one reading is a valid plate that one, two different valid plates the main reader's. "
         "null: the main reader alone",
     )
+    second_min_confidence: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="a plate that only the second reader reads as valid (the main reader's reading "
+        "is not a plate) is taken only at this confidence or above: one reader's word needs a higher bar",
+    )
     device: str = Field("cpu", description="inference device")
 
 
@@ -281,13 +288,13 @@ def _assemble(parts: list[tuple[str, float]]) -> tuple[str, float, bool]:
     return text, conf, valid
 
 
-def _fuse(a: tuple[str, float, bool], b: tuple[str, float, bool]) -> tuple[str, float, bool]:
+def _fuse(a: tuple[str, float, bool], b: tuple[str, float, bool], second_min: float = 0.0) -> tuple[str, float, bool]:
     """The main reader's reading ``a`` and the second reader's ``b`` of one plate as one: agreement
-    keeps the text at the higher confidence; where only one is a valid plate, that one; two
-    different valid plates keep the main reader's (on clean plates it is the better reader)."""
+    keeps the text at the higher confidence; where only the second is a valid plate, that one if
+    its confidence reaches ``second_min``; else the main reader's (on clean plates the better)."""
     if a[0] == b[0]:
         return a[0], max(a[1], b[1]), a[2]
-    if b[2] and not a[2]:
+    if b[2] and not a[2] and b[1] >= second_min:
         return b
     return a
 
@@ -519,7 +526,9 @@ class PlateReader:
         for c, layout, plate, margin, idx in jobs:
             text, conf, valid = _assemble([texts[i] for i in idx])
             if texts2 is not None:
-                text, conf, valid = _fuse((text, conf, valid), _assemble([texts2[i] for i in idx]))
+                text, conf, valid = _fuse(
+                    (text, conf, valid), _assemble([texts2[i] for i in idx]), self.config.reader.second_min_confidence
+                )
             if not valid and self._second_look:
                 tail = _province_tail(text)
                 if tail:
