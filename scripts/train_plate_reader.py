@@ -56,7 +56,8 @@ from nano_vision_ros.core.recognition.plate_rules import (
 ALPHABET = PROVINCES + DIGITS + LETTERS + SPECIAL_LAST + SPECIAL_OTHER
 ALNUM = LETTERS + DIGITS
 IN_W, IN_H = 128, 32
-#: pipeline constants mirrored from core/recognition/plates.py (how crops reach the reader)
+#: pipeline constants mirrored from core/recognition/plates.py (how crops reach the reader; not
+#: imported: the GPU machine has no pydantic; test_plate_reader_model.py checks they still agree)
 CORNER_MARGIN = (0.06, 0.12)
 TOP_ROW = (0.08, 0.0, 0.92, 0.40)
 BOTTOM_ROW = (0.02, 0.36, 0.98, 0.97)
@@ -128,9 +129,11 @@ class Glyphs:
         self.n_fonts = {0: len(self.cjk), 1: len(self.latin)}
 
     def get(self, ch: str, rng: random.Random) -> np.ndarray:
-        latin = ch in ALNUM
-        k = rng.randrange(self.n_fonts[int(latin)])
-        key = (int(latin), k, ch)
+        latin = int(ch in ALNUM)
+        return self._glyph(latin, rng.randrange(self.n_fonts[latin]), ch)
+
+    def _glyph(self, latin: int, k: int, ch: str) -> np.ndarray:
+        key = (latin, k, ch)
         g = self._cache.get(key)
         if g is None:
             from PIL import Image, ImageDraw
@@ -144,25 +147,13 @@ class Glyphs:
 
     def write(self, path: str) -> int:
         """Render every character the renderer draws, in every font, into ``path`` (.npz)."""
-        chars = set(ALPHABET) | set(NOT_PLATE_TEXT)
         arrays = {}
-        for ch in sorted(chars):
+        for ch in sorted(set(ALPHABET) | set(NOT_PLATE_TEXT)):
             latin = int(ch in ALNUM)
             for k in range(self.n_fonts[latin]):
-                rng = _Fixed(k)
-                arrays[f"{latin}|{k}|{ch}"] = self.get(ch, rng)  # type: ignore[arg-type]
+                arrays[f"{latin}|{k}|{ch}"] = self._glyph(latin, k, ch)
         np.savez_compressed(path, **arrays)
         return len(arrays)
-
-
-class _Fixed:
-    """A stand-in for random.Random whose randrange returns one font index (for Glyphs.write)."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def randrange(self, n: int) -> int:
-        return self.k
 
 
 def _jit(c: tuple[int, int, int], rng: random.Random, s: int = 18) -> np.ndarray:

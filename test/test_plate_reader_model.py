@@ -133,3 +133,32 @@ def test_shipped_plate_reader_reads_synthetic_plates(tmp_path) -> None:
     # measured 84 % alone (its misses: the tests' font's C read as 0 / D), 99 % with PP-OCRv4 on 210
     assert results["crnn"] >= 0.7, results
     assert results["fused"] >= 0.85, results
+
+
+def test_trainer_cuts_crops_as_the_pipeline_does() -> None:
+    """scripts/train_plate_reader.py mirrors plates.py's margin, row and province fractions, warp
+    and cut (it runs where the package's dependencies are not installed): they must still agree,
+    or the shipped reader would be trained on crops the pipeline never makes."""
+    import importlib.util
+    import random
+
+    from conftest import REPO
+
+    from nano_vision_ros.core.recognition import plates
+
+    spec = importlib.util.spec_from_file_location("train_plate_reader", REPO / "scripts" / "train_plate_reader.py")
+    assert spec is not None and spec.loader is not None
+    trainer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trainer)
+    assert trainer.CORNER_MARGIN == plates.CORNER_MARGIN
+    assert trainer.TOP_ROW == plates._TOP_ROW and trainer.BOTTOM_ROW == plates._BOTTOM_ROW
+    assert trainer.TOP_PROVINCE == plates._TOP_PROVINCE and trainer.SINGLE_PROVINCE == plates._SINGLE_PROVINCE
+    rng = random.Random(3)
+    img = np.random.default_rng(3).integers(0, 255, (120, 300, 3), np.uint8)
+    for _ in range(5):
+        quad = np.array([[20, 15], [260, 25], [255, 100], [25, 90]], np.float32) + rng.uniform(-8, 8)
+        a = trainer._warp(img, quad, 256, 144, trainer.CORNER_MARGIN)
+        b = plates._warp(img, quad, 256, 144, plates.CORNER_MARGIN)
+        assert np.array_equal(a, b)
+        for r in (plates._TOP_ROW, plates._BOTTOM_ROW, plates._SINGLE_PROVINCE):
+            assert np.array_equal(trainer._frac(a, r, plates.CORNER_MARGIN), plates._frac(b, r, plates.CORNER_MARGIN))

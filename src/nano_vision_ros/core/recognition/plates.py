@@ -122,7 +122,7 @@ class ReaderConfig(BaseModel):
         "contract in its metadata (as scripts/train_plate_reader.py exports it; the default is the "
         "one trained that way). Fused per plate: agreement keeps the higher confidence, where only "
         "one reading is a valid plate that one, two different valid plates the main reader's. "
-        "null: the main reader alone",
+        "'' or null: the main reader alone",
     )
     second_min_confidence: float = Field(
         0.9,
